@@ -1,0 +1,261 @@
+"""The attention LSTM branch (section III-C of the paper).
+
+last feature map -> global average pool -> LSTM (128-d hidden and cell, state carried
+from image to image) -> S = concat(cell, hidden) -> 4 sigmoids (x, y, w, h) -> crop that
+box out of the feature map with `tf.image.crop_and_resize` -> average pool -> local
+feature for the local softmax head.
+
+The LSTM's memory is explicit state, one (hidden, cell) pair shared by all images:
+
+* every image of a batch takes one LSTM step from the carried state, so a batch runs in
+  parallel and any batch size, including a partial last batch, works;
+* after a training step the carried state becomes the mean of the new states over the
+  whole global batch, all-reduced across replicas and workers, so every replica holds
+  the same memory and one device and N replicas agree;
+* inference never writes the state, and `freeze_state()` stops training from writing it
+  too, so the same image gets the same answer whatever came before;
+* `reset_state()` zeroes it, e.g. before a new training stage.
+
+BUILD_NOTES.md explains how this differs from Torch's per-batch-row state and why.
+"""
+
+from typing import Dict, Optional, Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+PACKAGE = "keras_alage"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CarriedStateLSTM(layers.Layer):
+    """One LSTM step per image from a memory carried across images and batches.
+
+    Input: [batch, features]. Output: S = concat(cell, hidden), [batch, 2 * units].
+    """
+
+    def __init__(self, units: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"CarriedStateLSTM units must be positive; received {units}.")
+        self.units = units
+        self.cell = layers.LSTMCell(units, name="cell", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.cell.build(input_shape)
+        # The memory is float32 whatever the compute dtype, and identical on every
+        # replica: assignments are all-reduced in `_carry` and "mean" keeps them in sync.
+        state = dict(
+            shape=(1, self.units),
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            dtype="float32",
+            aggregation="mean",
+        )
+        self.hidden_state = self.add_weight(name="hidden_state", **state)
+        self.cell_state = self.add_weight(name="cell_state", **state)
+        # 1.0 carries the state in training calls; 0.0 freezes it. A variable, not a
+        # Python flag, so freezing takes effect in already-traced functions and saves.
+        self.carry_enabled = self.add_weight(
+            name="carry_enabled",
+            shape=(),
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+            dtype="float32",
+            aggregation="mean",
+        )
+
+    def call(self, inputs, training=False):
+        batch = tf.shape(inputs)[0]
+        compute_dtype = self.compute_dtype
+        h_prev = tf.cast(tf.tile(tf.convert_to_tensor(self.hidden_state), [batch, 1]), compute_dtype)
+        c_prev = tf.cast(tf.tile(tf.convert_to_tensor(self.cell_state), [batch, 1]), compute_dtype)
+        hidden, (hidden, cell) = self.cell(inputs, [h_prev, c_prev], training=training)
+        if training:
+            self._carry(hidden, cell)
+        return tf.concat([cell, hidden], axis=-1)
+
+    def _carry(self, hidden, cell):
+        """Sets the memory to the global-batch mean of the new states (no gradient)."""
+        hidden = tf.stop_gradient(tf.cast(hidden, "float32"))
+        cell = tf.stop_gradient(tf.cast(cell, "float32"))
+        sums = tf.concat([tf.reduce_sum(hidden, 0), tf.reduce_sum(cell, 0)], axis=0)
+        count = tf.cast(tf.shape(hidden)[0], "float32")
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            sums, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [sums, count])
+        mean = tf.reshape(sums / tf.maximum(count, 1.0), (2, 1, self.units))
+        gate = tf.convert_to_tensor(self.carry_enabled) * tf.cast(count > 0, "float32")
+        old_h = tf.convert_to_tensor(self.hidden_state)
+        old_c = tf.convert_to_tensor(self.cell_state)
+        self.hidden_state.assign(gate * mean[0] + (1.0 - gate) * old_h)
+        self.cell_state.assign(gate * mean[1] + (1.0 - gate) * old_c)
+
+    def reset_state(self):
+        """Forgets the memory: hidden and cell state back to zero."""
+        self.hidden_state.assign(keras.ops.zeros_like(self.hidden_state))
+        self.cell_state.assign(keras.ops.zeros_like(self.cell_state))
+
+    def freeze_state(self, frozen: bool = True):
+        """Stops (or resumes) writing the memory in training calls."""
+        self.carry_enabled.assign(0.0 if frozen else 1.0)
+
+    @property
+    def state_frozen(self) -> bool:
+        return float(keras.ops.convert_to_numpy(self.carry_enabled)) == 0.0
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttentionBox(layers.Layer):
+    """Maps the location network's 4 sigmoids to a box that always lies inside the map.
+
+    (s_x, s_y, s_w, s_h) in (0, 1) become width w = m + (1 - m) s_w, height likewise,
+    and top-left x = s_x (1 - w), y = s_y (1 - h), with m = `min_size`, so that
+    0 <= x < x + w <= 1 for any input and the mapping stays smooth, which keeps
+    gradients flowing to the box (clipping would cut them). All-zero logits give a
+    centred box. Outputs `[batch, 4]` as (x, y, w, h) in fractions of the map.
+    """
+
+    def __init__(self, min_size: float = 1.0 / 7.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < min_size < 1.0:
+            raise ValueError(f"AttentionBox min_size must lie in (0, 1); received {min_size}.")
+        self.min_size = float(min_size)
+
+    def call(self, unit):
+        s_x, s_y, s_w, s_h = tf.unstack(unit, num=4, axis=-1)
+        w = self.min_size + (1.0 - self.min_size) * s_w
+        h = self.min_size + (1.0 - self.min_size) * s_h
+        return tf.stack([s_x * (1.0 - w), s_y * (1.0 - h), w, h], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"min_size": self.min_size})
+        return config
+
+
+def box_to_corners(box):
+    """(x, y, w, h) -> (y1, x1, y2, x2), the order `tf.image.crop_and_resize` takes."""
+    x, y, w, h = tf.unstack(box, num=4, axis=-1)
+    return tf.stack([y, x, y + h, x + w], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CropAndPool(layers.Layer):
+    """Bilinearly crops each image's box out of its feature map and average-pools it.
+
+    Inputs: (features [batch, H, W, C], box [batch, 4] as (x, y, w, h)).
+    Output: the local feature, [batch, C].
+    """
+
+    def __init__(self, crop_size: Sequence[int] = (7, 7), **kwargs):
+        super().__init__(**kwargs)
+        crop_size = tuple(int(s) for s in crop_size)
+        if len(crop_size) != 2 or min(crop_size) < 1:
+            raise ValueError(f"CropAndPool crop_size must be two positive ints; received {crop_size}.")
+        self.crop_size = crop_size
+
+    def call(self, inputs):
+        features, box = inputs
+        batch = tf.shape(features)[0]
+        crops = tf.image.crop_and_resize(
+            tf.cast(features, "float32"),
+            tf.cast(box_to_corners(box), "float32"),
+            box_indices=tf.range(batch),
+            crop_size=self.crop_size,
+            method="bilinear",
+        )
+        return tf.cast(tf.reduce_mean(crops, axis=[1, 2]), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        features_shape, _ = input_shape
+        return (features_shape[0], features_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"crop_size": list(self.crop_size)})
+        return config
+
+
+def apply_attention_branch(
+    features,
+    num_classes: int,
+    lstm_units: int = 128,
+    crop_size: Sequence[int] = (7, 7),
+    min_box_size: float = 1.0 / 7.0,
+    pooled=None,
+) -> Dict[str, keras.KerasTensor]:
+    """Wires the branch onto a feature map; returns its tensors by name.
+
+    Args:
+      features: the backbone's last feature map, [batch, H, W, C].
+      num_classes: outputs of the local softmax head.
+      lstm_units: LSTM hidden (and cell) size; the paper uses 128, so S is 256-d.
+      crop_size: bilinear samples taken inside the box before average pooling.
+      min_box_size: smallest box side, as a fraction of the map (1/7 = one cell at 224 px).
+      pooled: the globally pooled feature, if already computed for the global head.
+
+    Returns:
+      {"state": S, "box": (x, y, w, h), "local_feature": pooled crop, "local_probs": softmax}.
+    """
+    if pooled is None:
+        pooled = layers.GlobalAveragePooling2D(name="attention_pool")(features)
+    state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
+    # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
+    unit = layers.Dense(4, activation="sigmoid", name="attention_location")(state)
+    box = AttentionBox(min_box_size, name="attention_box")(unit)
+    local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
+    local_probs = layers.Dense(num_classes, activation="softmax", name="local_head")(local_feature)
+    return {"state": state, "box": box, "local_feature": local_feature, "local_probs": local_probs}
+
+
+ATTENTION_LAYER_NAMES = ("attention_lstm", "attention_location", "local_head")
+
+
+def carried_state_layers(model: keras.Model):
+    """Every CarriedStateLSTM in a model, nested models included."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, CarriedStateLSTM):
+            found.append(layer)
+    return found
+
+
+def reset_attention_state(model: keras.Model) -> None:
+    """Zeroes the memory of every attention LSTM in the model."""
+    for layer in carried_state_layers(model):
+        layer.reset_state()
+
+
+def freeze_attention_state(model: keras.Model, frozen: bool = True) -> None:
+    """Freezes (or unfreezes) the memory of every attention LSTM in the model."""
+    layers_found = carried_state_layers(model)
+    if not layers_found:
+        raise ValueError(f"Model {model.name!r} has no attention LSTM to freeze.")
+    for layer in layers_found:
+        layer.freeze_state(frozen)
+
+
+def attention_state(model: keras.Model, layer_name: Optional[str] = None):
+    """(hidden, cell) numpy arrays of the model's (first or named) attention LSTM."""
+    for layer in carried_state_layers(model):
+        if layer_name is None or layer.name == layer_name:
+            return (
+                keras.ops.convert_to_numpy(layer.hidden_state),
+                keras.ops.convert_to_numpy(layer.cell_state),
+            )
+    raise ValueError(f"Model {model.name!r} has no attention LSTM named {layer_name!r}.")

@@ -1,0 +1,65 @@
+"""Prediction heads: class probabilities, their combination and the expected age (DEX)."""
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+PACKAGE = "keras_alage"
+
+
+def apply_softmax_head(features, num_classes: int, name: str):
+    """Fully connected layer + softmax over the age classes."""
+    return layers.Dense(num_classes, activation="softmax", name=name)(features)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CombinePredictions(layers.Layer):
+    """P_final = (P_global + lambda * P_local) / (1 + lambda): Eq. 5, kept a distribution.
+
+    The paper weighs the two predictions 1 and 0.5 and calls the result their weighted
+    average; dividing by 1 + lambda keeps it summing to one, which leaves the arg-max
+    unchanged and makes the expected age a proper expectation.
+    """
+
+    def __init__(self, local_weight: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        if local_weight < 0:
+            raise ValueError(f"local_weight must be >= 0; received {local_weight}.")
+        self.local_weight = float(local_weight)
+
+    def call(self, inputs):
+        global_probs, local_probs = inputs
+        return (global_probs + self.local_weight * local_probs) / (1.0 + self.local_weight)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"local_weight": self.local_weight})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ExpectedAge(layers.Layer):
+    """Deep EXpectation: sum_k p_k * age_k, one age in years per image ([batch])."""
+
+    def __init__(self, class_ages: Sequence[float], **kwargs):
+        super().__init__(**kwargs)
+        self.class_ages = [float(a) for a in class_ages]
+        if len(self.class_ages) < 2:
+            raise ValueError(f"ExpectedAge needs at least 2 class ages; received {self.class_ages}.")
+
+    def call(self, probs):
+        ages = tf.constant(self.class_ages, dtype=probs.dtype)
+        return tf.reduce_sum(probs * ages, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"class_ages": self.class_ages})
+        return config

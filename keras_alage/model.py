@@ -1,0 +1,98 @@
+"""The full AL-ResNet / AL-RoR age estimator as one Keras functional model.
+
+    images -> backbone (ResNet or RoR) -> feature map
+      global: average pool -> global head -> P_global
+      attention: LSTM -> box -> crop the feature map -> pool -> local head -> P_local
+      P = (P_global + lambda P_local) / (1 + lambda); age = E[age | P]
+
+Outputs, by name: "age", "probs", "global_probs", "global_age", "local_probs",
+"local_age" and "box" ((x, y, w, h) as fractions of the feature map, which covers the
+whole input image).
+"""
+
+import dataclasses
+from typing import Optional, Sequence, Tuple
+
+import keras
+from keras import layers
+
+from keras_alage import attention, heads, resnet
+from keras_alage.age_classes import AgeClasses, get_age_classes
+
+OUTPUT_NAMES = ("age", "probs", "global_probs", "global_age", "local_probs", "local_age", "box")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What defines an age model; the defaults are the paper's AL-ResNet-34."""
+
+    depth: int = 34
+    ror_levels: int = 1
+    input_size: int = 224
+    age_classes: str = "fgnet"
+    local_weight: float = 0.5
+    lstm_units: int = 128
+    crop_size: Tuple[int, int] = (7, 7)
+    min_box_size: float = 1.0 / 7.0
+
+    def classes(self) -> AgeClasses:
+        return get_age_classes(self.age_classes)
+
+
+def build_age_model(
+    config: Optional[ModelConfig] = None,
+    class_ages: Optional[Sequence[float]] = None,
+    name: Optional[str] = None,
+) -> keras.Model:
+    """Builds the age estimator.
+
+    Args:
+      config: architecture and class space; defaults to AL-ResNet-34 on FG-NET's 70 ages.
+      class_ages: overrides the class values of `config.age_classes` (a user's own
+        class space, e.g. 5-year bins).
+      name: model name; defaults to "al_resnet34" / "al_ror3_34".
+    """
+    config = config or ModelConfig()
+    if config.input_size < 32:
+        raise ValueError(f"input_size must be at least 32 px; received {config.input_size}.")
+    ages = list(class_ages) if class_ages is not None else list(config.classes().values)
+    backbone = resnet.build_backbone(
+        config.depth,
+        (config.input_size, config.input_size, 3),
+        ror_levels=config.ror_levels,
+        name="backbone",
+    )
+    images = keras.Input((config.input_size, config.input_size, 3), name="images")
+    features = backbone(images)
+    pooled = layers.GlobalAveragePooling2D(name="global_pool")(features)
+    global_probs = heads.apply_softmax_head(pooled, len(ages), name="global_head")
+    branch = attention.apply_attention_branch(
+        features,
+        len(ages),
+        lstm_units=config.lstm_units,
+        crop_size=config.crop_size,
+        min_box_size=config.min_box_size,
+        pooled=pooled,
+    )
+    local_probs = branch["local_probs"]
+    probs = heads.CombinePredictions(config.local_weight, name="combined_probs")(
+        [global_probs, local_probs]
+    )
+    outputs = {
+        "age": heads.ExpectedAge(ages, name="age")(probs),
+        "probs": probs,
+        "global_probs": global_probs,
+        "global_age": heads.ExpectedAge(ages, name="global_age")(global_probs),
+        "local_probs": local_probs,
+        "local_age": heads.ExpectedAge(ages, name="local_age")(local_probs),
+        "box": branch["box"],
+    }
+    if name is None:
+        arch = f"resnet{config.depth}" if config.ror_levels == 1 else f"ror{config.ror_levels}_{config.depth}"
+        name = f"al_{arch}"
+    return keras.Model(images, outputs, name=name)
+
+
+def class_ages_of(model: keras.Model) -> Tuple[float, ...]:
+    """The age value of each class, as stored in the model's expected-age layer."""
+    return tuple(model.get_layer("age").class_ages)

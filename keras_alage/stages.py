@@ -1,0 +1,79 @@
+"""Training stages of the paper: first the global network, then the attention branch.
+
+"global": backbone and global head learn from the global prediction's cross-entropy;
+the attention branch is frozen. "attention": backbone and global head are frozen
+(their batch norms then run in inference mode, so their statistics stay put too) and
+only the LSTM, the location network and the local head learn, from the local
+prediction's cross-entropy, as in section III-C.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+import keras
+import tensorflow as tf
+
+from keras_alage import attention
+
+STAGES = ("global", "attention")
+GLOBAL_LAYERS = ("backbone", "global_head")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    name: str
+    trainable_layers: Tuple[str, ...]
+    frozen_layers: Tuple[str, ...]
+    loss_output: str  # model output the stage's cross-entropy is computed on
+
+
+def stage_spec(stage: str) -> StageSpec:
+    if stage == "global":
+        return StageSpec(stage, GLOBAL_LAYERS, attention.ATTENTION_LAYER_NAMES, "global_probs")
+    if stage == "attention":
+        return StageSpec(stage, attention.ATTENTION_LAYER_NAMES, GLOBAL_LAYERS, "local_probs")
+    raise ValueError(f"Unknown training stage {stage!r}; expected one of {STAGES}.")
+
+
+def set_training_stage(model: keras.Model, stage: str) -> StageSpec:
+    """Sets which parts of an age model train; returns the stage's spec.
+
+    Re-compile (or rebuild a custom loop's variable list) after calling this: Keras
+    reads `trainable` when it collects the variables to update.
+    """
+    spec = stage_spec(stage)
+    for name in spec.trainable_layers:
+        _layer(model, name).trainable = True
+    for name in spec.frozen_layers:
+        _layer(model, name).trainable = False
+    return spec
+
+
+def _layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        raise ValueError(
+            f"Model {model.name!r} has no layer {name!r}; build it with keras_alage.model.build_age_model."
+        ) from None
+
+
+def stage_loss(outputs: Dict[str, tf.Tensor], labels: tf.Tensor, stage: str) -> tf.Tensor:
+    """Mean cross-entropy of the stage's prediction against integer class labels."""
+    spec = stage_spec(stage)
+    return keras.ops.mean(
+        keras.losses.sparse_categorical_crossentropy(labels, outputs[spec.loss_output])
+    )
+
+
+def train_step(model, optimizer, images, labels, stage: str) -> tf.Tensor:
+    """One gradient step on the stage's loss over the model's trainable variables."""
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        loss = stage_loss(outputs, labels, stage)
+        if model.losses:
+            loss = loss + tf.add_n(model.losses)
+    variables = model.trainable_variables
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+    return loss

@@ -1,0 +1,132 @@
+"""Import ResNet weights trained elsewhere into keras-alage backbones.
+
+keras-hub's `ResNetBackbone` (v1, "basic_block" or "bottleneck_block") reads keras-hub
+presets and converts timm checkpoints (`ResNetBackbone.from_preset("hf://timm/resnet34.a1_in1k")`),
+which is the route to ImageNet weights. Our layers carry the same names, so the import is
+a name map checked weight by weight. For an RoR target the extra shortcut projections are
+new: their batch-norm scale is set to zero so they add nothing until fine-tuning grows
+them, and identity RoR shortcuts (same shape) stay identities (BUILD_NOTES.md).
+"""
+
+import dataclasses
+from typing import List, Optional
+
+import keras
+
+from keras_alage import ror
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What an import did, layer by layer."""
+
+    copied: List[str]
+    new_in_target: List[str]  # layers with weights the source does not have (RoR shortcuts)
+    zero_initialised: List[str]
+
+    def summary(self) -> str:
+        return (
+            f"copied {len(self.copied)} layers; {len(self.new_in_target)} new in target "
+            f"({', '.join(self.new_in_target) or 'none'}); zero-initialised "
+            f"{', '.join(self.zero_initialised) or 'none'}"
+        )
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The ResNet/RoR backbone of an age model, or the model itself if it is one."""
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        return model
+
+
+def _weighted_layers(model: keras.Model):
+    return {layer.name: layer for layer in model.layers if layer.weights}
+
+
+def _check_keras_hub_source(source) -> None:
+    block_type = getattr(source, "block_type", None)
+    if block_type is not None and block_type not in ("basic_block", "bottleneck_block"):
+        raise ValueError(
+            f"Cannot import a keras-hub ResNet with block_type={block_type!r}: only the v1 "
+            "'basic_block' and 'bottleneck_block' layouts match these backbones."
+        )
+    if getattr(source, "use_pre_activation", False):
+        raise ValueError("Cannot import a pre-activation (ResNetV2) keras-hub backbone into a v1 ResNet.")
+
+
+def import_keras_hub_backbone(target: keras.Model, source: keras.Model, zero_init_ror: bool = True) -> ImportReport:
+    """Copies every convolution and batch norm of a keras-hub ResNetBackbone into `target`.
+
+    Args:
+      target: an age model (its "backbone" is used) or a backbone from `resnet.build_backbone`.
+      source: a built `keras_hub.models.ResNetBackbone` of the same depth.
+      zero_init_ror: zero the scale of the target's RoR projection batch norms.
+
+    Raises:
+      ValueError: naming the layer, if the architectures differ (depth, block type,
+        a weight shape) - nothing is half-imported then, the check runs before copying.
+    """
+    _check_keras_hub_source(source)
+    target = backbone_of(target)
+    source_layers = _weighted_layers(source)
+    target_layers = _weighted_layers(target)
+    new_in_target = sorted(n for n in target_layers if n not in source_layers)
+    unexpected_new = [n for n in new_in_target if not n.startswith("ror_")]
+    unused_source = sorted(n for n in source_layers if n not in target_layers)
+    if unexpected_new or unused_source:
+        raise ValueError(
+            f"Backbone {target.name!r} and source {source.name!r} differ: layers only in the "
+            f"target: {unexpected_new[:5]}{'...' if len(unexpected_new) > 5 else ''}; only in "
+            f"the source: {unused_source[:5]}{'...' if len(unused_source) > 5 else ''}. "
+            "Build the target with the source's depth."
+        )
+    pairs = []
+    for name, source_layer in source_layers.items():
+        values = source_layer.get_weights()
+        target_layer = target_layers[name]
+        expected = [tuple(w.shape) for w in target_layer.weights]
+        received = [tuple(v.shape) for v in values]
+        if expected != received:
+            raise ValueError(
+                f"Layer {name!r}: target weights have shapes {expected}, source has {received}."
+            )
+        pairs.append((target_layer, values))
+    for target_layer, values in pairs:
+        target_layer.set_weights(values)
+    zeroed = ror.zero_init_projections(target) if zero_init_ror else []
+    return ImportReport(sorted(source_layers), new_in_target, zeroed)
+
+
+def load_keras_hub_preset(target: keras.Model, preset: str, zero_init_ror: bool = True) -> ImportReport:
+    """Loads a keras-hub / timm ResNet preset (downloads it) and imports its weights.
+
+    Example presets: "resnet_18_imagenet", "resnet_50_imagenet", "hf://timm/resnet34.a1_in1k".
+    """
+    try:
+        import keras_hub
+    except ImportError as error:  # optional dependency
+        raise ImportError(
+            "Importing a keras-hub preset needs keras-hub: pip install 'keras-alage[hub]'."
+        ) from error
+    source = keras_hub.models.ResNetBackbone.from_preset(preset)
+    return import_keras_hub_backbone(target, source, zero_init_ror=zero_init_ror)
+
+
+def build_keras_hub_resnet(depth: int, input_shape: Optional[tuple] = None):
+    """A randomly initialised keras-hub ResNetBackbone with the layout of `depth`."""
+    import keras_hub
+
+    from keras_alage import resnet
+
+    block_type, blocks = resnet.block_spec(depth)
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=list(resnet.STAGE_FILTERS),
+        stackwise_num_blocks=list(blocks),
+        stackwise_num_strides=list(resnet.STAGE_STRIDES),
+        block_type=f"{block_type}_block",
+        use_pre_activation=False,
+        image_shape=input_shape or (None, None, 3),
+    )

@@ -1,0 +1,1 @@
+"""Data pipelines for keras-alage: readers, protocols, face preprocessing, TFRecords, tf.data."""

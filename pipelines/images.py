@@ -1,0 +1,81 @@
+"""Reading image files and turning them into model input.
+
+One bad file must never stop a long job, so reading raises `ImageError`, naming the file
+and the reason, for the caller to skip, count and report.
+"""
+
+import os
+from typing import Union
+
+import cv2
+import numpy as np
+
+# fb.resnet.torch / torchvision ImageNet statistics on [0, 1] RGB, which the ImageNet
+# weights that users import expect.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+MAX_PIXELS = 100_000_000  # refuse decompression bombs
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used, with its path and the reason."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """Decodes an image file to RGB uint8 [H, W, 3]; greyscale and alpha are converted."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a directory, not an image file") from None
+    except OSError as error:
+        raise ImageError(path, f"cannot be read ({error.strerror or error})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: np.ndarray, path="<bytes>") -> np.ndarray:
+    """Decodes encoded image bytes (uint8 array) to RGB uint8 [H, W, 3]."""
+    if data.size == 0:
+        raise ImageError(path, "file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(path, "not a decodable image (corrupt, truncated or unsupported format)")
+    if image.size > MAX_PIXELS * 4:
+        raise ImageError(path, f"image of {image.shape[1]}x{image.shape[0]} px exceeds the size limit")
+    if image.dtype != np.uint8:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def center_square(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resizes to size x size with area averaging when shrinking, bilinear otherwise."""
+    shrinking = min(image.shape[:2]) > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def normalize(image):
+    """uint8 RGB -> float32, ImageNet mean and standard deviation removed (numpy or tf)."""
+    return (image / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def load_for_model(path, size: int) -> np.ndarray:
+    """Reads a file, takes the centre square, resizes and normalises: [size, size, 3] float32."""
+    return np.asarray(normalize(resize(center_square(read_image(path)), size)), np.float32)

@@ -1,0 +1,33 @@
+"""keras-alage: fine-grained age estimation with attention LSTM networks in TensorFlow / Keras 3."""
+
+from setuptools import find_packages, setup
+
+# Versions verified together on Python 3.11 (CPU); see BUILD_NOTES.md.
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tensorboard==2.21.0",
+    "numpy==2.4.6",
+    "absl-py==2.5.1",
+    "opencv-python-headless==5.0.0.93",
+]
+
+EXTRAS_REQUIRE = {
+    # Weight import from keras-hub / timm presets. keras-hub needs tensorflow-text,
+    # which needs the full `tensorflow` wheel (hence no tensorflow-cpu above).
+    "hub": ["keras-hub==0.32.0", "tensorflow-text==2.21.1"],
+    "dev": ["pytest==9.2.0"],
+}
+
+setup(
+    name="keras-alage",
+    version="0.1.0",
+    description="AL-ResNet / AL-RoR age estimation (Zhang et al.) for TensorFlow and Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_alage", "keras_alage.*", "pipelines", "pipelines.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    license="Apache-2.0",
+)

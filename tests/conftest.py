@@ -1,0 +1,35 @@
+"""Shared test setup: two logical CPU devices (for MirroredStrategy) and the real data."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("ALAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    # Must run before TensorFlow initialises its devices.
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """../shared/data beside the checkout; tests that need it skip where it is absent."""
+    if not (SHARED_DATA / "fgnet" / "images").is_dir():
+        pytest.skip(
+            f"real face data not found at {SHARED_DATA} (set ALAGE_SHARED_DATA to its folder)"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fgnet_images(shared_data):
+    return sorted((shared_data / "fgnet" / "images").glob("*.JPG"))

@@ -1,0 +1,196 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from keras_alage import attention, stages
+from keras_alage.model import ModelConfig, build_age_model
+
+SMALL = ModelConfig(depth=18, input_size=64, age_classes="fgnet")
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    return build_age_model(SMALL)
+
+
+def images(n, seed=0, size=64):
+    return np.random.default_rng(seed).uniform(-2, 2, (n, size, size, 3)).astype("float32")
+
+
+def lstm_model(units=8, features=16):
+    inputs = keras.Input((features,))
+    layer = attention.CarriedStateLSTM(units, name="attention_lstm")
+    return keras.Model(inputs, layer(inputs)), layer
+
+
+# --- the box ------------------------------------------------------------------------
+
+
+def test_box_stays_inside_the_map_for_any_logits():
+    unit = np.concatenate(
+        [np.random.default_rng(0).uniform(0, 1, (500, 4)), np.eye(4), 1 - np.eye(4), np.zeros((1, 4)), np.ones((1, 4))]
+    ).astype("float32")
+    box = attention.AttentionBox(min_size=0.2)(unit).numpy()
+    x, y, w, h = box.T
+    assert (x >= 0).all() and (y >= 0).all()
+    assert (x + w <= 1 + 1e-6).all() and (y + h <= 1 + 1e-6).all()
+    assert (w >= 0.2 - 1e-6).all() and (h >= 0.2 - 1e-6).all()
+
+
+def test_box_of_zero_logits_is_centred():
+    x, y, w, h = attention.AttentionBox(min_size=0.2)(np.full((1, 4), 0.5, "float32")).numpy()[0]
+    assert x + w / 2 == pytest.approx(0.5) and y + h / 2 == pytest.approx(0.5)
+
+
+def test_model_boxes_lie_inside_the_image(small_model):
+    box = small_model(images(6))["box"].numpy()
+    assert (box[:, :2] >= 0).all() and (box[:, 0] + box[:, 2] <= 1 + 1e-6).all()
+    assert (box[:, 1] + box[:, 3] <= 1 + 1e-6).all()
+
+
+def test_crop_and_pool_averages_the_cells_inside_the_box():
+    features = np.random.default_rng(1).normal(size=(2, 7, 7, 5)).astype("float32")
+    # crop_and_resize maps 0..1 onto cell centres 0..6: this box spans cells 1-3 x 2-4.
+    box = np.array([[2 / 6, 1 / 6, 2 / 6, 2 / 6], [0, 0, 1, 1]], "float32")
+    pooled = attention.CropAndPool(crop_size=(3, 3))([features, box]).numpy()
+    np.testing.assert_allclose(pooled[0], features[0, 1:4, 2:5].mean(axis=(0, 1)), atol=1e-5)
+    full = attention.CropAndPool(crop_size=(7, 7))([features, box]).numpy()
+    np.testing.assert_allclose(full[1], features[1].mean(axis=(0, 1)), atol=1e-5)
+
+
+def test_local_loss_gradients_reach_the_box_predictor(small_model):
+    labels = np.array([3, 40, 12])
+    location = small_model.get_layer("attention_location")
+    lstm = small_model.get_layer("attention_lstm")
+    with tf.GradientTape() as tape:
+        outputs = small_model(images(3), training=False)
+        loss = stages.stage_loss(outputs, labels, "attention")
+    kernel, rec_kernel = lstm.cell.kernel, lstm.cell.recurrent_kernel
+    grads = tape.gradient(loss, [location.kernel, location.bias, kernel])
+    for g in grads:
+        assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+
+
+# --- the carried state --------------------------------------------------------------
+
+
+def test_state_carries_across_calls_and_resets():
+    model, layer = lstm_model()
+    x = np.random.default_rng(2).normal(size=(4, 16)).astype("float32")
+    first = model(x, training=True).numpy()
+    hidden, cell = attention.attention_state(model)
+    # The carried memory is the batch mean of the new (hidden, cell) states.
+    np.testing.assert_allclose(cell[0], first[:, :8].mean(0), atol=1e-6)
+    np.testing.assert_allclose(hidden[0], first[:, 8:].mean(0), atol=1e-6)
+    second = model(x, training=True).numpy()
+    assert np.abs(second - first).max() > 1e-4, "the memory must change what the LSTM outputs"
+    layer.reset_state()
+    assert not np.any(attention.attention_state(model)[0])
+    np.testing.assert_allclose(model(x, training=True).numpy(), first, atol=1e-6)
+
+
+def test_inference_never_writes_the_state():
+    model, _ = lstm_model()
+    x = np.random.default_rng(3).normal(size=(4, 16)).astype("float32")
+    model(x, training=True)
+    before = attention.attention_state(model)
+    model(x, training=False)
+    np.testing.assert_array_equal(attention.attention_state(model)[0], before[0])
+
+
+def test_frozen_state_is_not_written_even_in_training_functions():
+    model, layer = lstm_model()
+    x = np.random.default_rng(4).normal(size=(4, 16)).astype("float32")
+    step = tf.function(lambda v: model(v, training=True))
+    step(x)  # traced while carrying
+    attention.freeze_attention_state(model)
+    assert layer.state_frozen
+    before = attention.attention_state(model)[1]
+    step(x * 3)
+    np.testing.assert_array_equal(attention.attention_state(model)[1], before)
+    attention.freeze_attention_state(model, frozen=False)
+    step(x * 3)
+    assert np.abs(attention.attention_state(model)[1] - before).max() > 1e-5
+
+
+def test_frozen_inference_is_independent_of_order_and_batch(small_model):
+    x = images(5, seed=5)
+    small_model(images(5, seed=6), training=True)  # give the memory some content
+    attention.freeze_attention_state(small_model)
+    try:
+        ages = small_model(x)["age"].numpy()
+        permutation = np.array([3, 0, 4, 1, 2])
+        np.testing.assert_allclose(small_model(x[permutation])["age"].numpy(), ages[permutation], rtol=1e-5)
+        alone = small_model(x[2:3])["age"].numpy()
+        np.testing.assert_allclose(alone, ages[2:3], rtol=1e-5)
+        memory = attention.attention_state(small_model)
+        small_model(images(5, seed=7), training=True)  # frozen: training calls leave it too
+        for before, after in zip(memory, attention.attention_state(small_model)):
+            np.testing.assert_array_equal(after, before)
+    finally:
+        attention.freeze_attention_state(small_model, frozen=False)
+
+
+def test_partial_batches_are_accepted():
+    model, _ = lstm_model()
+    rng = np.random.default_rng(8)
+    for n in (4, 3, 1):
+        assert model(rng.normal(size=(n, 16)).astype("float32"), training=True).shape == (n, 16)
+
+
+# --- replicas -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_cpu_strategy():
+    """One strategy per process, as in a real job: TF's collective keys clash otherwise."""
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs two logical CPU devices (configured in conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+def test_state_under_mirrored_strategy_matches_one_device_with_unequal_replica_batches(two_cpu_strategy):
+    strategy = two_cpu_strategy
+    single, _ = lstm_model()
+    with strategy.scope():
+        mirrored, _ = lstm_model()
+    mirrored.set_weights(single.get_weights())
+    x = np.random.default_rng(9).normal(size=(7, 16)).astype("float32")  # splits 4 + 3
+    single(x, training=True)
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(7))
+
+    @tf.function
+    def step(batch):
+        return strategy.run(lambda b: mirrored(b, training=True), args=(batch,))
+
+    for batch in dataset:
+        step(batch)
+    for expected, got in zip(attention.attention_state(single), attention.attention_state(mirrored)):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    layer = mirrored.get_layer("attention_lstm")
+    replica_values = [v.numpy() for v in layer.hidden_state.value.values]
+    np.testing.assert_array_equal(replica_values[0], replica_values[1])
+
+
+def test_full_model_attention_stage_under_mirrored_strategy_matches_one_device(two_cpu_strategy):
+    strategy = two_cpu_strategy
+    single = build_age_model(SMALL)
+    with strategy.scope():
+        mirrored = build_age_model(SMALL)
+    mirrored.set_weights(single.get_weights())
+    for model in (single, mirrored):
+        stages.set_training_stage(model, "attention")
+    x = images(6, seed=10)
+    expected = single(x, training=True)["local_probs"].numpy()
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(6))
+
+    @tf.function
+    def step(batch):
+        return strategy.run(lambda b: mirrored(b, training=True)["local_probs"], args=(batch,))
+
+    for batch in dataset:
+        got = np.concatenate([t.numpy() for t in step(batch).values])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(attention.attention_state(mirrored)[1], attention.attention_state(single)[1], atol=1e-5)

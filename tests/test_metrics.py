@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+
+from keras_alage import metrics
+
+PRED = [10.0, 22.0, 35.0, 61.0, 4.0]
+TRUE = [12.0, 20.0, 29.0, 70.0, 4.5]  # errors 2, 2, 6, 9, 0.5
+
+
+def test_mae_and_cumulative_score_by_hand():
+    assert metrics.mean_absolute_error(PRED, TRUE) == pytest.approx(19.5 / 5)
+    assert metrics.cumulative_score(PRED, TRUE, 5) == pytest.approx(3 / 5)
+    assert metrics.cumulative_score(PRED, TRUE, 6) == pytest.approx(4 / 5)  # "at most" 6
+
+
+def test_epsilon_error_by_hand():
+    value = metrics.epsilon_error([20.0, 30.0], [20.0, 34.0], [3.0, 4.0])
+    assert value == pytest.approx((0.0 + (1 - math.exp(-16 / 32))) / 2)
+    with pytest.raises(ValueError, match="positive label standard deviation"):
+        metrics.epsilon_error([1.0], [1.0], [0.0])
+
+
+def test_group_accuracies_by_hand():
+    assert metrics.exact_accuracy([0, 3, 5, 7], [0, 4, 5, 5]) == pytest.approx(0.5)
+    assert metrics.one_off_accuracy([0, 3, 5, 7], [0, 4, 5, 5]) == pytest.approx(0.75)
+
+
+def test_per_band_mae_by_hand():
+    bands = metrics.per_band_mae(PRED, TRUE)
+    assert bands["0-9"] == {"mae": 0.5, "count": 1}
+    assert bands["10-19"] == {"mae": 2.0, "count": 1}
+    assert bands["60+"] == {"mae": 9.0, "count": 1}
+    assert bands["30-39"]["count"] == 0 and math.isnan(bands["30-39"]["mae"])
+
+
+def test_expected_age_and_mismatch():
+    np.testing.assert_allclose(metrics.expected_age([[0.2, 0.8]], [10, 20]), [18.0])
+    with pytest.raises(ValueError, match="3 classes but class_ages has 2"):
+        metrics.expected_age([[0.2, 0.3, 0.5]], [10, 20])
+    with pytest.raises(ValueError, match="2 predictions for 3 labels"):
+        metrics.mean_absolute_error([1, 2], [1, 2, 3])
+
+
+def test_keras_metrics_match_the_numpy_ones():
+    ages = [0.0, 10.0, 20.0, 30.0]
+    probs = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25]], "float32")
+    labels = np.array([1, 3, 0])  # true ages 10, 30, 0; expected 10, 25, 15
+    mae = metrics.ExpectedAgeMAE(ages)
+    mae.update_state(labels, probs)
+    assert float(mae.result()) == pytest.approx((0 + 5 + 15) / 3)
+    cs = metrics.CumulativeScore(ages, threshold=5)
+    cs.update_state(labels, probs)
+    assert float(cs.result()) == pytest.approx(2 / 3)
+    one_off = metrics.OneOffAccuracy()
+    one_off.update_state(np.array([1, 0, 3]), probs)  # arg-max 1, 2, 0
+    assert float(one_off.result()) == pytest.approx(1 / 3)

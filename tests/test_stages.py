@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import keras
+
+from keras_alage import stages
+from keras_alage.model import ModelConfig, build_age_model
+
+
+def snapshot(layer):
+    return [w.numpy().copy() for w in layer.weights]
+
+
+def changed(before, after):
+    return any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (4, 64, 64, 3)).astype("float32"), np.array([3, 10, 25, 60])
+
+
+def test_attention_stage_trains_only_the_branch(batch):
+    model = build_age_model(ModelConfig(depth=18, input_size=64))
+    stages.set_training_stage(model, "attention")
+    frozen = {n: snapshot(model.get_layer(n)) for n in ("backbone", "global_head")}
+    branch = {n: snapshot(model.get_layer(n)) for n in ("attention_lstm", "attention_location", "local_head")}
+    stages.train_step(model, keras.optimizers.SGD(0.1), *batch, stage="attention")
+    for name, before in frozen.items():
+        # All weights, batch-norm moving statistics included, must stay as they were.
+        assert not changed(before, snapshot(model.get_layer(name))), name
+    for name, before in branch.items():
+        assert changed(before, snapshot(model.get_layer(name))), name
+
+
+def test_global_stage_trains_backbone_and_global_head_only(batch):
+    model = build_age_model(ModelConfig(depth=18, input_size=64))
+    stages.set_training_stage(model, "global")
+    trained = {n: snapshot(model.get_layer(n)) for n in ("backbone", "global_head")}
+    location = snapshot(model.get_layer("attention_location"))
+    local_head = snapshot(model.get_layer("local_head"))
+    stages.train_step(model, keras.optimizers.SGD(0.1), *batch, stage="global")
+    for name, before in trained.items():
+        assert changed(before, snapshot(model.get_layer(name))), name
+    assert not changed(location, snapshot(model.get_layer("attention_location")))
+    assert not changed(local_head, snapshot(model.get_layer("local_head")))
+
+
+def test_stage_loss_is_the_cross_entropy_of_the_stage_output():
+    outputs = {"global_probs": np.array([[0.25, 0.75]], "float32"), "local_probs": np.array([[0.5, 0.5]], "float32")}
+    assert float(stages.stage_loss(outputs, np.array([1]), "global")) == pytest.approx(-np.log(0.75), rel=1e-5)
+    assert float(stages.stage_loss(outputs, np.array([1]), "attention")) == pytest.approx(-np.log(0.5), rel=1e-5)
+
+
+def test_unknown_stage_is_named():
+    with pytest.raises(ValueError, match="Unknown training stage 'local'"):
+        stages.stage_spec("local")
