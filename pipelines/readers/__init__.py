@@ -1,0 +1,1 @@
+"""Readers of each data set's native layout; each returns a `records.ReadResult`."""

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from keras_alage.age_classes import get_age_classes
+from pipelines.readers import adience, csv_files, fgnet, utkface
+
+
+# --- real data ----------------------------------------------------------------------
+
+
+def test_fgnet_reads_every_photo_with_subject_and_age(shared_data):
+    result = fgnet.read_fgnet(shared_data / "fgnet")
+    assert len(result.records) == 1002 and result.dropped == []
+    assert len({r.subject for r in result.records}) == 82
+    first = next(r for r in result.records if r.path.endswith("001A02.JPG"))
+    assert (first.subject, first.age, first.label) == ("001", 2.0, 2)
+    assert min(r.age for r in result.records) == 0 and max(r.age for r in result.records) == 69
+    variants = [r for r in result.records if r.path.lower().endswith(("a.jpg", "b.jpg"))]
+    assert variants, "FG-NET's a/b variants (same subject and age, two photos) must be read"
+
+
+def test_utkface_reads_names_and_drops_ages_beyond_the_classes(shared_data):
+    result = utkface.read_utkface(shared_data / "utkface" / "crop_part1")
+    assert len(result.records) + len(result.dropped) == 9672
+    assert set(result.drop_counts()) <= {"age outside 0-100"}
+    assert all(0 <= r.label <= 100 and r.subject == "" for r in result.records)
+    assert {r.attributes["gender"] for r in result.records} == {"male", "female"}
+    assert len({r.attributes["race"] for r in result.records}) == 5
+
+
+def test_adience_messy_labels_are_mapped_or_dropped_with_counts(shared_data):
+    result = adience.read_adience(shared_data / "adience")
+    counts = result.drop_counts()
+    rows = sum(
+        len([l for l in path.read_bytes().split(b"\n") if l.strip()]) - 1
+        for path in (shared_data / "adience").glob("fold_*_data.txt")
+    )
+    assert len(result.records) + len(result.dropped) == rows  # every row accounted for
+    assert counts["short row"] == 3  # the partial folds 2-4 end in a truncated row
+    assert counts["no age label"] >= 100  # "None" and empty cells
+    assert counts["age between groups"] > 0 and counts["age range spans groups"] > 0
+    assert {r.label for r in result.records} == set(range(8))
+    assert all(r.subject and r.attributes["fold"] in "01234" for r in result.records)
+    record = result.records[0]
+    assert "/faces/30601258@N03/coarse_tilt_aligned_face.1.10399646885_67c7d20df9_o.jpg" in record.path
+    assert record.label == 4 and record.age == 28.5  # "(25, 32)"
+
+
+@pytest.mark.parametrize(
+    "text, group",
+    [("(0, 2)", 0), ("(8, 12)", 2), ("(8, 13)", 2), ("(38, 42)", 5), ("(27, 32)", 4), ("35", None),
+     ("13", 2), ("57", None), ("(38, 48)", None), ("(8, 23)", None), ("None", None), ("", None), ("3", None)],
+)
+def test_adience_label_mapping(text, group):
+    if group is None:
+        with pytest.raises(ValueError):
+            adience.group_of_label(text)
+    else:
+        assert adience.group_of_label(text) == group
+
+
+# --- fixtures in the published formats ----------------------------------------------
+
+MORPH_CSV = (
+    "id_num,picture_num,dob,doa,race,gender,facial_hair,age,age_diff,glasses,photo\n"
+    "003303,0,1/14/1982,1/16/2003,W,M,0,21,0,0,Album2/003303_00M21.JPG\n"
+    "003303,1,1/14/1982,3/2/2005,W,M,1,23,2,0,Album2/003303_01M23.JPG\n"
+    "104857,0,6/5/1960,8/9/2004,B,F,0,44,0,1,Album2/104857_00F44.JPG\n"
+    "200000,0,6/5/1990,8/9/2004,W,F,0,14,0,0,Album2/200000_00F14.JPG\n"
+    "200001,0,6/5/1990,8/9/2004,W,F,0,,0,0,Album2/200001_00F.JPG\n"
+)
+
+
+def test_morph_reader_keeps_subjects_races_and_reports_drops(tmp_path):
+    (tmp_path / "MORPH_Album2.csv").write_text(MORPH_CSV)
+    result = csv_files.read_morph(tmp_path / "MORPH_Album2.csv", races=["W"])
+    assert [r.subject for r in result.records] == ["003303", "003303"]
+    assert result.records[0].path == str(tmp_path / "Album2" / "003303_00M21.JPG")
+    assert result.records[1].label == 23 - 16 and result.records[0].attributes["race"] == "white"
+    assert result.drop_counts() == {"race B not selected": 1, "age outside 16-77": 1, "age is not a number": 1}
+
+
+def test_morph_reader_names_missing_columns(tmp_path):
+    (tmp_path / "bad.csv").write_text("id_num,age\n1,20\n")
+    with pytest.raises(ValueError, match=r"bad.csv: missing column\(s\) \['race', 'gender', 'photo'\]"):
+        csv_files.read_morph(tmp_path / "bad.csv")
+
+
+def test_generic_csv(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,age,subject,age_std\nimg/a.jpg,30,p1,3.5\n/abs/b.png,101,p2,\nc.jpg,x,p3,\n")
+    result = csv_files.read_age_csv(tmp_path / "labels.csv")
+    assert len(result.records) == 1
+    record = result.records[0]
+    assert record.path == str(tmp_path / "img" / "a.jpg") and record.age_std == 3.5 and record.subject == "p1"
+    assert result.drop_counts() == {"age outside 0-100": 1, "age is not a number": 1}
+
+
+def test_missing_folders_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="FG-NET images folder not found"):
+        fgnet.read_fgnet(tmp_path)
