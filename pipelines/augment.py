@@ -1,0 +1,137 @@
+"""Image augmentation and evaluation crops as pure TensorFlow functions.
+
+Training follows fb.resnet.torch, which the paper's "scale and aspect ratio augmentation"
+cites: a random crop of random area and aspect ratio resized to the input size, a
+horizontal flip, colour jitter and AlexNet-style PCA lighting noise. Evaluation resizes to
+256 (for a 224 input) and takes ten crops: four corners, the centre and their mirror images.
+Images are float32 RGB in [0, 1] here; `normalize` comes last.
+"""
+
+from typing import Tuple
+
+import tensorflow as tf
+
+from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+
+# fb.resnet.torch's ImageNet PCA of RGB pixels (on [0, 1] values).
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+def to_float(image_uint8):
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return tf.image.convert_image_dtype(image_uint8, tf.float32)
+
+
+def random_sized_crop(
+    image,
+    size: int,
+    area_range: Tuple[float, float] = (0.08, 1.0),
+    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    seed=None,
+):
+    """A random crop covering `area_range` of the image with aspect in `aspect_range`, resized to size."""
+    shape = tf.shape(image)
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        min_object_covered=0.0,
+        aspect_ratio_range=aspect_range,
+        area_range=area_range,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+        seed=seed or 0,
+    )
+    crop = tf.slice(image, begin, crop_size)
+    return tf.image.resize(crop, (size, size), method="bilinear", antialias=True)
+
+
+def random_flip(image, seed=None):
+    return tf.image.random_flip_left_right(image, seed=seed)
+
+
+def color_jitter(image, brightness=0.4, contrast=0.4, saturation=0.4, seed=None):
+    """Random brightness, contrast and saturation, each scaled by a factor in [1 - s, 1 + s]."""
+    if brightness:
+        factor = tf.random.uniform([], 1 - brightness, 1 + brightness, seed=seed)
+        image = image * factor
+    if contrast:
+        factor = tf.random.uniform([], 1 - contrast, 1 + contrast, seed=seed)
+        mean = tf.reduce_mean(tf.image.rgb_to_grayscale(image))
+        image = (image - mean) * factor + mean
+    if saturation:
+        factor = tf.random.uniform([], 1 - saturation, 1 + saturation, seed=seed)
+        grey = tf.image.rgb_to_grayscale(image)
+        image = (image - grey) * factor + grey
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def lighting(image, alpha_std=0.1, seed=None):
+    """AlexNet PCA lighting: adds eigvec @ (alpha * eigval) to every pixel, alpha ~ N(0, std)."""
+    if not alpha_std:
+        return image
+    alpha = tf.random.normal([3], stddev=alpha_std, seed=seed)
+    rgb = tf.linalg.matvec(tf.constant(PCA_EIGVEC), alpha * tf.constant(PCA_EIGVAL))
+    return tf.clip_by_value(image + rgb, 0.0, 1.0)
+
+
+def normalize(image):
+    """Removes the ImageNet mean and scales by its standard deviation, per channel."""
+    return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+
+
+def resize_shorter(image, size: int):
+    """Resizes so that the shorter side is `size`, keeping the aspect ratio."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+    new = tf.cast(tf.round(shape * scale), tf.int32)
+    return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+def eval_resize_size(input_size: int) -> int:
+    """256 for a 224 input, scaled alike for other input sizes."""
+    return int(round(input_size * 256 / 224))
+
+
+def center_crop(image, size: int):
+    shape = tf.shape(image)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def ten_crop(image, size: int):
+    """[10, size, size, 3]: top-left, top-right, bottom-left, bottom-right, centre, then their flips."""
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    crops = [
+        image[:size, :size],
+        image[:size, width - size :],
+        image[height - size :, :size],
+        image[height - size :, width - size :],
+        center_crop(image, size),
+    ]
+    crops = tf.stack(crops)
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def preprocess_for_train(image_uint8, input_size: int, area_range=(0.08, 1.0), jitter: bool = True):
+    """Decoded uint8 face -> augmented, normalised [input_size, input_size, 3] float32."""
+    image = random_sized_crop(to_float(image_uint8), input_size, area_range=area_range)
+    image = random_flip(image)
+    if jitter:
+        image = lighting(color_jitter(image))
+    return normalize(image)
+
+
+def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten"):
+    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]) or the centre."""
+    image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
+    if crops == "ten":
+        return normalize(ten_crop(image, input_size))
+    if crops == "center":
+        return normalize(center_crop(image, input_size))
+    raise ValueError(f"crops must be 'ten' or 'center'; received {crops!r}.")

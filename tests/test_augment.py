@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import augment
+
+
+def random_image(h=40, w=30, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_random_sized_crop_shape_range_and_variety():
+    image = augment.to_float(random_image())
+    crops = [augment.random_sized_crop(image, 16).numpy() for _ in range(6)]
+    assert all(c.shape == (16, 16, 3) and 0 <= c.min() and c.max() <= 1 for c in crops)
+    assert len({c.tobytes() for c in crops}) > 1, "crops must vary"
+
+
+def test_full_area_crop_keeps_the_whole_image():
+    image = augment.to_float(random_image(20, 20))
+    crop = augment.random_sized_crop(image, 20, area_range=(1.0, 1.0), aspect_range=(1.0, 1.0))
+    np.testing.assert_allclose(crop.numpy(), image.numpy(), atol=1e-5)
+
+
+def test_flip_mirrors_or_keeps():
+    image = augment.to_float(random_image())
+    results = {augment.random_flip(image).numpy().tobytes() for _ in range(20)}
+    assert results == {image.numpy().tobytes(), image.numpy()[:, ::-1].tobytes()}
+
+
+def test_jitter_and_lighting_stay_in_range_and_change_the_image():
+    image = augment.to_float(random_image())
+    jittered = augment.lighting(augment.color_jitter(image), alpha_std=0.5)
+    assert 0 <= float(tf.reduce_min(jittered)) and float(tf.reduce_max(jittered)) <= 1
+    assert float(tf.reduce_max(tf.abs(jittered - image))) > 0
+    np.testing.assert_array_equal(augment.lighting(image, alpha_std=0).numpy(), image.numpy())
+
+
+def test_ten_crop_equals_hand_made_slices():
+    image = augment.to_float(random_image(9, 8)).numpy()
+    crops = augment.ten_crop(tf.constant(image), 5).numpy()
+    expected = [image[:5, :5], image[:5, 3:], image[4:, :5], image[4:, 3:], image[2:7, 1:6]]
+    expected += [e[:, ::-1] for e in expected]
+    assert crops.shape == (10, 5, 5, 3)
+    for got, want in zip(crops, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_eval_preprocessing_shapes_and_normalisation():
+    image = random_image(300, 250)
+    ten = augment.preprocess_for_eval(image, 224)
+    assert ten.shape == (10, 224, 224, 3)
+    centre = augment.preprocess_for_eval(image, 224, crops="center")
+    assert centre.shape == (224, 224, 3)
+    np.testing.assert_allclose(ten[4].numpy(), centre.numpy(), atol=1e-6)
+    assert augment.eval_resize_size(224) == 256 and augment.eval_resize_size(112) == 128
+    with pytest.raises(ValueError, match="received 'five'"):
+        augment.preprocess_for_eval(image, 224, crops="five")
+
+
+def test_train_preprocessing_output():
+    out = augment.preprocess_for_train(random_image(), 32)
+    assert out.shape == (32, 32, 3) and out.dtype == tf.float32
+    assert -2.2 < float(tf.reduce_min(out)) and float(tf.reduce_max(out)) < 2.7

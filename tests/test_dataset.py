@@ -1,0 +1,57 @@
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import dataset, tfrecords
+from pipelines.readers import fgnet
+
+
+@pytest.fixture(scope="module")
+def fgnet_shards(shared_data, tmp_path_factory):
+    """20 real FG-NET photos (greyscale ones included) in two shards."""
+    records = fgnet.read_fgnet(shared_data / "fgnet").records[:20]
+    folder = tmp_path_factory.mktemp("records")
+    paths = [folder / f"train-{i:05d}-of-00002.tfrecord" for i in range(2)]
+    for shard, path in enumerate(paths):
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records[shard::2]:
+                writer.write(tfrecords.encode_example(record, open(record.path, "rb").read()))
+    return records, [str(p) for p in paths]
+
+
+def test_example_round_trip(fgnet_shards):
+    records, paths = fgnet_shards
+    parsed = tfrecords.parse_example(next(iter(tf.data.TFRecordDataset(paths[0]))))
+    assert parsed["path"].numpy().decode() == records[0].path
+    assert int(parsed["label"]) == records[0].label and parsed["subject"].numpy() == b"001"
+
+
+def test_training_batches_are_augmented_faces(fgnet_shards):
+    _, paths = fgnet_shards
+    images, labels = next(iter(dataset.make_dataset(paths, training=True, batch_size=4, input_size=32)))
+    assert images.shape == (4, 32, 32, 3) and labels["label"].shape == (4,)
+    assert np.isfinite(images.numpy()).all()
+
+
+def test_one_training_epoch_yields_every_record_once(fgnet_shards):
+    records, paths = fgnet_shards
+    data = dataset.make_dataset(paths, training=True, batch_size=5, input_size=32, drop_remainder=False)
+    seen = collections.Counter(p.decode() for _, labels in data for p in labels["path"].numpy())
+    assert seen == collections.Counter(r.path for r in records)
+
+
+def test_evaluation_ten_crops_in_file_order(fgnet_shards):
+    records, paths = fgnet_shards
+    data = dataset.make_dataset(paths[:1], training=False, batch_size=3, input_size=32)
+    images, labels = next(iter(data))
+    assert images.shape == (3, 10, 32, 32, 3)
+    assert [p.decode() for p in labels["path"].numpy()] == [r.path for r in records[0:6:2]]
+    centre = dataset.make_dataset(paths[:1], training=False, batch_size=3, input_size=32, crops="center")
+    np.testing.assert_allclose(next(iter(centre))[0].numpy(), images.numpy()[:, 4], atol=1e-5)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No TFRecord files match"):
+        dataset.make_dataset(str(tmp_path / "*.tfrecord"), training=True, batch_size=2)
