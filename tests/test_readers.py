@@ -95,6 +95,16 @@ def test_generic_csv(tmp_path):
     assert result.drop_counts() == {"age outside 0-100": 1, "age is not a number": 1}
 
 
+def test_unmatched_names_and_ages_are_dropped_with_reasons(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("001A02.JPG", "notes.txt", "002A70.JPG"):
+        (images / name).write_bytes(b"")
+    result = fgnet.read_fgnet(tmp_path)
+    assert [r.subject for r in result.records] == ["001"]
+    assert result.drop_counts() == {"name is not SSSAxx[a|b].JPG": 1, "age outside 0-69": 1}
+
+
 def test_missing_folders_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="FG-NET images folder not found"):
         fgnet.read_fgnet(tmp_path)

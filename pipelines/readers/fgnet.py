@@ -3,7 +3,7 @@
 import re
 
 from keras_alage.age_classes import get_age_classes
-from pipelines.readers.common import LabelError, integer_label, require_dir
+from pipelines.readers.common import read_named_files, require_dir
 from pipelines.records import AgeRecord, ReadResult
 
 NAME = re.compile(r"^(?P<subject>\d{3})A(?P<age>\d{2})(?P<variant>[ab]?)\.jpg$", re.IGNORECASE)
@@ -11,19 +11,12 @@ NAME = re.compile(r"^(?P<subject>\d{3})A(?P<age>\d{2})(?P<variant>[ab]?)\.jpg$",
 
 def read_fgnet(root, classes=None) -> ReadResult:
     """Reads `root/images`; `root` is the FG-NET folder as distributed."""
-    classes = classes or get_age_classes("fgnet")
     images = require_dir(require_dir(root, "FG-NET") / "images", "FG-NET images")
-    records, dropped = [], []
-    for path in sorted(images.iterdir()):
-        match = NAME.match(path.name)
-        if not match:
-            dropped.append((str(path), "name is not SSSAxx[a|b].JPG"))
-            continue
-        age = int(match["age"])
-        try:
-            label = integer_label(age, classes)
-        except LabelError as error:
-            dropped.append((str(path), str(error)))
-            continue
-        records.append(AgeRecord(str(path), float(age), label, subject=match["subject"]))
+    records, dropped = read_named_files(
+        images,
+        NAME,
+        "SSSAxx[a|b].JPG",
+        classes or get_age_classes("fgnet"),
+        lambda path, match, age, label: AgeRecord(str(path), age, label, subject=match["subject"]),
+    )
     return ReadResult("fgnet", records, dropped)
