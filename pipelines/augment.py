@@ -27,15 +27,8 @@ def to_float(image_uint8):
     return tf.image.convert_image_dtype(image_uint8, tf.float32)
 
 
-def random_sized_crop(
-    image,
-    size: int,
-    area_range: Tuple[float, float] = (0.08, 1.0),
-    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
-    seed=None,
-):
-    """A random crop covering `area_range` of the image with aspect in `aspect_range`, resized to size."""
-    shape = tf.shape(image)
+def _sample_crop_window(shape, area_range, aspect_range, seed):
+    """(offset_y, offset_x, height, width) of a random crop of an image of `shape`."""
     begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
         shape,
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
@@ -46,8 +39,41 @@ def random_sized_crop(
         use_image_if_no_bounding_boxes=True,
         seed=seed or 0,
     )
-    crop = tf.slice(image, begin, crop_size)
-    return tf.image.resize(crop, (size, size), method="bilinear", antialias=True)
+    return tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+
+
+def random_sized_crop(
+    image,
+    size: int,
+    area_range: Tuple[float, float] = (0.08, 1.0),
+    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    seed=None,
+):
+    """A random crop covering `area_range` of the image with aspect in `aspect_range`, resized to size."""
+    window = _sample_crop_window(tf.shape(image), area_range, aspect_range, seed)
+    crop = image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+    return tf.image.resize(crop, (size, size), method="bilinear")
+
+
+def decode_random_sized_crop(
+    encoded,
+    size: int,
+    area_range: Tuple[float, float] = (0.08, 1.0),
+    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    seed=None,
+):
+    """`random_sized_crop` of encoded bytes; JPEGs decode only the crop window (much faster)."""
+
+    def jpeg():
+        window = _sample_crop_window(tf.image.extract_jpeg_shape(encoded), area_range, aspect_range, seed)
+        crop = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+        return tf.image.resize(to_float(crop), (size, size), method="bilinear")
+
+    def other():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        return random_sized_crop(to_float(image), size, area_range, aspect_range, seed)
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
 def random_flip(image, seed=None):
@@ -118,9 +144,9 @@ def ten_crop(image, size: int):
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
-def preprocess_for_train(image_uint8, input_size: int, area_range=(0.08, 1.0), jitter: bool = True):
-    """Decoded uint8 face -> augmented, normalised [input_size, input_size, 3] float32."""
-    image = random_sized_crop(to_float(image_uint8), input_size, area_range=area_range)
+def preprocess_for_train(encoded, input_size: int, area_range=(0.08, 1.0), jitter: bool = True):
+    """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32."""
+    image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
     image = random_flip(image)
     if jitter:
         image = lighting(color_jitter(image))

@@ -73,11 +73,10 @@ def make_dataset(
 
     def preprocess(serialized):
         parsed = tfrecords.parse_example(serialized)
-        image = decode(parsed)
         if training:
-            image = augment.preprocess_for_train(image, input_size, area_range=area_range, jitter=jitter)
+            image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter)
         else:
-            image = augment.preprocess_for_eval(image, input_size, crops=crops)
+            image = augment.preprocess_for_eval(decode(parsed), input_size, crops=crops)
         return image, labels_of(parsed)
 
     dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE)

@@ -58,7 +58,21 @@ def test_eval_preprocessing_shapes_and_normalisation():
         augment.preprocess_for_eval(image, 224, crops="five")
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_decoded_crop_of_the_whole_image_matches_the_decoded_image(ext):
+    import cv2
+
+    image = random_image(24, 24)
+    encoded = tf.constant(cv2.imencode(ext, image)[1].tobytes())
+    crop = augment.decode_random_sized_crop(encoded, 24, area_range=(1.0, 1.0), aspect_range=(1.0, 1.0))
+    decoded = augment.to_float(tf.io.decode_image(encoded, channels=3))
+    np.testing.assert_allclose(crop.numpy(), decoded.numpy(), atol=1e-5)
+
+
 def test_train_preprocessing_output():
-    out = augment.preprocess_for_train(random_image(), 32)
+    import cv2
+
+    encoded = tf.constant(cv2.imencode(".jpg", random_image())[1].tobytes())
+    out = augment.preprocess_for_train(encoded, 32)
     assert out.shape == (32, 32, 3) and out.dtype == tf.float32
     assert -2.2 < float(tf.reduce_min(out)) and float(tf.reduce_max(out)) < 2.7
