@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from pipelines import dataset, images, tfrecords  # noqa: E402
+from pipelines import augment, dataset, images, tfrecords  # noqa: E402
 from pipelines.readers import fgnet  # noqa: E402
 
 flags.DEFINE_string("data", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"), "Shared data folder.")
@@ -49,8 +49,8 @@ def naive_loop(paths, count, size, rng):
             parsed = tf.train.Example.FromString(serialized.numpy()).features.feature
             image = images.decode_image(np.frombuffer(parsed["image"].bytes_list.value[0], np.uint8))
             height, width = image.shape[:2]
-            area = rng.uniform(0.08, 1.0) * height * width
-            aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            area = rng.uniform(*augment.AREA_RANGE) * height * width
+            aspect = np.exp(rng.uniform(*np.log(augment.ASPECT_RANGE)))
             w = int(min(width, round(np.sqrt(area * aspect))))
             h = int(min(height, round(np.sqrt(area / aspect))))
             top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)

@@ -22,6 +22,16 @@ PCA_EIGVEC = (
 )
 
 
+# fb.resnet.torch's random-sized crop: 8-100% of the area, aspect ratio 3/4-4/3.
+AREA_RANGE = (0.08, 1.0)
+ASPECT_RANGE = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def decode(encoded):
+    """Encoded image -> uint8 RGB [H, W, 3] (greyscale is expanded, animations take frame 0)."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
 def to_float(image_uint8):
     """uint8 [0, 255] -> float32 [0, 1]."""
     return tf.image.convert_image_dtype(image_uint8, tf.float32)
@@ -45,8 +55,8 @@ def _sample_crop_window(shape, area_range, aspect_range, seed):
 def random_sized_crop(
     image,
     size: int,
-    area_range: Tuple[float, float] = (0.08, 1.0),
-    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    area_range: Tuple[float, float] = AREA_RANGE,
+    aspect_range: Tuple[float, float] = ASPECT_RANGE,
     seed=None,
 ):
     """A random crop covering `area_range` of the image with aspect in `aspect_range`, resized to size."""
@@ -58,8 +68,8 @@ def random_sized_crop(
 def decode_random_sized_crop(
     encoded,
     size: int,
-    area_range: Tuple[float, float] = (0.08, 1.0),
-    aspect_range: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    area_range: Tuple[float, float] = AREA_RANGE,
+    aspect_range: Tuple[float, float] = ASPECT_RANGE,
     seed=None,
 ):
     """`random_sized_crop` of encoded bytes; JPEGs decode only the crop window (much faster)."""
@@ -70,8 +80,7 @@ def decode_random_sized_crop(
         return tf.image.resize(to_float(crop), (size, size), method="bilinear")
 
     def other():
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        return random_sized_crop(to_float(image), size, area_range, aspect_range, seed)
+        return random_sized_crop(to_float(decode(encoded)), size, area_range, aspect_range, seed)
 
     return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
@@ -144,7 +153,7 @@ def ten_crop(image, size: int):
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
-def preprocess_for_train(encoded, input_size: int, area_range=(0.08, 1.0), jitter: bool = True):
+def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True):
     """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32."""
     image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
     image = random_flip(image)

@@ -11,11 +11,6 @@ from pipelines import augment, tfrecords
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode(parsed):
-    """Encoded image -> uint8 RGB [H, W, 3] (greyscale is expanded, animations take frame 0)."""
-    return tf.io.decode_image(parsed["image"], channels=3, expand_animations=False)
-
-
 def labels_of(parsed):
     return {
         "label": tf.cast(parsed["label"], tf.int32),
@@ -35,7 +30,7 @@ def make_dataset(
     seed: int = 0,
     deterministic: bool = False,
     drop_remainder=None,
-    area_range=(0.08, 1.0),
+    area_range=augment.AREA_RANGE,
     jitter: bool = True,
     cycle_length: int = 4,
 ):
@@ -76,7 +71,7 @@ def make_dataset(
         if training:
             image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter)
         else:
-            image = augment.preprocess_for_eval(decode(parsed), input_size, crops=crops)
+            image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops)
         return image, labels_of(parsed)
 
     dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE)
