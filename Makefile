@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,hub]"
+	$(BIN)/pip install --quiet -e ".[dev,hub,data]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -16,6 +16,9 @@ EXTRAS_REQUIRE = {
     # Weight import from keras-hub / timm presets. keras-hub needs tensorflow-text,
     # which needs the full `tensorflow` wheel (hence no tensorflow-cpu above).
     "hub": ["keras-hub==0.32.0", "tensorflow-text==2.21.1"],
+    # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), MTCNN face
+    # detection (ships its weights), scipy for IMDB-WIKI's .mat files.
+    "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "scipy==1.17.1"],
     "dev": ["pytest==9.2.0"],
 }
 

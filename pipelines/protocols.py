@@ -64,6 +64,30 @@ def predefined_folds(records: Sequence[AgeRecord], attribute: str = "fold", prot
     return Split(protocol, 0, folds)
 
 
+def official_split(
+    records: Sequence[AgeRecord],
+    train: Sequence[str] = ("train",),
+    test: str = "test",
+    attribute: str = "split",
+    protocol: str = None,
+) -> Split:
+    """The data set's own train/test files (LAP): one fold from `attributes[attribute]`.
+
+    Records of splits named neither in `train` nor `test` (e.g. LAP's validation set while
+    testing on its test set) are left out of both sides.
+    """
+    have = {r.attributes.get(attribute, "") for r in records}
+    missing = [name for name in (*train, test) if name not in have]
+    if missing:
+        raise ValueError(f"No records of split(s) {missing}; the records have {sorted(have)}.")
+    fold = Fold(
+        f"{'+'.join(train)}->{test}",
+        [r.path for r in records if r.attributes.get(attribute) in train],
+        [r.path for r in records if r.attributes.get(attribute) == test],
+    )
+    return Split(protocol or "official", 0, [fold])
+
+
 def leave_one_subject_out(records: Sequence[AgeRecord], protocol: str = "lopo") -> Split:
     """One fold per subject (FG-NET's standard 82-fold protocol)."""
     subjects = _by_subject(records)

@@ -3,6 +3,7 @@ import pytest
 
 from keras_alage.age_classes import get_age_classes
 from pipelines.readers import adience, csv_files, fgnet, utkface
+from pipelines import protocols
 
 
 # --- real data ----------------------------------------------------------------------
@@ -108,3 +109,124 @@ def test_unmatched_names_and_ages_are_dropped_with_reasons(tmp_path):
 def test_missing_folders_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="FG-NET images folder not found"):
         fgnet.read_fgnet(tmp_path)
+
+
+# --- LAP and IMDB-WIKI, on fixtures in their published formats --------------------
+
+
+def _lap_2016(root):
+    for split, rows in {
+        "train": [("000001.jpg", "21.43", "3.12"), ("000002.jpg", "54.0", "6.5")],
+        "valid": [("005614.jpg", "7.9", "1.1"), ("005615.jpg", "n/a", "1.0")],
+        "test": [("006649.jpg", "33.3", "4.0"), ("006650.jpg", "104.2", "9.0")],
+    }.items():
+        (root / split).mkdir(parents=True)
+        lines = ["image,mean,stdv"] + [",".join(row) for row in rows]
+        (root / f"{split}_gt.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_lap_2016_reads_mean_std_and_official_splits(tmp_path):
+    from pipelines.readers import lap
+
+    _lap_2016(tmp_path)
+    result = lap.read_lap(tmp_path, "2016")
+    assert len(result.records) == 4
+    assert result.drop_counts() == {"mean age is not a number": 1, "age outside 0-100": 1}
+    first = result.records[0]
+    assert first.path == str(tmp_path / "train" / "000001.jpg")
+    assert (first.age, first.age_std, first.label, first.attributes["split"]) == (21.43, 3.12, 21, "train")
+
+    split = protocols.official_split(result.records)
+    assert split.folds[0].train == [str(tmp_path / "train" / n) for n in ("000001.jpg", "000002.jpg")]
+    assert split.folds[0].test == [str(tmp_path / "test" / "006649.jpg")]
+    with_valid = protocols.official_split(result.records, train=("train", "valid"))
+    assert len(with_valid.folds[0].train) == 3
+    with pytest.raises(ValueError, match="split"):
+        protocols.official_split(result.records, test="holdout")
+
+
+def test_lap_2015_semicolon_files_without_header(tmp_path):
+    from pipelines.readers import lap
+
+    (tmp_path / "Train").mkdir()
+    (tmp_path / "Train.csv").write_text("image_1.jpg;26.5;4.3\r\nimage_2.jpg;61;7.0\r\nimage_3.jpg;12\r\n")
+    result = lap.read_lap(tmp_path, "2015", splits=["train"])
+    assert [(r.age, r.age_std) for r in result.records] == [(26.5, 4.3), (61.0, 7.0)]
+    assert result.dropped == [("Train.csv:3", "short row (needs image, mean, std)")]
+    with pytest.raises(FileNotFoundError, match="Validation.csv"):
+        lap.read_lap(tmp_path, "2015", splits=["valid"])
+    with pytest.raises(ValueError, match="edition"):
+        lap.read_lap(tmp_path, "2017")
+
+
+def _matlab_datenum(year, month, day):
+    import datetime
+
+    return datetime.date(year, month, day).toordinal() + 366
+
+
+def _write_imdb_mat(path, key="imdb"):
+    from scipy.io import savemat
+
+    def cells(values):
+        out = np.empty((1, len(values)), dtype=object)
+        for i, value in enumerate(values):
+            out[0, i] = np.array([value]) if isinstance(value, str) else np.asarray(value, float)
+        return out
+
+    rows = [  # (path, dob, taken, gender, face score, second face, celeb id)
+        ("01/nm0000001_rm1_1968_2.jpg", _matlab_datenum(1940, 5, 10), 1968, 1.0, 3.2, np.nan, 1),
+        ("01/nm0000002_rm2_1990_1.jpg", _matlab_datenum(1962, 1, 2), 1990, 0.0, 4.1, np.nan, 2),
+        ("02/nm0000003_rm3_2001_1.jpg", _matlab_datenum(1980, 3, 3), 2001, 0.0, -np.inf, np.nan, 3),
+        ("02/nm0000004_rm4_2005_1.jpg", _matlab_datenum(1970, 3, 3), 2005, np.nan, 0.4, np.nan, 4),
+        ("03/nm0000005_rm5_2010_1.jpg", _matlab_datenum(1975, 3, 3), 2010, 1.0, 2.5, 1.7, 5),
+        ("03/nm0000006_rm6_2010_1.jpg", _matlab_datenum(2012, 3, 3), 2010, 1.0, 2.5, np.nan, 6),
+        ("04/nm0000001_rm7_1970_1.jpg", _matlab_datenum(1940, 5, 10), 1970, 1.0, 1.5, np.nan, 1),
+    ]
+    struct = {
+        "dob": np.array([[r[1] for r in rows]], float),
+        "photo_taken": np.array([[r[2] for r in rows]], float),
+        "full_path": cells([r[0] for r in rows]),
+        "gender": np.array([[r[3] for r in rows]], float),
+        "name": cells([f"Person {r[6]}" for r in rows]),
+        "face_location": cells([[10, 10, 90, 90]] * len(rows)),
+        "face_score": np.array([[r[4] for r in rows]], float),
+        "second_face_score": np.array([[r[5] for r in rows]], float),
+    }
+    if key == "imdb":
+        struct["celeb_names"] = cells([f"Person {i}" for i in range(1, 7)])
+        struct["celeb_id"] = np.array([[r[6] for r in rows]], float)
+    savemat(str(path), {key: struct})
+
+
+@pytest.mark.parametrize("key", ["imdb", "wiki"])
+def test_imdb_wiki_ages_from_matlab_dates_and_face_filters(tmp_path, key):
+    from pipelines.readers import imdb_wiki
+
+    _write_imdb_mat(tmp_path / f"{key}.mat", key)
+    result = imdb_wiki.read_imdb_wiki(tmp_path / f"{key}.mat")
+    assert result.dataset == key
+    assert [(r.age, r.label) for r in result.records] == [(28.0, 28), (28.0, 28), (30.0, 30)]
+    assert result.records[0].path == str(tmp_path / "01" / "nm0000001_rm1_1968_2.jpg")
+    assert [r.attributes["gender"] for r in result.records] == ["male", "female", "male"]
+    assert result.drop_counts() == {
+        "no face detected": 1,
+        "face score below threshold": 1,
+        "second face in the photo": 1,
+        "age outside 0-100": 1,
+    }
+    subjects = [r.subject for r in result.records]
+    assert subjects == (["1", "2", "1"] if key == "imdb" else ["", "", ""])
+    split = protocols.random_split(result.records, 0.34, seed=0)
+    assert len(split.folds[0].test) == 1
+
+
+def test_imdb_wiki_birth_year_and_bad_files(tmp_path):
+    from pipelines.readers import imdb_wiki
+
+    assert imdb_wiki.birth_year(_matlab_datenum(1899, 12, 31) + 0.75) == 1899
+    (tmp_path / "imdb.mat").write_bytes(b"not a MATLAB file")
+    with pytest.raises(ValueError, match="imdb.mat"):
+        imdb_wiki.read_imdb_wiki(tmp_path / "imdb.mat")
+    with pytest.raises(FileNotFoundError, match="wiki.mat"):
+        imdb_wiki.read_imdb_wiki(tmp_path / "wiki.mat")

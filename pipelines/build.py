@@ -1,0 +1,401 @@
+"""The TFRecord build: an Apache Beam pipeline from labelled photos to sharded face records.
+
+The records are written in *parts*: the disjoint test sets of a protocol's folds (`fold0`,
+`fold1`, ... for k-fold and leave-one-person-out, or `train` / `test` for a single split),
+so every fold of a protocol trains on the other parts and tests on its own without copying
+any image twice. The manifest says which parts each fold uses.
+
+Every photo is read, checked, face-cropped with the shared `faces.CropSpec` and re-encoded as
+RGB JPEG, so the input pipeline sees one format. A bad photo is skipped with its reason and
+the build goes on; output is assembled aside and moved into place only when complete.
+
+Beam runs locally on the DirectRunner (parallel worker processes); the same pipeline runs on
+Dataflow, Flink or Spark with `--beam_args`. The finishing step (shard checksums, manifest,
+the atomic move) reads the output folder through the local file system.
+"""
+
+import collections
+import dataclasses
+import datetime
+import glob
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pipelines import faces, images, protocols
+from pipelines.records import AgeRecord
+
+MANIFEST = "manifest.json"
+RECORD_LOG = "records.jsonl"
+SHARD_SUFFIX = ".tfrecord"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Settings of one build.
+
+    Attributes:
+      output_dir: folder to create; it holds the shards, `manifest.json` and `records.jsonl`.
+      num_classes: labels must lie in [0, num_classes).
+      crop: the face-crop specification (shared with prediction).
+      policy: detection policy (detect or not, no-face handling, rotation search).
+      records_per_shard: shard size target; each part gets ceil(n / this) shards.
+      overwrite: replace an existing output folder (otherwise refuse).
+      cache_dir: detection cache folder (None: no cache).
+      workers: parallel worker processes of the DirectRunner.
+      jpeg_quality: quality of the re-encoded crops.
+      beam_args: extra Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
+      detector: a picklable face detector with `detect(rgb) -> [(x, y, w, h, score)]`;
+        None uses MTCNN when the policy detects.
+    """
+
+    output_dir: str
+    num_classes: int
+    crop: faces.CropSpec = faces.CropSpec()
+    policy: faces.FacePolicy = faces.FacePolicy()
+    records_per_shard: int = 1000
+    overwrite: bool = False
+    cache_dir: Optional[str] = None
+    workers: int = 1
+    jpeg_quality: int = 95
+    beam_args: Tuple[str, ...] = ()
+    detector: object = None
+
+
+def parts_of(split: protocols.Split) -> Tuple[Dict[str, List[str]], Dict[str, Dict[str, List[str]]]]:
+    """The disjoint parts a split's records are written in, and each fold's parts.
+
+    Returns:
+      (part name -> image paths, fold name -> {"train": [part names], "test": [part names]}).
+    """
+    tests = [set(fold.test) for fold in split.folds]
+    disjoint = sum(len(t) for t in tests) == len(set().union(*tests))
+    everything = set(split.folds[0].train) | tests[0]
+    covering = all(set(f.train) | set(f.test) == everything for f in split.folds)
+    if len(split.folds) > 1 and disjoint and covering and set().union(*tests) == everything:
+        parts = {fold.name: list(fold.test) for fold in split.folds}
+        folds = {
+            fold.name: {"train": [p for p in parts if p != fold.name], "test": [fold.name]}
+            for fold in split.folds
+        }
+        return parts, folds
+    if len(split.folds) == 1:
+        fold = split.folds[0]
+        return {"train": list(fold.train), "test": list(fold.test)}, {fold.name: {"train": ["train"], "test": ["test"]}}
+    raise ValueError(
+        f"Split {split.protocol!r}: the folds' test sets must be disjoint and cover every record "
+        "(k-fold, leave-one-out), or there must be a single fold."
+    )
+
+
+# --- one photo -> one record -------------------------------------------------------------
+
+
+class SkipPhoto(ValueError):
+    """A photo that is skipped, with the reason reported in the manifest."""
+
+    def __init__(self, reason: str, detector_calls: int = 0):
+        super().__init__(reason)
+        self.detector_calls = detector_calls
+
+
+def check_record(record: AgeRecord, num_classes: int) -> None:
+    if not 0 <= record.label < num_classes:
+        raise SkipPhoto(f"label {record.label} outside 0-{num_classes - 1}")
+    if not math.isfinite(record.age) or record.age < 0:
+        raise SkipPhoto(f"age {record.age} is not a valid age")
+    if not math.isfinite(record.age_std) or record.age_std < 0:
+        raise SkipPhoto(f"age std {record.age_std} is not valid")
+
+
+def read_photo(path: str) -> Tuple[bytes, np.ndarray]:
+    """The file's bytes and its decoded RGB pixels; SkipPhoto names what is wrong."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise SkipPhoto("file not found") from None
+    except IsADirectoryError:
+        raise SkipPhoto("is a directory, not an image file") from None
+    except OSError as error:
+        raise SkipPhoto(f"cannot be read ({error.strerror or error})") from None
+    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+        raise SkipPhoto("truncated JPEG (no end-of-image marker)")
+    try:
+        pixels = images.decode_image(np.frombuffer(data, np.uint8), path)
+    except images.ImageError as error:
+        raise SkipPhoto(error.reason) from None
+    return data, pixels
+
+
+def face_record(record: AgeRecord, config: BuildConfig, detector=None, cache=None) -> Tuple[bytes, dict]:
+    """A serialized Example for one record, and its log entry; raises SkipPhoto."""
+    from pipelines import tfrecords  # TensorFlow loads in the worker, not at import
+
+    check_record(record, config.num_classes)
+    data, pixels = read_photo(record.path)
+    try:
+        face, calls = faces.locate_face(pixels, data, config.policy, config.crop, detector, cache)
+    except faces.NoFaceError as error:
+        raise SkipPhoto(str(error), error.calls) from None
+    crop = faces.crop_face(pixels, face, config.crop)
+    encoded = faces.encode_jpeg(crop, config.jpeg_quality)
+    log = {"face": face.method, "confidence": round(face.confidence, 4), "angle": face.angle, "detector_calls": calls}
+    return tfrecords.encode_example(record, encoded), log
+
+
+def _record_to_json(record: AgeRecord) -> dict:
+    return dataclasses.asdict(record) | {"attributes": dict(record.attributes)}
+
+
+# --- the Beam pipeline ----------------------------------------------------------------------
+
+
+def _make_fn(config: BuildConfig):
+    import apache_beam as beam
+
+    class FaceRecordFn(beam.DoFn):
+        """(part, record) -> (part, serialized Example); tagged "log": one JSON line per photo."""
+
+        def __init__(self, config):
+            self.config = config
+            self.detector = None
+            self.cache = None
+
+        def setup(self):
+            if self.config.policy.detect:
+                self.detector = self.config.detector or faces.MtcnnDetector()
+            if self.config.cache_dir:
+                self.cache = faces.DetectionCache(self.config.cache_dir)
+
+        def process(self, element):
+            part, record_json = element
+            record = AgeRecord(**record_json)
+            entry = {"part": part, "path": record.path, "age": record.age, "label": record.label}
+            try:
+                serialized, log = face_record(record, self.config, self.detector, self.cache)
+            except SkipPhoto as error:
+                entry |= {"status": "skipped", "reason": str(error), "detector_calls": error.detector_calls}
+            except Exception as error:  # one bad photo never ends the build
+                entry |= {"status": "skipped", "reason": f"unexpected error: {type(error).__name__}: {error}"}
+            else:
+                entry |= {"status": "written"} | log
+                yield part, serialized
+            yield beam.pvalue.TaggedOutput("log", json.dumps(entry, sort_keys=True))
+
+    return FaceRecordFn(config)
+
+
+def _pipeline_options(config: BuildConfig):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(config.beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args.append("--runner=DirectRunner")
+        args.append(f"--direct_num_workers={max(1, config.workers)}")
+        args.append(f"--direct_running_mode={'multi_processing' if config.workers > 1 else 'in_memory'}")
+    return PipelineOptions(args)
+
+
+def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig, staging: str) -> None:
+    import apache_beam as beam
+
+    elements = [(part, _record_to_json(r)) for part, records in parts.items() for r in records]
+    with beam.Pipeline(options=_pipeline_options(config)) as pipeline:
+        results = (
+            pipeline
+            | "Photos" >> beam.Create(elements, reshuffle=True)
+            | "FaceRecords" >> beam.ParDo(_make_fn(config)).with_outputs("log", main="records")
+        )
+        for part, records in parts.items():
+            shards = max(1, math.ceil(len(records) / config.records_per_shard))
+            (
+                results.records
+                | f"Select_{part}" >> beam.Filter(lambda item, name=part: item[0] == name)
+                | f"Bytes_{part}" >> beam.Map(lambda item: item[1])
+                | f"Write_{part}" >> beam.io.WriteToTFRecord(
+                    os.path.join(staging, part),
+                    file_name_suffix=SHARD_SUFFIX,
+                    num_shards=shards,
+                    shard_name_template="-SSSSS-of-NNNNN",
+                )
+            )
+        results.log | "WriteLog" >> beam.io.WriteToText(
+            os.path.join(staging, RECORD_LOG), num_shards=1, shard_name_template=""
+        )
+
+
+# --- finishing: checksums, manifest, atomic move ------------------------------------------------
+
+
+def _checksum(path: str) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def _shard_info(path: str) -> dict:
+    import tensorflow as tf
+
+    count = int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+    return {"file": os.path.basename(path), "records": count} | _checksum(path)
+
+
+def verify_shards(output_dir: str) -> None:
+    """Raises ValueError naming any shard whose size or checksum differs from the manifest."""
+    manifest = read_build_manifest(output_dir)
+    for part in manifest["parts"].values():
+        for shard in part["shards"]:
+            path = os.path.join(output_dir, shard["file"])
+            if not os.path.isfile(path):
+                raise ValueError(f"{shard['file']}: missing from {output_dir}.")
+            found = _checksum(path)
+            if found != {"bytes": shard["bytes"], "sha256": shard["sha256"]}:
+                raise ValueError(f"{shard['file']}: size or checksum differs from the manifest ({found}).")
+
+
+def _summarise(staging: str, parts: Mapping[str, Sequence[AgeRecord]]) -> dict:
+    with open(os.path.join(staging, RECORD_LOG), encoding="utf-8") as handle:
+        entries = [json.loads(line) for line in handle if line.strip()]
+    expected = sum(len(r) for r in parts.values())
+    if len(entries) != expected:
+        raise RuntimeError(f"Build log has {len(entries)} entries for {expected} photos; the build is incomplete.")
+    summary = {}
+    for part in parts:
+        shards = [_shard_info(p) for p in sorted(glob.glob(os.path.join(staging, f"{part}-*{SHARD_SUFFIX}")))]
+        mine = [e for e in entries if e["part"] == part]
+        written = sum(e["status"] == "written" for e in mine)
+        if sum(s["records"] for s in shards) != written:
+            raise RuntimeError(f"Part {part}: shards hold {sum(s['records'] for s in shards)} records, log says {written}.")
+        summary[part] = {
+            "photos": len(mine),
+            "records": written,
+            "skipped": len(mine) - written,
+            "faces": dict(collections.Counter(e["face"] for e in mine if e["status"] == "written")),
+            "shards": shards,
+        }
+    skipped = sorted(
+        ({"path": e["path"], "part": e["part"], "reason": e["reason"]} for e in entries if e["status"] == "skipped"),
+        key=lambda e: e["path"],
+    )
+    calls = sum(e.get("detector_calls", 0) for e in entries)
+    return {
+        "parts": summary,
+        "records": sum(p["records"] for p in summary.values()),
+        "skipped": skipped,
+        "skipped_counts": dict(collections.Counter(e["reason"] for e in skipped)),
+        "detector_calls": calls,
+    }
+
+
+def _write_json(path: str, data) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+
+
+def build_tfrecords(
+    split: protocols.Split,
+    records: Sequence[AgeRecord],
+    config: BuildConfig,
+    dataset: str,
+    reader_dropped: Sequence[Tuple[str, str]] = (),
+) -> dict:
+    """Builds the TFRecords of `records` in the parts of `split` and returns the manifest.
+
+    Raises:
+      FileExistsError: the output exists and `config.overwrite` is False.
+    """
+    output = os.path.abspath(config.output_dir)
+    if os.path.exists(output) and not config.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
+    by_path = {r.path: r for r in records}
+    part_paths, folds = parts_of(split)
+    missing = [p for paths in part_paths.values() for p in paths if p not in by_path]
+    if missing:
+        raise ValueError(f"The split names {len(missing)} image(s) without a record, e.g. {missing[0]}.")
+    parts = {name: [by_path[p] for p in paths] for name, paths in part_paths.items()}
+
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.building-", dir=parent)
+    try:
+        started = datetime.datetime.now(datetime.timezone.utc)
+        _run_pipeline(parts, config, staging)
+        manifest = {
+            "dataset": dataset,
+            "created": started.isoformat(timespec="seconds"),
+            "seconds": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
+            "num_classes": config.num_classes,
+            "crop": dataclasses.asdict(config.crop),
+            "face_policy": dataclasses.asdict(config.policy),
+            "folds": folds,
+            "split": split.to_json(),
+            "reader_dropped": [{"source": s, "reason": r} for s, r in reader_dropped],
+            "reader_dropped_counts": dict(collections.Counter(r for _, r in reader_dropped)),
+        } | _summarise(staging, parts)
+        _write_json(os.path.join(staging, MANIFEST), manifest)
+        for leftover in glob.glob(os.path.join(staging, "beam-temp-*")):
+            shutil.rmtree(leftover, ignore_errors=True)
+        _move_into_place(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _move_into_place(staging: str, output: str) -> None:
+    """Replaces `output` by `staging` with renames: readers see the old or the new build."""
+    previous = None
+    if os.path.exists(output):
+        previous = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.previous-", dir=os.path.dirname(output))
+        os.rename(output, os.path.join(previous, "build"))
+    os.rename(staging, output)
+    if previous:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def describe(manifest: dict, output_dir: str) -> str:
+    """A short human report of a build: records per part, faces, and what was skipped."""
+    lines = [f"{manifest['dataset']}: {manifest['records']} records in {output_dir} ({manifest['seconds']} s)"]
+    for name, part in manifest["parts"].items():
+        found = ", ".join(f"{n} {method}" for method, n in sorted(part["faces"].items()))
+        lines.append(f"  {name}: {part['records']} records in {len(part['shards'])} shard(s), "
+                     f"{part['skipped']} skipped; faces: {found or 'none'}")
+    for reason, count in sorted(manifest["skipped_counts"].items()):
+        lines.append(f"  skipped {count}: {reason}")
+    for reason, count in sorted(manifest["reader_dropped_counts"].items()):
+        lines.append(f"  dropped by the reader {count}: {reason}")
+    lines.append(f"  detector calls: {manifest['detector_calls']}; details in {MANIFEST} and {RECORD_LOG}")
+    return "\n".join(lines)
+
+
+# --- reading a build ------------------------------------------------------------------------------
+
+
+def read_build_manifest(output_dir: str) -> dict:
+    path = os.path.join(output_dir, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
+
+
+def fold_files(output_dir: str, fold: str, side: str) -> List[str]:
+    """The shard files of one side ("train" or "test") of one fold of a build."""
+    manifest = read_build_manifest(output_dir)
+    if fold not in manifest["folds"]:
+        raise KeyError(f"Fold {fold!r} is not in {output_dir}; it has {sorted(manifest['folds'])}.")
+    return [
+        os.path.join(output_dir, shard["file"])
+        for part in manifest["folds"][fold][side]
+        for shard in manifest["parts"][part]["shards"]
+    ]

@@ -1,0 +1,311 @@
+"""Face detection and the one face-crop specification shared by TFRecord building and prediction.
+
+The paper's LAP recipe: detect faces with the photo rotated from -60 to 60 degrees in steps of
+5 and by -90, 90 and 180 degrees, keep the strongest face, enlarge its box by 40% in width and
+height, crop and resize to 256x256. The full search costs about 28 detections per photo, so
+the upright photo is tried first and the rotations only when it gives no confident face.
+
+A face is an oriented box in the photo's own coordinates (centre, size, angle), so the crop is
+one affine warp of the original pixels whatever rotation found it.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+UPRIGHT = 0.0
+# The paper's rotation set, nearest to upright first; 27 rotations besides upright.
+ROTATIONS: Tuple[float, ...] = tuple(
+    float(a) for step in range(5, 65, 5) for a in (-step, step)
+) + (-90.0, 90.0, 180.0)
+SEARCH_ANGLES: Tuple[float, ...] = (UPRIGHT,) + ROTATIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+    """How a face box becomes the network's input image.
+
+    Attributes:
+      size: side of the square output in pixels (256 in the paper).
+      margin: fraction of the box's width and height added (0.4: 20% on each side).
+      square: make the box square on its longer side before enlarging. MTCNN's boxes are
+        taller than wide; the paper's detector (Mathias et al.) gives square boxes, so this
+        keeps the face's proportions as the paper's crops had them.
+    """
+
+    size: int = 256
+    margin: float = 0.4
+    square: bool = True
+
+    def __post_init__(self):
+        if self.size < 8:
+            raise ValueError(f"crop size must be at least 8 px; received {self.size}.")
+        if not 0.0 <= self.margin <= 4.0:
+            raise ValueError(f"crop margin must lie in [0, 4]; received {self.margin}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """A face as an oriented box in the original photo.
+
+    Attributes:
+      center: (x, y) of the box centre in photo pixels.
+      size: (width, height) of the detector's box in photo pixels.
+      angle: degrees the photo was rotated counter-clockwise when the face was found (the
+        crop undoes it, so the face comes out upright).
+      confidence: detector score; 0 for a centre-crop fallback.
+      method: "upright", "rotated" or "center".
+    """
+
+    center: Tuple[float, float]
+    size: Tuple[float, float]
+    angle: float = 0.0
+    confidence: float = 0.0
+    method: str = "upright"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Face":
+        return cls(tuple(data["center"]), tuple(data["size"]), data["angle"], data["confidence"], data["method"])
+
+    def corners(self) -> np.ndarray:
+        """The four corners of the detector's box in photo pixels, for drawing."""
+        (cx, cy), (w, h) = self.center, self.size
+        box = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
+        theta = np.deg2rad(self.angle)
+        # A counter-clockwise photo rotation by theta means the face is tilted by -theta.
+        rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+        return box @ rotation + np.array([cx, cy])
+
+
+def center_face(image_shape: Sequence[int], spec: CropSpec) -> Face:
+    """The fallback for a photo with no face: the crop equals the photo's centre square."""
+    height, width = image_shape[:2]
+    side = min(height, width) / (1.0 + spec.margin)
+    return Face(((width - 1) / 2.0, (height - 1) / 2.0), (side, side), 0.0, 0.0, "center")
+
+
+def crop_box_size(face: Face, spec: CropSpec) -> Tuple[float, float]:
+    width, height = face.size
+    if spec.square:
+        width = height = max(width, height)
+    return width * (1.0 + spec.margin), height * (1.0 + spec.margin)
+
+
+def crop_face(image: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
+    """The face's crop as a [size, size, 3] uint8 image, upright, borders replicated.
+
+    Shrinking goes through a native-resolution crop and area averaging, so large photos do
+    not alias.
+    """
+    box_w, box_h = crop_box_size(face, spec)
+    # Warp at native resolution (at most 4x the output) and area-resize down when shrinking.
+    native = int(round(min(max(box_w, box_h), 4 * spec.size)))
+    out = max(native, spec.size)
+    rotation = cv2.getRotationMatrix2D(tuple(map(float, face.center)), face.angle, 1.0)[:, :2]
+    scale = np.diag([out / box_w, out / box_h])
+    linear = scale @ rotation
+    center = np.asarray(face.center, np.float64)
+    offset = np.array([(out - 1) / 2.0, (out - 1) / 2.0]) - linear @ center
+    matrix = np.hstack([linear, offset[:, None]])
+    crop = cv2.warpAffine(image, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out != spec.size:
+        crop = cv2.resize(crop, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+    return crop
+
+
+# --- detection ------------------------------------------------------------------------
+
+
+Detection = Tuple[float, float, float, float, float]  # x, y, width, height, confidence
+
+
+class MtcnnDetector:
+    """MTCNN (the `mtcnn` package, which ships its weights), loaded on first use.
+
+    Photos are shrunk to at most `max_side` pixels for detection: MTCNN's cost grows with
+    the pixel count, and faces that matter for age are far larger than its 12 px minimum.
+    """
+
+    name = "mtcnn"
+
+    def __init__(self, max_side: int = 800, min_face_size: int = 20):
+        self.max_side = max_side
+        self.min_face_size = min_face_size
+        self._model = None
+
+    def __getstate__(self):  # picklable for parallel workers: the model is rebuilt there
+        return {"max_side": self.max_side, "min_face_size": self.min_face_size, "_model": None}
+
+    def _load(self):
+        if self._model is None:
+            try:
+                from mtcnn import MTCNN
+            except ImportError as error:
+                raise ImportError(
+                    "Face detection needs the `mtcnn` package: pip install 'keras-alage[data]'."
+                ) from error
+            self._model = MTCNN()
+        return self._model
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces = self._load().detect_faces(small, min_face_size=self.min_face_size)
+        return [(x / scale, y / scale, w / scale, h / scale, float(f["confidence"]))
+                for f in faces for x, y, w, h in [f["box"]]]
+
+
+def _rotate_expanded(image: np.ndarray, angle: float) -> Tuple[np.ndarray, np.ndarray]:
+    """The photo rotated counter-clockwise by `angle` on a canvas that holds all of it,
+    and the 2x3 matrix from photo to canvas coordinates."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), angle, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(round(width * cos + height * sin)), int(round(width * sin + height * cos))
+    matrix[0, 2] += (new_w - width) / 2.0
+    matrix[1, 2] += (new_h - height) / 2.0
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR), matrix
+
+
+def detect_at(image: np.ndarray, detector, angle: float) -> List[Face]:
+    """Faces found with the photo rotated by `angle`, as boxes in the photo's coordinates."""
+    if angle == UPRIGHT:
+        canvas, matrix = image, np.hstack([np.eye(2), np.zeros((2, 1))])
+    else:
+        canvas, matrix = _rotate_expanded(image, angle)
+    inverse = cv2.invertAffineTransform(matrix)
+    faces = []
+    for x, y, w, h, confidence in detector.detect(canvas):
+        cx, cy = inverse @ np.array([x + (w - 1) / 2.0, y + (h - 1) / 2.0, 1.0])
+        method = "upright" if angle == UPRIGHT else "rotated"
+        faces.append(Face((float(cx), float(cy)), (float(w), float(h)), float(angle), confidence, method))
+    return faces
+
+
+def find_face(
+    image: np.ndarray, detector, min_confidence: float = 0.9, full_search: bool = False
+) -> Tuple[Optional[Face], int]:
+    """The strongest face, searching rotations only when upright finds no confident one.
+
+    Returns:
+      (face or None, number of detector calls made).
+    """
+    faces = detect_at(image, detector, UPRIGHT)
+    calls = 1
+    best = max(faces, key=lambda f: f.confidence, default=None)
+    if best is not None and best.confidence >= min_confidence and not full_search:
+        return best, calls
+    for angle in ROTATIONS:
+        calls += 1
+        for face in detect_at(image, detector, angle):
+            if best is None or face.confidence > best.confidence:
+                best = face
+    return best, calls
+
+
+class DetectionCache:
+    """Detections keyed by the photo's bytes and the search settings, one JSON file each.
+
+    A rebuild (a new split, crop size or shard count) then skips detection entirely. Writes
+    are atomic, so parallel workers may share the folder.
+    """
+
+    def __init__(self, directory):
+        self.directory = os.fspath(directory)
+
+    @staticmethod
+    def key(data: bytes, settings: str) -> str:
+        return hashlib.sha256(settings.encode("utf-8") + b"\0" + data).hexdigest()
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.directory, key[:2], key + ".json")
+
+    def get(self, key: str):
+        """(found, face or None)."""
+        try:
+            with open(self._path(key), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False, None
+        return True, (Face.from_json(data["face"]) if data["face"] else None)
+
+    def put(self, key: str, face: Optional[Face]) -> None:
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump({"face": face.to_json() if face else None}, out)
+        os.replace(temporary, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class FacePolicy:
+    """How the TFRecord build (and prediction) turns a photo into a face crop.
+
+    Attributes:
+      detect: run the detector; False for sets that are already face crops (UTKFace,
+        Adience's aligned faces), which are centre-cropped and resized with the same spec.
+      no_face: "skip" drops photos without a face; "center" keeps their centre crop.
+      min_confidence: an upright face at least this confident ends the search.
+      full_search: always try every rotation (the paper's exact recipe; about 28x slower).
+    """
+
+    detect: bool = True
+    no_face: str = "skip"
+    min_confidence: float = 0.9
+    full_search: bool = False
+
+    def __post_init__(self):
+        if self.no_face not in ("skip", "center"):
+            raise ValueError(f"no_face must be 'skip' or 'center'; received {self.no_face!r}.")
+
+    def cache_settings(self, detector) -> str:
+        return f"{getattr(detector, 'name', type(detector).__name__)}|{self.min_confidence}|{self.full_search}"
+
+
+class NoFaceError(ValueError):
+    """No face was found and the policy skips such photos; `calls` detector calls were made."""
+
+    def __init__(self, message: str, calls: int = 0):
+        super().__init__(message)
+        self.calls = calls
+
+
+def locate_face(image: np.ndarray, data: bytes, policy: FacePolicy, spec: CropSpec, detector=None, cache=None):
+    """The face to crop from a decoded photo under `policy`; raises NoFaceError to skip it.
+
+    Returns:
+      (face, detector calls made; 0 when cached or not detecting).
+    """
+    if not policy.detect:
+        return center_face(image.shape, spec), 0
+    key = cache.key(data, policy.cache_settings(detector)) if cache else None
+    found, face = cache.get(key) if cache else (False, None)
+    calls = 0
+    if not found:
+        face, calls = find_face(image, detector, policy.min_confidence, policy.full_search)
+        if cache:
+            cache.put(key, face)
+    if face is None:
+        if policy.no_face == "skip":
+            raise NoFaceError("no face found", calls)
+        face = center_face(image.shape, spec)
+    return face, calls
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    """RGB uint8 -> JPEG bytes."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return encoded.tobytes()

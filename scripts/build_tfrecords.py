@@ -1,0 +1,90 @@
+"""Builds face-cropped TFRecords of a data set in its distributed layout, with a manifest.
+
+  python scripts/build_tfrecords.py --dataset=fgnet --data_dir=../shared/data/fgnet \
+      --output_dir=data/fgnet
+  python scripts/build_tfrecords.py --dataset=utkface \
+      --data_dir=../shared/data/utkface/crop_part1 --output_dir=data/utkface
+
+The output holds shards per part (`fold0-00000-of-00002.tfrecord`, ... or `train-*`,
+`test-*`), `manifest.json` (counts per part and shard, checksums, every skipped photo and
+why, the split) and `records.jsonl` (one line per photo). Extra Beam options go through
+--beam_arg (e.g. --beam_arg=--runner=DataflowRunner).
+"""
+
+import logging as pylogging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+from keras_alage.age_classes import get_age_classes  # noqa: E402
+from pipelines import build, faces, protocols, sources  # noqa: E402
+
+flags.DEFINE_enum("dataset", None, sorted(sources.SOURCES), "Data set, in its distributed layout.")
+flags.DEFINE_string("data_dir", None, "Where the data set is: its folder, or its CSV / .mat file.")
+flags.DEFINE_string("image_root", None, "Folder the image paths of a CSV or .mat are relative to.")
+flags.DEFINE_string("output_dir", None, "Folder to create with the shards and manifest.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+flags.DEFINE_enum("protocol", None, sources.PROTOCOLS, "Split protocol; default: the paper's for the data set.")
+flags.DEFINE_integer("folds", 5, "k of subject-exclusive k-fold.")
+flags.DEFINE_float("test_fraction", 0.1, "Test share of random and subject splits (MORPH: 0.2).")
+flags.DEFINE_integer("seed", 0, "Seed of the split and of --limit.")
+flags.DEFINE_enum("lap_test_split", "test", ["valid", "test"], "LAP split to test on.")
+flags.DEFINE_list("morph_races", None, "MORPH race codes to keep (the paper: W).")
+flags.DEFINE_integer("limit", None, "Keep this many records, drawn with --seed (quick runs; MORPH: 5475).")
+flags.DEFINE_float("min_face_score", 1.0, "IMDB-WIKI face score threshold.")
+flags.DEFINE_string("age_classes", None, "Class space; default: the data set's own.")
+flags.DEFINE_bool("detect", None, "Detect faces (default: yes unless the set is already face crops).")
+flags.DEFINE_enum("no_face", "skip", ["skip", "center"], "Photos without a face: skip, or keep the centre crop.")
+flags.DEFINE_bool("full_search", False, "Try all 27 rotations for every photo (the paper's recipe).")
+flags.DEFINE_float("min_confidence", 0.9, "An upright face this confident ends the rotation search.")
+flags.DEFINE_integer("crop_size", 256, "Side of the stored face crops.")
+flags.DEFINE_float("crop_margin", 0.4, "Box enlargement (0.4: 40% in width and height).")
+flags.DEFINE_string("cache_dir", None, "Detection cache; default: detection-cache/ beside --output_dir.")
+flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
+flags.DEFINE_integer("records_per_shard", 1000, "Target records per shard.")
+flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (repeatable).")
+flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)  # Beam's runner chatter
+    source = sources.get_source(FLAGS.dataset)
+    result = sources.read_source(
+        FLAGS.dataset, FLAGS.data_dir, FLAGS.image_root, FLAGS.morph_races, FLAGS.min_face_score, FLAGS.age_classes
+    )
+    logging.info(result.summary())
+    records = result.records
+    if FLAGS.limit:
+        records = protocols.sample(records, min(FLAGS.limit, len(records)), FLAGS.seed)
+    split = sources.make_split(
+        records, FLAGS.protocol or source.protocol, FLAGS.folds, FLAGS.test_fraction, FLAGS.seed, FLAGS.lap_test_split
+    )
+    output = os.path.abspath(FLAGS.output_dir)
+    detect = source.detect if FLAGS.detect is None else FLAGS.detect
+    config = build.BuildConfig(
+        output_dir=output,
+        num_classes=len(get_age_classes(FLAGS.age_classes or source.age_classes).values),
+        crop=faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin),
+        policy=faces.FacePolicy(detect, FLAGS.no_face, FLAGS.min_confidence, FLAGS.full_search),
+        records_per_shard=FLAGS.records_per_shard,
+        overwrite=FLAGS.overwrite,
+        cache_dir=(FLAGS.cache_dir or os.path.join(os.path.dirname(output), "detection-cache")) if detect else None,
+        workers=FLAGS.workers,
+        beam_args=tuple(FLAGS.beam_arg),
+    )
+    try:
+        manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped)
+    except (FileExistsError, ValueError) as error:
+        raise app.UsageError(str(error))
+    print(build.describe(manifest, output))
+
+
+if __name__ == "__main__":
+    app.run(main)

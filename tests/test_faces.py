@@ -1,0 +1,140 @@
+import cv2
+import numpy as np
+import pytest
+
+from pipelines import faces, images
+
+
+class DotDetector:
+    """Finds the brightest pixel of the canvas and reports a box around it.
+
+    `confidence_at` maps search angles to the score reported (none: no face); calls come
+    in `SEARCH_ANGLES` order, which is how the detector knows the angle.
+    """
+
+    name = "dot"
+
+    def __init__(self, confidence_at=None, box=(40, 60)):
+        self.calls = []
+        self.confidence_at = confidence_at or {}
+        self.box = box
+
+    def detect(self, canvas):
+        angle = faces.SEARCH_ANGLES[len(self.calls)]
+        self.calls.append(canvas.shape)
+        confidence = self.confidence_at.get(angle)
+        if confidence is None:
+            return []
+        y, x = np.unravel_index(np.argmax(canvas[..., 0]), canvas.shape[:2])
+        w, h = self.box
+        return [(x - (w - 1) / 2.0, y - (h - 1) / 2.0, w, h, confidence)]
+
+
+def _dot_image(x=130, y=70, shape=(150, 220)):
+    image = np.zeros(shape + (3,), np.uint8)
+    image[y - 1 : y + 2, x - 1 : x + 2] = 255  # 3x3 so interpolation keeps the peak
+    return image
+
+
+def test_the_rotation_set_is_the_papers():
+    assert len(faces.SEARCH_ANGLES) == 28 and len(faces.ROTATIONS) == 27
+    assert faces.SEARCH_ANGLES[0] == 0.0
+    assert set(faces.ROTATIONS) == set(range(-60, 65, 5)) - {0} | {-90, 90, 180}
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0, -60.0, 90.0, 180.0])
+def test_faces_found_on_rotated_canvases_map_back_to_the_photo(angle):
+    image = _dot_image()
+    detector = DotDetector({angle: 0.99})
+    detector.calls = [None] * faces.SEARCH_ANGLES.index(angle)
+    (face,) = faces.detect_at(image, detector, angle)
+    assert face.center == pytest.approx((130, 70), abs=1.0)
+    assert (face.angle, face.method) == (angle, "upright" if angle == 0 else "rotated")
+
+
+def test_upright_confident_face_ends_the_search():
+    detector = DotDetector({0.0: 0.95})
+    face, calls = faces.find_face(_dot_image(), detector, min_confidence=0.9)
+    assert calls == 1 and len(detector.calls) == 1 and face.method == "upright"
+
+
+def test_weak_or_missing_upright_face_searches_every_rotation_and_keeps_the_strongest():
+    detector = DotDetector({0.0: 0.7, 30.0: 0.97, -90.0: 0.93})
+    face, calls = faces.find_face(_dot_image(), detector, min_confidence=0.9)
+    assert calls == 28 and face.angle == 30.0 and face.confidence == 0.97
+    assert face.center == pytest.approx((130, 70), abs=1.0)
+
+    nothing, calls = faces.find_face(_dot_image(), DotDetector({}), min_confidence=0.9)
+    assert nothing is None and calls == 28
+
+
+def test_full_search_is_forced_by_the_flag():
+    detector = DotDetector({0.0: 0.95, 180.0: 0.99})
+    face, calls = faces.find_face(_dot_image(), detector, full_search=True)
+    assert calls == 28 and face.angle == 180.0
+
+
+def test_upright_crop_is_the_enlarged_square_box_resized():
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (400, 300), interpolation=cv2.INTER_LINEAR)
+    spec = faces.CropSpec(size=64, margin=0.4)
+    face = faces.Face((199.5, 149.5), (80.0, 100.0))  # square side 100 -> 140 with the margin
+    crop = faces.crop_face(image, face, spec)
+    expected = cv2.resize(image[80:220, 130:270], (64, 64), interpolation=cv2.INTER_AREA)
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+    assert np.abs(crop.astype(int) - expected).mean() < 2.0
+
+    unsquared = faces.crop_face(image, face, faces.CropSpec(size=64, margin=0.4, square=False))
+    expected = cv2.resize(image[80:220, 144:256], (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(unsquared.astype(int) - expected).mean() < 2.0
+
+
+def test_center_face_crops_the_centre_square():
+    image = _dot_image(shape=(120, 200))
+    image[:, 40:160, 1] = 200
+    spec = faces.CropSpec(size=32)
+    crop = faces.crop_face(image, faces.center_face(image.shape, spec), spec)
+    expected = images.resize(images.center_square(image), 32)
+    assert np.abs(crop.astype(int) - expected).mean() < 3.0
+
+
+def test_crop_spec_and_policy_reject_bad_settings():
+    with pytest.raises(ValueError, match="crop size"):
+        faces.CropSpec(size=0)
+    with pytest.raises(ValueError, match="no_face"):
+        faces.FacePolicy(no_face="drop")
+
+
+def test_detection_cache_skips_detection_and_keys_on_settings(tmp_path):
+    cache = faces.DetectionCache(tmp_path)
+    policy = faces.FacePolicy(min_confidence=0.9)
+    image, data = _dot_image(), b"photo bytes"
+    detector = DotDetector({0.0: 0.95})
+    first, calls = faces.locate_face(image, data, policy, faces.CropSpec(), detector, cache)
+    assert calls == 1
+    again, calls = faces.locate_face(image, data, policy, faces.CropSpec(), DotDetector({}), cache)
+    assert calls == 0 and again == first
+    stricter = faces.FacePolicy(min_confidence=0.99)
+    assert cache.key(data, stricter.cache_settings(detector)) != cache.key(data, policy.cache_settings(detector))
+    # A photo with no face is cached as such, then skipped or centre-cropped by the policy.
+    with pytest.raises(faces.NoFaceError):
+        faces.locate_face(image, b"empty", policy, faces.CropSpec(), DotDetector({}), cache)
+    center = faces.FacePolicy(no_face="center")
+    face, calls = faces.locate_face(image, b"empty", center, faces.CropSpec(), DotDetector({}), None)
+    assert face.method == "center" and calls == 28
+
+
+def test_mtcnn_finds_an_upside_down_face_and_crops_it_upright(fgnet_images):
+    photo = images.read_image(fgnet_images[0])  # 001A02.JPG
+    detector = faces.MtcnnDetector()
+    spec = faces.CropSpec(size=128)
+    upright, calls = faces.find_face(photo, detector)
+    assert upright.method == "upright" and upright.confidence > 0.9 and calls == 1
+    flipped = np.ascontiguousarray(photo[::-1, ::-1])  # the photo turned by 180 degrees
+    found, calls = faces.find_face(flipped, detector)
+    assert found.method == "rotated" and abs(found.angle) in (180.0, 175.0, 170.0)
+    original = faces.crop_face(photo, upright, spec).astype(float)
+    recovered = faces.crop_face(flipped, found, spec).astype(float)
+    unrelated = faces.crop_face(photo, faces.center_face(photo.shape, spec), spec)[::-1].astype(float)
+    same = np.corrcoef(original.ravel(), recovered.ravel())[0, 1]
+    assert same > 0.8 and same > np.corrcoef(original.ravel(), unrelated.ravel())[0, 1] + 0.2
