@@ -130,3 +130,46 @@ def build_keras_hub_resnet(depth: int, input_shape: Optional[tuple] = None):
         use_pre_activation=False,
         image_shape=input_shape or (None, None, 3),
     )
+
+
+def _all_weighted_layers(model: keras.Model):
+    """Weighted leaf layers by name, nested models (the backbone) included."""
+    found = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.weights and not isinstance(layer, keras.Model):
+            found[layer.name] = layer
+    return found
+
+
+def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
+    """Copies every layer whose name and weight shapes match, from one age model to another.
+
+    The route between stages and data sets: IMDB-WIKI pretraining (101 classes) into an
+    FG-NET model (70) copies the backbone and the attention LSTM and location network and
+    leaves the heads, whose shapes differ, as initialised; a global-stage model into the
+    attention stage copies everything.
+    """
+    sources = _all_weighted_layers(source)
+    copied, new = [], []
+    for name, layer in _all_weighted_layers(target).items():
+        other = sources.get(name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(name)
+        else:
+            new.append(name)
+    if not copied:
+        raise ValueError(f"No layer of {source.name!r} matches {target.name!r} by name and shape.")
+    return ImportReport(copied, new, [])
+
+
+def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
+    """Initialises `target` from a saved age model (.keras) or a same-architecture .weights.h5."""
+    if path.endswith(".weights.h5"):
+        target.load_weights(path)
+        names = list(_all_weighted_layers(target))
+        return ImportReport(names, [], [])
+    if path.endswith(".keras"):
+        source = keras.models.load_model(path, compile=False)
+        return transfer_weights(target, source)
+    raise ValueError(f"--init_checkpoint must be a .keras model or a .weights.h5 file; received {path!r}.")

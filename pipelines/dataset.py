@@ -33,6 +33,7 @@ def make_dataset(
     area_range=augment.AREA_RANGE,
     jitter: bool = True,
     cycle_length: int = 4,
+    repeat: bool = False,
 ):
     """Batches of (images, labels) from TFRecord files.
 
@@ -44,6 +45,8 @@ def make_dataset(
       input_size: model input side in pixels (224 in the paper).
       crops: evaluation crops, "ten" ([batch, 10, s, s, 3]) or "center" ([batch, s, s, 3]).
       deterministic: fixed order for a fixed seed (slower), e.g. for reproducible runs.
+      repeat: endless (training loops count steps per epoch, so every replica and worker
+        takes the same number of steps).
 
     Returns:
       A dataset of (images, {"label", "age", "age_std", "path"}); one pass is one epoch.
@@ -58,6 +61,8 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices(sorted(files))
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(cycle_length, len(files)) if training else 1,

@@ -1,0 +1,149 @@
+"""The paper's evaluation: ten-crop predictions, metrics per head, folds aggregated.
+
+Each head (global, local and the combined P = (P_g + 0.5 P_l) / 1.5) is scored side by side
+with MAE, CS@5, per-age-band MAE, epsilon-error where labels carry a standard deviation
+(LAP) and exact / one-off accuracy where classes are age groups (Adience).
+"""
+
+import json
+import math
+import os
+import tempfile
+from typing import Dict, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alage import metrics
+
+HEADS = {"global": "global_probs", "local": "local_probs", "combined": "probs"}
+SUMMARY_METRICS = ("mae", "cs5", "epsilon_error", "exact_accuracy", "one_off_accuracy")
+
+
+def is_grouped(class_ages: Sequence[float]) -> bool:
+    """Whether classes are age groups (Adience) rather than consecutive integer ages."""
+    return any(b - a != 1 for a, b in zip(class_ages, class_ages[1:]))
+
+
+def _crop_averaged(predict, images) -> Dict[str, np.ndarray]:
+    """Head probabilities for a batch; [batch, crops, H, W, 3] inputs are averaged over crops."""
+    if images.shape.rank == 5:
+        batch, crops = tf.shape(images)[0], images.shape[1]
+        outputs = predict(tf.reshape(images, (-1,) + tuple(images.shape[2:])))
+        return {
+            head: tf.reduce_mean(tf.reshape(outputs[key], (batch, crops, -1)), axis=1).numpy()
+            for head, key in HEADS.items()
+        } | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, 0].numpy()}
+    outputs = predict(images)
+    return {head: outputs[key].numpy() for head, key in HEADS.items()} | {"box": outputs["box"].numpy()}
+
+
+def predict_dataset(model, dataset) -> Dict[str, np.ndarray]:
+    """Head probabilities, boxes and labels of every image of a finite evaluation dataset."""
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    parts: Dict[str, list] = {}
+    for images, labels in dataset:
+        found = _crop_averaged(predict, images)
+        found |= {k: labels[k].numpy() for k in ("label", "age", "age_std", "path")}
+        for key, value in found.items():
+            parts.setdefault(key, []).append(value)
+    if not parts:
+        raise ValueError("The evaluation data is empty.")
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def head_metrics(probs, true_ages, labels, age_std, class_ages, grouped: bool) -> dict:
+    """Metrics of one head's probabilities against the labels."""
+    predicted = metrics.expected_age(probs, class_ages)
+    result = {
+        "mae": metrics.mean_absolute_error(predicted, true_ages),
+        "cs5": metrics.cumulative_score(predicted, true_ages, 5.0),
+        "bands": metrics.per_band_mae(predicted, true_ages),
+    }
+    if np.all(np.asarray(age_std) > 0):
+        result["epsilon_error"] = metrics.epsilon_error(predicted, true_ages, age_std)
+    if grouped:
+        chosen = np.argmax(probs, axis=-1)
+        result["exact_accuracy"] = metrics.exact_accuracy(chosen, labels)
+        result["one_off_accuracy"] = metrics.one_off_accuracy(chosen, labels)
+    return result
+
+
+def score(predictions: Mapping[str, np.ndarray], class_ages: Sequence[float], grouped: bool = False) -> dict:
+    """{"count": n, "global": {...}, "local": {...}, "combined": {...}}."""
+    result = {"count": int(len(predictions["label"]))}
+    for head in HEADS:
+        result[head] = head_metrics(
+            predictions[head], predictions["age"], predictions["label"], predictions["age_std"], class_ages, grouped
+        )
+    return result
+
+
+def evaluate_model(model, dataset, class_ages, grouped: bool = False) -> dict:
+    return score(predict_dataset(model, dataset), class_ages, grouped)
+
+
+def aggregate(per_fold: Mapping[str, dict]) -> dict:
+    """Mean and standard deviation (population, over folds) of each head's summary metrics,
+    and per-band MAE pooled over folds weighted by image counts."""
+    result = {"folds": len(per_fold), "count": sum(r["count"] for r in per_fold.values())}
+    for head in HEADS:
+        summary = {}
+        for name in SUMMARY_METRICS:
+            values = [r[head][name] for r in per_fold.values() if name in r[head]]
+            if values:
+                summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        bands = {}
+        for r in per_fold.values():
+            for band, cell in r[head]["bands"].items():
+                total = bands.setdefault(band, {"sum": 0.0, "count": 0})
+                if cell["count"]:
+                    total["sum"] += cell["mae"] * cell["count"]
+                    total["count"] += cell["count"]
+        summary["bands"] = {
+            band: {"mae": t["sum"] / t["count"] if t["count"] else float("nan"), "count": t["count"]}
+            for band, t in bands.items()
+        }
+        result[head] = summary
+    return result
+
+
+def _cell(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def markdown_report(per_fold: Mapping[str, dict], combined: dict, title: str = "Evaluation") -> str:
+    """Per-fold and mean +- std tables, heads side by side, then per-band MAE."""
+    names = [n for n in SUMMARY_METRICS if n in combined["combined"]]
+    lines = [f"# {title}", "", f"{combined['count']} test images in {combined['folds']} fold(s).", ""]
+    header = "| fold | n | " + " | ".join(f"{head} {name}" for name in names for head in HEADS) + " |"
+    lines += [header, "|" + "---|" * (2 + len(names) * len(HEADS))]
+    for fold, result in per_fold.items():
+        cells = [_cell(result[head].get(name)) for name in names for head in HEADS]
+        lines.append(f"| {fold} | {result['count']} | " + " | ".join(cells) + " |")
+    cells = [
+        f"{combined[head][name]['mean']:.3f} ± {combined[head][name]['std']:.3f}" for name in names for head in HEADS
+    ]
+    lines.append(f"| **mean ± std** | {combined['count']} | " + " | ".join(cells) + " |")
+    bands = list(combined["combined"]["bands"])
+    lines += ["", "MAE per age band (all folds pooled):", "", "| head | " + " | ".join(bands) + " |",
+              "|" + "---|" * (1 + len(bands))]
+    for head in HEADS:
+        cells = [f"{_cell(combined[head]['bands'][b]['mae'])} (n={combined[head]['bands'][b]['count']})" for b in bands]
+        lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(directory: str, per_fold: Mapping[str, dict], title: str = "Evaluation") -> dict:
+    """Writes results.json and results.md atomically; returns the aggregate."""
+    combined = aggregate(per_fold)
+    os.makedirs(directory, exist_ok=True)
+    for name, text in (
+        ("results.json", json.dumps({"folds": per_fold, "aggregate": combined}, indent=1, sort_keys=True)),
+        ("results.md", markdown_report(per_fold, combined, title)),
+    ):
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, os.path.join(directory, name))
+    return combined

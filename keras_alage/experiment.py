@@ -1,0 +1,179 @@
+"""A training run on a TFRecord build: one fold or all folds in turn, each trained, then
+evaluated on its test side, with the results aggregated across folds.
+
+`scripts/train.py` maps its flags onto `RunSpec` and calls `run`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import keras
+
+from keras_alage import evaluation, training, weight_import
+from keras_alage.model import ModelConfig, build_age_model
+from pipelines import build, dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs besides the optimisation settings.
+
+    Attributes:
+      data_dir: a TFRecord build (`scripts/build_tfrecords.py`).
+      folds: fold names of the build to run, or ("all",).
+      model: the architecture and class space.
+      init_checkpoint: .keras or .weights.h5 to start from (earlier stage or pretraining).
+      keras_hub_preset: keras-hub ResNet preset to import into the backbone instead.
+      validate: watch the fold's test side each epoch (centre crop) in TensorBoard.
+      eval_crops: "ten" (the paper) or "center" for the final evaluation.
+      eval_batch_size: images per evaluation batch.
+      shuffle_buffer: training shuffle buffer in records.
+    """
+
+    data_dir: str
+    folds: tuple = ("all",)
+    model: ModelConfig = ModelConfig()
+    init_checkpoint: Optional[str] = None
+    keras_hub_preset: Optional[str] = None
+    validate: bool = True
+    eval_crops: str = "ten"
+    eval_batch_size: int = 16
+    shuffle_buffer: int = 2048
+
+
+def fold_names(data_dir: str, requested) -> List[str]:
+    manifest = build.read_build_manifest(data_dir)
+    available = list(manifest["folds"])
+    if tuple(requested) == ("all",):
+        return available
+    unknown = [f for f in requested if f not in available]
+    if unknown:
+        raise ValueError(f"--fold {unknown} not in {data_dir}; it has {available} (or 'all').")
+    return list(requested)
+
+
+def _model_builder(spec: RunSpec, log):
+    def build_model() -> keras.Model:
+        model = build_age_model(spec.model)
+        if spec.init_checkpoint:
+            report = weight_import.load_initial_weights(model, spec.init_checkpoint)
+            log(f"initialised from {spec.init_checkpoint}: {report.summary()}")
+        elif spec.keras_hub_preset:
+            backbone = weight_import.backbone_of(model)
+            report = weight_import.load_keras_hub_preset(backbone, spec.keras_hub_preset)
+            log(f"imported {spec.keras_hub_preset}: {report.summary()}")
+        return model
+
+    return build_model
+
+
+def _check_classes(data_dir: str, model: ModelConfig) -> None:
+    manifest = build.read_build_manifest(data_dir)
+    classes = model.classes().num_classes
+    if manifest["num_classes"] != classes:
+        raise ValueError(
+            f"{data_dir} was built with {manifest['num_classes']} classes but --age_classes="
+            f"{model.age_classes} has {classes}."
+        )
+
+
+def validate(spec: RunSpec) -> List[str]:
+    """Checks the build, its class count and the requested folds; returns the fold names."""
+    _check_classes(spec.data_dir, spec.model)
+    return fold_names(spec.data_dir, spec.folds)
+
+
+def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, verbose: int = 1) -> Dict[str, dict]:
+    """Trains and evaluates each requested fold under `config.run_dir/<fold>`.
+
+    Returns:
+      fold name -> evaluation result (see `evaluation.score`); with several folds the
+      aggregate is written to `config.run_dir/results.{json,md}`.
+    """
+    folds = validate(spec)
+    strategy = strategy or training.make_strategy("default")
+    manifest = build.read_build_manifest(spec.data_dir)
+    classes = spec.model.classes()
+    grouped = not classes.is_integer_ages
+    results = {}
+    for fold in folds:
+        run_dir = os.path.join(config.run_dir, fold) if len(manifest["folds"]) > 1 else config.run_dir
+        train_files = build.fold_files(spec.data_dir, fold, "train")
+        test_files = build.fold_files(spec.data_dir, fold, "test")
+        train_records = sum(
+            manifest["parts"][p]["records"] for p in manifest["folds"][fold]["train"]
+        )
+        fold_config = dataclasses.replace(
+            config,
+            run_dir=run_dir,
+            steps_per_epoch=config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size),
+        )
+        log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
+        trainer = training.Trainer(_model_builder(spec, log), classes.values, fold_config, strategy)
+        train_data = dataset.make_dataset(
+            train_files, True, config.batch_size, spec.model.input_size,
+            shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
+        )
+        validation = (
+            dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
+            if spec.validate else None
+        )
+        trainer.fit(train_data, validation, verbose=verbose)
+        if training.is_chief(trainer.strategy):
+            test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
+                                             crops=spec.eval_crops)
+            results[fold] = evaluation.evaluate_model(trainer.model, test_data, classes.values, grouped)
+            with open(os.path.join(run_dir, "evaluation.json"), "w", encoding="utf-8") as out:
+                json.dump(results[fold], out, indent=1, sort_keys=True)
+            log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
+                f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")
+    if results and training.is_chief(strategy):
+        title = f"{manifest['dataset']} {config.stage} stage, {spec.eval_crops} crop"
+        evaluation.write_report(config.run_dir, results, title)
+    return results
+
+
+def load_model(path: str) -> keras.Model:
+    """A trained age model from a .keras file (custom layers registered on import)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model {path} not found.")
+    return keras.models.load_model(path, compile=False)
+
+
+def evaluate_run(
+    data_dir: str,
+    folds,
+    model_path_of,
+    crops: str = "ten",
+    batch_size: int = 16,
+    output_dir: Optional[str] = None,
+    log=print,
+) -> Dict[str, dict]:
+    """Evaluates one model per fold on the fold's test side; writes the report if asked.
+
+    Args:
+      model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
+    """
+    manifest = build.read_build_manifest(data_dir)
+    results = {}
+    for fold in fold_names(data_dir, folds):
+        model = load_model(model_path_of(fold))
+        classes = _classes_of(model, manifest)
+        size = int(model.input_shape[1])
+        data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops)
+        results[fold] = evaluation.evaluate_model(model, data, classes, grouped=evaluation.is_grouped(classes))
+        log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f} on {results[fold]['count']} images")
+    if output_dir:
+        evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop")
+    return results
+
+
+def _classes_of(model, manifest) -> tuple:
+    from keras_alage.model import class_ages_of
+
+    ages = class_ages_of(model)
+    if len(ages) != manifest["num_classes"]:
+        raise ValueError(f"The model has {len(ages)} classes; the build has {manifest['num_classes']}.")
+    return ages

@@ -1,0 +1,380 @@
+"""One training loop for every distribution strategy: default, mirrored and multi-worker.
+
+A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `model.fit`:
+`fit` fails under MultiWorkerMirroredStrategy with TF 2.21 / Keras 3.15 (keras-team/keras
+20585), and one loop that behaves the same under all three strategies is easier to trust.
+
+- `batch_size` is global; each replica gets batch_size / replicas and the loss is averaged
+  over the global batch, so gradients and the learning rate mean the same on any number of
+  devices.
+- Batch norm statistics are all-reduced across replicas when there is more than one, and
+  the attention LSTM's carried memory already is (`attention.CarriedStateLSTM`), so a
+  replicated step computes what one device computes on the whole batch.
+- Weight decay is Torch's (the paper's code): `weight_decay * w` added to each gradient,
+  i.e. L2 regularisation, not decoupled decay.
+- Resumable: a checkpoint (model, optimizer, epoch) after every epoch; a restarted run
+  continues after the last completed epoch. Best weights (by validation MAE) and the last
+  checkpoints are kept; TensorBoard gets losses, accuracy, MAE, learning rate and
+  validation faces with the attention box drawn.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alage import attention, stages
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+HISTORY = "history.jsonl"
+BEST_WEIGHTS = "best.weights.h5"
+FINAL_MODEL = "model.keras"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one stage (the paper's section IV by default).
+
+    Attributes:
+      run_dir: where checkpoints, logs, history and the final model go.
+      stage: "global" or "attention".
+      epochs: total epochs of the run (a resumed run stops at the same total).
+      steps_per_epoch: global batches per epoch (required by `Trainer`; `experiment.run`
+        sets one pass over the training records when None).
+      batch_size: global batch size, split over the replicas.
+      learning_rate: initial rate; multiplied by `lr_decay` at each epoch of `lr_decay_epochs`.
+      momentum, nesterov: SGD settings (fb.resnet.torch: 0.9, Nesterov).
+      weight_decay: L2 coefficient added to the gradients.
+      jit_compile: compile the training step with XLA.
+      image_summaries: validation faces drawn with their box in TensorBoard per epoch.
+    """
+
+    run_dir: str
+    stage: str = "global"
+    epochs: int = 90
+    steps_per_epoch: Optional[int] = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_decay_epochs: Sequence[int] = (30,)
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    jit_compile: bool = False
+    image_summaries: int = 6
+    seed: int = 0
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """default: one device; mirrored: all local GPUs (or CPUs); multi_worker: from TF_CONFIG."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable (cluster and task).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+
+
+def worker_task(strategy) -> tuple:
+    """(task type, task id) of this process; ("chief", 0) outside multi-worker training."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return "chief", 0
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy) -> bool:
+    task_type, task_id = worker_task(strategy)
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not _has_chief(strategy))
+
+
+def _has_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return bool(resolver and "chief" in resolver.cluster_spec().as_dict())
+
+
+def synchronize_batch_norm(model: keras.Model) -> int:
+    """Makes every BatchNormalization all-reduce its batch statistics across replicas."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count
+
+
+def learning_rate_schedule(config: TrainConfig):
+    boundaries = [int(e * config.steps_per_epoch) for e in sorted(config.lr_decay_epochs)]
+    values = [config.learning_rate * config.lr_decay**i for i in range(len(boundaries) + 1)]
+    if not boundaries:
+        return config.learning_rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def learning_rate_at(optimizer, step) -> float:
+    """The rate the optimizer's schedule gives at `step`."""
+    rate = optimizer._learning_rate
+    if callable(rate):
+        rate = rate(step)
+    return float(keras.ops.convert_to_numpy(rate))
+
+
+# --- metrics computed inside the step -----------------------------------------------------------
+
+
+def _batch_sums(outputs, labels, spec, class_ages) -> Dict[str, tf.Tensor]:
+    """Sums over a (per-replica) batch, to be all-reduced and divided by the global count."""
+    true = tf.cast(labels["label"], tf.int32)
+    probs = outputs[spec.loss_output]
+    ages = tf.gather(class_ages, true)
+    sums = {
+        "loss": tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(true, probs)),
+        "accuracy": tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), true), tf.float32)),
+        "mae": tf.reduce_sum(tf.abs(tf.linalg.matvec(probs, class_ages) - ages)),
+        "combined_mae": tf.reduce_sum(tf.abs(tf.linalg.matvec(outputs["probs"], class_ages) - ages)),
+        "count": tf.cast(tf.shape(true)[0], tf.float32),
+    }
+    return sums
+
+
+def _means(sums: Dict[str, float]) -> Dict[str, float]:
+    count = max(float(sums["count"]), 1.0)
+    return {k: float(v) / count for k, v in sums.items() if k != "count"}
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Builds the model under the strategy, then trains one stage, resuming if it can.
+
+    Args:
+      build_model: () -> keras.Model, called inside the strategy's scope; it builds the
+        model and loads initial weights.
+      class_ages: the age each class stands for.
+      config: optimisation settings.
+      strategy: a `tf.distribute.Strategy` (see `make_strategy`).
+    """
+
+    def __init__(self, build_model: Callable[[], keras.Model], class_ages, config: TrainConfig, strategy=None):
+        if not config.steps_per_epoch or config.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be a positive number; received {config.steps_per_epoch}.")
+        if config.stage not in stages.STAGES:
+            raise ValueError(f"Unknown stage {config.stage!r}; expected one of {stages.STAGES}.")
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"--batch_size={config.batch_size} must be a multiple of the {replicas} replicas.")
+        self.chief = is_chief(self.strategy)
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = build_model()
+            if replicas > 1:
+                synchronize_batch_norm(self.model)
+            self.spec = stages.set_training_stage(self.model, config.stage)
+            self.optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov
+            )
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.best_mae = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_mae")
+            self.checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer, epoch=self.epoch, best_mae=self.best_mae
+            )
+        self.class_ages = tf.constant(np.asarray(class_ages, np.float32))
+        self._own_dir = os.path.join(config.run_dir, CHECKPOINTS)
+        if self.chief:
+            checkpoint_dir = self._own_dir
+        else:  # every worker must save (collectives), but only the chief's copy is kept
+            task_type, task_id = worker_task(self.strategy)
+            checkpoint_dir = tempfile.mkdtemp(prefix=f"{task_type}{task_id}-checkpoints-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=2)
+        self._train_step = None
+
+    # -- steps --
+
+    def _replica_step(self, images, labels):
+        config, model = self.config, self.model
+        variables = model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                tf.cast(labels["label"], tf.int32), outputs[self.spec.loss_output]
+            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        decay = config.weight_decay / self.strategy.num_replicas_in_sync  # gradients are summed
+        gradients = [g if g is None else g + decay * tf.cast(v, g.dtype) for g, v in zip(gradients, variables)]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return _batch_sums(outputs, labels, self.spec, self.class_ages)
+
+    def _make_train_step(self):
+        replica_step = tf.function(self._replica_step, jit_compile=self.config.jit_compile or None)
+
+        @tf.function
+        def train_step(iterator):
+            images, labels = next(iterator)
+            sums = self.strategy.run(replica_step, args=(images, labels))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
+
+        return train_step
+
+    @tf.function
+    def _predict(self, images):
+        return self.model(images, training=False)
+
+    def evaluate(self, dataset) -> Dict[str, float]:
+        """Stage loss, accuracy and MAE (stage head and combined) over a finite dataset."""
+        totals: Dict[str, float] = {}
+        for images, labels in dataset:
+            sums = _batch_sums(self._predict(images), labels, self.spec, self.class_ages)
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        if not totals:
+            raise ValueError("The validation data is empty.")
+        return _means(totals)
+
+    # -- the run --
+
+    def restore(self) -> int:
+        """Restores the newest checkpoint of the run, if any; returns the epoch to start at."""
+        latest = tf.train.latest_checkpoint(self._own_dir)
+        if latest:
+            self.checkpoint.restore(latest)
+        return int(self.epoch.numpy())
+
+    def fit(self, train_dataset, validation_dataset=None, verbose: int = 1) -> List[dict]:
+        """Trains to `config.epochs`, resuming after the last checkpoint; returns the history.
+
+        Args:
+          train_dataset: an endless dataset of global batches (images, labels dict).
+          validation_dataset: a finite dataset of centre crops, or None.
+        """
+        config = self.config
+        start = self.restore()
+        history = [h for h in read_history(config.run_dir) if h["epoch"] <= start]
+        if start >= config.epochs:
+            return history
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        distributed = self.strategy.experimental_distribute_dataset(train_dataset.with_options(options))
+        iterator = iter(distributed)
+        self._train_step = self._train_step or self._make_train_step()
+        writers = _summary_writers(config.run_dir) if self.chief else None
+        for epoch in range(start, config.epochs):
+            bar = keras.utils.Progbar(config.steps_per_epoch, verbose=verbose if self.chief else 0,
+                                      stateful_metrics=["loss", "mae"])
+            totals: Dict[str, float] = {}
+            for step in range(config.steps_per_epoch):
+                sums = self._train_step(iterator)
+                for k, v in sums.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                running = _means(totals)
+                bar.update(step + 1, [("loss", running["loss"]), ("mae", running["mae"])])
+            last_step = int(self.optimizer.iterations.numpy()) - 1
+            entry = {"epoch": epoch + 1, "learning_rate": learning_rate_at(self.optimizer, last_step)}
+            entry |= {f"train_{k}": v for k, v in _means(totals).items()}
+            if validation_dataset is not None:
+                entry |= {f"val_{k}": v for k, v in self.evaluate(validation_dataset).items()}
+            improved = validation_dataset is not None and entry["val_mae"] < float(self.best_mae.numpy())
+            if improved:
+                self.best_mae.assign(entry["val_mae"])
+            if self.chief:
+                if improved:
+                    _save_weights_atomically(self.model, os.path.join(config.run_dir, BEST_WEIGHTS))
+                history.append(entry)
+                write_history(config.run_dir, history)
+                _write_summaries(writers, entry, self, validation_dataset, epoch + 1)
+                if verbose:
+                    print(" - ".join(f"{k} {v:.4g}" for k, v in entry.items()), flush=True)
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+        if self.chief:
+            self.model.save(os.path.join(config.run_dir, FINAL_MODEL))
+        else:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+        return history
+
+
+# --- run files ----------------------------------------------------------------------------------------
+
+
+def read_history(run_dir: str) -> List[dict]:
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_history(run_dir: str, history: List[dict]) -> None:
+    """One JSON line per epoch, replaced atomically."""
+    os.makedirs(run_dir, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".history-")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        for entry in history:
+            out.write(json.dumps(entry, sort_keys=True) + "\n")
+    os.replace(temporary, os.path.join(run_dir, HISTORY))
+
+
+def _save_weights_atomically(model, path: str) -> None:
+    temporary = path.replace(".weights.h5", ".partial.weights.h5")
+    model.save_weights(temporary)
+    os.replace(temporary, path)
+
+
+def _summary_writers(run_dir: str):
+    logs = os.path.join(run_dir, "logs")
+    return {
+        "train": tf.summary.create_file_writer(os.path.join(logs, "train")),
+        "validation": tf.summary.create_file_writer(os.path.join(logs, "validation")),
+    }
+
+
+def _write_summaries(writers, entry: dict, trainer: "Trainer", validation_dataset, step: int) -> None:
+    with writers["train"].as_default(step=step):
+        for key, value in entry.items():
+            if key.startswith("train_"):
+                tf.summary.scalar(key[len("train_"):], value)
+        tf.summary.scalar("learning_rate", entry["learning_rate"])
+    if validation_dataset is None:
+        return
+    with writers["validation"].as_default(step=step):
+        for key, value in entry.items():
+            if key.startswith("val_"):
+                tf.summary.scalar(key[len("val_"):], value)
+        if trainer.config.image_summaries:
+            images, _ = next(iter(validation_dataset))
+            images = images[: trainer.config.image_summaries]
+            boxes = trainer._predict(images)["box"]
+            tf.summary.image("attention_boxes", draw_boxes(images, boxes), max_outputs=trainer.config.image_summaries)
+    for writer in writers.values():
+        writer.flush()
+
+
+def draw_boxes(images, boxes):
+    """Normalised model inputs -> [0, 1] images with each (x, y, w, h) box drawn in red."""
+    from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+
+    pictures = tf.clip_by_value(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+    corners = attention.box_to_corners(tf.cast(boxes, tf.float32))[:, None, :]
+    return tf.image.draw_bounding_boxes(pictures, corners, tf.constant([[1.0, 0.0, 0.0, 1.0]]))
+
+
+def steps_per_epoch(records: int, batch_size: int) -> int:
+    """Full global batches in one pass over `records` (at least one)."""
+    return max(1, math.floor(records / batch_size))

@@ -1,0 +1,55 @@
+"""Evaluates trained models with the paper's protocol: each fold's test side, ten-crop.
+
+  python scripts/evaluate.py --data_dir=data/fgnet --run_dir=runs/fgnet/attention
+  python scripts/evaluate.py --data_dir=data/fgnet --fold=fold0 --model=runs/x/fold0/model.keras
+
+Reports per fold and mean +- std across folds, for the global head, the local head and the
+combined prediction: MAE, CS@5, per-age-band MAE, epsilon-error where labels carry a
+standard deviation (LAP), exact and one-off accuracy for age groups (Adience). Writes
+results.json and results.md to --output_dir (default: --run_dir).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("data_dir", None, "TFRecord build the models were trained on.")
+flags.DEFINE_list("fold", ["all"], "Fold(s) to evaluate, or 'all'.")
+flags.DEFINE_string("run_dir", None, "Run of scripts/train.py: <run_dir>/<fold>/model.keras per fold.")
+flags.DEFINE_string("model", None, "One .keras model for every requested fold (instead of --run_dir).")
+flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop.")
+flags.DEFINE_integer("batch_size", 16, "Images per batch.")
+flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir.")
+flags.mark_flags_as_required(["data_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if bool(FLAGS.run_dir) == bool(FLAGS.model):
+        raise app.UsageError("Give exactly one of --run_dir and --model.")
+    from keras_alage import evaluation, experiment
+    from pipelines import build
+
+    folds = len(build.read_build_manifest(FLAGS.data_dir)["folds"])
+    if FLAGS.model:
+        path_of = lambda fold: FLAGS.model  # noqa: E731
+    elif folds > 1:
+        path_of = lambda fold: os.path.join(FLAGS.run_dir, fold, "model.keras")  # noqa: E731
+    else:
+        path_of = lambda fold: os.path.join(FLAGS.run_dir, "model.keras")  # noqa: E731
+    output = FLAGS.output_dir or FLAGS.run_dir
+    try:
+        results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error))
+    print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))
+
+
+if __name__ == "__main__":
+    app.run(main)

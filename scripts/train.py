@@ -1,0 +1,109 @@
+"""Trains an AL-ResNet / AL-RoR age estimator on a TFRecord build, one stage at a time.
+
+  python scripts/train.py --flagfile=fgnet.flags          # a file of configs/ or a path
+  python scripts/train.py --flagfile=fgnet.flags --stage=attention \
+      --init_checkpoint=runs/fgnet/global/fold0/model.keras --run_dir=runs/fgnet/attention
+
+Each fold trains under --run_dir/<fold> (checkpoints/, logs/ for TensorBoard, history.jsonl,
+best.weights.h5, model.keras, evaluation.json); a rerun of the same command resumes after
+the last completed epoch. With several folds, results.{json,md} aggregate them.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from keras_alage import cli  # noqa: E402
+
+flags.DEFINE_string("data_dir", None, "TFRecord build from scripts/build_tfrecords.py.")
+flags.DEFINE_list("fold", ["all"], "Fold(s) of the build to run, or 'all' (in turn, results aggregated).")
+flags.DEFINE_string("run_dir", None, "Output folder of the run.")
+flags.DEFINE_enum("stage", "global", ["global", "attention"], "global: backbone + global head; attention: the branch.")
+flags.DEFINE_string("init_checkpoint", None, "Start from this .keras model or .weights.h5 (earlier stage, pretraining).")
+flags.DEFINE_string("keras_hub_preset", None, "Import this keras-hub ResNet preset into the backbone instead.")
+flags.DEFINE_string("age_classes", "fgnet", "Class space: fgnet, morph, lap, imdb_wiki, utkface or adience.")
+flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
+flags.DEFINE_integer("ror_levels", 1, "1 = AL-ResNet, 2 or 3 = AL-RoR.")
+flags.DEFINE_integer("input_size", 224, "Network input side in pixels.")
+flags.DEFINE_float("local_weight", 0.5, "Weight of the local prediction in P = P_global + w P_local.")
+flags.DEFINE_integer("epochs", 90, "Total epochs.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size (split over the replicas).")
+flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch; default: one pass over the training records.")
+flags.DEFINE_float("learning_rate", 1e-3, "Initial learning rate for the global batch.")
+flags.DEFINE_list("lr_decay_epochs", ["30"], "Epochs at which the learning rate is multiplied by --lr_decay.")
+flags.DEFINE_float("lr_decay", 0.1, "Learning-rate factor at each --lr_decay_epochs.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum (Nesterov).")
+flags.DEFINE_float("weight_decay", 1e-4, "L2 weight decay added to the gradients (Torch style).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "Distribution strategy.")
+flags.DEFINE_enum("mixed_precision", "off", ["off", "bfloat16", "float16"], "Mixed precision (for GPUs).")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_bool("validate", True, "Watch the fold's test side each epoch (centre crop) in TensorBoard.")
+flags.DEFINE_enum("eval_crops", "ten", ["ten", "center"], "Crops of the final evaluation.")
+flags.DEFINE_integer("eval_batch_size", 16, "Images per evaluation batch.")
+flags.DEFINE_integer("shuffle_buffer", 2048, "Training shuffle buffer in records.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.mark_flags_as_required(["data_dir", "run_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import keras
+
+    from keras_alage import experiment, training
+    from keras_alage.model import ModelConfig
+
+    if FLAGS.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
+    try:
+        decay_epochs = tuple(int(e) for e in FLAGS.lr_decay_epochs)
+    except ValueError:
+        raise app.UsageError(f"--lr_decay_epochs must be integers; received {FLAGS.lr_decay_epochs}.")
+    spec = experiment.RunSpec(
+        data_dir=FLAGS.data_dir,
+        folds=tuple(FLAGS.fold),
+        model=ModelConfig(
+            depth=FLAGS.depth,
+            ror_levels=FLAGS.ror_levels,
+            input_size=FLAGS.input_size,
+            age_classes=FLAGS.age_classes,
+            local_weight=FLAGS.local_weight,
+        ),
+        init_checkpoint=FLAGS.init_checkpoint,
+        keras_hub_preset=FLAGS.keras_hub_preset,
+        validate=FLAGS.validate,
+        eval_crops=FLAGS.eval_crops,
+        eval_batch_size=FLAGS.eval_batch_size,
+        shuffle_buffer=FLAGS.shuffle_buffer,
+    )
+    strategy = training.make_strategy(FLAGS.strategy)
+    config = training.TrainConfig(
+        run_dir=FLAGS.run_dir,
+        stage=FLAGS.stage,
+        epochs=FLAGS.epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        lr_decay_epochs=decay_epochs,
+        lr_decay=FLAGS.lr_decay,
+        momentum=FLAGS.momentum,
+        weight_decay=FLAGS.weight_decay,
+        jit_compile=FLAGS.jit_compile,
+        seed=FLAGS.seed,
+    )
+    try:
+        experiment.validate(spec)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error))
+    if training.is_chief(strategy):
+        cli.write_flags(FLAGS.run_dir, FLAGS)
+    experiment.run(spec, config, strategy)
+
+
+if __name__ == "__main__":
+    app.run(main, argv=cli.resolve_flagfiles(sys.argv))
