@@ -7,9 +7,13 @@ A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `m
 - `batch_size` is global; each replica gets batch_size / replicas and the loss is averaged
   over the global batch, so gradients and the learning rate mean the same on any number of
   devices.
-- Batch norm statistics are all-reduced across replicas when there is more than one, and
-  the attention LSTM's carried memory already is (`attention.CarriedStateLSTM`), so a
-  replicated step computes what one device computes on the whole batch.
+- The attention LSTM's carried memory is all-reduced across replicas
+  (`attention.CarriedStateLSTM`), so the attention stage computes on N replicas what one
+  device computes on the whole batch. Batch norm keeps per-replica statistics in the
+  global stage, as `model.fit` and Torch's data parallelism do: Keras'
+  `BatchNormalization(synchronized=True)` gave gradients that differed from one device
+  from run to run on two CPUs (its backward all-reduces are not ordered across replica
+  threads), so it is not used (BUILD_NOTES.md).
 - Weight decay is Torch's (the paper's code): `weight_decay * w` added to each gradient,
   i.e. L2 regularisation, not decoupled decay.
 - Resumable: a checkpoint (model, optimizer, epoch) after every epoch; a restarted run
@@ -104,16 +108,6 @@ def _has_chief(strategy) -> bool:
     return bool(resolver and "chief" in resolver.cluster_spec().as_dict())
 
 
-def synchronize_batch_norm(model: keras.Model) -> int:
-    """Makes every BatchNormalization all-reduce its batch statistics across replicas."""
-    count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = True
-            count += 1
-    return count
-
-
 def learning_rate_schedule(config: TrainConfig):
     boundaries = [int(e * config.steps_per_epoch) for e in sorted(config.lr_decay_epochs)]
     values = [config.learning_rate * config.lr_decay**i for i in range(len(boundaries) + 1)]
@@ -181,12 +175,13 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = build_model()
-            if replicas > 1:
-                synchronize_batch_norm(self.model)
             self.spec = stages.set_training_stage(self.model, config.stage)
             self.optimizer = keras.optimizers.SGD(
                 learning_rate=learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov
             )
+            # Built here, in the strategy's scope: variables created lazily inside a
+            # replicated tf.function break the step under MirroredStrategy.
+            self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_mae = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_mae")
             self.checkpoint = tf.train.Checkpoint(
@@ -223,7 +218,9 @@ class Trainer:
         return _batch_sums(outputs, labels, self.spec, self.class_ages)
 
     def _make_train_step(self):
-        replica_step = tf.function(self._replica_step, jit_compile=self.config.jit_compile or None)
+        replica_step = self._replica_step
+        if self.config.jit_compile:
+            replica_step = tf.function(replica_step, jit_compile=True)
 
         @tf.function
         def train_step(iterator):

@@ -33,3 +33,13 @@ def shared_data() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fgnet_images(shared_data):
     return sorted((shared_data / "fgnet" / "images").glob("*.JPG"))
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy over two logical CPUs for the whole session, as in a real job:
+    TF's collective keys clash when a process creates a second one."""
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs two logical CPU devices (configured in conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

@@ -142,15 +142,6 @@ def test_partial_batches_are_accepted():
 # --- replicas -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_cpu_strategy():
-    """One strategy per process, as in a real job: TF's collective keys clash otherwise."""
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs two logical CPU devices (configured in conftest.py)")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
-
-
 def test_state_under_mirrored_strategy_matches_one_device_with_unequal_replica_batches(two_cpu_strategy):
     strategy = two_cpu_strategy
     single, _ = lstm_model()

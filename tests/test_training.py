@@ -1,0 +1,182 @@
+import copy
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from keras_alage import attention, cli, evaluation, training, weight_import
+from keras_alage.model import ModelConfig, build_age_model
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ModelConfig(depth=18, input_size=64, age_classes="adience")
+
+
+def _batches(count, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(count * batch, 64, 64, 3)).astype("float32")
+    labels = rng.integers(0, 8, size=count * batch).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((images, {"label": labels}))
+    return data.batch(batch, drop_remainder=True).repeat()
+
+
+def _train(strategy, weights, tmp_path, steps=3, stage="attention"):
+    config = training.TrainConfig(
+        run_dir=str(tmp_path), stage=stage, epochs=1, steps_per_epoch=steps, batch_size=8,
+        learning_rate=0.01, lr_decay_epochs=(), image_summaries=0,
+    )
+
+    def build():
+        model = build_age_model(TINY)
+        model.set_weights(weights)
+        return model
+
+    trainer = training.Trainer(build, TINY.classes().values, config, strategy)
+    history = trainer.fit(_batches(steps, 8), verbose=0)
+    return trainer.model, history
+
+
+def test_mirrored_attention_training_matches_one_device(two_cpu_strategy, tmp_path):
+    """Global batch 8 split 4 + 4: the loss averaged over the global batch, the summed
+    gradients and the all-reduced LSTM memory make replicated steps equal one-device steps."""
+    weights = build_age_model(TINY).get_weights()
+    single, single_history = _train(tf.distribute.get_strategy(), weights, tmp_path / "one")
+    mirrored, mirrored_history = _train(two_cpu_strategy, weights, tmp_path / "two")
+    assert mirrored_history[0]["train_loss"] == pytest.approx(single_history[0]["train_loss"], rel=1e-5)
+    for a, b in zip(single.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+    for a, b in zip(attention.attention_state(single), attention.attention_state(mirrored)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
+    moved = [not np.allclose(a, b) for a, b in zip(weights, single.get_weights())]
+    assert any(moved)  # the steps did train
+
+
+def test_mirrored_global_training_runs_with_per_replica_batch_norm(two_cpu_strategy, tmp_path):
+    weights = build_age_model(TINY).get_weights()
+    model, history = _train(two_cpu_strategy, weights, tmp_path, steps=2, stage="global")
+    assert np.isfinite(history[0]["train_loss"])
+    norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert norms and not any(l.synchronized for l in norms)
+
+
+def test_global_batch_must_split_evenly(two_cpu_strategy, tmp_path):
+    config = training.TrainConfig(run_dir=str(tmp_path), steps_per_epoch=1, batch_size=7)
+    with pytest.raises(ValueError, match="multiple of the 2 replicas"):
+        training.Trainer(lambda: build_age_model(TINY), TINY.classes().values, config, two_cpu_strategy)
+
+
+def test_learning_rate_steps_down_at_the_decay_epochs(tmp_path):
+    config = training.TrainConfig(str(tmp_path), steps_per_epoch=10, learning_rate=0.01, lr_decay_epochs=(60, 90))
+    schedule = training.learning_rate_schedule(config)
+    rates = [float(schedule(step)) for step in (0, 599, 600, 601, 900, 901, 5000)]
+    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+
+
+def test_attention_stage_trains_only_the_branch_and_carries_state(tmp_path):
+    weights = build_age_model(TINY).get_weights()
+    config = training.TrainConfig(str(tmp_path), stage="attention", epochs=1, steps_per_epoch=2, batch_size=8,
+                                  learning_rate=0.05, image_summaries=0)
+
+    def build():
+        model = build_age_model(TINY)
+        model.set_weights(weights)
+        return model
+
+    trainer = training.Trainer(build, TINY.classes().values, config)
+    trainer.fit(_batches(2, 8), verbose=0)
+    before = build_age_model(TINY)
+    before.set_weights(weights)
+    backbone_after = trainer.model.get_layer("backbone").get_weights()
+    for a, b in zip(before.get_layer("backbone").get_weights(), backbone_after):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(before.get_layer("local_head").get_weights()[0],
+                           trainer.model.get_layer("local_head").get_weights()[0])
+    hidden, _ = attention.attention_state(trainer.model)
+    assert np.abs(hidden).sum() > 0  # the memory moved with the training batches
+
+
+def test_transfer_weights_from_a_pretrained_model_with_other_classes():
+    source = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="imdb_wiki"))
+    target = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet"))
+    report = weight_import.transfer_weights(target, source)
+    assert "global_head" in report.new_in_target and "local_head" in report.new_in_target
+    assert "conv1_conv" in report.copied and "attention_lstm" in report.copied
+    np.testing.assert_array_equal(
+        target.get_layer("backbone").get_layer("conv1_conv").get_weights()[0],
+        source.get_layer("backbone").get_layer("conv1_conv").get_weights()[0],
+    )
+    with pytest.raises(ValueError, match="must be a .keras model"):
+        weight_import.load_initial_weights(target, "weights.npz")
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def test_ten_crop_predictions_average_the_crops_per_head():
+    model = build_age_model(TINY)
+    attention.freeze_attention_state(model)
+    crops = np.random.default_rng(1).normal(size=(3, 10, 64, 64, 3)).astype("float32")
+    labels = {"label": np.array([0, 3, 7]), "age": np.array([1.0, 10.5, 80.0], "float32"),
+              "age_std": np.zeros(3, "float32"), "path": np.array([b"a", b"b", b"c"])}
+    data = tf.data.Dataset.from_tensors((crops, labels))
+    predictions = evaluation.predict_dataset(model, data)
+    flat = model(crops.reshape(30, 64, 64, 3), training=False)
+    for head, key in evaluation.HEADS.items():
+        np.testing.assert_allclose(predictions[head], np.asarray(flat[key]).reshape(3, 10, -1).mean(1), rtol=1e-5)
+    result = evaluation.score(predictions, TINY.classes().values, grouped=True)
+    assert set(result) == {"count", "global", "local", "combined"} and result["count"] == 3
+    assert {"mae", "cs5", "bands", "exact_accuracy", "one_off_accuracy"} <= set(result["combined"])
+    assert "epsilon_error" not in result["combined"]  # no label std
+
+
+def test_fold_aggregate_and_markdown_report(tmp_path):
+    def fold(mae, n):
+        head = {"mae": mae, "cs5": 0.5, "epsilon_error": 0.3,
+                "bands": {"0-9": {"mae": mae, "count": n}, "60+": {"mae": float("nan"), "count": 0}}}
+        return {"count": n, "global": dict(head), "local": dict(head), "combined": dict(head)}
+
+    per_fold = {"fold0": fold(4.0, 10), "fold1": fold(6.0, 30)}
+    combined = evaluation.write_report(str(tmp_path), per_fold, "FG-NET")
+    assert combined["combined"]["mae"] == {"mean": 5.0, "std": 1.0}
+    assert combined["combined"]["bands"]["0-9"] == {"mae": 5.5, "count": 40}  # pooled by images
+    text = (tmp_path / "results.md").read_text()
+    assert "| **mean ± std** | 40 | 5.000 ± 1.000" in text and "| fold1 | 30 |" in text
+    assert "epsilon_error" in text and (tmp_path / "results.json").exists()
+
+
+# --- flagfiles ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_flags():
+    """The flags scripts/train.py defines, in a FlagValues of their own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FLAGS
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.flags")), ids=lambda p: p.name)
+def test_every_flagfile_parses_and_names_existing_flags(path, train_flags):
+    values = copy.deepcopy(train_flags)
+    lines = [l.strip() for l in path.read_text().splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    names = [l[2:].split("=", 1)[0] for l in lines]
+    unknown = [n for n in names if n not in values]
+    assert not unknown, f"{path.name} names flags train.py does not define: {unknown}"
+    values(["train.py", f"--flagfile={path}"])  # types and enum values
+    assert values["data_dir"].present and values["run_dir"].present and values["age_classes"].present
+
+
+def test_short_flagfile_names_resolve_to_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.resolve_flagfiles(["train.py", "--flagfile=morph.flags", "--epochs=3"]) == [
+        "train.py", f"--flagfile={cli.CONFIG_DIR}/morph.flags", "--epochs=3"]
+    (tmp_path / "morph.flags").write_text("--epochs=1\n")
+    assert cli.resolve_flagfiles(["--flagfile=morph.flags"]) == ["--flagfile=morph.flags"]  # the local file wins
+    with pytest.raises(SystemExit, match="nope.flags not found"):
+        cli.resolve_flagfiles(["--flagfile=nope.flags"])
+    assert isinstance(flags.FLAGS, flags.FlagValues)
