@@ -1,0 +1,164 @@
+"""scripts/train.py and scripts/evaluate.py as a user runs them: resume after a kill,
+TensorBoard event files, two workers under MultiWorkerMirroredStrategy, the report."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alage.age_classes import get_age_classes
+from pipelines import build, faces, protocols
+from pipelines.records import AgeRecord
+
+pytest.importorskip("apache_beam")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GROUP_AGES = get_age_classes("adience").values
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    """A real build (Beam, no detection) of 48 synthetic faces in 8 age groups, 2 folds."""
+    root = tmp_path_factory.mktemp("faces")
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(48):
+        label = i % 8
+        image = np.clip(30 + 25 * label + rng.normal(0, 15, (40, 40, 3)), 0, 255).astype(np.uint8)
+        path = root / f"face{i:02d}.jpg"
+        cv2.imwrite(str(path), image)
+        records.append(AgeRecord(str(path), GROUP_AGES[label], label, subject=f"s{i % 6}"))
+    out = root / "build"
+    config = build.BuildConfig(str(out), 8, faces.CropSpec(size=40), faces.FacePolicy(detect=False))
+    build.build_tfrecords(protocols.subject_kfold(records, 2, seed=0), records, config, "tiny")
+    return out
+
+
+def _train_command(data_dir, run_dir, *extra):
+    return [
+        sys.executable, str(REPO / "scripts" / "train.py"), f"--data_dir={data_dir}", f"--run_dir={run_dir}",
+        "--fold=fold0", "--age_classes=adience", "--depth=18", "--input_size=32", "--batch_size=8",
+        "--steps_per_epoch=3", "--learning_rate=0.01", "--lr_decay_epochs=3", "--eval_crops=center",
+        "--eval_batch_size=8", "--shuffle_buffer=64", *extra,
+    ]
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.update(extra)
+    return env
+
+
+def _history(run_dir):
+    path = run_dir / "fold0" / "history.jsonl"
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tiny_build, tmp_path_factory):
+    """Trains 5 epochs, killed with SIGKILL after the second, then rerun to the end."""
+    run_dir = tmp_path_factory.mktemp("run")
+    command = _train_command(tiny_build, run_dir, "--epochs=5")
+    first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while len(_history(run_dir)) < 2:
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "training made no progress"
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = len(_history(run_dir))
+    second = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return run_dir, killed_at, second.stdout
+
+
+def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
+    run_dir, killed_at, log = resumed_run
+    assert 2 <= killed_at < 5
+    assert [h["epoch"] for h in _history(run_dir)] == [1, 2, 3, 4, 5]
+    # The rerun starts after the last checkpoint, so it never trains epoch 1 again.
+    assert "epoch 1 -" not in log and "epoch 5 -" in log
+    fold = run_dir / "fold0"
+    assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-5")
+    for name in ("model.keras", "best.weights.h5", "evaluation.json", "history.jsonl"):
+        assert (fold / name).exists(), name
+    flags_text = (run_dir / "flags.txt").read_text()
+    assert "--epochs=5" in flags_text and "--stage=global" in flags_text
+    rates = [h["learning_rate"] for h in _history(run_dir)]
+    assert rates[:2] == pytest.approx([0.01, 0.01]) and rates[3:] == pytest.approx([0.001, 0.001])
+
+
+def _tags(folder):
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_tensorboard_has_per_epoch_scalars_and_attention_box_images(resumed_run):
+    run_dir, _, _ = resumed_run
+    logs = run_dir / "fold0" / "logs"
+    assert {"loss", "accuracy", "mae", "combined_mae", "learning_rate"} <= _tags(logs / "train")
+    assert {"loss", "accuracy", "mae", "combined_mae", "attention_boxes"} <= _tags(logs / "validation")
+
+
+def test_evaluate_script_reports_the_protocol_table(resumed_run, tiny_build, tmp_path):
+    run_dir, _, _ = resumed_run
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--data_dir={tiny_build}", "--fold=fold0",
+         f"--run_dir={run_dir}", f"--output_dir={tmp_path}", "--crops=ten", "--batch_size=8"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    fold = report["folds"]["fold0"]
+    assert fold["count"] == 24 and {"global", "local", "combined"} <= set(fold)
+    assert "exact_accuracy" in fold["combined"] and "one_off_accuracy" in fold["combined"]
+    assert "| fold0 | 24 |" in (tmp_path / "results.md").read_text()
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--data_dir={tiny_build}", "--fold=fold7",
+         f"--model={run_dir / 'fold0' / 'model.keras'}"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode != 0 and "fold7" in bad.stderr
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_under_multi_worker_mirrored_strategy(tiny_build, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    run_dir = tmp_path / "run"
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        command = _train_command(tiny_build, run_dir, "--epochs=2", "--strategy=multi_worker", "--validate=false")
+        processes.append(subprocess.Popen(command, cwd=REPO, env=_env(TF_CONFIG=config),
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-4000:]
+    history = _history(run_dir)
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in history)
+    assert (run_dir / "fold0" / "model.keras").exists() and (run_dir / "fold0" / "evaluation.json").exists()
+    assert sorted(p.name for p in (run_dir / "fold0").iterdir()) == [
+        "checkpoints", "evaluation.json", "history.jsonl", "logs", "model.keras"]
+    assert "epoch 2 -" in outputs[0] and "epoch 2 -" not in outputs[1]  # only the chief reports
