@@ -25,6 +25,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from keras_alage import heads
+
 PACKAGE = "keras_alage"
 
 
@@ -216,10 +218,10 @@ def apply_attention_branch(
         pooled = layers.GlobalAveragePooling2D(name="attention_pool")(features)
     state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
     # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
-    unit = layers.Dense(4, activation="sigmoid", name="attention_location")(state)
+    unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
     box = AttentionBox(min_box_size, name="attention_box")(unit)
     local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
-    local_probs = layers.Dense(num_classes, activation="softmax", name="local_head")(local_feature)
+    local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
     return {"state": state, "box": box, "local_feature": local_feature, "local_probs": local_probs}
 
 

@@ -10,8 +10,9 @@ PACKAGE = "keras_alage"
 
 
 def apply_softmax_head(features, num_classes: int, name: str):
-    """Fully connected layer + softmax over the age classes."""
-    return layers.Dense(num_classes, activation="softmax", name=name)(features)
+    """Fully connected layer + softmax over the age classes, in float32 under mixed
+    precision (probabilities near 0 and the expected age need the precision)."""
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(features)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -75,16 +75,16 @@ def build_age_model(
         pooled=pooled,
     )
     local_probs = branch["local_probs"]
-    probs = heads.CombinePredictions(config.local_weight, name="combined_probs")(
+    probs = heads.CombinePredictions(config.local_weight, dtype="float32", name="combined_probs")(
         [global_probs, local_probs]
     )
     outputs = {
-        "age": heads.ExpectedAge(ages, name="age")(probs),
+        "age": heads.ExpectedAge(ages, dtype="float32", name="age")(probs),
         "probs": probs,
         "global_probs": global_probs,
-        "global_age": heads.ExpectedAge(ages, name="global_age")(global_probs),
+        "global_age": heads.ExpectedAge(ages, dtype="float32", name="global_age")(global_probs),
         "local_probs": local_probs,
-        "local_age": heads.ExpectedAge(ages, name="local_age")(local_probs),
+        "local_age": heads.ExpectedAge(ages, dtype="float32", name="local_age")(local_probs),
         "box": branch["box"],
     }
     if name is None:

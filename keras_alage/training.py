@@ -118,7 +118,7 @@ def learning_rate_schedule(config: TrainConfig):
 
 def learning_rate_at(optimizer, step) -> float:
     """The rate the optimizer's schedule gives at `step`."""
-    rate = optimizer._learning_rate
+    rate = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
     if callable(rate):
         rate = rate(step)
     return float(keras.ops.convert_to_numpy(rate))
@@ -130,13 +130,13 @@ def learning_rate_at(optimizer, step) -> float:
 def _batch_sums(outputs, labels, spec, class_ages) -> Dict[str, tf.Tensor]:
     """Sums over a (per-replica) batch, to be all-reduced and divided by the global count."""
     true = tf.cast(labels["label"], tf.int32)
-    probs = outputs[spec.loss_output]
+    probs = tf.cast(outputs[spec.loss_output], tf.float32)
     ages = tf.gather(class_ages, true)
     sums = {
         "loss": tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(true, probs)),
         "accuracy": tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), true), tf.float32)),
         "mae": tf.reduce_sum(tf.abs(tf.linalg.matvec(probs, class_ages) - ages)),
-        "combined_mae": tf.reduce_sum(tf.abs(tf.linalg.matvec(outputs["probs"], class_ages) - ages)),
+        "combined_mae": tf.reduce_sum(tf.abs(tf.linalg.matvec(tf.cast(outputs["probs"], tf.float32), class_ages) - ages)),
         "count": tf.cast(tf.shape(true)[0], tf.float32),
     }
     return sums
@@ -179,6 +179,8 @@ class Trainer:
             self.optimizer = keras.optimizers.SGD(
                 learning_rate=learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov
             )
+            if keras.mixed_precision.global_policy().name == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             # Built here, in the strategy's scope: variables created lazily inside a
             # replicated tf.function break the step under MirroredStrategy.
             self.optimizer.build(self.model.trainable_variables)

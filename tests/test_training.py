@@ -180,3 +180,18 @@ def test_short_flagfile_names_resolve_to_configs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="nope.flags not found"):
         cli.resolve_flagfiles(["--flagfile=nope.flags"])
     assert isinstance(flags.FLAGS, flags.FlagValues)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_probabilities_and_ages_in_float32(policy, tmp_path):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        weights = build_age_model(TINY).get_weights()
+        model, history = _train(tf.distribute.get_strategy(), weights, tmp_path, steps=2, stage="global")
+        outputs = model(np.zeros((2, 64, 64, 3), "float32"), training=False)
+        assert all(outputs[k].dtype == "float32" for k in ("age", "probs", "global_probs", "local_probs", "box"))
+        assert np.isfinite(history[0]["train_loss"])
+        assert model.get_layer("backbone").compute_dtype == policy.split("_")[1]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
