@@ -219,7 +219,7 @@ def apply_attention_branch(
     state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
     # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
     unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
-    box = AttentionBox(min_box_size, name="attention_box")(unit)
+    box = AttentionBox(min_box_size, dtype="float32", name="attention_box")(unit)
     local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
     local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
     return {"state": state, "box": box, "local_feature": local_feature, "local_probs": local_probs}
