@@ -162,6 +162,10 @@ class CropAndPool(layers.Layer):
 
     Inputs: (features [batch, H, W, C], box [batch, 4] as (x, y, w, h)).
     Output: the local feature, [batch, C].
+
+    `tf.image.crop_and_resize` has no XLA kernel; with `xla_compatible` set (see
+    `use_xla_compatible_crop`) the same bilinear sampling is done with gathers, which XLA
+    compiles. The two agree to float precision (tests/test_attention.py).
     """
 
     def __init__(self, crop_size: Sequence[int] = (7, 7), **kwargs):
@@ -170,17 +174,19 @@ class CropAndPool(layers.Layer):
         if len(crop_size) != 2 or min(crop_size) < 1:
             raise ValueError(f"CropAndPool crop_size must be two positive ints; received {crop_size}.")
         self.crop_size = crop_size
+        self.xla_compatible = False
 
     def call(self, inputs):
         features, box = inputs
-        batch = tf.shape(features)[0]
-        crops = tf.image.crop_and_resize(
-            tf.cast(features, "float32"),
-            tf.cast(box_to_corners(box), "float32"),
-            box_indices=tf.range(batch),
-            crop_size=self.crop_size,
-            method="bilinear",
-        )
+        features = tf.cast(features, "float32")
+        corners = tf.cast(box_to_corners(box), "float32")
+        if self.xla_compatible:
+            crops = gather_crop(features, corners, self.crop_size)
+        else:
+            crops = tf.image.crop_and_resize(
+                features, corners, box_indices=tf.range(tf.shape(features)[0]),
+                crop_size=self.crop_size, method="bilinear",
+            )
         return tf.cast(tf.reduce_mean(crops, axis=[1, 2]), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -191,6 +197,42 @@ class CropAndPool(layers.Layer):
         config = super().get_config()
         config.update({"crop_size": list(self.crop_size)})
         return config
+
+
+def _sample_points(start, end, size: int, count: int):
+    """crop_and_resize's sample coordinates along one axis: [batch, count] in pixels."""
+    if count == 1:
+        return 0.5 * (start + end)[:, None] * (size - 1)
+    steps = tf.range(count, dtype=start.dtype) / (count - 1)
+    return (start[:, None] + (end - start)[:, None] * steps[None, :]) * (size - 1)
+
+
+def gather_crop(features, corners, crop_size):
+    """`tf.image.crop_and_resize(features, corners, range(batch), crop_size)` (bilinear, one
+    box per image, boxes inside the map) with gathers only, so XLA can compile it."""
+    height, width = features.shape[1], features.shape[2]
+    y1, x1, y2, x2 = tf.unstack(corners, axis=-1)
+    ys = tf.clip_by_value(_sample_points(y1, y2, height, crop_size[0]), 0.0, height - 1.0)
+    xs = tf.clip_by_value(_sample_points(x1, x2, width, crop_size[1]), 0.0, width - 1.0)
+    y0, x0 = tf.floor(ys), tf.floor(xs)
+    wy, wx = (ys - y0)[:, :, None, None], (xs - x0)[:, None, :, None]
+    y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
+    y1i, x1i = tf.minimum(y0 + 1, height - 1), tf.minimum(x0 + 1, width - 1)
+
+    def at(rows, cols):
+        picked = tf.gather(features, rows, axis=1, batch_dims=1)  # [batch, ch, W, C]
+        return tf.gather(picked, cols, axis=2, batch_dims=1)  # [batch, ch, cw, C]
+
+    top = at(y0, x0) + (at(y0, x1i) - at(y0, x0)) * wx
+    bottom = at(y1i, x0) + (at(y1i, x1i) - at(y1i, x0)) * wx
+    return top + (bottom - top) * wy
+
+
+def use_xla_compatible_crop(model: keras.Model, enabled: bool = True) -> None:
+    """Switches every CropAndPool of a model to the gather form (for `jit_compile`)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, CropAndPool):
+            layer.xla_compatible = enabled
 
 
 def apply_attention_branch(

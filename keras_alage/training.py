@@ -175,6 +175,8 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = build_model()
+            if config.jit_compile:
+                attention.use_xla_compatible_crop(self.model)
             self.spec = stages.set_training_stage(self.model, config.stage)
             self.optimizer = keras.optimizers.SGD(
                 learning_rate=learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov

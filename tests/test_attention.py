@@ -185,3 +185,15 @@ def test_full_model_attention_stage_under_mirrored_strategy_matches_one_device(t
         got = np.concatenate([t.numpy() for t in step(batch).values])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(attention.attention_state(mirrored)[1], attention.attention_state(single)[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("crop_size", [(7, 7), (3, 5), (1, 1)])
+def test_gather_crop_equals_crop_and_resize(crop_size):
+    rng = np.random.default_rng(4)
+    features = tf.constant(rng.normal(size=(5, 7, 6, 3)).astype("float32"))
+    box = attention.AttentionBox(1.0 / 7.0)(tf.constant(rng.uniform(size=(5, 4)).astype("float32")))
+    corners = attention.box_to_corners(box)
+    expected = tf.image.crop_and_resize(features, corners, tf.range(5), crop_size)
+    np.testing.assert_allclose(attention.gather_crop(features, corners, crop_size), expected, atol=1e-5)
+    compiled = tf.function(lambda f, c: attention.gather_crop(f, c, crop_size), jit_compile=True)
+    np.testing.assert_allclose(compiled(features, corners), expected, atol=1e-5)

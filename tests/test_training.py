@@ -195,3 +195,20 @@ def test_mixed_precision_keeps_probabilities_and_ages_in_float32(policy, tmp_pat
         assert model.get_layer("backbone").compute_dtype == policy.split("_")[1]
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_xla_compiled_step_matches_the_plain_step(tmp_path):
+    weights = build_age_model(TINY).get_weights()
+    losses = []
+    for jit in (False, True):
+        config = training.TrainConfig(str(tmp_path / str(jit)), stage="attention", epochs=1, steps_per_epoch=1,
+                                      batch_size=8, learning_rate=0.01, image_summaries=0, jit_compile=jit)
+
+        def build():
+            model = build_age_model(TINY)
+            model.set_weights(weights)
+            return model
+
+        trainer = training.Trainer(build, TINY.classes().values, config)
+        losses.append(trainer.fit(_batches(1, 8), verbose=0)[0]["train_loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
