@@ -45,7 +45,7 @@ def tiny_build(tmp_path_factory):
 def _train_command(data_dir, run_dir, *extra):
     return [
         sys.executable, str(REPO / "scripts" / "train.py"), f"--data_dir={data_dir}", f"--run_dir={run_dir}",
-        "--fold=fold0", "--age_classes=adience", "--depth=18", "--input_size=32", "--batch_size=8",
+        "--age_classes=adience", "--depth=18", "--input_size=32", "--batch_size=8",
         "--steps_per_epoch=3", "--learning_rate=0.01", "--lr_decay_epochs=3", "--eval_crops=center",
         "--eval_batch_size=8", "--shuffle_buffer=64", *extra,
     ]
@@ -57,16 +57,17 @@ def _env(**extra):
     return env
 
 
-def _history(run_dir):
-    path = run_dir / "fold0" / "history.jsonl"
+def _history(run_dir, fold="fold0"):
+    path = run_dir / fold / "history.jsonl"
     return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture(scope="module")
 def resumed_run(tiny_build, tmp_path_factory):
-    """Trains 5 epochs, killed with SIGKILL after the second, then rerun to the end."""
+    """Both folds in turn, 4 epochs each, killed with SIGKILL after fold0's second epoch,
+    then rerun to the end."""
     run_dir = tmp_path_factory.mktemp("run")
-    command = _train_command(tiny_build, run_dir, "--epochs=5")
+    command = _train_command(tiny_build, run_dir, "--epochs=4", "--fold=all")
     first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while len(_history(run_dir)) < 2:
@@ -83,18 +84,23 @@ def resumed_run(tiny_build, tmp_path_factory):
 
 def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
     run_dir, killed_at, log = resumed_run
-    assert 2 <= killed_at < 5
-    assert [h["epoch"] for h in _history(run_dir)] == [1, 2, 3, 4, 5]
-    # The rerun starts after the last checkpoint, so it never trains epoch 1 again.
-    assert "epoch 1 -" not in log and "epoch 5 -" in log
+    assert 2 <= killed_at < 4
+    assert [h["epoch"] for h in _history(run_dir)] == [1, 2, 3, 4]
+    # The rerun starts after fold0's last checkpoint: epoch 1 is trained once more only
+    # for fold1.
+    assert log.count("epoch 1 -") == 1 and log.index("fold fold1") < log.index("epoch 1 -")
     fold = run_dir / "fold0"
-    assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-5")
+    assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-4")
     for name in ("model.keras", "best.weights.h5", "evaluation.json", "history.jsonl"):
         assert (fold / name).exists(), name
     flags_text = (run_dir / "flags.txt").read_text()
-    assert "--epochs=5" in flags_text and "--stage=global" in flags_text
+    assert "--epochs=4" in flags_text and "--stage=global" in flags_text
     rates = [h["learning_rate"] for h in _history(run_dir)]
-    assert rates[:2] == pytest.approx([0.01, 0.01]) and rates[3:] == pytest.approx([0.001, 0.001])
+    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.001])
+    assert [h["epoch"] for h in _history(run_dir, "fold1")] == [1, 2, 3, 4]
+    report = json.loads((run_dir / "results.json").read_text())
+    assert sorted(report["folds"]) == ["fold0", "fold1"] and report["aggregate"]["folds"] == 2
+    assert report["aggregate"]["count"] == 48  # every image tested once across the folds
 
 
 def _tags(folder):
@@ -150,7 +156,8 @@ def test_two_workers_train_under_multi_worker_mirrored_strategy(tiny_build, tmp_
     processes = []
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        command = _train_command(tiny_build, run_dir, "--epochs=2", "--strategy=multi_worker", "--validate=false")
+        command = _train_command(tiny_build, run_dir, "--epochs=2", "--fold=fold0", "--strategy=multi_worker",
+                                 "--validate=false")
         processes.append(subprocess.Popen(command, cwd=REPO, env=_env(TF_CONFIG=config),
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=600)[0] for p in processes]
