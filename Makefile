@@ -11,7 +11,7 @@ SHARED_DATA ?= ../shared/data
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,hub,data]"
+	$(BIN)/pip install --quiet -e ".[dev,hub,data,serving]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -19,6 +19,8 @@ EXTRAS_REQUIRE = {
     # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), MTCNN face
     # detection (ships its weights), scipy for IMDB-WIKI's .mat files.
     "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "scipy==1.17.1"],
+    # SavedModel warm-up requests (TF Serving's PredictionLog protos).
+    "serving": ["tensorflow-serving-api==2.21.0"],
     "dev": ["pytest==9.2.0"],
 }
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage import metrics
+from pipelines import augment
 
 HEADS = {"global": "global_probs", "local": "local_probs", "combined": "probs"}
 SUMMARY_METRICS = ("mae", "cs5", "epsilon_error", "exact_accuracy", "one_off_accuracy")
@@ -33,7 +34,7 @@ def _crop_averaged(predict, images) -> Dict[str, np.ndarray]:
         return {
             head: tf.reduce_mean(tf.reshape(outputs[key], (batch, crops, -1)), axis=1).numpy()
             for head, key in HEADS.items()
-        } | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, 0].numpy()}
+        } | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, augment.CENTER_CROP].numpy()}
     outputs = predict(images)
     return {head: outputs[key].numpy() for head, key in HEADS.items()} | {"box": outputs["box"].numpy()}
 

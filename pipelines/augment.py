@@ -138,6 +138,9 @@ def center_crop(image, size: int):
     return image[top : top + size, left : left + size]
 
 
+CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
+
+
 def ten_crop(image, size: int):
     """[10, size, size, 3]: top-left, top-right, bottom-left, bottom-right, centre, then their flips."""
     shape = tf.shape(image)

@@ -1,0 +1,144 @@
+"""SavedModel export for TF Serving: `<base>/<model_name>/<version>/` with two signatures.
+
+- `serving_default`: a batch of encoded face crops (JPEG or PNG bytes, cut with the project's
+  `pipelines.faces.CropSpec`; base64 in TF Serving's REST JSON) -> expected age, class
+  probabilities, global and local ages, attention box. Decoding, the evaluation resize and the
+  ten-crop (or centre crop, chosen at export) run inside the graph, as in `scripts/evaluate.py`.
+- `predict_preprocessed`: normalised float images [batch, size, size, 3] -> the same outputs.
+
+The attention LSTM's memory is frozen before export, so an answer never depends on which
+requests came before or what else is in the batch. Warm-up requests are written to
+`assets.extra/tf_serving_warmup_requests`, so the server traces the graph before the first
+real request.
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+from keras_alage import attention
+from pipelines import augment
+
+OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+class AgeServer(tf.Module):
+    """The serving graph around a trained age model."""
+
+    def __init__(self, model: keras.Model, crops: str = "ten"):
+        super().__init__(name="age_server")
+        if crops not in ("ten", "center"):
+            raise ValueError(f"crops must be 'ten' or 'center'; received {crops!r}.")
+        self.model = model
+        self.crops = crops
+        self.input_size = int(model.input_shape[1])
+        size = self.input_size
+        self.serve_encoded = tf.function(
+            self._serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="images")]
+        )
+        self.serve_preprocessed = tf.function(
+            self._serve_preprocessed, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")]
+        )
+
+    def _outputs(self, outputs) -> Dict[str, tf.Tensor]:
+        return {key: tf.cast(outputs[key], tf.float32) for key in OUTPUT_KEYS}
+
+    def _serve_preprocessed(self, images):
+        return self._outputs(self.model(images, training=False))
+
+    def _serve_encoded(self, images):
+        size = self.input_size
+        shape = [10, size, size, 3] if self.crops == "ten" else [size, size, 3]
+        batch = tf.map_fn(
+            lambda encoded: augment.preprocess_for_eval(augment.decode(encoded), size, self.crops),
+            images,
+            fn_output_signature=tf.TensorSpec(shape, tf.float32),
+        )
+        if self.crops == "center":
+            return self._serve_preprocessed(batch)
+        count = tf.shape(batch)[0]
+        outputs = self.model(tf.reshape(batch, [-1, size, size, 3]), training=False)
+        ages = tf.constant(self.model.get_layer("age").class_ages, tf.float32)
+        classes = len(self.model.get_layer("age").class_ages)
+        probs = {k: tf.reduce_mean(tf.reshape(outputs[k], [count, 10, classes]), axis=1)
+                 for k in ("probs", "global_probs", "local_probs")}
+        return {
+            "age": tf.linalg.matvec(probs["probs"], ages),
+            "probs": probs["probs"],
+            "global_age": tf.linalg.matvec(probs["global_probs"], ages),
+            "local_age": tf.linalg.matvec(probs["local_probs"], ages),
+            # The box of the unmirrored centre crop, as fractions of that crop.
+            "box": tf.reshape(outputs["box"], [count, 10, 4])[:, augment.CENTER_CROP],
+        }
+
+
+def version_dir(base_dir: str, model_name: str, version: int) -> str:
+    if version < 1:
+        raise ValueError(f"TF Serving versions are positive integers; received {version}.")
+    return os.path.join(base_dir, model_name, str(version))
+
+
+def export_saved_model(
+    model: keras.Model,
+    base_dir: str,
+    model_name: str,
+    version: int,
+    crops: str = "ten",
+    warmup_images=(),
+    overwrite: bool = False,
+) -> str:
+    """Writes the SavedModel to `<base_dir>/<model_name>/<version>` atomically; returns it.
+
+    Args:
+      warmup_images: encoded face crops sent as warm-up requests (one request per image, and
+        one with all of them as a batch).
+    """
+    target = version_dir(base_dir, model_name, version)
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite or a new --version.")
+    attention.freeze_attention_state(model)
+    server = AgeServer(model, crops)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{version}.exporting-", dir=parent)
+    try:
+        tf.saved_model.save(
+            server,
+            staging,
+            signatures={
+                "serving_default": server.serve_encoded,
+                "predict_preprocessed": server.serve_preprocessed,
+            },
+        )
+        if warmup_images:
+            write_warmup_requests(os.path.join(staging, "assets.extra", WARMUP_FILE), model_name, warmup_images)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def write_warmup_requests(path: str, model_name: str, encoded_images) -> int:
+    """TF Serving warm-up file: PredictionLog records of `serving_default` requests."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    images = list(encoded_images)
+    batches = [[image] for image in images] + ([images] if len(images) > 1 else [])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in batches:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+            )
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return len(batches)

@@ -1,0 +1,53 @@
+"""Exports a trained age model as a SavedModel for TF Serving.
+
+  python scripts/export.py --model=runs/fgnet/attention/fold0/model.keras \
+      --export_dir=serving --model_name=age --version=1
+
+Writes serving/age/1/ with the `serving_default` (encoded face crops) and
+`predict_preprocessed` (float tensors) signatures, and warm-up requests made from
+--warmup_images (face crops, e.g. a few records of the build). See the README for serving.
+"""
+
+import glob
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model", None, "Trained .keras model.")
+flags.DEFINE_string("export_dir", "serving", "TF Serving base folder.")
+flags.DEFINE_string("model_name", "age", "Model name (the folder under --export_dir).")
+flags.DEFINE_integer("version", 1, "Version number (the folder under the model name).")
+flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop inside the graph.")
+flags.DEFINE_string("warmup_images", None, "Glob of face-crop images for the warm-up requests (up to 8 used).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+flags.mark_flags_as_required(["model"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from keras_alage import experiment, export
+
+    warmup = []
+    if FLAGS.warmup_images:
+        paths = sorted(glob.glob(FLAGS.warmup_images))[:8]
+        if not paths:
+            raise app.UsageError(f"--warmup_images={FLAGS.warmup_images} matches no file.")
+        warmup = [open(p, "rb").read() for p in paths]
+    try:
+        model = experiment.load_model(FLAGS.model)
+        target = export.export_saved_model(
+            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.crops, warmup, FLAGS.overwrite
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        raise app.UsageError(str(error))
+    print(f"exported {target}")
+
+
+if __name__ == "__main__":
+    app.run(main)
