@@ -114,32 +114,15 @@ def check_record(record: AgeRecord, num_classes: int) -> None:
         raise SkipPhoto(f"age std {record.age_std} is not valid")
 
 
-def read_photo(path: str) -> Tuple[bytes, np.ndarray]:
-    """The file's bytes and its decoded RGB pixels; SkipPhoto names what is wrong."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise SkipPhoto("file not found") from None
-    except IsADirectoryError:
-        raise SkipPhoto("is a directory, not an image file") from None
-    except OSError as error:
-        raise SkipPhoto(f"cannot be read ({error.strerror or error})") from None
-    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
-        raise SkipPhoto("truncated JPEG (no end-of-image marker)")
-    try:
-        pixels = images.decode_image(np.frombuffer(data, np.uint8), path)
-    except images.ImageError as error:
-        raise SkipPhoto(error.reason) from None
-    return data, pixels
-
-
 def face_record(record: AgeRecord, config: BuildConfig, detector=None, cache=None) -> Tuple[bytes, dict]:
     """A serialized Example for one record, and its log entry; raises SkipPhoto."""
     from pipelines import tfrecords  # TensorFlow loads in the worker, not at import
 
     check_record(record, config.num_classes)
-    data, pixels = read_photo(record.path)
+    try:
+        data, pixels = images.read_photo(record.path)
+    except images.ImageError as error:
+        raise SkipPhoto(error.reason) from None
     try:
         face, calls = faces.locate_face(pixels, data, config.policy, config.crop, detector, cache)
     except faces.NoFaceError as error:

@@ -100,6 +100,22 @@ def crop_box_size(face: Face, spec: CropSpec) -> Tuple[float, float]:
     return width * (1.0 + spec.margin), height * (1.0 + spec.margin)
 
 
+def _crop_matrix(face: Face, spec: CropSpec, out: int) -> np.ndarray:
+    """2x3 affine map from photo pixels to an out x out crop of the face."""
+    box_w, box_h = crop_box_size(face, spec)
+    rotation = cv2.getRotationMatrix2D(tuple(map(float, face.center)), face.angle, 1.0)[:, :2]
+    linear = np.diag([out / box_w, out / box_h]) @ rotation
+    offset = np.array([(out - 1) / 2.0, (out - 1) / 2.0]) - linear @ np.asarray(face.center, np.float64)
+    return np.hstack([linear, offset[:, None]])
+
+
+def crop_to_photo(face: Face, spec: CropSpec, uv) -> np.ndarray:
+    """Points given as fractions (u, v) of the face crop -> photo pixels."""
+    inverse = cv2.invertAffineTransform(_crop_matrix(face, spec, spec.size))
+    points = np.asarray(uv, np.float64) * spec.size - 0.5
+    return points @ inverse[:, :2].T + inverse[:, 2]
+
+
 def crop_face(image: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
     """The face's crop as a [size, size, 3] uint8 image, upright, borders replicated.
 
@@ -110,12 +126,7 @@ def crop_face(image: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
     # Warp at native resolution (at most 4x the output) and area-resize down when shrinking.
     native = int(round(min(max(box_w, box_h), 4 * spec.size)))
     out = max(native, spec.size)
-    rotation = cv2.getRotationMatrix2D(tuple(map(float, face.center)), face.angle, 1.0)[:, :2]
-    scale = np.diag([out / box_w, out / box_h])
-    linear = scale @ rotation
-    center = np.asarray(face.center, np.float64)
-    offset = np.array([(out - 1) / 2.0, (out - 1) / 2.0]) - linear @ center
-    matrix = np.hstack([linear, offset[:, None]])
+    matrix = _crop_matrix(face, spec, out)
     crop = cv2.warpAffine(image, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if out != spec.size:
         crop = cv2.resize(crop, (spec.size, spec.size), interpolation=cv2.INTER_AREA)

@@ -57,6 +57,49 @@ def decode_image(data: np.ndarray, path="<bytes>") -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def header_size(data: bytes):
+    """(width, height) from a PNG or JPEG header without decoding, or None for other formats."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 9 < len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[position + 7 : position + 9], "big"), int.from_bytes(
+                data[position + 5 : position + 7], "big")
+        position += 2 + length
+    return None
+
+
+def read_photo(path) -> tuple:
+    """A photo's bytes and RGB pixels, after the checks decoding alone misses.
+
+    Refuses images whose header announces more than MAX_PIXELS before decoding them
+    (decompression bombs), and JPEGs without their end-of-image marker (OpenCV decodes a
+    truncated JPEG silently, filling the rest with grey). Raises ImageError.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a directory, not an image file") from None
+    except OSError as error:
+        raise ImageError(path, f"cannot be read ({error.strerror or error})") from None
+    size = header_size(data)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(path, f"image of {size[0]}x{size[1]} px exceeds the size limit")
+    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+        raise ImageError(path, "truncated JPEG (no end-of-image marker)")
+    return data, decode_image(np.frombuffer(data, np.uint8), path)
+
+
 def center_square(image: np.ndarray) -> np.ndarray:
     """The largest centred square of an image."""
     height, width = image.shape[:2]

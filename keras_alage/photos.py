@@ -1,0 +1,174 @@
+"""Ages of the faces in ordinary photos: detect, crop as in training, predict, report, draw.
+
+Faces are cut with the same `pipelines.faces.CropSpec` as the TFRecord build and encoded as
+JPEG like the stored crops, then answered by the same graph as the exported SavedModel
+(`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from typing import Callable, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from pipelines import augment, faces, images
+
+
+@dataclasses.dataclass
+class FaceAge:
+    """One face of a photo and its predicted ages.
+
+    `corners` are the face box's corners in photo pixels; `attention` the attention box's
+    corners in photo pixels.
+    """
+
+    face: int
+    age: float
+    global_age: float
+    local_age: float
+    confidence: float
+    method: str
+    corners: List[List[float]]
+    attention: List[List[float]]
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    path: str
+    faces: List[FaceAge]
+    error: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Predictor:
+    """encoded face crops [n] -> outputs dict; `input_size` is the network's input side."""
+
+    answer: Callable
+    input_size: int
+
+    def __call__(self, encoded: Sequence[bytes]):
+        return self.answer(tf.constant(list(encoded), tf.string))
+
+
+def load_predictor(path: str, crops: str = "ten") -> Predictor:
+    """The serving graph of an exported SavedModel folder, or of a .keras model."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        loaded = tf.saved_model.load(path)
+        serving = loaded.signatures["serving_default"]
+        size = loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1]
+        return Predictor(lambda encoded: serving(images=encoded), int(size))
+    from keras_alage import attention, experiment, export
+
+    model = experiment.load_model(path)
+    attention.freeze_attention_state(model)
+    server = export.AgeServer(model, crops)
+    return Predictor(server.serve_encoded, server.input_size)
+
+
+def find_faces(photo: np.ndarray, detector, min_confidence: float = 0.9) -> List[faces.Face]:
+    """Every confident upright face; if there is none, the strongest face of the rotation search."""
+    upright = [f for f in faces.detect_at(photo, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
+    if upright:
+        return sorted(upright, key=lambda f: f.center[0])
+    best, _ = faces.find_face(photo, detector, min_confidence)
+    return [best] if best is not None else []
+
+
+def attention_corners(face: faces.Face, spec: faces.CropSpec, box, input_size: int) -> np.ndarray:
+    """The model's (x, y, w, h) box, fractions of the centre crop, as photo-pixel corners."""
+    resized = augment.eval_resize_size(input_size)
+    offset = (resized - input_size) / 2.0
+    x, y, w, h = [float(v) for v in box]
+    uv = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+    uv = (offset + uv * input_size) / resized  # fractions of the whole face crop
+    return faces.crop_to_photo(face, spec, uv)
+
+
+def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
+                  min_confidence: float = 0.9) -> PhotoResult:
+    """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
+    try:
+        _, photo = images.read_photo(path)
+    except images.ImageError as error:
+        return PhotoResult(str(path), [], error.reason)
+    found = find_faces(photo, detector, min_confidence)
+    if not found:
+        return PhotoResult(str(path), [], "no face found")
+    crops = [faces.encode_jpeg(faces.crop_face(photo, face, spec)) for face in found]
+    outputs = {k: np.asarray(v) for k, v in predict(crops).items()}
+    results = []
+    for i, face in enumerate(found):
+        results.append(FaceAge(
+            face=i,
+            age=float(outputs["age"][i]),
+            global_age=float(outputs["global_age"][i]),
+            local_age=float(outputs["local_age"][i]),
+            confidence=round(face.confidence, 4),
+            method=face.method,
+            corners=np.round(face.corners(), 1).tolist(),
+            attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist(),
+        ))
+    return PhotoResult(str(path), results)
+
+
+def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
+    """The photo (RGB) with each face box, its age, and the attention box drawn."""
+    canvas = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+    scale = max(1, int(round(max(photo.shape[:2]) / 500)))
+    for face in result.faces:
+        cv2.polylines(canvas, [np.int32(face.corners)], True, (0, 200, 0), 2 * scale)
+        cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
+        x, y = np.min(np.array(face.corners), axis=0)
+        cv2.putText(canvas, f"{face.age:.1f}", (int(x), max(12 * scale, int(y) - 4 * scale)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
+    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+
+
+def image_paths(inputs: Sequence[str]) -> List[str]:
+    """Files as given, and the files of given folders (sorted); missing ones stay, to be reported."""
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            paths += sorted(os.path.join(item, n) for n in os.listdir(item) if not n.startswith("."))
+        else:
+            paths.append(item)
+    return paths
+
+
+def _atomic_write(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".predictions-")
+    with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+def write_results(results: Sequence[PhotoResult], path: str) -> None:
+    """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
+    if path.endswith(".json"):
+        _atomic_write(path, json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "face", "age", "global_age", "local_age", "confidence", "method", "box", "error"])
+    for result in results:
+        if result.error:
+            writer.writerow([result.path, "", "", "", "", "", "", "", result.error])
+        for face in result.faces:
+            writer.writerow([result.path, face.face, f"{face.age:.2f}", f"{face.global_age:.2f}",
+                             f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
+    _atomic_write(path, buffer.getvalue())
+
+
+def describe(result: PhotoResult) -> str:
+    if result.error:
+        return f"{result.path}: skipped ({result.error})"
+    ages = ", ".join(f"face {f.face}: {f.age:.1f} years" for f in result.faces)
+    return f"{result.path}: {ages}"

@@ -1,0 +1,62 @@
+"""Predicts the age of every face in photos: detect, crop as in training, answer, report.
+
+  python scripts/predict.py --model=serving/age/1 photo.jpg more_photos/ --output=ages.csv --draw=drawn/
+
+--model is an exported SavedModel folder or a .keras model. Each face is printed with its
+age; --output writes CSV or JSON (by extension); --draw writes the photos with face boxes,
+ages and attention boxes. A file that cannot be used is reported and skipped.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py) or .keras model.")
+flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (a SavedModel has its own).")
+flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
+flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
+flags.DEFINE_float("min_confidence", 0.9, "Faces scoring below this are not reported upright.")
+flags.DEFINE_integer("crop_size", 256, "Face crop side (must match the build's --crop_size).")
+flags.DEFINE_float("crop_margin", 0.4, "Face box enlargement (must match the build's --crop_margin).")
+flags.mark_flags_as_required(["model"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise app.UsageError("Give one or more photos or folders to predict.")
+    import cv2
+    import tensorflow as tf
+
+    from keras_alage import photos
+    from pipelines import faces, images
+
+    try:
+        predict = photos.load_predictor(FLAGS.model, FLAGS.crops)
+    except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:
+        raise app.UsageError(f"--model={FLAGS.model}: {error}")
+    spec = faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin)
+    detector = faces.MtcnnDetector()
+    results = []
+    for path in photos.image_paths(argv[1:]):
+        result = photos.predict_photo(path, predict, detector, spec, predict.input_size,
+                                      FLAGS.min_confidence)
+        results.append(result)
+        print(photos.describe(result), flush=True)
+        if FLAGS.draw and result.faces:
+            os.makedirs(FLAGS.draw, exist_ok=True)
+            drawn = photos.draw(images.read_image(path), result)
+            name = os.path.splitext(os.path.basename(path))[0] + ".jpg"
+            cv2.imwrite(os.path.join(FLAGS.draw, name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if FLAGS.output:
+        photos.write_results(results, FLAGS.output)
+    failed = sum(1 for r in results if r.error)
+    print(f"{len(results) - failed} photo(s) with faces, {failed} skipped")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,127 @@
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_alage import export, photos
+from keras_alage.model import ModelConfig, build_age_model
+from pipelines import faces, images
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_crop_fractions_map_back_to_the_photo():
+    spec = faces.CropSpec(size=256, margin=0.4)
+    face = faces.Face((200.0, 150.0), (80.0, 100.0), angle=30.0)
+    center = faces.crop_to_photo(face, spec, [[0.5, 0.5]])[0]
+    np.testing.assert_allclose(center, (200.0, 150.0), atol=0.51)
+    corners = faces.crop_to_photo(face, spec, [[0, 0], [1, 0]])
+    assert np.linalg.norm(corners[1] - corners[0]) == pytest.approx(140.0, abs=1.0)  # 100 px * 1.4
+
+
+def _huge_png(path):
+    """A valid PNG header announcing 20000 x 20000 px (the body is never decoded)."""
+    ihdr = (20000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    data = b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+    path.write_bytes(data + b"\0" * 100)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(fgnet_images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    shutil.copy(fgnet_images[0], folder / "a_face.jpg")
+    photo = images.read_image(fgnet_images[1])
+    cv2.imwrite(str(folder / "b_grey.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+    rgba = np.dstack([cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), np.full(photo.shape[:2], 255, np.uint8)])
+    cv2.imwrite(str(folder / "c_alpha.png"), rgba)
+    (folder / "d_notes.txt").write_text("not an image")
+    (folder / "e_empty.jpg").write_bytes(b"")
+    whole = (folder / "a_face.jpg").read_bytes()
+    (folder / "f_truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "g_animation.gif").write_bytes(b"GIF89a" + b"\0" * 40)
+    _huge_png(folder / "h_huge.png")
+    cv2.imwrite(str(folder / "i_wall.jpg"), np.full((200, 200, 3), 120, np.uint8))
+    try:
+        from PIL import Image
+
+        Image.fromarray(photo).convert("CMYK").save(folder / "j_cmyk.jpg", "JPEG")
+    except ImportError:
+        pass
+    return folder
+
+
+EXPECTED_ERRORS = {
+    "d_notes.txt": "not a decodable image",
+    "e_empty.jpg": "file is empty",
+    "f_truncated.jpg": "truncated JPEG",
+    "g_animation.gif": "not a decodable image",
+    "h_huge.png": "20000x20000 px exceeds the size limit",
+    "i_wall.jpg": "no face found",
+}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_age_model(ModelConfig(depth=18, input_size=64, age_classes="fgnet")).save(path)
+    return path
+
+
+def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, model_path):
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector = faces.MtcnnDetector()
+    spec = faces.CropSpec()
+    results = {os.path.basename(r.path): r for r in (
+        photos.predict_photo(p, predict, detector, spec, predict.input_size)
+        for p in photos.image_paths([str(photo_folder)]))}
+    for name, reason in EXPECTED_ERRORS.items():
+        assert reason in results[name].error and not results[name].faces, name
+    answered = [n for n, r in results.items() if r.faces]
+    assert {"a_face.jpg", "b_grey.png", "c_alpha.png"} <= set(answered)
+    if (photo_folder / "j_cmyk.jpg").exists():
+        assert "j_cmyk.jpg" in answered
+    face = results["a_face.jpg"].faces[0]
+    assert 0 <= face.age <= 69 and face.confidence > 0.9 and face.method == "upright"
+    xs, ys = np.array(face.attention)[:, 0], np.array(face.attention)[:, 1]
+    fx, fy = np.array(face.corners)[:, 0], np.array(face.corners)[:, 1]
+    margin = 0.5 * (fx.max() - fx.min())  # the crop reaches 20% past the face box, and more
+    assert xs.min() >= fx.min() - margin and xs.max() <= fx.max() + margin
+    assert ys.min() >= fy.min() - margin and ys.max() <= fy.max() + margin
+
+
+def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, model_path, tmp_path):
+    import keras
+
+    model = keras.models.load_model(model_path)
+    exported = export.export_saved_model(model, str(tmp_path), "age", 1, crops="ten")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    from_keras = photos.predict_photo(photo_folder / "a_face.jpg", photos.load_predictor(str(model_path)),
+                                      detector, spec, 64)
+    saved = photos.load_predictor(exported)
+    assert saved.input_size == 64
+    from_saved = photos.predict_photo(photo_folder / "a_face.jpg", saved, detector, spec, 64)
+    assert from_saved.faces[0].age == pytest.approx(from_keras.faces[0].age, abs=1e-3)
+
+
+def test_predict_script_writes_csv_json_and_drawings(photo_folder, model_path, tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={model_path}", "--crops=center",
+               str(photo_folder / "a_face.jpg"), str(photo_folder / "d_notes.txt"), str(photo_folder / "missing.jpg"),
+               f"--output={tmp_path / 'ages.csv'}", f"--draw={tmp_path / 'drawn'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "a_face.jpg: face 0:" in result.stdout and "missing.jpg: skipped (file not found)" in result.stdout
+    rows = (tmp_path / "ages.csv").read_text().splitlines()
+    assert rows[0].startswith("path,face,age") and len(rows) == 4
+    drawn = cv2.imread(str(tmp_path / "drawn" / "a_face.jpg"))
+    assert drawn is not None and drawn.shape[:2] == images.read_image(photo_folder / "a_face.jpg").shape[:2]
+    json_path = tmp_path / "ages.json"
+    photos.write_results([photos.PhotoResult("x.jpg", [], "no face found")], str(json_path))
+    assert json.loads(json_path.read_text()) == [{"path": "x.jpg", "faces": [], "error": "no face found"}]
