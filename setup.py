@@ -19,8 +19,15 @@ EXTRAS_REQUIRE = {
     # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), MTCNN face
     # detection (ships its weights), scipy for IMDB-WIKI's .mat files.
     "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "scipy==1.17.1"],
-    # SavedModel warm-up requests (TF Serving's PredictionLog protos).
-    "serving": ["tensorflow-serving-api==2.21.0"],
+    # SavedModel warm-up requests (TF Serving's PredictionLog protos), and the optional
+    # LiteRT and ONNX exports with the runtimes that check them.
+    "serving": [
+        "tensorflow-serving-api==2.21.0",
+        "ai-edge-litert==2.3.0",
+        "tf2onnx==1.17.0",
+        "onnx==1.23.2",
+        "onnxruntime==1.32.0",
+    ],
     "dev": ["pytest==9.2.0"],
 }
 

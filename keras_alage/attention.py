@@ -209,7 +209,8 @@ def _sample_points(start, end, size: int, count: int):
 
 def gather_crop(features, corners, crop_size):
     """`tf.image.crop_and_resize(features, corners, range(batch), crop_size)` (bilinear, one
-    box per image, boxes inside the map) with gathers only, so XLA can compile it."""
+    box per image, boxes inside the map) with gathers only, so XLA compiles it and TFLite
+    and ONNX convert it."""
     height, width = features.shape[1], features.shape[2]
     y1, x1, y2, x2 = tf.unstack(corners, axis=-1)
     ys = tf.clip_by_value(_sample_points(y1, y2, height, crop_size[0]), 0.0, height - 1.0)
@@ -219,9 +220,12 @@ def gather_crop(features, corners, crop_size):
     y0, x0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
     y1i, x1i = tf.minimum(y0 + 1, height - 1), tf.minimum(x0 + 1, width - 1)
 
+    # One flat gather (no batch_dims), which XLA, TFLite and ONNX all take.
+    flat = tf.reshape(features, [-1, features.shape[3]])
+    base = tf.range(tf.shape(features)[0])[:, None, None] * (height * width)
+
     def at(rows, cols):
-        picked = tf.gather(features, rows, axis=1, batch_dims=1)  # [batch, ch, W, C]
-        return tf.gather(picked, cols, axis=2, batch_dims=1)  # [batch, ch, cw, C]
+        return tf.gather(flat, base + rows[:, :, None] * width + cols[:, None, :])  # [batch, ch, cw, C]
 
     top = at(y0, x0) + (at(y0, x1i) - at(y0, x0)) * wx
     bottom = at(y1i, x0) + (at(y1i, x1i) - at(y1i, x0)) * wx

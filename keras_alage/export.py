@@ -142,3 +142,85 @@ def write_warmup_requests(path: str, model_name: str, encoded_images) -> int:
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return len(batches)
+
+
+# --- optional formats: TFLite (LiteRT) and ONNX, for preprocessed float input ----------------------
+
+
+def _preprocessed_function(model: keras.Model):
+    """The `predict_preprocessed` graph with the gather-based crop (TFLite and ONNX have no
+    CropAndResize), frozen attention memory, outputs in `sorted(OUTPUT_KEYS)` order."""
+    attention.freeze_attention_state(model)
+    attention.use_xla_compatible_crop(model)
+    try:
+        server = AgeServer(model, "center")
+        return server.serve_preprocessed.get_concrete_function()
+    finally:
+        attention.use_xla_compatible_crop(model, False)
+
+
+def _max_difference(expected: Dict[str, "np.ndarray"], got: Dict[str, "np.ndarray"]) -> float:
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(got[k]) - np.asarray(expected[k])))) for k in OUTPUT_KEYS)
+
+
+def _reference(model: keras.Model, probe):
+    outputs = model(probe, training=False)
+    return {k: keras.ops.convert_to_numpy(outputs[k]) for k in OUTPUT_KEYS}
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".partial", "wb") as out:
+        out.write(data)
+    os.replace(path + ".partial", path)
+
+
+def run_tflite(model_content: bytes, images) -> Dict[str, "np.ndarray"]:
+    """Runs a converted model on a float batch with the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_content)
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], list(images.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(source["index"], images)
+    interpreter.invoke()
+    details = sorted(interpreter.get_output_details(), key=lambda d: (len(d["name"]), d["name"]))
+    return {key: interpreter.get_tensor(d["index"]) for key, d in zip(sorted(OUTPUT_KEYS), details)}
+
+
+def export_tflite(model: keras.Model, path: str, probe, tolerance: float = 1e-3) -> float:
+    """Writes a LiteRT (.tflite) model of `predict_preprocessed`; returns its largest
+    difference from Keras on `probe` and refuses to write when it exceeds `tolerance`."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # Variables are folded into constants first: converted as resource variables they come
+    # out uninitialised.
+    frozen = convert_variables_to_constants_v2(_preprocessed_function(model))
+    content = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    difference = _max_difference(_reference(model, probe), run_tflite(content, probe))
+    if difference > tolerance:
+        raise ValueError(f"The TFLite model differs from Keras by {difference:.2e} (tolerance {tolerance}).")
+    _write_atomically(path, content)
+    return difference
+
+
+def export_onnx(model: keras.Model, path: str, probe, tolerance: float = 1e-3, opset: int = 17) -> float:
+    """Writes an ONNX model of `predict_preprocessed` (checked with onnxruntime like TFLite)."""
+    import onnxruntime
+    import tf2onnx
+
+    function = _preprocessed_function(model)
+    spec = [tf.TensorSpec([None] + list(probe.shape[1:]), tf.float32, name="images")]
+    proto, _ = tf2onnx.convert.from_function(tf.function(lambda images: function(images)), spec, opset=opset)
+    content = proto.SerializeToString()
+    session = onnxruntime.InferenceSession(content)
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: probe})))
+    difference = _max_difference(_reference(model, probe), got)
+    if difference > tolerance:
+        raise ValueError(f"The ONNX model differs from Keras by {difference:.2e} (tolerance {tolerance}).")
+    _write_atomically(path, content)
+    return difference

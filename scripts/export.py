@@ -24,6 +24,8 @@ flags.DEFINE_integer("version", 1, "Version number (the folder under the model n
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop inside the graph.")
 flags.DEFINE_string("warmup_images", None, "Glob of face-crop images for the warm-up requests (up to 8 used).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<model_name>-<version>.tflite (LiteRT, float input).")
+flags.DEFINE_bool("onnx", False, "Also write <export_dir>/<model_name>-<version>.onnx (float input).")
 flags.mark_flags_as_required(["model"])
 FLAGS = flags.FLAGS
 
@@ -47,6 +49,23 @@ def main(argv):
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
     print(f"exported {target}")
+    if FLAGS.tflite or FLAGS.onnx:
+        import numpy as np
+
+        from pipelines import augment
+
+        size = int(model.input_shape[1])
+        if warmup:
+            probe = np.stack([augment.preprocess_for_eval(augment.decode(e), size, "center").numpy() for e in warmup])
+        else:
+            probe = np.random.default_rng(0).normal(size=(4, size, size, 3)).astype("float32")
+        stem = os.path.join(FLAGS.export_dir, f"{FLAGS.model_name}-{FLAGS.version}")
+        if FLAGS.tflite:
+            difference = export.export_tflite(model, stem + ".tflite", probe)
+            print(f"exported {stem}.tflite (largest difference from Keras {difference:.1e})")
+        if FLAGS.onnx:
+            difference = export.export_onnx(model, stem + ".onnx", probe)
+            print(f"exported {stem}.onnx (largest difference from Keras {difference:.1e})")
 
 
 if __name__ == "__main__":

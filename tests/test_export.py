@@ -99,3 +99,18 @@ def test_an_existing_version_is_kept_unless_overwrite(exported):
         export.export_saved_model(model, str(base), "age", 1, crops="center")
     with pytest.raises(ValueError, match="positive"):
         export.export_saved_model(model, str(base), "age", 0)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_tflite_and_onnx_exports_match_keras_on_real_faces(fmt, exported, face_crops, tmp_path):
+    model, _, _ = exported
+    probe = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])
+    writer = export.export_tflite if fmt == "tflite" else export.export_onnx
+    difference = writer(model, str(tmp_path / f"age.{fmt}"), probe)
+    assert difference < 1e-3 and (tmp_path / f"age.{fmt}").stat().st_size > 1_000_000  # weights inside
+    if fmt == "tflite":
+        again = export.run_tflite((tmp_path / "age.tflite").read_bytes(), probe[:1])
+        np.testing.assert_allclose(again["age"], np.asarray(model(probe[:1], training=False)["age"]), atol=1e-3)
+    with pytest.raises(ValueError, match="differs from Keras"):
+        writer(model, str(tmp_path / f"strict.{fmt}"), probe, tolerance=0.0)
+    assert not (tmp_path / f"strict.{fmt}").exists()
