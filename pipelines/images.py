@@ -28,15 +28,7 @@ class ImageError(ValueError):
 
 def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
     """Decodes an image file to RGB uint8 [H, W, 3]; greyscale and alpha are converted."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
-    except OSError as error:
-        raise ImageError(path, f"cannot be read ({error.strerror or error})") from None
-    return decode_image(data, path)
+    return read_photo(path)[1]
 
 
 def decode_image(data: np.ndarray, path="<bytes>") -> np.ndarray:

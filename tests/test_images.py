@@ -41,8 +41,15 @@ def test_truncated_jpeg_is_reported(tmp_path):
     data = path.read_bytes()
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(data[:40])
-    with pytest.raises(images.ImageError, match="not a decodable image"):
+    with pytest.raises(images.ImageError, match="truncated JPEG"):
         images.read_image(cut)
+    # Cut in the middle of the pixels, OpenCV would decode it silently with grey fill.
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(images.ImageError, match="truncated JPEG"):
+        images.read_image(tmp_path / "half.jpg")
+    # Bytes after the end-of-image marker (some cameras pad) are fine.
+    (tmp_path / "padded.jpg").write_bytes(data + b"\0\0")
+    assert images.read_image(tmp_path / "padded.jpg").shape == (64, 64, 3)
 
 
 def test_center_square_resize_and_normalise():
