@@ -106,6 +106,7 @@ def export_saved_model(
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}.exporting-", dir=parent)
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
     try:
         tf.saved_model.save(
             server,

@@ -309,6 +309,7 @@ def build_tfrecords(
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.building-", dir=parent)
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
     try:
         started = datetime.datetime.now(datetime.timezone.utc)
         _run_pipeline(parts, config, staging)

@@ -114,3 +114,8 @@ def test_tflite_and_onnx_exports_match_keras_on_real_faces(fmt, exported, face_c
     with pytest.raises(ValueError, match="differs from Keras"):
         writer(model, str(tmp_path / f"strict.{fmt}"), probe, tolerance=0.0)
     assert not (tmp_path / f"strict.{fmt}").exists()
+
+
+def test_exported_folder_is_readable_by_other_users(exported):
+    _, path, _ = exported
+    assert os.stat(path).st_mode & 0o755 == 0o755
