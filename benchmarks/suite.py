@@ -1,0 +1,161 @@
+"""The benchmark suite: speed and memory of AL-ResNet training and serving, as same-run ratios.
+
+  python benchmarks/suite.py                   # small setting: 112 px, batch 16 (a few minutes on 2 cores)
+  python benchmarks/suite.py --full            # 224 px, batch 32, as in the paper
+  python benchmarks/suite.py --output=bench.json
+
+Prints one table: the machine's matmul peak (TF and numpy, measured now), the model's counted
+FLOPs, training images/s with and without XLA as a fraction of that peak (training counted as
+3x the forward FLOPs), the attention branch's cost against the global-only network, serving
+latency and throughput of the exported SavedModel against the Keras model, ten-crop against
+centre crop, the tf.data pipeline's rate against the training step's, and peak memory.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_alage import attention, benchmarking, export  # noqa: E402
+from keras_alage.model import ModelConfig, build_age_model  # noqa: E402
+from pipelines import dataset, faces, tfrecords  # noqa: E402
+from pipelines.records import AgeRecord  # noqa: E402
+
+flags.DEFINE_bool("full", False, "The paper's setting: 224 px, batch 32 (slow on a CPU).")
+flags.DEFINE_integer("input_size", None, "Input side; default 112, or 224 with --full.")
+flags.DEFINE_integer("batch_size", None, "Training batch; default 16, or 32 with --full.")
+flags.DEFINE_integer("depth", 34, "ResNet depth.")
+flags.DEFINE_integer("steps", 3, "Training steps per timing (best of 3 timings).")
+flags.DEFINE_integer("latency_calls", 30, "Single-image requests timed per serving path.")
+flags.DEFINE_bool("xla", True, "Also time the XLA-compiled training step.")
+flags.DEFINE_string("output", None, "Write the results as JSON here.")
+FLAGS = flags.FLAGS
+
+
+def _face_records(folder: str, count: int) -> list:
+    """TFRecord shards of `count` synthetic 256 px face-crop JPEGs (the build's format)."""
+    rng = np.random.default_rng(0)
+    paths = [os.path.join(folder, f"bench-{i}.tfrecord") for i in range(2)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    for i in range(count):
+        image = cv2.resize(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), (256, 256))
+        record = AgeRecord(f"synthetic{i}", 30.0, 30)
+        writers[i % 2].write(tfrecords.encode_example(record, faces.encode_jpeg(image)))
+    for writer in writers:
+        writer.close()
+    return paths
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")
+    size = FLAGS.input_size or (224 if FLAGS.full else 112)
+    batch = FLAGS.batch_size or (32 if FLAGS.full else 16)
+    steps = FLAGS.steps
+    results = {"input_size": size, "batch_size": batch, "depth": FLAGS.depth,
+               "tensorflow": tf.__version__, "cpus": os.cpu_count()}
+    rows = []
+
+    def row(name, value, note=""):
+        rows.append((name, value, note))
+        print(f"{name:58s} {value:>14s}  {note}", flush=True)
+
+    peak = benchmarking.matmul_peak()
+    best_peak = max(peak.values())
+    results["matmul_gflops"] = peak
+    row("matmul 4096^2 fp32, TF / numpy (GFLOP/s)", f"{peak['tf']:.0f} / {peak['numpy']:.0f}", "the peak below is the best")
+
+    model = build_age_model(ModelConfig(depth=FLAGS.depth, input_size=size))
+    attention.freeze_attention_state(model)
+    global_only = benchmarking.global_only_model(model)
+    flops = benchmarking.forward_flops(model, size)
+    flops_global = benchmarking.forward_flops(global_only, size)
+    results |= {"forward_gflops": flops / 1e9, "forward_gflops_global_only": flops_global / 1e9}
+    row("forward FLOPs per image, counted (GFLOP)", f"{flops / 1e9:.3f}", f"global-only {flops_global / 1e9:.3f}")
+
+    train = benchmarking.train_rate(model, batch, steps)
+    results["train_images_per_s"] = train.images_per_second
+    results["train_fraction_of_peak"] = benchmarking.fraction_of_peak(train.images_per_second, flops, best_peak)
+    results["peak_rss_mib_after_training"] = benchmarking.peak_rss_mib()
+    row(f"training, batch {batch} at {size} px (images/s)", f"{train.images_per_second:.2f}",
+        f"{100 * results['train_fraction_of_peak']:.1f}% of the matmul peak")
+    row("peak resident memory after training (MiB)", f"{results['peak_rss_mib_after_training']:.0f}")
+    if FLAGS.xla:
+        attention.use_xla_compatible_crop(model)
+        compiled = benchmarking.train_rate(model, batch, steps, jit_compile=True)
+        attention.use_xla_compatible_crop(model, False)
+        results["train_xla_images_per_s"] = compiled.images_per_second
+        row("training with XLA (images/s)", f"{compiled.images_per_second:.2f}",
+            f"{compiled.images_per_second / train.images_per_second:.2f}x without; "
+            f"{100 * benchmarking.fraction_of_peak(compiled.images_per_second, flops, best_peak):.1f}% of peak")
+
+    train_global = benchmarking.train_rate(global_only, batch, steps)
+    results["attention_train_overhead"] = train.seconds_per_step / train_global.seconds_per_step - 1.0
+    row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%")
+    infer = benchmarking.inference_rate(model, batch, steps)
+    infer_global = benchmarking.inference_rate(global_only, batch, steps)
+    results["inference_images_per_s"] = infer.images_per_second
+    results["inference_fraction_of_peak"] = benchmarking.fraction_of_peak(infer.images_per_second, flops, best_peak, 1.0)
+    results["attention_inference_overhead"] = infer.seconds_per_step / infer_global.seconds_per_step - 1.0
+    row(f"inference, batch {batch} (images/s)", f"{infer.images_per_second:.2f}",
+        f"{100 * results['inference_fraction_of_peak']:.1f}% of the matmul peak")
+    row("attention branch cost in inference", f"{100 * results['attention_inference_overhead']:.1f}%")
+
+    with tempfile.TemporaryDirectory() as folder:
+        shards = _face_records(folder, max(4 * batch, 64))
+        data = dataset.make_dataset(shards, True, batch, size, repeat=True, shuffle_buffer=256)
+        pipeline = benchmarking.pipeline_rate(data, 8)
+        results["pipeline_images_per_s"] = pipeline
+        row("tf.data training pipeline (images/s)", f"{pipeline:.1f}",
+            f"{pipeline / train.images_per_second:.1f}x the training step: "
+            + ("not input-bound" if pipeline > train.images_per_second else "INPUT-BOUND"))
+
+        crop = faces.encode_jpeg(cv2.resize(np.full((8, 8, 3), 128, np.uint8), (256, 256)))
+        one = tf.constant(np.zeros((1, size, size, 3), np.float32))
+        many = tf.constant(np.zeros((32, size, size, 3), np.float32))
+        keras_one = benchmarking.latencies(lambda: model(one, training=False)["age"].numpy(), FLAGS.latency_calls)
+        keras_predict = benchmarking.latencies(lambda: model.predict(one, verbose=0)["age"], FLAGS.latency_calls)
+        for crops in ("center", "ten"):
+            path = export.export_saved_model(model, folder, f"age_{crops}", 1, crops=crops)
+            loaded = tf.saved_model.load(path)
+            encoded = loaded.signatures["serving_default"]
+            pre = loaded.signatures["predict_preprocessed"]
+            encoded_one = benchmarking.latencies(lambda: encoded(images=tf.constant([crop]))["age"].numpy(),
+                                                 FLAGS.latency_calls)
+            results[f"serving_{crops}_encoded_one"] = encoded_one
+            row(f"SavedModel serving_default, 1 encoded crop, {crops} (ms p50/p99)",
+                f"{encoded_one['p50_ms']:.1f} / {encoded_one['p99_ms']:.1f}")
+            if crops == "center":
+                pre_one = benchmarking.latencies(lambda: pre(images=one)["age"].numpy(), FLAGS.latency_calls)
+                pre_many = benchmarking.latencies(lambda: pre(images=many)["age"].numpy(), 5, warmup=1)
+                keras_many = benchmarking.latencies(lambda: model(many, training=False)["age"].numpy(), 5, warmup=1)
+                results |= {"serving_preprocessed_one": pre_one, "keras_call_one": keras_one,
+                            "keras_predict_one": keras_predict,
+                            "serving_batch32_images_per_s": 32000.0 / pre_many["mean_ms"],
+                            "keras_batch32_images_per_s": 32000.0 / keras_many["mean_ms"]}
+                row("SavedModel predict_preprocessed, 1 image (ms p50/p99)",
+                    f"{pre_one['p50_ms']:.1f} / {pre_one['p99_ms']:.1f}",
+                    f"Keras model(x) {keras_one['p50_ms']:.1f} / {keras_one['p99_ms']:.1f}; "
+                    f"model.predict {keras_predict['p50_ms']:.1f} / {keras_predict['p99_ms']:.1f}")
+                row("batch of 32: SavedModel / Keras model(x) (images/s)",
+                    f"{results['serving_batch32_images_per_s']:.1f} / {results['keras_batch32_images_per_s']:.1f}")
+        ratio = results["serving_ten_encoded_one"]["p50_ms"] / results["serving_center_encoded_one"]["p50_ms"]
+        results["ten_over_center_latency"] = ratio
+        row("ten-crop / centre-crop single-request latency", f"{ratio:.1f}x")
+
+    if FLAGS.output:
+        with open(FLAGS.output, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

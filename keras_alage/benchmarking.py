@@ -1,0 +1,153 @@
+"""Measurements for the benchmark suite: machine peak, counted FLOPs, training and serving speed.
+
+Every speed is reported next to a reference measured in the same process (the machine's
+matmul peak, the global-only network, the Keras model), because absolute rates on a shared
+machine swing by a factor of two between runs while same-run ratios hold.
+"""
+
+import dataclasses
+import resource
+import time
+from typing import Callable, Dict, List
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alage import stages, training
+
+
+def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> Dict[str, float]:
+    """GFLOP/s of a float32 size x size matmul with TensorFlow and with numpy's BLAS."""
+    flops = 2.0 * size**3
+    a = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
+    b = np.random.default_rng(1).normal(size=(size, size)).astype(np.float32)
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf_seconds = _best_seconds(lambda: tf.matmul(ta, tb).numpy(), repeats)
+    np_seconds = _best_seconds(lambda: a @ b, repeats)
+    return {"tf": flops / tf_seconds / 1e9, "numpy": flops / np_seconds / 1e9}
+
+
+def forward_flops(model: keras.Model, input_size: int) -> int:
+    """Floating-point operations of one image's inference, counted by the TF profiler on the
+    frozen graph (a multiply-add counts 2)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, input_size, input_size, 3], tf.float32))
+    graph = convert_variables_to_constants_v2(concrete).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+    return int(profile.total_float_ops)
+
+
+def global_only_model(model: keras.Model) -> keras.Model:
+    """The same backbone and global head without the attention branch (shared weights)."""
+    return keras.Model(model.input, {"global_probs": model.get_layer("global_head").output}, name="global_only")
+
+
+@dataclasses.dataclass
+class Rate:
+    images_per_second: float
+    seconds_per_step: float
+
+
+def train_rate(model: keras.Model, batch_size: int, steps: int, jit_compile: bool = False,
+               loss_output: str = "global_probs", repeats: int = 3) -> Rate:
+    """Training images/s of one SGD step (forward, backward, update) on a fixed batch in memory."""
+    size = int(model.input_shape[1])
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 2, size=batch_size).astype(np.int32))
+    optimizer = keras.optimizers.SGD(0.001, momentum=0.9, nesterov=True)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=jit_compile or None)
+    def step():
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, outputs[loss_output]))
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def run():
+        for _ in range(steps):
+            loss = step()
+        return float(loss)
+
+    seconds = _best_seconds(run, repeats) / steps
+    return Rate(batch_size / seconds, seconds)
+
+
+def inference_rate(model: keras.Model, batch_size: int, steps: int, repeats: int = 3) -> Rate:
+    size = int(model.input_shape[1])
+    images = tf.constant(np.random.default_rng(0).normal(size=(batch_size, size, size, 3)).astype(np.float32))
+    predict = tf.function(lambda x: model(x, training=False))
+
+    def run():
+        for _ in range(steps):
+            outputs = predict(images)
+        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+
+    seconds = _best_seconds(run, repeats) / steps
+    return Rate(batch_size / seconds, seconds)
+
+
+def latencies(call: Callable[[], object], count: int, warmup: int = 3) -> Dict[str, float]:
+    """p50 / p99 / mean wall time in milliseconds of `count` calls after `warmup` calls."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    times = np.asarray(times)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "mean_ms": float(times.mean())}
+
+
+def pipeline_rate(dataset, batches: int) -> float:
+    """Images/s the input pipeline delivers (after one warm-up batch)."""
+    iterator = iter(dataset)
+    next(iterator)
+    count, start = 0, time.perf_counter()
+    for _ in range(batches):
+        images, _ = next(iterator)
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def stage_trainable(model: keras.Model, stage: str) -> keras.Model:
+    stages.set_training_stage(model, stage)
+    return model
+
+
+def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflops: float,
+                     factor: float = 3.0) -> float:
+    """Achieved FLOP rate (training counts `factor` x the forward FLOPs) over the peak."""
+    return images_per_second * flops_per_image * factor / (peak_gflops * 1e9)
+
+
+__all__: List[str] = [
+    "matmul_peak", "forward_flops", "global_only_model", "train_rate", "inference_rate", "latencies",
+    "pipeline_rate", "peak_rss_mib", "fraction_of_peak", "training",
+]

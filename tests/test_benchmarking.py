@@ -1,0 +1,29 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_alage import benchmarking
+from keras_alage.model import ModelConfig, build_age_model
+
+
+def test_counted_flops_of_a_convolution_are_its_multiply_adds_times_two():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    flops = benchmarking.forward_flops(keras.Model(inputs, outputs), 8)
+    assert flops == 2 * 8 * 8 * 4 * 3 * 3 * 3
+
+
+def test_resnet34_at_224_counts_the_known_flops_and_the_branch_is_tiny():
+    model = build_age_model(ModelConfig(depth=34, input_size=224))
+    full = benchmarking.forward_flops(model, 224)
+    global_only = benchmarking.forward_flops(benchmarking.global_only_model(model), 224)
+    assert 7.2e9 < full < 7.5e9  # 3.6 G multiply-adds, as published for ResNet-34
+    assert 0 < full - global_only < 1e-3 * full
+
+
+def test_global_only_model_shares_the_weights_and_fraction_of_peak():
+    model = build_age_model(ModelConfig(depth=18, input_size=64))
+    global_only = benchmarking.global_only_model(model)
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(global_only(x)["global_probs"], model(x)["global_probs"], atol=1e-6)
+    assert benchmarking.fraction_of_peak(10.0, 1e9, 60.0) == pytest.approx(0.5)
