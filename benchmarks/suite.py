@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from keras_alage import attention, benchmarking, export  # noqa: E402
+from keras_alage import attention, benchmarking, export, stages  # noqa: E402
 from keras_alage.model import ModelConfig, build_age_model  # noqa: E402
 from pipelines import dataset, faces, tfrecords  # noqa: E402
 from pipelines.records import AgeRecord  # noqa: E402
@@ -76,6 +76,7 @@ def main(argv):
 
     model = build_age_model(ModelConfig(depth=FLAGS.depth, input_size=size))
     attention.freeze_attention_state(model)
+    stages.set_training_stage(model, "global")  # what the global stage trains
     global_only = benchmarking.global_only_model(model)
     flops = benchmarking.forward_flops(model, size)
     flops_global = benchmarking.forward_flops(global_only, size)

@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alage import stages, training
 
 
 def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -136,11 +135,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def stage_trainable(model: keras.Model, stage: str) -> keras.Model:
-    stages.set_training_stage(model, stage)
-    return model
-
-
 def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflops: float,
                      factor: float = 3.0) -> float:
     """Achieved FLOP rate (training counts `factor` x the forward FLOPs) over the peak."""
@@ -149,5 +143,5 @@ def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflo
 
 __all__: List[str] = [
     "matmul_peak", "forward_flops", "global_only_model", "train_rate", "inference_rate", "latencies",
-    "pipeline_rate", "peak_rss_mib", "fraction_of_peak", "training",
+    "pipeline_rate", "peak_rss_mib", "fraction_of_peak",
 ]
