@@ -99,14 +99,18 @@ def main(argv):
             f"{compiled.images_per_second / train.images_per_second:.2f}x without; "
             f"{100 * benchmarking.fraction_of_peak(compiled.images_per_second, flops, best_peak):.1f}% of peak")
 
-    train_global = benchmarking.train_rate(global_only, batch, steps)
-    results["attention_train_overhead"] = train.seconds_per_step / train_global.seconds_per_step - 1.0
-    row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%")
+    results["attention_train_overhead"] = benchmarking.paired_overhead(
+        benchmarking.train_step_fn(model, batch), benchmarking.train_step_fn(global_only, batch))
+    row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%",
+        "median of 5 alternating step pairs")
     infer = benchmarking.inference_rate(model, batch, steps)
-    infer_global = benchmarking.inference_rate(global_only, batch, steps)
     results["inference_images_per_s"] = infer.images_per_second
     results["inference_fraction_of_peak"] = benchmarking.fraction_of_peak(infer.images_per_second, flops, best_peak, 1.0)
-    results["attention_inference_overhead"] = infer.seconds_per_step / infer_global.seconds_per_step - 1.0
+    batch_images = tf.constant(np.zeros((batch, size, size, 3), np.float32))
+    full_predict = tf.function(lambda x: model(x, training=False)["age"])
+    base_predict = tf.function(lambda x: global_only(x, training=False)["global_probs"])
+    results["attention_inference_overhead"] = benchmarking.paired_overhead(
+        lambda: full_predict(batch_images).numpy(), lambda: base_predict(batch_images).numpy(), rounds=9)
     row(f"inference, batch {batch} (images/s)", f"{infer.images_per_second:.2f}",
         f"{100 * results['inference_fraction_of_peak']:.1f}% of the matmul peak")
     row("attention branch cost in inference", f"{100 * results['attention_inference_overhead']:.1f}%")

@@ -66,6 +66,33 @@ class Rate:
 def train_rate(model: keras.Model, batch_size: int, steps: int, jit_compile: bool = False,
                loss_output: str = "global_probs", repeats: int = 3) -> Rate:
     """Training images/s of one SGD step (forward, backward, update) on a fixed batch in memory."""
+    step = train_step_fn(model, batch_size, jit_compile, loss_output)
+
+    def run():
+        for _ in range(steps):
+            step()
+
+    seconds = _best_seconds(run, repeats) / steps
+    return Rate(batch_size / seconds, seconds)
+
+
+def paired_overhead(run_full: Callable[[], object], run_base: Callable[[], object], rounds: int = 5) -> float:
+    """full / base - 1 from alternating timings (ABAB...), the median of the per-round ratios,
+    so that the machine's drift hits both sides alike."""
+    run_full(), run_base()
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run_full()
+        middle = time.perf_counter()
+        run_base()
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    return float(np.median(ratios)) - 1.0
+
+
+def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False,
+                  loss_output: str = "global_probs") -> Callable[[], float]:
+    """One compiled SGD step on a fixed in-memory batch, as a callable."""
     size = int(model.input_shape[1])
     rng = np.random.default_rng(0)
     images = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype(np.float32))
@@ -82,13 +109,7 @@ def train_rate(model: keras.Model, batch_size: int, steps: int, jit_compile: boo
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    def run():
-        for _ in range(steps):
-            loss = step()
-        return float(loss)
-
-    seconds = _best_seconds(run, repeats) / steps
-    return Rate(batch_size / seconds, seconds)
+    return lambda: float(step())
 
 
 def inference_rate(model: keras.Model, batch_size: int, steps: int, repeats: int = 3) -> Rate:
@@ -142,6 +163,7 @@ def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflo
 
 
 __all__: List[str] = [
-    "matmul_peak", "forward_flops", "global_only_model", "train_rate", "inference_rate", "latencies",
+    "matmul_peak", "forward_flops", "global_only_model", "train_rate", "train_step_fn", "paired_overhead",
+    "inference_rate", "latencies",
     "pipeline_rate", "peak_rss_mib", "fraction_of_peak",
 ]
