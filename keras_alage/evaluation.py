@@ -26,16 +26,29 @@ def is_grouped(class_ages: Sequence[float]) -> bool:
     return any(b - a != 1 for a, b in zip(class_ages, class_ages[1:]))
 
 
+def average_over_crops(predict, images) -> Dict[str, tf.Tensor]:
+    """The model's probabilities ("probs", "global_probs", "local_probs") and "box" for a batch.
+
+    [batch, crops, H, W, 3] inputs (ten-crop) run as one batch of batch x crops images; the
+    probabilities are averaged over the crops and the box is the unmirrored centre crop's.
+    [batch, H, W, 3] inputs pass straight through.
+    """
+    keys = list(HEADS.values())
+    if images.shape.rank == 4:
+        outputs = predict(images)
+        return {key: outputs[key] for key in keys + ["box"]}
+    batch, crops = tf.shape(images)[0], images.shape[1]
+    outputs = predict(tf.reshape(images, (-1,) + tuple(images.shape[2:])))
+    averaged = {
+        key: tf.reduce_mean(tf.reshape(outputs[key], (batch, crops, outputs[key].shape[-1])), axis=1)
+        for key in keys
+    }
+    return averaged | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, augment.CENTER_CROP]}
+
+
 def _crop_averaged(predict, images) -> Dict[str, np.ndarray]:
-    """Head probabilities for a batch; [batch, crops, H, W, 3] inputs are averaged over crops."""
-    if images.shape.rank == 5:
-        batch, crops = tf.shape(images)[0], images.shape[1]
-        outputs = predict(tf.reshape(images, (-1,) + tuple(images.shape[2:])))
-        return {
-            head: tf.reduce_mean(tf.reshape(outputs[key], (batch, crops, -1)), axis=1).numpy()
-            for head, key in HEADS.items()
-        } | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, augment.CENTER_CROP].numpy()}
-    outputs = predict(images)
+    """Head probabilities and boxes of a batch as numpy, by head name."""
+    outputs = average_over_crops(predict, images)
     return {head: outputs[key].numpy() for head, key in HEADS.items()} | {"box": outputs["box"].numpy()}
 
 

@@ -20,7 +20,7 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
-from keras_alage import attention
+from keras_alage import attention, evaluation
 from pipelines import augment
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
@@ -61,19 +61,15 @@ class AgeServer(tf.Module):
         )
         if self.crops == "center":
             return self._serve_preprocessed(batch)
-        count = tf.shape(batch)[0]
-        outputs = self.model(tf.reshape(batch, [-1, size, size, 3]), training=False)
+        averaged = evaluation.average_over_crops(lambda x: self.model(x, training=False), batch)
         ages = tf.constant(self.model.get_layer("age").class_ages, tf.float32)
-        classes = len(self.model.get_layer("age").class_ages)
-        probs = {k: tf.reduce_mean(tf.reshape(outputs[k], [count, 10, classes]), axis=1)
-                 for k in ("probs", "global_probs", "local_probs")}
         return {
-            "age": tf.linalg.matvec(probs["probs"], ages),
-            "probs": probs["probs"],
-            "global_age": tf.linalg.matvec(probs["global_probs"], ages),
-            "local_age": tf.linalg.matvec(probs["local_probs"], ages),
+            "age": tf.linalg.matvec(averaged["probs"], ages),
+            "probs": averaged["probs"],
+            "global_age": tf.linalg.matvec(averaged["global_probs"], ages),
+            "local_age": tf.linalg.matvec(averaged["local_probs"], ages),
             # The box of the unmirrored centre crop, as fractions of that crop.
-            "box": tf.reshape(outputs["box"], [count, 10, 4])[:, augment.CENTER_CROP],
+            "box": averaged["box"],
         }
 
 
