@@ -3,6 +3,8 @@
 import os
 from typing import List, Sequence
 
+from pipelines import files
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
 
@@ -29,9 +31,6 @@ def resolve_flagfiles(argv: Sequence[str], search_dirs: Sequence[str] = (CONFIG_
 
 def write_flags(run_dir: str, flag_values) -> str:
     """Saves the flags a run was started with, as a flagfile that reruns it."""
-    os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "flags.txt")
-    with open(path + ".tmp", "w", encoding="utf-8") as out:
-        out.write(flag_values.flags_into_string())
-    os.replace(path + ".tmp", path)
+    files.write_atomically(path, flag_values.flags_into_string())
     return path

@@ -8,14 +8,13 @@ with MAE, CS@5, per-age-band MAE, epsilon-error where labels carry a standard de
 import json
 import math
 import os
-import tempfile
 from typing import Dict, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from keras_alage import metrics
-from pipelines import augment
+from pipelines import augment, files
 
 HEADS = {"global": "global_probs", "local": "local_probs", "combined": "probs"}
 SUMMARY_METRICS = ("mae", "cs5", "epsilon_error", "exact_accuracy", "one_off_accuracy")
@@ -151,13 +150,9 @@ def markdown_report(per_fold: Mapping[str, dict], combined: dict, title: str = "
 def write_report(directory: str, per_fold: Mapping[str, dict], title: str = "Evaluation") -> dict:
     """Writes results.json and results.md atomically; returns the aggregate."""
     combined = aggregate(per_fold)
-    os.makedirs(directory, exist_ok=True)
     for name, text in (
         ("results.json", json.dumps({"folds": per_fold, "aggregate": combined}, indent=1, sort_keys=True)),
         ("results.md", markdown_report(per_fold, combined, title)),
     ):
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}-")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, os.path.join(directory, name))
+        files.write_atomically(os.path.join(directory, name), text)
     return combined

@@ -18,10 +18,11 @@ import tempfile
 from typing import Dict
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_alage import attention, evaluation
-from pipelines import augment
+from pipelines import augment, files
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -156,9 +157,7 @@ def _preprocessed_function(model: keras.Model):
         attention.use_xla_compatible_crop(model, False)
 
 
-def _max_difference(expected: Dict[str, "np.ndarray"], got: Dict[str, "np.ndarray"]) -> float:
-    import numpy as np
-
+def _max_difference(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray]) -> float:
     return max(float(np.max(np.abs(np.asarray(got[k]) - np.asarray(expected[k])))) for k in OUTPUT_KEYS)
 
 
@@ -167,14 +166,7 @@ def _reference(model: keras.Model, probe):
     return {k: keras.ops.convert_to_numpy(outputs[k]) for k in OUTPUT_KEYS}
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".partial", "wb") as out:
-        out.write(data)
-    os.replace(path + ".partial", path)
-
-
-def run_tflite(model_content: bytes, images) -> Dict[str, "np.ndarray"]:
+def run_tflite(model_content: bytes, images) -> Dict[str, np.ndarray]:
     """Runs a converted model on a float batch with the LiteRT interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -200,7 +192,7 @@ def export_tflite(model: keras.Model, path: str, probe, tolerance: float = 1e-3)
     difference = _max_difference(_reference(model, probe), run_tflite(content, probe))
     if difference > tolerance:
         raise ValueError(f"The TFLite model differs from Keras by {difference:.2e} (tolerance {tolerance}).")
-    _write_atomically(path, content)
+    files.write_atomically(path, content)
     return difference
 
 
@@ -219,5 +211,5 @@ def export_onnx(model: keras.Model, path: str, probe, tolerance: float = 1e-3, o
     difference = _max_difference(_reference(model, probe), got)
     if difference > tolerance:
         raise ValueError(f"The ONNX model differs from Keras by {difference:.2e} (tolerance {tolerance}).")
-    _write_atomically(path, content)
+    files.write_atomically(path, content)
     return difference

@@ -10,14 +10,13 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 from typing import Callable, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from pipelines import augment, faces, images
+from pipelines import augment, faces, files, images
 
 
 @dataclasses.dataclass
@@ -141,19 +140,10 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".predictions-")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-        out.write(text)
-    os.replace(temporary, path)
-
-
 def write_results(results: Sequence[PhotoResult], path: str) -> None:
     """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
     if path.endswith(".json"):
-        _atomic_write(path, json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+        files.write_atomically(path, json.dumps([dataclasses.asdict(r) for r in results], indent=1))
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -164,7 +154,7 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
         for face in result.faces:
             writer.writerow([result.path, face.face, f"{face.age:.2f}", f"{face.global_age:.2f}",
                              f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
-    _atomic_write(path, buffer.getvalue())
+    files.write_atomically(path, buffer.getvalue())
 
 
 def describe(result: PhotoResult) -> str:

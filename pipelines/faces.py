@@ -13,11 +13,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from pipelines import files
 
 UPRIGHT = 0.0
 # The paper's rotation set, nearest to upright first; 27 rotations besides upright.
@@ -251,12 +252,7 @@ class DetectionCache:
         return True, (Face.from_json(data["face"]) if data["face"] else None)
 
     def put(self, key: str, face: Optional[Face]) -> None:
-        path = self._path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump({"face": face.to_json() if face else None}, out)
-        os.replace(temporary, path)
+        files.write_atomically(self._path(key), json.dumps({"face": face.to_json() if face else None}))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,11 +6,10 @@ records and seed always give the same manifest, so any reported number can be re
 
 import dataclasses
 import json
-import os
 import random
-import tempfile
 from typing import Dict, List, Sequence
 
+from pipelines import files
 from pipelines.records import AgeRecord
 
 
@@ -156,16 +155,7 @@ def _check_fraction(fraction: float) -> None:
 
 def write_manifest(split: Split, path) -> None:
     """Writes the split as JSON atomically: a crash never leaves a half-written manifest."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".manifest-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(split.to_json(), out, indent=1, sort_keys=True)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    files.write_atomically(path, json.dumps(split.to_json(), indent=1, sort_keys=True))
 
 
 def read_manifest(path) -> Split:

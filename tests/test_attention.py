@@ -66,8 +66,7 @@ def test_local_loss_gradients_reach_the_box_predictor(small_model):
     with tf.GradientTape() as tape:
         outputs = small_model(images(3), training=False)
         loss = stages.stage_loss(outputs, labels, "attention")
-    kernel, rec_kernel = lstm.cell.kernel, lstm.cell.recurrent_kernel
-    grads = tape.gradient(loss, [location.kernel, location.bias, kernel])
+    grads = tape.gradient(loss, [location.kernel, location.bias, lstm.cell.kernel])
     for g in grads:
         assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0
 

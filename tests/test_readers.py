@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from keras_alage.age_classes import get_age_classes
 from pipelines.readers import adience, csv_files, fgnet, utkface
 from pipelines import protocols
 

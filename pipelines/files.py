@@ -1,0 +1,28 @@
+"""Writing files so that a crash never leaves a half-written one behind."""
+
+import os
+import tempfile
+from typing import Union
+
+
+def write_atomically(path, data: Union[str, bytes]) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`.
+
+    Readers see the old file or the new one, never part of it. The file gets the usual
+    0644 mode (a temporary file is private).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
