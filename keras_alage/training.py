@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage import attention, stages
+from pipelines import files
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 HISTORY = "history.jsonl"
@@ -222,9 +223,13 @@ class Trainer:
         return _batch_sums(outputs, labels, self.spec, self.class_ages)
 
     def _make_train_step(self):
-        replica_step = self._replica_step
-        if self.config.jit_compile:
-            replica_step = tf.function(replica_step, jit_compile=True)
+        compiled = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile else None
+
+        def replica_step(images, labels):
+            if compiled is None:
+                return self._replica_step(images, labels)
+            # XLA has no string tensors: the image paths stay outside the compiled step.
+            return compiled(images, {k: v for k, v in labels.items() if v.dtype != tf.string})
 
         @tf.function
         def train_step(iterator):
@@ -324,12 +329,8 @@ def read_history(run_dir: str) -> List[dict]:
 
 def write_history(run_dir: str, history: List[dict]) -> None:
     """One JSON line per epoch, replaced atomically."""
-    os.makedirs(run_dir, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=run_dir, prefix=".history-")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        for entry in history:
-            out.write(json.dumps(entry, sort_keys=True) + "\n")
-    os.replace(temporary, os.path.join(run_dir, HISTORY))
+    text = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in history)
+    files.write_atomically(os.path.join(run_dir, HISTORY), text)
 
 
 def _save_weights_atomically(model, path: str) -> None:

@@ -18,7 +18,8 @@ def _batches(count, batch, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(count * batch, 64, 64, 3)).astype("float32")
     labels = rng.integers(0, 8, size=count * batch).astype("int32")
-    data = tf.data.Dataset.from_tensor_slices((images, {"label": labels}))
+    paths = np.array([f"face{i}.jpg".encode() for i in range(count * batch)])  # as make_dataset gives
+    data = tf.data.Dataset.from_tensor_slices((images, {"label": labels, "path": paths}))
     return data.batch(batch, drop_remainder=True).repeat()
 
 
