@@ -13,7 +13,7 @@ import keras
 
 from keras_alage import evaluation, training, weight_import
 from keras_alage.model import ModelConfig, build_age_model
-from pipelines import build, dataset
+from pipelines import build, dataset, files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,9 @@ class RunSpec:
       data_dir: a TFRecord build (`scripts/build_tfrecords.py`).
       folds: fold names of the build to run, or ("all",).
       model: the architecture and class space.
-      init_checkpoint: .keras or .weights.h5 to start from (earlier stage or pretraining).
+      init_checkpoint: .keras or .weights.h5 to start from (earlier stage or pretraining);
+        `{fold}` in it is replaced by the fold's name, so each fold of the attention stage
+        starts from its own global-stage model.
       keras_hub_preset: keras-hub ResNet preset to import into the backbone instead.
       validate: watch the fold's test side each epoch (centre crop) in TensorBoard.
       eval_crops: "ten" (the paper) or "center" for the final evaluation.
@@ -54,12 +56,19 @@ def fold_names(data_dir: str, requested) -> List[str]:
     return list(requested)
 
 
-def _model_builder(spec: RunSpec, log):
+def init_checkpoint_of(spec: RunSpec, fold: str) -> Optional[str]:
+    """The fold's starting checkpoint (`{fold}` in --init_checkpoint replaced), or None."""
+    return spec.init_checkpoint.replace("{fold}", fold) if spec.init_checkpoint else None
+
+
+def _model_builder(spec: RunSpec, fold: str, log):
+    checkpoint = init_checkpoint_of(spec, fold)
+
     def build_model() -> keras.Model:
         model = build_age_model(spec.model)
-        if spec.init_checkpoint:
-            report = weight_import.load_initial_weights(model, spec.init_checkpoint)
-            log(f"initialised from {spec.init_checkpoint}: {report.summary()}")
+        if checkpoint:
+            report = weight_import.load_initial_weights(model, checkpoint)
+            log(f"initialised from {checkpoint}: {report.summary()}")
         elif spec.keras_hub_preset:
             backbone = weight_import.backbone_of(model)
             report = weight_import.load_keras_hub_preset(backbone, spec.keras_hub_preset)
@@ -80,9 +89,14 @@ def _check_classes(data_dir: str, model: ModelConfig) -> None:
 
 
 def validate(spec: RunSpec) -> List[str]:
-    """Checks the build, its class count and the requested folds; returns the fold names."""
+    """Checks the build, its class count, the requested folds and their starting
+    checkpoints; returns the fold names."""
     _check_classes(spec.data_dir, spec.model)
-    return fold_names(spec.data_dir, spec.folds)
+    folds = fold_names(spec.data_dir, spec.folds)
+    missing = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c and not os.path.exists(c)]
+    if missing:
+        raise ValueError(f"--init_checkpoint: {', '.join(sorted(set(missing)))} does not exist.")
+    return folds
 
 
 def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, verbose: int = 1) -> Dict[str, dict]:
@@ -111,7 +125,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             steps_per_epoch=config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size),
         )
         log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
-        trainer = training.Trainer(_model_builder(spec, log), classes.values, fold_config, strategy)
+        trainer = training.Trainer(_model_builder(spec, fold, log), classes.values, fold_config, strategy)
         train_data = dataset.make_dataset(
             train_files, True, config.batch_size, spec.model.input_size,
             shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
@@ -125,8 +139,8 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
                                              crops=spec.eval_crops)
             results[fold] = evaluation.evaluate_model(trainer.model, test_data, classes.values, grouped)
-            with open(os.path.join(run_dir, "evaluation.json"), "w", encoding="utf-8") as out:
-                json.dump(results[fold], out, indent=1, sort_keys=True)
+            files.write_atomically(os.path.join(run_dir, "evaluation.json"),
+                                   json.dumps(results[fold], indent=1, sort_keys=True))
             log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
                 f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")
     if results and training.is_chief(strategy):

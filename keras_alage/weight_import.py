@@ -147,7 +147,9 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
     The route between stages and data sets: IMDB-WIKI pretraining (101 classes) into an
     FG-NET model (70) copies the backbone and the attention LSTM and location network and
     leaves the heads, whose shapes differ, as initialised; a global-stage model into the
-    attention stage copies everything.
+    attention stage copies everything. RoR projections that the source lacks (an RoR
+    initialised from a ResNet, as the paper does) start with a zero batch-norm scale, so the
+    new model first computes the source's function.
     """
     sources = _all_weighted_layers(source)
     copied, new = [], []
@@ -160,7 +162,12 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
             new.append(name)
     if not copied:
         raise ValueError(f"No layer of {source.name!r} matches {target.name!r} by name and shape.")
-    return ImportReport(copied, new, [])
+    backbone = backbone_of(target)
+    new_projections = [n for n in ror.projection_layer_names(backbone) if n in new]
+    for name in new_projections:
+        gamma = backbone.get_layer(name).gamma
+        gamma.assign(keras.ops.zeros_like(gamma))
+    return ImportReport(copied, new, new_projections)
 
 
 def load_initial_weights(target: keras.Model, path: str) -> ImportReport:

@@ -139,6 +139,27 @@ def test_evaluate_script_reports_the_protocol_table(resumed_run, tiny_build, tmp
     assert bad.returncode != 0 and "fold7" in bad.stderr
 
 
+def test_attention_stage_starts_each_fold_from_its_own_global_model(resumed_run, tiny_build, tmp_path):
+    run_dir, _, _ = resumed_run
+    checkpoint = f"--init_checkpoint={run_dir}/{{fold}}/model.keras"
+    attention = tmp_path / "attention"
+    result = subprocess.run(
+        _train_command(tiny_build, attention, "--stage=attention", "--epochs=1", "--fold=all",
+                       "--steps_per_epoch=1", checkpoint),
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for fold in ("fold0", "fold1"):
+        assert f"initialised from {run_dir}/{fold}/model.keras" in result.stdout + result.stderr
+    missing = subprocess.run(
+        _train_command(tiny_build, tmp_path / "other", "--stage=attention", "--fold=all",
+                       f"--init_checkpoint={tmp_path}/nowhere/{{fold}}/model.keras"),
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode != 0
+    assert f"{tmp_path}/nowhere/fold0/model.keras" in missing.stderr and "does not exist" in missing.stderr
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

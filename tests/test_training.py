@@ -112,6 +112,21 @@ def test_transfer_weights_from_a_pretrained_model_with_other_classes():
         weight_import.load_initial_weights(target, "weights.npz")
 
 
+def test_ror_initialised_from_a_resnet_age_model_computes_the_resnet_function():
+    source = build_age_model(ModelConfig(depth=18, input_size=64, age_classes="fgnet"))
+    # RoR-2: both of its shortcuts are projections (RoR-3's identity shortcuts add their input).
+    target = build_age_model(ModelConfig(depth=18, input_size=64, age_classes="fgnet", ror_levels=2))
+    report = weight_import.transfer_weights(target, source)
+    assert report.zero_initialised and all(n.startswith("ror_") for n in report.zero_initialised)
+    for model in (source, target):
+        attention.freeze_attention_state(model)
+    batch = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    expected, got = source(batch, training=False), target(batch, training=False)
+    np.testing.assert_allclose(got["probs"], expected["probs"], atol=1e-5)
+    again = weight_import.transfer_weights(target, target)  # nothing new: nothing zeroed
+    assert again.zero_initialised == []
+
+
 # --- evaluation ------------------------------------------------------------------------------
 
 
