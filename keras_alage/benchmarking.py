@@ -14,9 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alage import stages
 
 
-def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+
+def _timings(run: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
+    """Wall seconds of `repeats` calls after `warmup` untimed ones."""
     for _ in range(warmup):
         run()
     times = []
@@ -24,7 +27,11 @@ def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> f
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return np.asarray(times)
+
+
+def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    return float(_timings(run, repeats, warmup).min())
 
 
 def matmul_peak(size: int = 4096, repeats: int = 5) -> Dict[str, float]:
@@ -64,9 +71,9 @@ class Rate:
 
 
 def train_rate(model: keras.Model, batch_size: int, steps: int, jit_compile: bool = False,
-               loss_output: str = "global_probs", repeats: int = 3) -> Rate:
+               stage: str = "global", repeats: int = 3) -> Rate:
     """Training images/s of one SGD step (forward, backward, update) on a fixed batch in memory."""
-    step = train_step_fn(model, batch_size, jit_compile, loss_output)
+    step = train_step_fn(model, batch_size, jit_compile, stage)
 
     def run():
         for _ in range(steps):
@@ -91,8 +98,9 @@ def paired_overhead(run_full: Callable[[], object], run_base: Callable[[], objec
 
 
 def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False,
-                  loss_output: str = "global_probs") -> Callable[[], float]:
-    """One compiled SGD step on a fixed in-memory batch, as a callable."""
+                  stage: str = "global") -> Callable[[], float]:
+    """One compiled SGD step of the stage's loss (`stages.train_step`) on a fixed in-memory
+    batch, as a callable."""
     size = int(model.input_shape[1])
     rng = np.random.default_rng(0)
     images = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype(np.float32))
@@ -102,12 +110,7 @@ def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False
 
     @tf.function(jit_compile=jit_compile or None)
     def step():
-        with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, outputs[loss_output]))
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
+        return stages.train_step(model, optimizer, images, labels, stage)
 
     return lambda: float(step())
 
@@ -128,14 +131,7 @@ def inference_rate(model: keras.Model, batch_size: int, steps: int, repeats: int
 
 def latencies(call: Callable[[], object], count: int, warmup: int = 3) -> Dict[str, float]:
     """p50 / p99 / mean wall time in milliseconds of `count` calls after `warmup` calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000.0)
-    times = np.asarray(times)
+    times = _timings(call, count, warmup) * 1000.0
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
             "mean_ms": float(times.mean())}
 
