@@ -117,11 +117,9 @@ def learning_rate_schedule(config: TrainConfig):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def learning_rate_at(optimizer, step) -> float:
-    """The rate the optimizer's schedule gives at `step`."""
-    rate = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
-    if callable(rate):
-        rate = rate(step)
+def learning_rate_at(schedule, step) -> float:
+    """The rate a `learning_rate_schedule` result (a schedule or a constant) gives at `step`."""
+    rate = schedule(step) if callable(schedule) else schedule
     return float(keras.ops.convert_to_numpy(rate))
 
 
@@ -173,6 +171,7 @@ class Trainer:
         if config.batch_size % replicas:
             raise ValueError(f"--batch_size={config.batch_size} must be a multiple of the {replicas} replicas.")
         self.chief = is_chief(self.strategy)
+        self.schedule = learning_rate_schedule(config)  # kept: the logged rate is read from it
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = build_model()
@@ -180,7 +179,7 @@ class Trainer:
                 attention.use_xla_compatible_crop(self.model)
             self.spec = stages.set_training_stage(self.model, config.stage)
             self.optimizer = keras.optimizers.SGD(
-                learning_rate=learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov
+                learning_rate=self.schedule, momentum=config.momentum, nesterov=config.nesterov
             )
             if keras.mixed_precision.global_policy().name == "mixed_float16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
@@ -292,7 +291,7 @@ class Trainer:
                 running = _means(totals)
                 bar.update(step + 1, [("loss", running["loss"]), ("mae", running["mae"])])
             last_step = int(self.optimizer.iterations.numpy()) - 1
-            entry = {"epoch": epoch + 1, "learning_rate": learning_rate_at(self.optimizer, last_step)}
+            entry = {"epoch": epoch + 1, "learning_rate": learning_rate_at(self.schedule, last_step)}
             entry |= {f"train_{k}": v for k, v in _means(totals).items()}
             if validation_dataset is not None:
                 entry |= {f"val_{k}": v for k, v in self.evaluate(validation_dataset).items()}
