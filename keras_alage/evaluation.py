@@ -96,6 +96,56 @@ def evaluate_model(model, dataset, class_ages, grouped: bool = False) -> dict:
     return score(predict_dataset(model, dataset), class_ages, grouped)
 
 
+def score_groups(predictions: Mapping[str, np.ndarray], class_ages: Sequence[float],
+                 attributes_by_path: Mapping[str, Mapping[str, str]], keys: Sequence[str],
+                 head: str = "combined") -> dict:
+    """One head's MAE and CS@5 per value of each attribute (e.g. gender, race):
+    {key: {value: {"mae", "cs5", "count"}}}; images without the attribute count as "unknown"."""
+    predicted = metrics.expected_age(predictions[head], class_ages)
+    true = np.asarray(predictions["age"], dtype=np.float64)
+    paths = [p.decode() if isinstance(p, bytes) else str(p) for p in predictions["path"]]
+    missing = [p for p in paths if p not in attributes_by_path]
+    if missing:
+        raise ValueError(f"{len(missing)} evaluated images are not in the build's record log, e.g. {missing[0]}.")
+    result = {}
+    for key in keys:
+        values = np.array([attributes_by_path[p].get(key, "unknown") for p in paths])
+        result[key] = {
+            value: {
+                "mae": metrics.mean_absolute_error(predicted[values == value], true[values == value]),
+                "cs5": metrics.cumulative_score(predicted[values == value], true[values == value], 5.0),
+                "count": int(np.sum(values == value)),
+            }
+            for value in sorted(set(values))
+        }
+    return result
+
+
+def constant_predictor(train_ages: Sequence[float], test_ages: Sequence[float]) -> dict:
+    """The floor every model must beat: predict the training set's mean age for everyone."""
+    true = np.asarray(test_ages, dtype=np.float64)
+    if not len(train_ages) or not true.size:
+        raise ValueError("The mean-age predictor needs training and test ages.")
+    predicted = np.full_like(true, float(np.mean(train_ages)))
+    return {
+        "mae": metrics.mean_absolute_error(predicted, true),
+        "cs5": metrics.cumulative_score(predicted, true, 5.0),
+        "bands": metrics.per_band_mae(predicted, true),
+        "count": int(true.size),
+    }
+
+
+def pool_cells(cells: Sequence[Mapping[str, float]]) -> dict:
+    """Count-weighted mean of per-fold cells such as {"mae", "cs5", "count"} (NaN when empty)."""
+    count = sum(c["count"] for c in cells)
+    keys = [k for k in cells[0] if k != "count"] if cells else []
+    pooled = {
+        k: float(sum(c[k] * c["count"] for c in cells if c["count"]) / count) if count else float("nan")
+        for k in keys
+    }
+    return pooled | {"count": count}
+
+
 def aggregate(per_fold: Mapping[str, dict]) -> dict:
     """Mean and standard deviation (population, over folds) of each head's summary metrics,
     and per-band MAE pooled over folds weighted by image counts."""
@@ -106,18 +156,16 @@ def aggregate(per_fold: Mapping[str, dict]) -> dict:
             values = [r[head][name] for r in per_fold.values() if name in r[head]]
             if values:
                 summary[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
-        bands = {}
-        for r in per_fold.values():
-            for band, cell in r[head]["bands"].items():
-                total = bands.setdefault(band, {"sum": 0.0, "count": 0})
-                if cell["count"]:
-                    total["sum"] += cell["mae"] * cell["count"]
-                    total["count"] += cell["count"]
-        summary["bands"] = {
-            band: {"mae": t["sum"] / t["count"] if t["count"] else float("nan"), "count": t["count"]}
-            for band, t in bands.items()
-        }
+        bands = list(next(iter(per_fold.values()))[head]["bands"])
+        summary["bands"] = {band: pool_cells([r[head]["bands"][band] for r in per_fold.values()]) for band in bands}
         result[head] = summary
+    groups = [r["groups"] for r in per_fold.values() if "groups" in r]
+    if groups:
+        result["groups"] = {
+            key: {value: pool_cells([g[key][value] for g in groups if value in g[key]])
+                  for value in sorted({v for g in groups for v in g[key]})}
+            for key in groups[0]
+        }
     return result
 
 
@@ -144,6 +192,10 @@ def markdown_report(per_fold: Mapping[str, dict], combined: dict, title: str = "
     for head in HEADS:
         cells = [f"{_cell(combined[head]['bands'][b]['mae'])} (n={combined[head]['bands'][b]['count']})" for b in bands]
         lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    for key, values in combined.get("groups", {}).items():
+        lines += ["", f"Combined head per {key} (all folds pooled):", "", "| " + key + " | n | MAE | CS@5 |",
+                  "|---|---|---|---|"]
+        lines += [f"| {v} | {c['count']} | {_cell(c['mae'])} | {_cell(c['cs5'])} |" for v, c in values.items()]
     return "\n".join(lines) + "\n"
 
 

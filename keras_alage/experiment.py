@@ -7,7 +7,7 @@ evaluated on its test side, with the results aggregated across folds.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import keras
 
@@ -164,20 +164,26 @@ def evaluate_run(
     batch_size: int = 16,
     output_dir: Optional[str] = None,
     log=print,
+    group_by: Sequence[str] = (),
 ) -> Dict[str, dict]:
     """Evaluates one model per fold on the fold's test side; writes the report if asked.
 
     Args:
       model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
+      group_by: record attributes (e.g. "gender", "race") to break the combined MAE down by.
     """
     manifest = build.read_build_manifest(data_dir)
+    attributes = {e["path"]: e.get("attributes", {}) for e in build.read_record_log(data_dir)} if group_by else {}
     results = {}
     for fold in fold_names(data_dir, folds):
         model = load_model(model_path_of(fold))
         classes = _classes_of(model, manifest)
         size = int(model.input_shape[1])
         data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops)
-        results[fold] = evaluation.evaluate_model(model, data, classes, grouped=evaluation.is_grouped(classes))
+        predictions = evaluation.predict_dataset(model, data)
+        results[fold] = evaluation.score(predictions, classes, grouped=evaluation.is_grouped(classes))
+        if group_by:
+            results[fold]["groups"] = evaluation.score_groups(predictions, classes, attributes, group_by)
         log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f} on {results[fold]['count']} images")
     if output_dir:
         evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop")

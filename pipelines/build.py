@@ -160,7 +160,8 @@ def _make_fn(config: BuildConfig):
         def process(self, element):
             part, record_json = element
             record = AgeRecord(**record_json)
-            entry = {"part": part, "path": record.path, "age": record.age, "label": record.label}
+            entry = {"part": part, "path": record.path, "age": record.age, "label": record.label,
+                     "subject": record.subject, "attributes": dict(record.attributes)}
             try:
                 serialized, log = face_record(record, self.config, self.detector, self.cache)
             except SkipPhoto as error:
@@ -371,6 +372,24 @@ def read_build_manifest(output_dir: str) -> dict:
             return json.load(handle)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
+
+
+def read_record_log(output_dir: str) -> List[dict]:
+    """The build's per-photo log (records.jsonl): path, part, age, label, subject,
+    attributes (e.g. UTKFace's gender and race), status and face details."""
+    path = os.path.join(output_dir, RECORD_LOG)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
+
+
+def fold_ages(output_dir: str, fold: str, side: str) -> List[float]:
+    """Ages of the written records of one side of one fold (e.g. for the mean-age baseline)."""
+    manifest = read_build_manifest(output_dir)
+    parts = set(manifest["folds"][fold][side])
+    return [e["age"] for e in read_record_log(output_dir) if e["status"] == "written" and e["part"] in parts]
 
 
 def fold_files(output_dir: str, fold: str, side: str) -> List[str]:

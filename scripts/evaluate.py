@@ -24,6 +24,7 @@ flags.DEFINE_string("model", None, "One .keras model for every requested fold (i
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir.")
+flags.DEFINE_list("group_by", [], "Record attributes to break the MAE down by (UTKFace: gender,race).")
 flags.mark_flags_as_required(["data_dir"])
 FLAGS = flags.FLAGS
 
@@ -45,7 +46,8 @@ def main(argv):
         path_of = lambda fold: os.path.join(FLAGS.run_dir, "model.keras")  # noqa: E731
     output = FLAGS.output_dir or FLAGS.run_dir
     try:
-        results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output)
+        results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
+                                          group_by=FLAGS.group_by)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))

@@ -85,8 +85,12 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_written(tmp_path):
                 paths.append(example["path"].numpy().decode())
     assert sorted(paths) == sorted(r.path for r in written)
     build.verify_shards(str(out))
-    log = [json.loads(line) for line in (out / build.RECORD_LOG).read_text().splitlines()]
+    log = build.read_record_log(str(out))
     assert len(log) == len(records)
+    by_path = {e["path"]: e for e in log}
+    assert all(by_path[r.path]["subject"] == r.subject for r in records)
+    test_ages = build.fold_ages(str(out), "split", "test")
+    assert sorted(test_ages) == sorted(r.age for r in written if r.path in set(split.folds[0].test))
     assert json.loads((out / build.MANIFEST).read_text())["split"] == split.to_json()
 
 

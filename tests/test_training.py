@@ -162,6 +162,39 @@ def test_fold_aggregate_and_markdown_report(tmp_path):
     assert "epsilon_error" in text and (tmp_path / "results.json").exists()
 
 
+def test_errors_per_attribute_and_their_pooling_over_folds():
+    classes = list(range(10))
+    one_hot = np.eye(10, dtype="float32")
+    predictions = {  # predicted ages 2, 4, 9, 9; true 1, 4, 3, 9
+        "combined": one_hot[[2, 4, 9, 9]], "age": np.array([1.0, 4.0, 3.0, 9.0]),
+        "path": np.array([b"a.jpg", b"b.jpg", b"c.jpg", b"d.jpg"]),
+    }
+    attributes = {"a.jpg": {"gender": "female"}, "b.jpg": {"gender": "male"}, "c.jpg": {"gender": "female"},
+                  "d.jpg": {}}
+    groups = evaluation.score_groups(predictions, classes, attributes, ["gender"])["gender"]
+    assert groups["female"] == {"mae": 3.5, "cs5": 0.5, "count": 2}
+    assert groups["male"]["mae"] == 0.0 and groups["unknown"]["count"] == 1
+    with pytest.raises(ValueError, match="not in the build's record log"):
+        evaluation.score_groups(predictions, classes, {"a.jpg": {}}, ["gender"])
+
+    def fold(mae, n):
+        head = {"mae": mae, "cs5": 0.5, "bands": {"0-9": {"mae": mae, "count": n}}}
+        return {"count": n, "global": head, "local": head, "combined": head,
+                "groups": {"gender": {"male": {"mae": mae, "cs5": 1.0, "count": n}}}}
+
+    pooled = evaluation.aggregate({"fold0": fold(2.0, 1), "fold1": fold(5.0, 2)})
+    assert pooled["groups"]["gender"]["male"] == {"mae": 4.0, "cs5": 1.0, "count": 3}
+    assert "| male | 3 | 4.000 | 1.000 |" in evaluation.markdown_report({"fold0": fold(2.0, 1)}, pooled)
+
+
+def test_mean_age_predictor_by_hand():
+    result = evaluation.constant_predictor([10.0, 20.0], [5.0, 15.0, 40.0])  # predicts 15
+    assert result["mae"] == pytest.approx(35 / 3) and result["cs5"] == pytest.approx(1 / 3)
+    assert result["bands"]["40-49"] == {"mae": 25.0, "count": 1}
+    with pytest.raises(ValueError, match="needs training and test ages"):
+        evaluation.constant_predictor([], [1.0])
+
+
 # --- flagfiles ------------------------------------------------------------------------------------
 
 
