@@ -1,7 +1,7 @@
 #!/bin/sh
 # The CPU-scale experiment end to end (BUILD_NOTES.md, "Real results at CPU scale"):
 # UTKFace pretraining -> FG-NET 5-fold global -> attention stage, for AL-ResNet-18 and
-# AL-RoR-18, then the report. About 1.5 hours on 2 cores. Every step resumes when rerun.
+# AL-RoR-18, then the report. About 75 minutes on 2 cores. Every step resumes when rerun.
 #   sh experiments/cpu_fgnet.sh            (needs data/utkface and data/fgnet: make data)
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}

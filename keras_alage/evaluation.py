@@ -161,6 +161,7 @@ def aggregate(per_fold: Mapping[str, dict]) -> dict:
         result[head] = summary
     groups = [r["groups"] for r in per_fold.values() if "groups" in r]
     if groups:
+        result["groups_head"] = next(r["groups_head"] for r in per_fold.values() if "groups" in r)
         result["groups"] = {
             key: {value: pool_cells([g[key][value] for g in groups if value in g[key]])
                   for value in sorted({v for g in groups for v in g[key]})}
@@ -193,7 +194,7 @@ def markdown_report(per_fold: Mapping[str, dict], combined: dict, title: str = "
         cells = [f"{_cell(combined[head]['bands'][b]['mae'])} (n={combined[head]['bands'][b]['count']})" for b in bands]
         lines.append(f"| {head} | " + " | ".join(cells) + " |")
     for key, values in combined.get("groups", {}).items():
-        lines += ["", f"Combined head per {key} (all folds pooled):", "", "| " + key + " | n | MAE | CS@5 |",
+        lines += ["", f"{combined['groups_head'].capitalize()} head per {key} (all folds pooled):", "", "| " + key + " | n | MAE | CS@5 |",
                   "|---|---|---|---|"]
         lines += [f"| {v} | {c['count']} | {_cell(c['mae'])} | {_cell(c['cs5'])} |" for v, c in values.items()]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import keras
 
 from keras_alage import evaluation, training, weight_import
 from keras_alage.model import ModelConfig, build_age_model
-from pipelines import build, dataset, files
+from pipelines import augment, build, dataset, files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,8 @@ class RunSpec:
       eval_crops: "ten" (the paper) or "center" for the final evaluation.
       eval_batch_size: images per evaluation batch.
       shuffle_buffer: training shuffle buffer in records.
+      min_crop_area: smallest share of the face crop a training crop covers (the paper's
+        scale augmentation: 0.08).
     """
 
     data_dir: str
@@ -43,6 +45,7 @@ class RunSpec:
     eval_crops: str = "ten"
     eval_batch_size: int = 16
     shuffle_buffer: int = 2048
+    min_crop_area: float = augment.AREA_RANGE[0]
 
 
 def fold_names(data_dir: str, requested) -> List[str]:
@@ -129,6 +132,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         train_data = dataset.make_dataset(
             train_files, True, config.batch_size, spec.model.input_size,
             shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
+            area_range=(spec.min_crop_area, 1.0),
         )
         validation = (
             dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
@@ -165,12 +169,13 @@ def evaluate_run(
     output_dir: Optional[str] = None,
     log=print,
     group_by: Sequence[str] = (),
+    group_head: str = "combined",
 ) -> Dict[str, dict]:
     """Evaluates one model per fold on the fold's test side; writes the report if asked.
 
     Args:
       model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
-      group_by: record attributes (e.g. "gender", "race") to break the combined MAE down by.
+      group_by: record attributes (e.g. "gender", "race") to break `group_head`'s MAE down by.
     """
     manifest = build.read_build_manifest(data_dir)
     attributes = {e["path"]: e.get("attributes", {}) for e in build.read_record_log(data_dir)} if group_by else {}
@@ -183,7 +188,9 @@ def evaluate_run(
         predictions = evaluation.predict_dataset(model, data)
         results[fold] = evaluation.score(predictions, classes, grouped=evaluation.is_grouped(classes))
         if group_by:
-            results[fold]["groups"] = evaluation.score_groups(predictions, classes, attributes, group_by)
+            results[fold]["groups_head"] = group_head
+            results[fold]["groups"] = evaluation.score_groups(predictions, classes, attributes, group_by,
+                                                               group_head)
         log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f} on {results[fold]['count']} images")
     if output_dir:
         evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop")

@@ -25,6 +25,7 @@ flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or ce
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir.")
 flags.DEFINE_list("group_by", [], "Record attributes to break the MAE down by (UTKFace: gender,race).")
+flags.DEFINE_enum("group_head", "combined", ["combined", "global", "local"], "Head whose MAE --group_by breaks down.")
 flags.mark_flags_as_required(["data_dir"])
 FLAGS = flags.FLAGS
 
@@ -47,7 +48,7 @@ def main(argv):
     output = FLAGS.output_dir or FLAGS.run_dir
     try:
         results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
-                                          group_by=FLAGS.group_by)
+                                          group_by=FLAGS.group_by, group_head=FLAGS.group_head)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))
