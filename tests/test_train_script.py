@@ -151,6 +151,22 @@ def test_attention_stage_starts_each_fold_from_its_own_global_model(resumed_run,
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for fold in ("fold0", "fold1"):
         assert f"initialised from {run_dir}/{fold}/model.keras" in result.stdout + result.stderr
+
+    staged = tmp_path / "staged"  # the layout of experiments/cpu_fgnet.sh: <run>/global, <run>/attention
+    staged.mkdir()
+    (staged / "global").symlink_to(run_dir)
+    (staged / "attention").symlink_to(attention)
+    report = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report_experiment.py"), f"--data_dir={tiny_build}",
+         f"--run=tiny={staged}", f"--output={tmp_path / 'docs' / 'report.md'}",
+         f"--grid={tmp_path / 'docs' / 'boxes.png'}", "--grid_images=6", "--grid_columns=3"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "docs" / "report.md").read_text()
+    assert "| mean-age predictor | - |" in text and "| tiny | combined (attention stage) |" in text
+    assert "![attention boxes](boxes.png)" in text
+    assert cv2.imread(str(tmp_path / "docs" / "boxes.png")).shape == (2 * 64, 3 * 64, 3)  # 32 px faces, x2
     missing = subprocess.run(
         _train_command(tiny_build, tmp_path / "other", "--stage=attention", "--fold=all",
                        f"--init_checkpoint={tmp_path}/nowhere/{{fold}}/model.keras"),

@@ -1,0 +1,158 @@
+"""Experiment reports: staged runs side by side with the mean-age floor, and the attention
+boxes on real faces (a picture grid and statistics that show whether the boxes moved).
+
+A run here is the pair of folders a staged experiment writes: the global stage
+(`<run>/global/<fold>/...`) and the attention stage (`<run>/attention/<fold>/...`), each
+with the `results.json` of `evaluation.write_report`.
+"""
+
+import json
+import os
+from typing import Dict, List, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from keras_alage import evaluation, metrics
+from keras_alage.model import class_ages_of
+from pipelines import build
+
+BOX_KEYS = ("x", "y", "w", "h")
+
+
+def read_results(run_dir: str) -> dict:
+    """`results.json` of a finished multi-fold run: {"folds": {...}, "aggregate": {...}}."""
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not finished all its folds.")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def mean_predictor_results(data_dir: str, folds: Sequence[str]) -> Dict[str, dict]:
+    """Per fold, the training side's mean age predicted for every test image."""
+    return {
+        fold: evaluation.constant_predictor(build.fold_ages(data_dir, fold, "train"),
+                                            build.fold_ages(data_dir, fold, "test"))
+        for fold in folds
+    }
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+
+
+def comparison_rows(data_dir: str, runs: Mapping[str, str]) -> List[dict]:
+    """One row per (model, head) with per-fold MAE and CS@5, mean-age predictor first.
+
+    Args:
+      runs: name -> folder holding `global/` and `attention/` stage runs.
+    """
+    folds = list(read_results(os.path.join(next(iter(runs.values())), "attention"))["folds"])
+    floor = mean_predictor_results(data_dir, folds)
+    rows = [{"model": "mean-age predictor", "head": "-", "folds": floor}]
+    for name, run_dir in runs.items():
+        stage_global = read_results(os.path.join(run_dir, "global"))["folds"]
+        stage_attention = read_results(os.path.join(run_dir, "attention"))["folds"]
+        if list(stage_global) != folds or list(stage_attention) != folds:
+            raise ValueError(f"{run_dir}: its stages were run on other folds than {folds}.")
+        rows.append({"model": name, "head": "global (global stage)",
+                     "folds": {f: stage_global[f]["global"] for f in folds}})
+        for head in ("global", "local", "combined"):
+            rows.append({"model": name, "head": f"{head} (attention stage)",
+                         "folds": {f: stage_attention[f][head] for f in folds}})
+    return rows
+
+
+def comparison_markdown(rows: Sequence[dict]) -> str:
+    """Per-fold MAE / CS@5 tables, mean ± std over folds, and per-age-band MAE pooled."""
+    folds = list(rows[0]["folds"])
+    lines = []
+    for metric, title in (("mae", "MAE (years)"), ("cs5", "CS@5")):
+        lines += [f"**{title}**, ten-crop, per fold and mean ± std over the folds:", "",
+                  "| model | head | " + " | ".join(folds) + " | mean ± std |",
+                  "|" + "---|" * (3 + len(folds))]
+        for row in rows:
+            values = [row["folds"][f][metric] for f in folds]
+            lines.append(f"| {row['model']} | {row['head']} | " + " | ".join(f"{v:.2f}" for v in values)
+                         + f" | {_mean_std(values)} |")
+        lines.append("")
+    bands = list(rows[0]["folds"][folds[0]]["bands"])
+    lines += ["**MAE per age band** (all folds pooled; n = test images in the band):", "",
+              "| model | head | " + " | ".join(bands) + " |", "|" + "---|" * (2 + len(bands))]
+    for row in rows:
+        pooled = [evaluation.pool_cells([row["folds"][f]["bands"][b] for f in folds]) for b in bands]
+        lines.append(f"| {row['model']} | {row['head']} | " + " | ".join(
+            f"{c['mae']:.2f} (n={c['count']})" if c["count"] else "-" for c in pooled) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- attention boxes -------------------------------------------------------------------------
+
+
+def predict_boxes(model, dataset, limit: int) -> dict:
+    """The first `limit` images of a centre-crop dataset as uint8 RGB, with the model's
+    attention boxes, combined-head ages and the true ages."""
+    from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+
+    classes = class_ages_of(model)
+    found: Dict[str, list] = {"images": [], "box": [], "age": [], "predicted": []}
+    for images, labels in dataset:
+        outputs = model(images, training=False)
+        pixels = np.clip((images.numpy() * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        found["images"].append(pixels)
+        found["box"].append(np.asarray(outputs["box"]))
+        found["age"].append(labels["age"].numpy())
+        found["predicted"].append(metrics.expected_age(np.asarray(outputs["probs"]), classes))
+        if sum(len(a) for a in found["age"]) >= limit:
+            break
+    if not found["age"]:
+        raise ValueError("No images to draw boxes on.")
+    return {key: np.concatenate(parts)[:limit] for key, parts in found.items()}
+
+
+def box_statistics(boxes) -> dict:
+    """Mean and spread over images of each box coordinate (normalised to the input)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return {key: {"mean": float(boxes[:, i].mean()), "std": float(boxes[:, i].std())}
+            for i, key in enumerate(BOX_KEYS)}
+
+
+def box_iou(first, second) -> np.ndarray:
+    """Intersection over union of paired (x, y, w, h) boxes."""
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    left, top = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
+    right = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
+    bottom = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def box_grid(images, boxes, captions: Sequence[str], columns: int = 8, scale: int = 2,
+             before=None) -> np.ndarray:
+    """A BGR picture grid of face crops (uint8 [n, H, W, 3] RGB) with each box drawn:
+    red the attention box, and, when `before` is given, grey the box before training."""
+    images = np.asarray(images)
+    count, height, width = images.shape[:3]
+    if not count or len(boxes) != count or len(captions) != count:
+        raise ValueError("box_grid needs as many boxes and captions as images, and at least one image.")
+    size = (width * scale, height * scale)
+    rows = -(-count // columns)
+    grid = np.full((rows * size[1], columns * size[0], 3), 255, np.uint8)
+
+    def corners(box):
+        x, y, w, h = (float(v) for v in box)
+        return (int(round(x * size[0])), int(round(y * size[1]))), (
+            int(round((x + w) * size[0])) - 1, int(round((y + h) * size[1])) - 1)
+
+    for i in range(count):
+        tile = cv2.resize(cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_CUBIC)
+        if before is not None:
+            cv2.rectangle(tile, *corners(before[i]), (160, 160, 160), 1)
+        cv2.rectangle(tile, *corners(boxes[i]), (0, 0, 255), 2)
+        cv2.putText(tile, captions[i], (4, size[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (0, 0, 0), 3)
+        cv2.putText(tile, captions[i], (4, size[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (255, 255, 255), 1)
+        row, column = divmod(i, columns)
+        grid[row * size[1]:(row + 1) * size[1], column * size[0]:(column + 1) * size[0]] = tile
+    return grid

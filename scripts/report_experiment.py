@@ -1,0 +1,103 @@
+"""Report of a staged experiment: models side by side with the mean-age floor, per fold and
+mean +- std, per age band, and a grid of test faces with their attention boxes.
+
+  python scripts/report_experiment.py --data_dir=data/fgnet \
+      --run=AL-ResNet-18=runs/cpu/fgnet_resnet18 --run=AL-RoR-18=runs/cpu/fgnet_ror18 \
+      --output=docs/results/cpu_fgnet.md --grid=docs/results/cpu_fgnet_boxes.png
+
+Each --run folder holds the `global/` and `attention/` stage runs of scripts/train.py over the
+same folds. The grid shows the first --grid_images test faces of --grid_fold from the first
+run: red the attention box after the attention stage, grey the box before it.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("data_dir", None, "TFRecord build the runs were trained on.")
+flags.DEFINE_multi_string("run", [], "NAME=FOLDER of a staged run (global/ and attention/ inside); repeatable.")
+flags.DEFINE_string("output", None, "Markdown report to write.")
+flags.DEFINE_string("grid", None, "PNG of test faces with their attention boxes (optional).")
+flags.DEFINE_string("grid_fold", "fold0", "Fold whose test faces the grid shows.")
+flags.DEFINE_integer("grid_images", 32, "Faces in the grid.")
+flags.DEFINE_integer("grid_columns", 8, "Faces per grid row.")
+flags.mark_flags_as_required(["data_dir", "output"])
+FLAGS = flags.FLAGS
+
+
+def _runs(values):
+    runs = {}
+    for value in values:
+        name, _, folder = value.partition("=")
+        if not name or not folder:
+            raise app.UsageError(f"--run must be NAME=FOLDER; received {value!r}.")
+        if not os.path.isdir(folder):
+            raise app.UsageError(f"--run {name}: {folder} is not a folder.")
+        runs[name] = folder
+    if not runs:
+        raise app.UsageError("Give at least one --run=NAME=FOLDER.")
+    return runs
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runs = _runs(FLAGS.run)
+    import cv2
+    import numpy as np
+
+    from keras_alage import experiment, reporting
+    from pipelines import build, dataset, files
+
+    try:
+        rows = reporting.comparison_rows(FLAGS.data_dir, runs)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error))
+    text = reporting.comparison_markdown(rows)
+    if FLAGS.grid:
+        name, run_dir = next(iter(runs.items()))
+        models = {stage: experiment.load_model(os.path.join(run_dir, stage, FLAGS.grid_fold, "model.keras"))
+                  for stage in ("global", "attention")}
+        size = int(models["attention"].input_shape[1])
+        faces = {
+            stage: reporting.predict_boxes(
+                model,
+                dataset.make_dataset(build.fold_files(FLAGS.data_dir, FLAGS.grid_fold, "test"), False, 32, size,
+                                     crops="center"),
+                FLAGS.grid_images,
+            )
+            for stage, model in models.items()
+        }
+        after, before = faces["attention"], faces["global"]
+        captions = [f"{a:.0f} -> {p:.1f}" for a, p in zip(after["age"], after["predicted"])]
+        grid = reporting.box_grid(after["images"], after["box"], captions, FLAGS.grid_columns, before=before["box"])
+        ok, png = cv2.imencode(".png", grid)
+        if not ok:
+            raise RuntimeError("Could not encode the grid as PNG.")
+        files.write_atomically(FLAGS.grid, png.tobytes())
+        stats = {"before": reporting.box_statistics(before["box"]), "after": reporting.box_statistics(after["box"])}
+        iou = reporting.box_iou(before["box"], after["box"])
+        link = os.path.relpath(FLAGS.grid, os.path.dirname(os.path.abspath(FLAGS.output)))
+        text += (
+            f"\n**Attention boxes**, {name}, {FLAGS.grid_fold} test faces (centre crop, {len(iou)} faces; "
+            "x, y, w, h as fractions of the input; mean ± std over faces):\n\n"
+            "| box | x | y | w | h |\n|---|---|---|---|---|\n"
+            + "".join(
+                f"| {label} | " + " | ".join(f"{stats[key][k]['mean']:.3f} ± {stats[key][k]['std']:.3f}"
+                                             for k in reporting.BOX_KEYS) + " |\n"
+                for key, label in (("before", "before the attention stage"), ("after", "after it"))
+            )
+            + f"\nIoU of each face's box before and after: mean {np.mean(iou):.3f}, min {np.min(iou):.3f}.\n\n"
+            f"![attention boxes]({link})\n\nRed: the attention box after the attention stage; grey: before it. "
+            "Captions: true age -> combined prediction.\n"
+        )
+    files.write_atomically(FLAGS.output, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)

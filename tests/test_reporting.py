@@ -1,0 +1,46 @@
+"""Experiment reports: the side-by-side tables and the attention-box pictures."""
+
+import numpy as np
+import pytest
+
+from keras_alage import evaluation, metrics, reporting
+
+
+def test_box_iou_by_hand():
+    first = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]])
+    second = np.array([[0.0, 0.0, 0.5, 0.5], [0.25, 0.0, 0.5, 0.5]])
+    np.testing.assert_allclose(reporting.box_iou(first, second), [1.0, 0.125 / 0.375])
+
+
+def test_box_grid_draws_each_box_where_it_belongs():
+    images = np.full((3, 20, 20, 3), 128, np.uint8)
+    boxes = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.25, 0.25, 0.5, 0.5]])
+    grid = reporting.box_grid(images, boxes, ["", "", ""], columns=2, scale=2)
+    assert grid.shape == (80, 80, 3)
+    red = (grid[..., 2] > 200) & (grid[..., 1] < 60)
+    assert red[0, 0] and red[19, 5] and not red[30, 30]  # first tile: box in its top-left quarter
+    assert red[39, 40 + 25] and not red[5, 40 + 5]  # second tile (row 0, column 1): bottom-right quarter
+    assert red[40 + 10, 15] and not red[40 + 20, 20]  # third tile (row 1, column 0): the centre box's edge
+    with pytest.raises(ValueError, match="as many boxes"):
+        reporting.box_grid(images, boxes[:2], ["", "", ""])
+
+
+def test_comparison_tables_put_models_beside_the_mean_age_floor(tmp_path, monkeypatch):
+    def fold(mae):
+        head = {"mae": mae, "cs5": 0.5, "bands": metrics.per_band_mae([mae, mae], [0.0, 0.0])}
+        return {"count": 2, "global": head, "local": head, "combined": head}
+
+    for stage, maes in (("global", (6.0, 8.0)), ("attention", (4.0, 6.0))):
+        evaluation.write_report(str(tmp_path / "run" / stage), {"fold0": fold(maes[0]), "fold1": fold(maes[1])})
+    ages = {("fold0", "train"): [10.0, 30.0], ("fold0", "test"): [0.0, 40.0],
+            ("fold1", "train"): [20.0, 20.0], ("fold1", "test"): [20.0, 26.0]}
+    monkeypatch.setattr(reporting.build, "fold_ages", lambda data_dir, fold, side: ages[(fold, side)])
+    rows = reporting.comparison_rows("build", {"AL-ResNet": str(tmp_path / "run")})
+    assert [r["head"] for r in rows] == ["-", "global (global stage)", "global (attention stage)",
+                                         "local (attention stage)", "combined (attention stage)"]
+    assert rows[0]["folds"]["fold0"]["mae"] == 20.0 and rows[0]["folds"]["fold1"]["mae"] == 3.0
+    text = reporting.comparison_markdown(rows)
+    assert "| mean-age predictor | - | 20.00 | 3.00 | 11.50 ± 8.50 |" in text
+    assert "| AL-ResNet | combined (attention stage) | 4.00 | 6.00 | 5.00 ± 1.00 |" in text
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        reporting.comparison_rows("build", {"other": str(tmp_path / "missing")})
