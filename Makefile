@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart demo test install clean
+.PHONY: quickstart experiment demo test install clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ install: $(STAMP)
 data/fgnet/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet --overwrite
+
+# UTKFace part 1 face crops -> random 90/10 TFRecords (no detection needed; about 30 s).
+data/utkface/manifest.json: | $(STAMP)
+	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface/crop_part1 \
+		--output_dir=data/utkface --overwrite
+
+# The CPU-scale experiment (experiments/cpu_fgnet.sh): about 80 minutes on 2 cores.
+experiment: data/utkface/manifest.json data/fgnet/manifest.json
+	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
 
 # Build, train (configs/quickstart_fgnet.flags; a rerun resumes) and evaluate with ten-crop.
 quickstart: data/fgnet/manifest.json
