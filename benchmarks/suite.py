@@ -36,6 +36,8 @@ flags.DEFINE_integer("depth", 34, "ResNet depth.")
 flags.DEFINE_integer("steps", 3, "Training steps per timing (best of 3 timings).")
 flags.DEFINE_integer("latency_calls", 30, "Single-image requests timed per serving path.")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled training step.")
+flags.DEFINE_bool("profile", True, "Break the training step's time down by op type (TF profiler).")
+flags.DEFINE_integer("profile_top", 10, "Op types to print from the profile.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -90,6 +92,15 @@ def main(argv):
     row(f"training, batch {batch} at {size} px (images/s)", f"{train.images_per_second:.2f}",
         f"{100 * results['train_fraction_of_peak']:.1f}% of the matmul peak")
     row("peak resident memory after training (MiB)", f"{results['peak_rss_mib_after_training']:.0f}")
+    if FLAGS.profile:
+        step = benchmarking.train_step_fn(model, batch)
+        step()
+        with tempfile.TemporaryDirectory() as logdir:
+            profile = benchmarking.op_time_profile(lambda: [step() for _ in range(steps)], logdir)
+        total = sum(profile.values())
+        results["training_op_time_share"] = {k: v / total for k, v in profile.items()}
+        for kind, micros in list(profile.items())[:FLAGS.profile_top]:
+            row(f"  profile: {kind}", f"{100 * micros / total:.1f}%", "of the training step's op time")
     if FLAGS.xla:
         attention.use_xla_compatible_crop(model)
         compiled = benchmarking.train_rate(model, batch, steps, jit_compile=True)

@@ -6,6 +6,7 @@ machine swing by a factor of two between runs while same-run ratios hold.
 """
 
 import dataclasses
+import os
 import resource
 import time
 from typing import Callable, Dict, List
@@ -147,6 +148,39 @@ def pipeline_rate(dataset, batches: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def op_time_profile(run: Callable[[], object], logdir: str) -> Dict[str, float]:
+    """Where the time of `run` goes: TF profiler self-time in microseconds per op type
+    (Conv2D, Conv2DBackpropFilter, FusedBatchNormV3, ...), largest first, idle time left out.
+
+    `run` should be warmed up (traced) before; the trace stays in `logdir` for TensorBoard.
+    """
+    import glob
+    import json
+
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    tf.profiler.experimental.start(logdir)
+    try:
+        run()
+    finally:
+        tf.profiler.experimental.stop()
+    planes = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not planes:
+        raise RuntimeError(f"The profiler wrote no trace under {logdir}.")
+    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(planes[-1:], "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"Could not read the op statistics of {planes[-1]}.")
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    kind, self_time = columns.index("type"), columns.index("total_self_time")
+    totals: Dict[str, float] = {}
+    for row in table["rows"]:
+        cells = [c.get("v") for c in row["c"]]
+        if cells[kind] != "IDLE":
+            totals[cells[kind]] = totals.get(cells[kind], 0.0) + float(cells[self_time])
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
 def peak_rss_mib() -> float:
     """Peak resident set of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -161,5 +195,5 @@ def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflo
 __all__: List[str] = [
     "matmul_peak", "forward_flops", "global_only_model", "train_rate", "train_step_fn", "paired_overhead",
     "inference_rate", "latencies",
-    "pipeline_rate", "peak_rss_mib", "fraction_of_peak",
+    "pipeline_rate", "op_time_profile", "peak_rss_mib", "fraction_of_peak",
 ]

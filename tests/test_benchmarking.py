@@ -27,3 +27,13 @@ def test_global_only_model_shares_the_weights_and_fraction_of_peak():
     x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(global_only(x)["global_probs"], model(x)["global_probs"], atol=1e-6)
     assert benchmarking.fraction_of_peak(10.0, 1e9, 60.0) == pytest.approx(0.5)
+
+
+def test_op_time_profile_finds_the_convolutions_of_a_training_step(tmp_path):
+    model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="adience"))
+    step = benchmarking.train_step_fn(model, 2)
+    step()
+    profile = benchmarking.op_time_profile(step, str(tmp_path))
+    assert "IDLE" not in profile and list(profile.values()) == sorted(profile.values(), reverse=True)
+    convolutions = sum(t for kind, t in profile.items() if kind.startswith("Conv2D"))
+    assert convolutions > 0 and "Conv2DBackpropFilter" in profile
