@@ -3,12 +3,14 @@
   python benchmarks/suite.py                   # small setting: 112 px, batch 16 (a few minutes on 2 cores)
   python benchmarks/suite.py --full            # 224 px, batch 32, as in the paper
   python benchmarks/suite.py --output=bench.json
+  python benchmarks/suite.py --full --mixed_precision=bfloat16 --intra_op_threads=2   # levers
 
 Prints one table: the machine's matmul peak (TF and numpy, measured now), the model's counted
 FLOPs, training images/s with and without XLA as a fraction of that peak (training counted as
 3x the forward FLOPs), the attention branch's cost against the global-only network, serving
 latency and throughput of the exported SavedModel against the Keras model, ten-crop against
-centre crop, the tf.data pipeline's rate against the training step's, and peak memory.
+centre crop, the tf.data pipeline's rate against the training step's, peak memory, and where
+the training step's time goes by op type (TF profiler).
 """
 
 import json
@@ -20,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
@@ -36,6 +39,9 @@ flags.DEFINE_integer("depth", 34, "ResNet depth.")
 flags.DEFINE_integer("steps", 3, "Training steps per timing (best of 3 timings).")
 flags.DEFINE_integer("latency_calls", 30, "Single-image requests timed per serving path.")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled training step.")
+flags.DEFINE_enum("mixed_precision", "off", ["off", "bfloat16", "float16"], "Compute dtype of the model.")
+flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default, one per core).")
+flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_bool("profile", True, "Break the training step's time down by op type (TF profiler).")
 flags.DEFINE_integer("profile_top", 10, "Op types to print from the profile.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
@@ -60,10 +66,14 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     size = FLAGS.input_size or (224 if FLAGS.full else 112)
     batch = FLAGS.batch_size or (32 if FLAGS.full else 16)
     steps = FLAGS.steps
     results = {"input_size": size, "batch_size": batch, "depth": FLAGS.depth,
+               "mixed_precision": FLAGS.mixed_precision, "intra_op_threads": FLAGS.intra_op_threads,
+               "inter_op_threads": FLAGS.inter_op_threads,
                "tensorflow": tf.__version__, "cpus": os.cpu_count()}
     rows = []
 
@@ -76,6 +86,8 @@ def main(argv):
     results["matmul_gflops"] = peak
     row("matmul 4096^2 fp32, TF / numpy (GFLOP/s)", f"{peak['tf']:.0f} / {peak['numpy']:.0f}", "the peak below is the best")
 
+    if FLAGS.mixed_precision != "off":  # FLOPs are counted on the same graph either way
+        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     model = build_age_model(ModelConfig(depth=FLAGS.depth, input_size=size))
     attention.freeze_attention_state(model)
     stages.set_training_stage(model, "global")  # what the global stage trains
