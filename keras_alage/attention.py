@@ -122,23 +122,29 @@ class CarriedStateLSTM(layers.Layer):
 class AttentionBox(layers.Layer):
     """Maps the location network's 4 sigmoids to a box that always lies inside the map.
 
-    (s_x, s_y, s_w, s_h) in (0, 1) become width w = m + (1 - m) s_w, height likewise,
-    and top-left x = s_x (1 - w), y = s_y (1 - h), with m = `min_size`, so that
-    0 <= x < x + w <= 1 for any input and the mapping stays smooth, which keeps
-    gradients flowing to the box (clipping would cut them). All-zero logits give a
-    centred box. Outputs `[batch, 4]` as (x, y, w, h) in fractions of the map.
+    (s_x, s_y, s_w, s_h) in (0, 1) become width w = m + (M - m) s_w, height likewise,
+    and top-left x = s_x (1 - w), y = s_y (1 - h), with m = `min_size` and M =
+    `max_size`, so that 0 <= x < x + w <= 1 for any input and the mapping stays smooth,
+    which keeps gradients flowing to the box (clipping would cut them). All-zero logits
+    give a centred box. Outputs `[batch, 4]` as (x, y, w, h) in fractions of the map.
+
+    The paper bounds nothing (M = 1). On a small feature map the branch can then learn the
+    whole map as its "region" (BUILD_NOTES.md); M < 1 keeps the crop local.
     """
 
-    def __init__(self, min_size: float = 1.0 / 7.0, **kwargs):
+    def __init__(self, min_size: float = 1.0 / 7.0, max_size: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 < min_size < 1.0:
-            raise ValueError(f"AttentionBox min_size must lie in (0, 1); received {min_size}.")
+        if not 0.0 < min_size < max_size <= 1.0:
+            raise ValueError(
+                f"AttentionBox needs 0 < min_size < max_size <= 1; received {min_size}, {max_size}."
+            )
         self.min_size = float(min_size)
+        self.max_size = float(max_size)
 
     def call(self, unit):
         s_x, s_y, s_w, s_h = tf.unstack(unit, num=4, axis=-1)
-        w = self.min_size + (1.0 - self.min_size) * s_w
-        h = self.min_size + (1.0 - self.min_size) * s_h
+        w = self.min_size + (self.max_size - self.min_size) * s_w
+        h = self.min_size + (self.max_size - self.min_size) * s_h
         return tf.stack([s_x * (1.0 - w), s_y * (1.0 - h), w, h], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -146,7 +152,7 @@ class AttentionBox(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"min_size": self.min_size})
+        config.update({"min_size": self.min_size, "max_size": self.max_size})
         return config
 
 
@@ -246,6 +252,7 @@ def apply_attention_branch(
     crop_size: Sequence[int] = (7, 7),
     min_box_size: float = 1.0 / 7.0,
     pooled=None,
+    max_box_size: float = 1.0,
 ) -> Dict[str, keras.KerasTensor]:
     """Wires the branch onto a feature map; returns its tensors by name.
 
@@ -255,6 +262,7 @@ def apply_attention_branch(
       lstm_units: LSTM hidden (and cell) size; the paper uses 128, so S is 256-d.
       crop_size: bilinear samples taken inside the box before average pooling.
       min_box_size: smallest box side, as a fraction of the map (1/7 = one cell at 224 px).
+      max_box_size: largest box side (1 = the whole map, the paper).
       pooled: the globally pooled feature, if already computed for the global head.
 
     Returns:
@@ -265,7 +273,7 @@ def apply_attention_branch(
     state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
     # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
     unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
-    box = AttentionBox(min_box_size, dtype="float32", name="attention_box")(unit)
+    box = AttentionBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(unit)
     local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
     local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
     return {"state": state, "box": box, "local_feature": local_feature, "local_probs": local_probs}

@@ -34,6 +34,7 @@ class ModelConfig:
     lstm_units: int = 128
     crop_size: Tuple[int, int] = (7, 7)
     min_box_size: float = 1.0 / 7.0
+    max_box_size: float = 1.0
 
     def classes(self) -> AgeClasses:
         return get_age_classes(self.age_classes)
@@ -72,6 +73,7 @@ def build_age_model(
         lstm_units=config.lstm_units,
         crop_size=config.crop_size,
         min_box_size=config.min_box_size,
+        max_box_size=config.max_box_size,
         pooled=pooled,
     )
     local_probs = branch["local_probs"]

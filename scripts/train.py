@@ -30,6 +30,7 @@ flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
 flags.DEFINE_integer("ror_levels", 1, "1 = AL-ResNet, 2 or 3 = AL-RoR.")
 flags.DEFINE_integer("input_size", 224, "Network input side in pixels.")
 flags.DEFINE_float("local_weight", 0.5, "Weight of the local prediction in P = P_global + w P_local.")
+flags.DEFINE_float("max_box_size", 1.0, "Largest attention-box side as a share of the feature map (paper: 1).")
 flags.DEFINE_integer("epochs", 90, "Total epochs.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size (split over the replicas).")
 flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch; default: one pass over the training records.")
@@ -75,6 +76,7 @@ def main(argv):
             input_size=FLAGS.input_size,
             age_classes=FLAGS.age_classes,
             local_weight=FLAGS.local_weight,
+            max_box_size=FLAGS.max_box_size,
         ),
         init_checkpoint=FLAGS.init_checkpoint,
         keras_hub_preset=FLAGS.keras_hub_preset,

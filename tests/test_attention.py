@@ -38,6 +38,18 @@ def test_box_stays_inside_the_map_for_any_logits():
     assert (w >= 0.2 - 1e-6).all() and (h >= 0.2 - 1e-6).all()
 
 
+def test_max_box_size_bounds_the_box_and_survives_saving(tmp_path):
+    unit = np.concatenate([np.ones((1, 4)), np.random.default_rng(1).uniform(0, 1, (50, 4))]).astype("float32")
+    box = attention.AttentionBox(min_size=0.2, max_size=0.5)(unit).numpy()
+    assert box[0, 2] == pytest.approx(0.5) and (box[:, 2:] <= 0.5 + 1e-6).all() and (box[:, 2:] >= 0.2 - 1e-6).all()
+    assert (box[:, 0] + box[:, 2] <= 1 + 1e-6).all()
+    with pytest.raises(ValueError, match="min_size < max_size"):
+        attention.AttentionBox(min_size=0.5, max_size=0.4)
+    model = build_age_model(ModelConfig(depth=18, input_size=64, max_box_size=0.5))
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").get_layer("attention_box").max_size == 0.5
+
+
 def test_box_of_zero_logits_is_centred():
     x, y, w, h = attention.AttentionBox(min_size=0.2)(np.full((1, 4), 0.5, "float32")).numpy()[0]
     assert x + w / 2 == pytest.approx(0.5) and y + h / 2 == pytest.approx(0.5)
