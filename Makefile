@@ -26,7 +26,7 @@ data/utkface/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface/crop_part1 \
 		--output_dir=data/utkface --overwrite
 
-# The CPU-scale experiment (experiments/cpu_fgnet.sh): about 80 minutes on 2 cores.
+# The CPU-scale experiment (experiments/cpu_fgnet.sh): about 90 minutes on 2 cores.
 experiment: data/utkface/manifest.json data/fgnet/manifest.json
 	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
 

@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("data_dir", None, "TFRecord build the runs were trained on.")
 flags.DEFINE_multi_string("run", [], "NAME=FOLDER of a staged run (global/ and attention/ inside); repeatable.")
 flags.DEFINE_string("output", None, "Markdown report to write.")
-flags.DEFINE_string("grid", None, "PNG of test faces with their attention boxes (optional).")
+flags.DEFINE_string("grid", None, "Image (.png or .jpg) of test faces with their attention boxes (optional).")
 flags.DEFINE_string("grid_fold", "fold0", "Fold whose test faces the grid shows.")
 flags.DEFINE_integer("grid_images", 32, "Faces in the grid.")
 flags.DEFINE_integer("grid_columns", 8, "Faces per grid row.")
@@ -47,6 +47,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     runs = _runs(FLAGS.run)
+    extension = os.path.splitext(FLAGS.grid or "")[1].lower()
+    if FLAGS.grid and extension not in (".png", ".jpg", ".jpeg"):
+        raise app.UsageError(f"--grid must end in .png, .jpg or .jpeg; received {FLAGS.grid!r}.")
     import cv2
     import numpy as np
 
@@ -57,7 +60,9 @@ def main(argv):
         rows = reporting.comparison_rows(FLAGS.data_dir, runs)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
-    text = reporting.comparison_markdown(rows)
+    dataset_name = build.read_build_manifest(FLAGS.data_dir)["dataset"]
+    text = (f"# {dataset_name}: {', '.join(runs)}\n\nWritten by `scripts/report_experiment.py` from the runs' "
+            f"results.json files ({', '.join(runs.values())}).\n\n" + reporting.comparison_markdown(rows))
     if FLAGS.grid:
         name, run_dir = next(iter(runs.items()))
         models = {stage: experiment.load_model(os.path.join(run_dir, stage, FLAGS.grid_fold, "model.keras"))
@@ -75,10 +80,10 @@ def main(argv):
         after, before = faces["attention"], faces["global"]
         captions = [f"{a:.0f} -> {p:.1f}" for a, p in zip(after["age"], after["predicted"])]
         grid = reporting.box_grid(after["images"], after["box"], captions, FLAGS.grid_columns, before=before["box"])
-        ok, png = cv2.imencode(".png", grid)
+        ok, encoded = cv2.imencode(extension, grid, [cv2.IMWRITE_JPEG_QUALITY, 85] if extension != ".png" else [])
         if not ok:
-            raise RuntimeError("Could not encode the grid as PNG.")
-        files.write_atomically(FLAGS.grid, png.tobytes())
+            raise RuntimeError(f"Could not encode the grid as {extension}.")
+        files.write_atomically(FLAGS.grid, encoded.tobytes())
         stats = {"before": reporting.box_statistics(before["box"]), "after": reporting.box_statistics(after["box"])}
         iou = reporting.box_iou(before["box"], after["box"])
         link = os.path.relpath(FLAGS.grid, os.path.dirname(os.path.abspath(FLAGS.output)))
