@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_alage import evaluation, metrics
 from keras_alage.model import class_ages_of
-from pipelines import build
+from pipelines import augment, build
 
 BOX_KEYS = ("x", "y", "w", "h")
 
@@ -93,13 +93,11 @@ def comparison_markdown(rows: Sequence[dict]) -> str:
 def predict_boxes(model, dataset, limit: int) -> dict:
     """The first `limit` images of a centre-crop dataset as uint8 RGB, with the model's
     attention boxes, combined-head ages and the true ages."""
-    from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
-
     classes = class_ages_of(model)
     found: Dict[str, list] = {"images": [], "box": [], "age": [], "predicted": []}
     for images, labels in dataset:
         outputs = model(images, training=False)
-        pixels = np.clip((images.numpy() * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        pixels = (augment.denormalize(images).numpy() * 255.0 + 0.5).astype(np.uint8)
         found["images"].append(pixels)
         found["box"].append(np.asarray(outputs["box"]))
         found["age"].append(labels["age"].numpy())

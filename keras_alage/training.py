@@ -369,9 +369,9 @@ def _write_summaries(writers, entry: dict, trainer: "Trainer", validation_datase
 
 def draw_boxes(images, boxes):
     """Normalised model inputs -> [0, 1] images with each (x, y, w, h) box drawn in red."""
-    from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+    from pipelines.augment import denormalize
 
-    pictures = tf.clip_by_value(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+    pictures = denormalize(images)
     corners = attention.box_to_corners(tf.cast(boxes, tf.float32))[:, None, :]
     return tf.image.draw_bounding_boxes(pictures, corners, tf.constant([[1.0, 0.0, 0.0, 1.0]]))
 

@@ -119,6 +119,11 @@ def normalize(image):
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
 
 
+def denormalize(image):
+    """The inverse of `normalize`, clipped to [0, 1]: model inputs back to viewable pixels."""
+    return tf.clip_by_value(image * tf.constant(IMAGENET_STD) + tf.constant(IMAGENET_MEAN), 0.0, 1.0)
+
+
 def resize_shorter(image, size: int):
     """Resizes so that the shorter side is `size`, keeping the aspect ratio."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)

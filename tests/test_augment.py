@@ -76,3 +76,9 @@ def test_train_preprocessing_output():
     out = augment.preprocess_for_train(encoded, 32)
     assert out.shape == (32, 32, 3) and out.dtype == tf.float32
     assert -2.2 < float(tf.reduce_min(out)) and float(tf.reduce_max(out)) < 2.7
+
+
+def test_denormalize_inverts_normalize_and_clips():
+    image = np.random.default_rng(3).uniform(0, 1, (4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(augment.denormalize(augment.normalize(image)).numpy(), image, atol=1e-6)
+    assert float(tf.reduce_max(augment.denormalize(tf.fill((2, 2, 3), 10.0)))) == 1.0
