@@ -14,7 +14,7 @@ network imported from a plain ResNet starts out computing that ResNet's function
 the shortcuts are projections (see BUILD_NOTES.md).
 """
 
-from typing import Callable, List
+from typing import Callable, List, Optional, Sequence
 
 import keras
 
@@ -86,9 +86,10 @@ def projection_layer_names(model) -> List[str]:
     ]
 
 
-def zero_init_projections(model) -> List[str]:
-    """Sets the scale of every RoR projection's BN to zero; returns their names."""
-    names = projection_layer_names(model)
+def zero_init_projections(model, names: Optional[Sequence[str]] = None) -> List[str]:
+    """Sets the scale of the RoR projections' BN to zero (all of them, or `names`);
+    returns their names."""
+    names = projection_layer_names(model) if names is None else list(names)
     for name in names:
         gamma = model.get_layer(name).gamma
         gamma.assign(keras.ops.zeros_like(gamma))

@@ -163,11 +163,8 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
     if not copied:
         raise ValueError(f"No layer of {source.name!r} matches {target.name!r} by name and shape.")
     backbone = backbone_of(target)
-    new_projections = [n for n in ror.projection_layer_names(backbone) if n in new]
-    for name in new_projections:
-        gamma = backbone.get_layer(name).gamma
-        gamma.assign(keras.ops.zeros_like(gamma))
-    return ImportReport(copied, new, new_projections)
+    zeroed = ror.zero_init_projections(backbone, [n for n in ror.projection_layer_names(backbone) if n in new])
+    return ImportReport(copied, new, zeroed)
 
 
 def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
