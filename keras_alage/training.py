@@ -222,13 +222,11 @@ class Trainer:
         return _batch_sums(outputs, labels, self.spec, self.class_ages)
 
     def _make_train_step(self):
-        compiled = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile else None
+        step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile else self._replica_step
 
         def replica_step(images, labels):
-            if compiled is None:
-                return self._replica_step(images, labels)
-            # XLA has no string tensors: the image paths stay outside the compiled step.
-            return compiled(images, {k: v for k, v in labels.items() if v.dtype != tf.string})
+            # Only numeric labels enter the step: XLA has no string tensors (the image paths).
+            return step(images, {k: v for k, v in labels.items() if v.dtype != tf.string})
 
         @tf.function
         def train_step(iterator):
