@@ -110,14 +110,14 @@ def score_groups(predictions: Mapping[str, np.ndarray], class_ages: Sequence[flo
     result = {}
     for key in keys:
         values = np.array([attributes_by_path[p].get(key, "unknown") for p in paths])
-        result[key] = {
-            value: {
-                "mae": metrics.mean_absolute_error(predicted[values == value], true[values == value]),
-                "cs5": metrics.cumulative_score(predicted[values == value], true[values == value], 5.0),
-                "count": int(np.sum(values == value)),
+        result[key] = {}
+        for value in sorted(set(values)):
+            mask = values == value
+            result[key][value] = {
+                "mae": metrics.mean_absolute_error(predicted[mask], true[mask]),
+                "cs5": metrics.cumulative_score(predicted[mask], true[mask], 5.0),
+                "count": int(mask.sum()),
             }
-            for value in sorted(set(values))
-        }
     return result
 
 

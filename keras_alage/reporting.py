@@ -127,6 +127,22 @@ def box_iou(first, second) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
+def box_markdown(title: str, before, after, image_link: str) -> str:
+    """The boxes before and after the attention stage: statistics, IoU, and the grid image."""
+    stats = {"before": box_statistics(before), "after": box_statistics(after)}
+    iou = box_iou(before, after)
+    lines = [f"**Attention boxes**, {title} (centre crop, {len(iou)} faces; x, y, w, h as fractions of the "
+             "input; mean ± std over faces):", "", "| box | x | y | w | h |", "|---|---|---|---|---|"]
+    for key, label in (("before", "before the attention stage"), ("after", "after it")):
+        lines.append(f"| {label} | " + " | ".join(f"{stats[key][k]['mean']:.3f} ± {stats[key][k]['std']:.3f}"
+                                                  for k in BOX_KEYS) + " |")
+    lines += ["", f"IoU of each face's box before and after: mean {np.mean(iou):.3f}, min {np.min(iou):.3f}.", "",
+              f"![attention boxes]({image_link})", "",
+              "Red: the attention box after the attention stage; grey: before it. "
+              "Captions: true age -> combined prediction."]
+    return "\n".join(lines) + "\n"
+
+
 def box_grid(images, boxes, captions: Sequence[str], columns: int = 8, scale: int = 2,
              before=None) -> np.ndarray:
     """A BGR picture grid of face crops (uint8 [n, H, W, 3] RGB) with each box drawn:

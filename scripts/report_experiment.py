@@ -51,7 +51,6 @@ def main(argv):
     if FLAGS.grid and extension not in (".png", ".jpg", ".jpeg"):
         raise app.UsageError(f"--grid must end in .png, .jpg or .jpeg; received {FLAGS.grid!r}.")
     import cv2
-    import numpy as np
 
     from keras_alage import experiment, reporting
     from pipelines import build, dataset, files
@@ -84,22 +83,8 @@ def main(argv):
         if not ok:
             raise RuntimeError(f"Could not encode the grid as {extension}.")
         files.write_atomically(FLAGS.grid, encoded.tobytes())
-        stats = {"before": reporting.box_statistics(before["box"]), "after": reporting.box_statistics(after["box"])}
-        iou = reporting.box_iou(before["box"], after["box"])
         link = os.path.relpath(FLAGS.grid, os.path.dirname(os.path.abspath(FLAGS.output)))
-        text += (
-            f"\n**Attention boxes**, {name}, {FLAGS.grid_fold} test faces (centre crop, {len(iou)} faces; "
-            "x, y, w, h as fractions of the input; mean ± std over faces):\n\n"
-            "| box | x | y | w | h |\n|---|---|---|---|---|\n"
-            + "".join(
-                f"| {label} | " + " | ".join(f"{stats[key][k]['mean']:.3f} ± {stats[key][k]['std']:.3f}"
-                                             for k in reporting.BOX_KEYS) + " |\n"
-                for key, label in (("before", "before the attention stage"), ("after", "after it"))
-            )
-            + f"\nIoU of each face's box before and after: mean {np.mean(iou):.3f}, min {np.min(iou):.3f}.\n\n"
-            f"![attention boxes]({link})\n\nRed: the attention box after the attention stage; grey: before it. "
-            "Captions: true age -> combined prediction.\n"
-        )
+        text += "\n" + reporting.box_markdown(f"{name}, {FLAGS.grid_fold} test faces", before["box"], after["box"], link)
     files.write_atomically(FLAGS.output, text)
     print(text)
 

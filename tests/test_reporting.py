@@ -44,3 +44,12 @@ def test_comparison_tables_put_models_beside_the_mean_age_floor(tmp_path, monkey
     assert "| AL-ResNet | combined (attention stage) | 4.00 | 6.00 | 5.00 ± 1.00 |" in text
     with pytest.raises(FileNotFoundError, match="has not finished"):
         reporting.comparison_rows("build", {"other": str(tmp_path / "missing")})
+
+
+def test_box_markdown_reports_both_stages_and_links_the_grid():
+    before = np.array([[0.25, 0.25, 0.5, 0.5], [0.25, 0.25, 0.5, 0.5]])
+    after = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5]])
+    text = reporting.box_markdown("fold0", before, after, "grid.jpg")
+    assert "| before the attention stage | 0.250 ± 0.000 | 0.250 ± 0.000 | 0.500 ± 0.000 |" in text
+    assert "| after it | 0.000 ± 0.000 |" in text and "mean 0.143, min 0.143" in text  # 1/16 over 7/16
+    assert "![attention boxes](grid.jpg)" in text
