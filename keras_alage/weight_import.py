@@ -9,10 +9,11 @@ them, and identity RoR shortcuts (same shape) stay identities (BUILD_NOTES.md).
 """
 
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import keras
 
+from keras_alage import model as model_lib
 from keras_alage import ror
 
 
@@ -23,12 +24,14 @@ class ImportReport:
     copied: List[str]
     new_in_target: List[str]  # layers with weights the source does not have (RoR shortcuts)
     zero_initialised: List[str]
+    mapped_by_age: List[str] = dataclasses.field(default_factory=list)  # heads copied class by class
 
     def summary(self) -> str:
+        mapped = f"; age heads mapped by age: {', '.join(self.mapped_by_age)}" if self.mapped_by_age else ""
         return (
             f"copied {len(self.copied)} layers; {len(self.new_in_target)} new in target "
             f"({', '.join(self.new_in_target) or 'none'}); zero-initialised "
-            f"{', '.join(self.zero_initialised) or 'none'}"
+            f"{', '.join(self.zero_initialised) or 'none'}{mapped}"
         )
 
 
@@ -141,21 +144,54 @@ def _all_weighted_layers(model: keras.Model):
     return found
 
 
+AGE_HEADS = ("global_head", "local_head")
+
+
+def _class_ages(model: keras.Model) -> Optional[Tuple[float, ...]]:
+    """The class ages of an age model, or None for a bare backbone."""
+    try:
+        return model_lib.class_ages_of(model)
+    except ValueError:
+        return None
+
+
+def map_head_by_age(target, source, target_ages: Sequence[float], source_ages: Sequence[float]) -> bool:
+    """Copies a softmax head class by class where every target age is one of the source's.
+
+    A 101-class (0-100) UTKFace or IMDB-WIKI head into a 70-class (0-69) FG-NET head keeps
+    the columns for ages 0-69: the new head starts as the source's prediction restricted to
+    the target's ages instead of from random weights. False (nothing copied) otherwise.
+    """
+    index = {age: i for i, age in enumerate(source_ages)}
+    if not all(age in index for age in target_ages):
+        return False
+    kernel, bias = source.get_weights()
+    if kernel.shape[0] != target.get_weights()[0].shape[0]:
+        return False
+    keep = [index[age] for age in target_ages]
+    target.set_weights([kernel[:, keep], bias[keep]])
+    return True
+
+
 def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
     """Copies every layer whose name and weight shapes match, from one age model to another.
 
-    The route between stages and data sets: IMDB-WIKI pretraining (101 classes) into an
-    FG-NET model (70) copies the backbone and the attention LSTM and location network and
-    leaves the heads, whose shapes differ, as initialised; a global-stage model into the
-    attention stage copies everything. RoR projections that the source lacks (an RoR
-    initialised from a ResNet, as the paper does) start with a zero batch-norm scale, so the
-    new model first computes the source's function.
+    The route between stages and data sets: IMDB-WIKI pretraining (101 classes, 0-100) into an
+    FG-NET model (70, 0-69) copies the backbone and the attention LSTM and location network,
+    and the heads for the ages both class spaces share (`map_head_by_age`); heads whose ages
+    the source does not cover stay as initialised. A global-stage model into the attention
+    stage copies everything. RoR projections that the source lacks (an RoR initialised from a
+    ResNet, as the paper does) start with a zero batch-norm scale, so the new model first
+    computes the source's function.
     """
     sources = _all_weighted_layers(source)
-    copied, new = [], []
+    target_ages, source_ages = _class_ages(target), _class_ages(source)
+    copied, new, mapped = [], [], []
     for name, layer in _all_weighted_layers(target).items():
         other = sources.get(name)
-        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+        if other is not None and name in AGE_HEADS and target_ages and source_ages and target_ages != source_ages:
+            (mapped if map_head_by_age(layer, other, target_ages, source_ages) else new).append(name)
+        elif other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
             layer.set_weights(other.get_weights())
             copied.append(name)
         else:
@@ -164,7 +200,7 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
         raise ValueError(f"No layer of {source.name!r} matches {target.name!r} by name and shape.")
     backbone = backbone_of(target)
     zeroed = ror.zero_init_projections(backbone, [n for n in ror.projection_layer_names(backbone) if n in new])
-    return ImportReport(copied, new, zeroed)
+    return ImportReport(copied, new, zeroed, mapped)
 
 
 def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
