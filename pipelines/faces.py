@@ -34,7 +34,9 @@ class CropSpec:
 
     Attributes:
       size: side of the square output in pixels (256 in the paper).
-      margin: fraction of the box's width and height added (0.4: 20% on each side).
+      margin: fraction of the box's width and height added (0.4: 20% on each side); a
+        negative one cuts inside the box, as tightly cut ready-made crops need
+        (`matching_margin`).
       square: make the box square on its longer side before enlarging. MTCNN's boxes are
         taller than wide; the paper's detector (Mathias et al.) gives square boxes, so this
         keeps the face's proportions as the paper's crops had them.
@@ -47,8 +49,8 @@ class CropSpec:
     def __post_init__(self):
         if self.size < 8:
             raise ValueError(f"crop size must be at least 8 px; received {self.size}.")
-        if not 0.0 <= self.margin <= 4.0:
-            raise ValueError(f"crop margin must lie in [0, 4]; received {self.margin}.")
+        if not -0.5 <= self.margin <= 4.0:
+            raise ValueError(f"crop margin must lie in [-0.5, 4]; received {self.margin}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +225,40 @@ def find_face(
             if best is None or face.confidence > best.confidence:
                 best = face
     return best, calls
+
+
+@dataclasses.dataclass(frozen=True)
+class MarginEstimate:
+    """The crop margin at which detected-and-cropped faces match a set of ready-made crops."""
+
+    margin: float  # CropSpec.margin to build with (may be slightly negative: crops tighter than the box)
+    face_fraction: float  # median of the detector box's side over the crop's side
+    measured: int
+    without_face: int
+
+
+def matching_margin(crops: Sequence[np.ndarray], detector, min_confidence: float = 0.9,
+                    square: bool = True) -> MarginEstimate:
+    """Measures how tightly a set of face crops (e.g. UTKFace's aligned chips) is cut.
+
+    A model pretrained on such crops transfers to a detected data set only if that set is
+    cropped alike: the detector's box on each ready-made crop, over the crop's side, gives
+    the margin `CropSpec` needs to cut the same way (one box side of face per
+    `1 + margin` of crop).
+    """
+    fractions, missed = [], 0
+    for crop in crops:
+        found = [d for d in detector.detect(crop) if d[4] >= min_confidence]
+        if not found:
+            missed += 1
+            continue
+        _, _, width, height, _ = max(found, key=lambda d: d[4])
+        side = max(width, height) if square else height
+        fractions.append(side / crop.shape[0])
+    if not fractions:
+        raise ValueError(f"No face with confidence >= {min_confidence} in any of the {len(crops)} crops.")
+    fraction = float(np.median(fractions))
+    return MarginEstimate(1.0 / fraction - 1.0, fraction, len(fractions), missed)
 
 
 class DetectionCache:

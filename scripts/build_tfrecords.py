@@ -42,7 +42,10 @@ flags.DEFINE_enum("no_face", "skip", ["skip", "center"], "Photos without a face:
 flags.DEFINE_bool("full_search", False, "Try all 27 rotations for every photo (the paper's recipe).")
 flags.DEFINE_float("min_confidence", 0.9, "An upright face this confident ends the rotation search.")
 flags.DEFINE_integer("crop_size", 256, "Side of the stored face crops.")
-flags.DEFINE_float("crop_margin", 0.4, "Box enlargement (0.4: 40% in width and height).")
+flags.DEFINE_float(
+    "crop_margin", 0.4,
+    "Box enlargement (0.4: 40% in width and height; negative cuts inside the box). To fine-tune a model "
+    "pretrained on ready-made crops, cut alike: scripts/measure_crop_margin.py measures it.")
 flags.DEFINE_string("cache_dir", None, "Detection cache; default: detection-cache/ beside --output_dir.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
 flags.DEFINE_integer("records_per_shard", 1000, "Target records per shard.")

@@ -101,6 +101,8 @@ def test_center_face_crops_the_centre_square():
 def test_crop_spec_and_policy_reject_bad_settings():
     with pytest.raises(ValueError, match="crop size"):
         faces.CropSpec(size=0)
+    with pytest.raises(ValueError, match=r"crop margin must lie in \[-0.5, 4\]; received -0.6"):
+        faces.CropSpec(margin=-0.6)
     with pytest.raises(ValueError, match="no_face"):
         faces.FacePolicy(no_face="drop")
 
@@ -138,3 +140,49 @@ def test_mtcnn_finds_an_upside_down_face_and_crops_it_upright(fgnet_images):
     unrelated = faces.crop_face(photo, faces.center_face(photo.shape, spec), spec)[::-1].astype(float)
     same = np.corrcoef(original.ravel(), recovered.ravel())[0, 1]
     assert same > 0.8 and same > np.corrcoef(original.ravel(), unrelated.ravel())[0, 1] + 0.2
+
+
+class BoxDetector:
+    """Reports one centred box of a fixed share of the image's side, or nothing."""
+
+    def __init__(self, shares):
+        self.shares = list(shares)
+
+    def detect(self, image):
+        share = self.shares.pop(0)
+        if share is None:
+            return []
+        side = image.shape[0]
+        return [(0.0, 0.0, 0.75 * share * side, share * side, 0.99)]
+
+
+def test_matching_margin_inverts_the_median_face_share():
+    crops = [np.zeros((100, 100, 3), np.uint8)] * 4
+    estimate = faces.matching_margin(crops, BoxDetector([0.8, 0.5, None, 0.9]))
+    assert estimate.face_fraction == pytest.approx(0.8) and estimate.margin == pytest.approx(0.25)
+    assert (estimate.measured, estimate.without_face) == (3, 1)
+    with pytest.raises(ValueError, match="No face with confidence >= 0.9 in any of the 2 crops"):
+        faces.matching_margin(crops[:2], BoxDetector([None, None]))
+
+
+def test_matching_margin_recovers_the_margin_fgnet_crops_were_cut_with(fgnet_images):
+    detector = faces.MtcnnDetector()
+    spec = faces.CropSpec(size=160, margin=0.3)
+    crops = []
+    for path in fgnet_images[:6]:
+        photo = images.read_image(path)
+        face, _ = faces.find_face(photo, detector)
+        crops.append(faces.crop_face(photo, face, spec))
+    estimate = faces.matching_margin(crops, detector)
+    assert estimate.measured >= 5 and estimate.margin == pytest.approx(0.3, abs=0.05)
+
+
+def test_measure_crop_margin_script_names_a_glob_that_matches_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "measure_crop_margin.py"
+    result = subprocess.run([sys.executable, str(script), f"--images={tmp_path}/*.jpg"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "matches no file" in result.stderr
