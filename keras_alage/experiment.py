@@ -13,7 +13,7 @@ import keras
 
 from keras_alage import evaluation, training, weight_import
 from keras_alage.model import ModelConfig, build_age_model
-from pipelines import augment, build, dataset, files
+from pipelines import augment, build, dataset, faces, files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +140,9 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         )
         trainer.fit(train_data, validation, verbose=verbose)
         if training.is_chief(trainer.strategy):
+            crop = faces.crop_of_build(manifest)
+            if crop is not None:  # beside model.keras: export and prediction cut faces alike
+                faces.write_crop_spec(run_dir, crop)
             test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
                                              crops=spec.eval_crops)
             results[fold] = evaluation.evaluate_model(trainer.model, test_data, classes.values, grouped)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage import attention, evaluation
-from pipelines import augment, files
+from pipelines import augment, faces, files
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -88,12 +88,15 @@ def export_saved_model(
     crops: str = "ten",
     warmup_images=(),
     overwrite: bool = False,
+    face_crop=None,
 ) -> str:
     """Writes the SavedModel to `<base_dir>/<model_name>/<version>` atomically; returns it.
 
     Args:
       warmup_images: encoded face crops sent as warm-up requests (one request per image, and
         one with all of them as a batch).
+      face_crop: the `faces.CropSpec` the model's faces were cut with, recorded in
+        `assets.extra/face_crop.json` for clients (scripts/predict.py reads it).
     """
     target = version_dir(base_dir, model_name, version)
     if os.path.exists(target) and not overwrite:
@@ -115,6 +118,8 @@ def export_saved_model(
         )
         if warmup_images:
             write_warmup_requests(os.path.join(staging, "assets.extra", WARMUP_FILE), model_name, warmup_images)
+        if face_crop is not None:
+            faces.write_crop_spec(os.path.join(staging, "assets.extra"), face_crop)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.rename(staging, target)

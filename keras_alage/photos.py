@@ -50,6 +50,7 @@ class Predictor:
 
     answer: Callable
     input_size: int
+    face_crop: Optional[faces.CropSpec] = None  # how the model's faces were cut, where recorded
 
     def __call__(self, encoded: Sequence[bytes]):
         return self.answer(tf.constant(list(encoded), tf.string))
@@ -61,13 +62,21 @@ def load_predictor(path: str, crops: str = "ten") -> Predictor:
         loaded = tf.saved_model.load(path)
         serving = loaded.signatures["serving_default"]
         size = loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1]
-        return Predictor(lambda encoded: serving(images=encoded), int(size))
+        crop = faces.read_crop_spec(os.path.join(path, "assets.extra"))
+        return Predictor(lambda encoded: serving(images=encoded), int(size), crop)
     from keras_alage import attention, experiment, export
 
     model = experiment.load_model(path)
     attention.freeze_attention_state(model)
     server = export.AgeServer(model, crops)
-    return Predictor(server.serve_encoded, server.input_size)
+    return Predictor(server.serve_encoded, server.input_size, faces.read_crop_spec(os.path.dirname(path)))
+
+
+def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Optional[float] = None) -> faces.CropSpec:
+    """The crop to cut faces with: flags where given, else the model's recorded crop, else defaults."""
+    recorded = predict.face_crop or faces.CropSpec()
+    return dataclasses.replace(recorded, size=size if size is not None else recorded.size,
+                               margin=margin if margin is not None else recorded.margin)
 
 
 def find_faces(photo: np.ndarray, detector, min_confidence: float = 0.9) -> List[faces.Face]:

@@ -53,6 +53,36 @@ class CropSpec:
             raise ValueError(f"crop margin must lie in [-0.5, 4]; received {self.margin}.")
 
 
+CROP_FILE = "face_crop.json"
+
+
+def write_crop_spec(directory: str, spec: CropSpec) -> str:
+    """Records how a model's faces were cut (`face_crop.json`), so export and prediction cut alike."""
+    path = os.path.join(directory, CROP_FILE)
+    files.write_atomically(path, json.dumps(dataclasses.asdict(spec), indent=1, sort_keys=True))
+    return path
+
+
+def read_crop_spec(directory: str) -> Optional[CropSpec]:
+    """The crop recorded in `directory`, or None where none was."""
+    path = os.path.join(directory, CROP_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as stream:
+        try:
+            return CropSpec(**json.load(stream))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a face-crop record ({error}).") from None
+
+
+def crop_of_build(manifest: dict) -> Optional[CropSpec]:
+    """The crop a TFRecord build cut detected faces with; None for ready-made crops (no
+    detection: their cut is the source's, see `matching_margin`)."""
+    if not manifest.get("face_policy", {}).get("detect") or "crop" not in manifest:
+        return None
+    return CropSpec(**manifest["crop"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Face:
     """A face as an oriented box in the original photo.

@@ -34,6 +34,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from keras_alage import experiment, export
+    from pipelines import faces
 
     warmup = []
     if FLAGS.warmup_images:
@@ -43,12 +44,14 @@ def main(argv):
         warmup = [open(p, "rb").read() for p in paths]
     try:
         model = experiment.load_model(FLAGS.model)
+        face_crop = faces.read_crop_spec(os.path.dirname(FLAGS.model))  # written by training
         target = export.export_saved_model(
-            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.crops, warmup, FLAGS.overwrite
+            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.crops, warmup, FLAGS.overwrite,
+            face_crop,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
-    print(f"exported {target}")
+    print(f"exported {target}; face crop: {face_crop or 'not recorded beside the model'}")
     if FLAGS.tflite or FLAGS.onnx:
         import numpy as np
 

@@ -20,8 +20,9 @@ flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", 0.9, "Faces scoring below this are not reported upright.")
-flags.DEFINE_integer("crop_size", 256, "Face crop side (must match the build's --crop_size).")
-flags.DEFINE_float("crop_margin", 0.4, "Face box enlargement (must match the build's --crop_margin).")
+flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
+flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
+                   "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
 flags.mark_flags_as_required(["model"])
 FLAGS = flags.FLAGS
 
@@ -39,7 +40,9 @@ def main(argv):
         predict = photos.load_predictor(FLAGS.model, FLAGS.crops)
     except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:
         raise app.UsageError(f"--model={FLAGS.model}: {error}")
-    spec = faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin)
+    spec = photos.face_crop_for(predict, FLAGS.crop_size, FLAGS.crop_margin)
+    print(f"face crop: size {spec.size}, margin {spec.margin:g}"
+          f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.MtcnnDetector()
     results = []
     for path in photos.image_paths(argv[1:]):

@@ -186,3 +186,20 @@ def test_measure_crop_margin_script_names_a_glob_that_matches_nothing(tmp_path):
     result = subprocess.run([sys.executable, str(script), f"--images={tmp_path}/*.jpg"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "matches no file" in result.stderr
+
+
+def test_crop_record_round_trips_and_names_a_bad_file(tmp_path):
+    spec = faces.CropSpec(size=200, margin=0.04)
+    faces.write_crop_spec(str(tmp_path), spec)
+    assert faces.read_crop_spec(str(tmp_path)) == spec
+    assert faces.read_crop_spec(str(tmp_path / "elsewhere")) is None
+    (tmp_path / faces.CROP_FILE).write_text('{"size": 200, "margin": 9}')
+    with pytest.raises(ValueError, match=r"face_crop.json: not a face-crop record \(crop margin must lie"):
+        faces.read_crop_spec(str(tmp_path))
+
+
+def test_only_builds_that_detected_faces_record_their_crop():
+    crop = {"size": 256, "margin": 0.04, "square": True}
+    assert faces.crop_of_build({"face_policy": {"detect": True}, "crop": crop}) == faces.CropSpec(256, 0.04)
+    # Ready-made crops (UTKFace's chips) are used whole: their cut is the source's, not the margin's.
+    assert faces.crop_of_build({"face_policy": {"detect": False}, "crop": crop}) is None

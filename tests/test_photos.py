@@ -125,3 +125,23 @@ def test_predict_script_writes_csv_json_and_drawings(photo_folder, model_path, t
     json_path = tmp_path / "ages.json"
     photos.write_results([photos.PhotoResult("x.jpg", [], "no face found")], str(json_path))
     assert json.loads(json_path.read_text()) == [{"path": "x.jpg", "faces": [], "error": "no face found"}]
+
+
+def test_the_face_crop_travels_from_the_run_to_the_export_to_prediction(model_path, tmp_path):
+    import shutil
+
+    import keras
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(model_path, run / "model.keras")
+    spec = faces.CropSpec(size=200, margin=0.04)
+    faces.write_crop_spec(str(run), spec)  # what training writes beside model.keras
+    from_keras = photos.load_predictor(str(run / "model.keras"), crops="center")
+    assert from_keras.face_crop == spec and photos.face_crop_for(from_keras) == spec
+    assert photos.face_crop_for(from_keras, margin=0.4) == faces.CropSpec(200, 0.4)  # a flag wins
+    model = keras.models.load_model(run / "model.keras")
+    exported = export.export_saved_model(model, str(tmp_path / "serving"), "age", 1, crops="center", face_crop=spec)
+    assert photos.load_predictor(exported).face_crop == spec
+    bare = photos.load_predictor(str(model_path), crops="center")
+    assert bare.face_crop is None and photos.face_crop_for(bare) == faces.CropSpec()
