@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from keras_alage import attention, benchmarking, export, stages  # noqa: E402
+from keras_alage import attention, batch_norm, benchmarking, export, stages  # noqa: E402
 from keras_alage.model import ModelConfig, build_age_model  # noqa: E402
 from pipelines import dataset, faces, tfrecords  # noqa: E402
 from pipelines.records import AgeRecord  # noqa: E402
@@ -44,6 +44,8 @@ flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's defaul
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_bool("profile", True, "Break the training step's time down by op type (TF profiler).")
 flags.DEFINE_integer("profile_top", 10, "Op types to print from the profile.")
+flags.DEFINE_bool("batch_norm_reference", True,
+                  "Also time the training step with Keras's BatchNormalization in place of the fused kernel.")
 flags.DEFINE_string("output", None, "Write the results as JSON here.")
 FLAGS = flags.FLAGS
 
@@ -122,6 +124,14 @@ def main(argv):
             f"{compiled.images_per_second / train.images_per_second:.2f}x without; "
             f"{100 * benchmarking.fraction_of_peak(compiled.images_per_second, flops, best_peak):.1f}% of peak")
 
+    if FLAGS.batch_norm_reference:
+        reference = batch_norm.with_keras_batch_norm(model)
+        stages.set_training_stage(reference, "global")
+        results["keras_batch_norm_train_overhead"] = benchmarking.paired_overhead(
+            benchmarking.train_step_fn(reference, batch), benchmarking.train_step_fn(model, batch))
+        row("training step with Keras BatchNormalization / fused - 1", f"{100 * results['keras_batch_norm_train_overhead']:.1f}%",
+            "median of 5 alternating step pairs")
+        del reference
     results["attention_train_overhead"] = benchmarking.paired_overhead(
         benchmarking.train_step_fn(model, batch), benchmarking.train_step_fn(global_only, batch))
     row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%",

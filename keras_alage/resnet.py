@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from keras_alage import ror
+from keras_alage.batch_norm import FusedBatchNormalization
 
 # depth -> (block type, blocks per stage)
 RESNET_SPECS = {
@@ -45,7 +46,8 @@ def feature_channels(depth: int) -> int:
 
 
 def batch_norm(x, name: str, gamma_initializer="ones"):
-    return layers.BatchNormalization(
+    """Batch norm with Torch's epsilon and momentum, on TensorFlow's fused kernel."""
+    return FusedBatchNormalization(
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
         gamma_initializer=gamma_initializer,

@@ -37,3 +37,22 @@ def test_op_time_profile_finds_the_convolutions_of_a_training_step(tmp_path):
     assert "IDLE" not in profile and list(profile.values()) == sorted(profile.values(), reverse=True)
     convolutions = sum(t for kind, t in profile.items() if kind.startswith("Conv2D"))
     assert convolutions > 0 and "Conv2DBackpropFilter" in profile
+
+
+def test_the_suite_runs_end_to_end_and_writes_every_ratio(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+    output = tmp_path / "bench.json"
+    command = [sys.executable, str(script), "--depth=18", "--input_size=32", "--batch_size=2", "--steps=1",
+               "--latency_calls=2", "--noprofile", "--noxla", f"--output={output}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    for key in ("train_fraction_of_peak", "inference_fraction_of_peak", "attention_train_overhead",
+                "keras_batch_norm_train_overhead", "pipeline_images_per_s", "ten_over_center_latency"):
+        assert key in results, key
+    assert 0 < results["train_fraction_of_peak"] < 1 and "training step with Keras BatchNormalization" in result.stdout
