@@ -28,12 +28,16 @@ def _run(layer, x, training):
     return [g.numpy() for g in grads]
 
 
+def _assert_same(fused, reference, x, training):
+    np.testing.assert_allclose(fused(x, training=training), reference(x, training=training), atol=1e-5)
+    for got, expected in zip(_run(fused, x, training), _run(reference, x, training)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_training_matches_keras_outputs_gradients_and_moving_mean():
     reference, fused = _pair()
     x = tf.constant(np.random.default_rng(1).normal(2, 3, (4, 5, 5, 8)).astype("float32"))
-    np.testing.assert_allclose(fused(x, training=True), reference(x, training=True), atol=1e-5)
-    for got, expected in zip(_run(fused, x, True), _run(reference, x, True)):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    _assert_same(fused, reference, x, True)
     reference, fused = _pair()
     before = reference.moving_variance.numpy()
     reference(x, training=True), fused(x, training=True)
@@ -46,9 +50,7 @@ def test_training_matches_keras_outputs_gradients_and_moving_mean():
 def test_inference_and_a_frozen_layer_use_the_moving_statistics():
     reference, fused = _pair()
     x = tf.constant(np.random.default_rng(2).normal(2, 3, (3, 5, 5, 8)).astype("float32"))
-    np.testing.assert_allclose(fused(x, training=False), reference(x, training=False), atol=1e-5)
-    for got, expected in zip(_run(fused, x, False), _run(reference, x, False)):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    _assert_same(fused, reference, x, False)
     fused.trainable = False  # a frozen backbone (the attention stage) keeps its statistics
     before = fused.moving_mean.numpy()
     np.testing.assert_allclose(fused(x, training=True), reference(x, training=False), atol=1e-5)
