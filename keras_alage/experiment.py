@@ -34,6 +34,8 @@ class RunSpec:
       shuffle_buffer: training shuffle buffer in records.
       min_crop_area: smallest share of the face crop a training crop covers (the paper's
         scale augmentation: 0.08).
+      local_head_from_global: start the local head as a copy of the global head (after
+        `init_checkpoint`), for the attention stage.
     """
 
     data_dir: str
@@ -46,6 +48,7 @@ class RunSpec:
     eval_batch_size: int = 16
     shuffle_buffer: int = 2048
     min_crop_area: float = augment.AREA_RANGE[0]
+    local_head_from_global: bool = False
 
 
 def fold_names(data_dir: str, requested) -> List[str]:
@@ -76,6 +79,9 @@ def _model_builder(spec: RunSpec, fold: str, log):
             backbone = weight_import.backbone_of(model)
             report = weight_import.load_keras_hub_preset(backbone, spec.keras_hub_preset)
             log(f"imported {spec.keras_hub_preset}: {report.summary()}")
+        if spec.local_head_from_global:
+            weight_import.local_head_from_global(model)
+            log("local head starts as a copy of the global head")
         return model
 
     return build_model

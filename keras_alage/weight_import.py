@@ -213,3 +213,17 @@ def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
         source = keras.models.load_model(path, compile=False)
         return transfer_weights(target, source)
     raise ValueError(f"--init_checkpoint must be a .keras model or a .weights.h5 file; received {path!r}.")
+
+
+def local_head_from_global(model: keras.Model) -> None:
+    """Starts the local head as a copy of the trained global head.
+
+    The attention stage trains the local head on pooled crops of the same frozen feature map
+    the global head reads; from random weights, 6 epochs on FG-NET's 800 faces left it weaker
+    than the global head, so P_g + 0.5 P_l fell below P_g (BUILD_NOTES.md). A copy starts it as
+    the global head's reading of the crop.
+    """
+    source, target = model.get_layer("global_head"), model.get_layer("local_head")
+    if [w.shape for w in source.weights] != [w.shape for w in target.weights]:
+        raise ValueError(f"{model.name}: global and local heads differ in shape; cannot copy one into the other.")
+    target.set_weights(source.get_weights())

@@ -46,6 +46,8 @@ flags.DEFINE_bool("validate", True, "Watch the fold's test side each epoch (cent
 flags.DEFINE_enum("eval_crops", "ten", ["ten", "center"], "Crops of the final evaluation.")
 flags.DEFINE_integer("eval_batch_size", 16, "Images per evaluation batch.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Training shuffle buffer in records.")
+flags.DEFINE_bool("local_head_from_global", False,
+                  "Attention stage: start the local head as a copy of the trained global head.")
 flags.DEFINE_float("min_crop_area", 0.08, "Smallest area share of a random training crop (paper: 0.08).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.mark_flags_as_required(["data_dir", "run_dir"])
@@ -85,6 +87,7 @@ def main(argv):
         eval_batch_size=FLAGS.eval_batch_size,
         shuffle_buffer=FLAGS.shuffle_buffer,
         min_crop_area=FLAGS.min_crop_area,
+        local_head_from_global=FLAGS.local_head_from_global,
     )
     if not 0.0 < FLAGS.min_crop_area <= 1.0:
         raise app.UsageError(f"--min_crop_area must be in (0, 1]; received {FLAGS.min_crop_area}.")

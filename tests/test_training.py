@@ -279,3 +279,10 @@ def test_xla_compiled_step_matches_the_plain_step(tmp_path):
         trainer = training.Trainer(build, TINY.classes().values, config)
         losses.append(trainer.fit(_batches(1, 8), verbose=0)[0]["train_loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
+def test_local_head_starts_as_a_copy_of_the_global_head():
+    model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet"))
+    weight_import.local_head_from_global(model)
+    for a, b in zip(model.get_layer("global_head").get_weights(), model.get_layer("local_head").get_weights()):
+        np.testing.assert_array_equal(a, b)
