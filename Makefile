@@ -32,7 +32,7 @@ data/fgnet_chip/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_chip --crop_margin=0.04 --overwrite
 
-# The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 30 minutes on 2 cores.
+# The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 40 minutes on 2 cores.
 experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
 
