@@ -25,7 +25,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """
 
     def _fusable(self, inputs, mask) -> bool:
-        axis = self.axis if isinstance(self.axis, int) else None
         return (
             keras.backend.backend() == "tensorflow"
             and mask is None
@@ -33,7 +32,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
             and self.scale
             and self.center
             and len(inputs.shape) == 4
-            and axis in (-1, 3)
+            and self.axis in (-1, 3)
             and inputs.dtype == tf.float32
         )
 

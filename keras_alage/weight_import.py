@@ -135,6 +135,10 @@ def build_keras_hub_resnet(depth: int, input_shape: Optional[tuple] = None):
     )
 
 
+def _same_shapes(first, second) -> bool:
+    return [w.shape for w in first.weights] == [w.shape for w in second.weights]
+
+
 def _all_weighted_layers(model: keras.Model):
     """Weighted leaf layers by name, nested models (the backbone) included."""
     found = {}
@@ -191,7 +195,7 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
         other = sources.get(name)
         if other is not None and name in AGE_HEADS and target_ages and source_ages and target_ages != source_ages:
             (mapped if map_head_by_age(layer, other, target_ages, source_ages) else new).append(name)
-        elif other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+        elif other is not None and _same_shapes(other, layer):
             layer.set_weights(other.get_weights())
             copied.append(name)
         else:
@@ -224,6 +228,6 @@ def local_head_from_global(model: keras.Model) -> None:
     the global head's reading of the crop.
     """
     source, target = model.get_layer("global_head"), model.get_layer("local_head")
-    if [w.shape for w in source.weights] != [w.shape for w in target.weights]:
+    if not _same_shapes(source, target):
         raise ValueError(f"{model.name}: global and local heads differ in shape; cannot copy one into the other.")
     target.set_weights(source.get_weights())

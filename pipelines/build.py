@@ -319,7 +319,7 @@ def build_tfrecords(
             "created": started.isoformat(timespec="seconds"),
             "seconds": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
             "num_classes": config.num_classes,
-            "crop": dataclasses.asdict(config.crop),
+            "crop": config.crop.to_json(),
             "face_policy": dataclasses.asdict(config.policy),
             "folds": folds,
             "split": split.to_json(),

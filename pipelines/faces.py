@@ -52,6 +52,13 @@ class CropSpec:
         if not -0.5 <= self.margin <= 4.0:
             raise ValueError(f"crop margin must lie in [-0.5, 4]; received {self.margin}.")
 
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CropSpec":
+        return cls(**data)
+
 
 CROP_FILE = "face_crop.json"
 
@@ -59,7 +66,7 @@ CROP_FILE = "face_crop.json"
 def write_crop_spec(directory: str, spec: CropSpec) -> str:
     """Records how a model's faces were cut (`face_crop.json`), so export and prediction cut alike."""
     path = os.path.join(directory, CROP_FILE)
-    files.write_atomically(path, json.dumps(dataclasses.asdict(spec), indent=1, sort_keys=True))
+    files.write_atomically(path, json.dumps(spec.to_json(), indent=1, sort_keys=True))
     return path
 
 
@@ -70,7 +77,7 @@ def read_crop_spec(directory: str) -> Optional[CropSpec]:
         return None
     with open(path) as stream:
         try:
-            return CropSpec(**json.load(stream))
+            return CropSpec.from_json(json.load(stream))
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path}: not a face-crop record ({error}).") from None
 
@@ -80,7 +87,7 @@ def crop_of_build(manifest: dict) -> Optional[CropSpec]:
     detection: their cut is the source's, see `matching_margin`)."""
     if not manifest.get("face_policy", {}).get("detect") or "crop" not in manifest:
         return None
-    return CropSpec(**manifest["crop"])
+    return CropSpec.from_json(manifest["crop"])
 
 
 @dataclasses.dataclass(frozen=True)
