@@ -114,6 +114,33 @@ def lighting(image, alpha_std=0.1, seed=None):
     return tf.clip_by_value(image + rgb, 0.0, 1.0)
 
 
+def random_downscale(image, probability: float = 0.5, size_range: Tuple[int, int] = (32, 64), seed=None):
+    """With `probability`, shrinks the image to a random side in `size_range` and back up.
+
+    Trains a model on sharp and low-resolution faces alike (UTKFace's 200 px chips beside its
+    64 px ones), so that blur does not tell it an age group.
+    """
+    if probability <= 0:
+        return image
+    shape = tf.shape(image)[:2]
+
+    def blur():
+        side = tf.random.uniform([], size_range[0], size_range[1] + 1, dtype=tf.int32, seed=seed)
+        small = tf.image.resize(image, (side, side), method="area")
+        return tf.image.resize(small, shape, method="bilinear")
+
+    return tf.cond(tf.random.uniform([], seed=seed) < probability, blur, lambda: image)
+
+
+def random_grayscale(image, probability: float = 0.0, seed=None):
+    """With `probability`, the image's grey version in all three channels: old scanned and
+    greyscale photos (FG-NET has 175 of 1,002) should not look like a different age group."""
+    if probability <= 0:
+        return image
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+    return tf.cond(tf.random.uniform([], seed=seed) < probability, lambda: grey, lambda: image)
+
+
 def normalize(image):
     """Removes the ImageNet mean and scales by its standard deviation, per channel."""
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
@@ -161,12 +188,18 @@ def ten_crop(image, size: int):
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
-def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True):
-    """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32."""
+def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True,
+                         downscale: float = 0.0, grayscale: float = 0.0):
+    """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32.
+
+    `downscale`, `grayscale`: probabilities of `random_downscale` and `random_grayscale`
+    (0: never, as the paper)."""
     image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
+    image = random_downscale(image, downscale)
     image = random_flip(image)
     if jitter:
         image = lighting(color_jitter(image))
+    image = random_grayscale(image, grayscale)
     return normalize(image)
 
 

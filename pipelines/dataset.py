@@ -34,6 +34,8 @@ def make_dataset(
     jitter: bool = True,
     cycle_length: int = 4,
     repeat: bool = False,
+    downscale: float = 0.0,
+    grayscale: float = 0.0,
 ):
     """Batches of (images, labels) from TFRecord files.
 
@@ -45,6 +47,9 @@ def make_dataset(
       input_size: model input side in pixels (224 in the paper).
       crops: evaluation crops, "ten" ([batch, 10, s, s, 3]) or "center" ([batch, s, s, 3]).
       deterministic: fixed order for a fixed seed (slower), e.g. for reproducible runs.
+      downscale: probability of shrinking a training face to 32-64 px and back
+        (`augment.random_downscale`).
+      grayscale: probability of a training face in grey (`augment.random_grayscale`).
       repeat: endless (training loops count steps per epoch, so every replica and worker
         takes the same number of steps).
 
@@ -74,7 +79,8 @@ def make_dataset(
     def preprocess(serialized):
         parsed = tfrecords.parse_example(serialized)
         if training:
-            image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter)
+            image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter,
+                                                 downscale=downscale, grayscale=grayscale)
         else:
             image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops)
         return image, labels_of(parsed)

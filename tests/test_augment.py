@@ -82,3 +82,27 @@ def test_denormalize_inverts_normalize_and_clips():
     image = np.random.default_rng(3).uniform(0, 1, (4, 4, 3)).astype("float32")
     np.testing.assert_allclose(augment.denormalize(augment.normalize(image)).numpy(), image, atol=1e-6)
     assert float(tf.reduce_max(augment.denormalize(tf.fill((2, 2, 3), 10.0)))) == 1.0
+
+
+def _detail(image):
+    """Mean absolute difference between neighbouring pixels: high-frequency content."""
+    return float(tf.reduce_mean(tf.abs(image[1:] - image[:-1])))
+
+
+def test_random_downscale_blurs_to_low_resolution_or_leaves_the_image():
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.uniform(0, 1, (112, 112, 3)), tf.float32)
+    untouched = augment.random_downscale(image, probability=0.0)
+    np.testing.assert_array_equal(untouched.numpy(), image.numpy())
+    blurred = augment.random_downscale(image, probability=1.0, size_range=(32, 64))
+    assert blurred.shape == image.shape
+    assert _detail(blurred) < 0.5 * _detail(image)
+    assert 0.0 <= float(tf.reduce_min(blurred)) and float(tf.reduce_max(blurred)) <= 1.0
+
+
+def test_random_grayscale_makes_channels_equal_or_leaves_the_image():
+    image = tf.constant(np.random.default_rng(1).uniform(0, 1, (16, 16, 3)), tf.float32)
+    grey = augment.random_grayscale(image, probability=1.0).numpy()
+    np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-6)
+    assert np.abs(grey - image.numpy()).max() > 0.05
+    np.testing.assert_array_equal(augment.random_grayscale(image, probability=0.0).numpy(), image.numpy())

@@ -229,3 +229,25 @@ def test_imdb_wiki_birth_year_and_bad_files(tmp_path):
         imdb_wiki.read_imdb_wiki(tmp_path / "imdb.mat")
     with pytest.raises(FileNotFoundError, match="wiki.mat"):
         imdb_wiki.read_imdb_wiki(tmp_path / "wiki.mat")
+
+
+def test_utkface_root_reads_every_folder_once_keeping_the_sharper_copy(tmp_path):
+    sharp, small = tmp_path / "crop_part1", tmp_path / "aligned_64px"
+    sharp.mkdir(), small.mkdir()
+    (sharp / "30_0_1_20170101000000001.jpg.chip.jpg").write_bytes(b"x" * 900)
+    (small / "30_0_1_20170101000000001.jpg.chip.jpg").write_bytes(b"x" * 100)  # the same face, 64 px
+    (small / "45_1_0_20170101000000002.jpg.chip.jpg").write_bytes(b"x" * 100)
+    (small / "7_1_2_201701010000000023333.jpg.chip.jpg").write_bytes(b"x")  # 25-digit date: malformed
+    result = utkface.read_utkface(tmp_path)
+    assert [(r.age, r.attributes["folder"]) for r in result.records] == [(45.0, "aligned_64px"), (30.0, "crop_part1")]
+    reasons = dict(result.dropped)
+    assert reasons[str(small / "30_0_1_20170101000000001.jpg.chip.jpg")].startswith("duplicate name of")
+    assert "name is not" in reasons[str(small / "7_1_2_201701010000000023333.jpg.chip.jpg")]
+
+
+def test_utkface_shared_root_has_both_folders_and_no_name_twice(shared_data):
+    result = utkface.read_utkface(shared_data / "utkface")
+    folders = {r.attributes["folder"] for r in result.records}
+    assert folders == {"crop_part1", "aligned_64px"}
+    names = [utkface.face_name(r.path) for r in result.records]
+    assert len(names) == len(set(names)) > 22000
