@@ -76,7 +76,7 @@ class CarriedStateLSTM(layers.Layer):
         h_prev = tf.cast(tf.tile(tf.convert_to_tensor(self.hidden_state), [batch, 1]), compute_dtype)
         c_prev = tf.cast(tf.tile(tf.convert_to_tensor(self.cell_state), [batch, 1]), compute_dtype)
         hidden, (hidden, cell) = self.cell(inputs, [h_prev, c_prev], training=training)
-        if training:
+        if training and self.trainable:  # frozen (the global stage): the memory stays as it is
             self._carry(hidden, cell)
         return tf.concat([cell, hidden], axis=-1)
 

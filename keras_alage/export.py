@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage import attention, evaluation
+from keras_alage import model as model_lib
 from pipelines import augment, faces, files
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
@@ -47,7 +48,8 @@ class AgeServer(tf.Module):
         )
 
     def _outputs(self, outputs) -> Dict[str, tf.Tensor]:
-        return {key: tf.cast(outputs[key], tf.float32) for key in OUTPUT_KEYS}
+        outputs = {key: tf.cast(outputs[key], tf.float32) for key in OUTPUT_KEYS}
+        return model_lib.mask_untrained(outputs, model_lib.trained_heads(self.model))
 
     def _serve_preprocessed(self, images):
         return self._outputs(self.model(images, training=False))
@@ -64,14 +66,14 @@ class AgeServer(tf.Module):
             return self._serve_preprocessed(batch)
         averaged = evaluation.average_over_crops(lambda x: self.model(x, training=False), batch)
         ages = tf.constant(self.model.get_layer("age").class_ages, tf.float32)
-        return {
+        return self._outputs({
             "age": tf.linalg.matvec(averaged["probs"], ages),
             "probs": averaged["probs"],
             "global_age": tf.linalg.matvec(averaged["global_probs"], ages),
             "local_age": tf.linalg.matvec(averaged["local_probs"], ages),
             # The box of the unmirrored centre crop, as fractions of that crop.
             "box": averaged["box"],
-        }
+        })
 
 
 def version_dir(base_dir: str, model_name: str, version: int) -> str:

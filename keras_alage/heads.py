@@ -7,6 +7,16 @@ import tensorflow as tf
 from keras import layers
 
 PACKAGE = "keras_alage"
+HEADS = ("global", "local")
+
+
+def check_heads(heads) -> tuple:
+    """Validated head names, in canonical order; the global head must be among them."""
+    unknown = set(heads) - set(HEADS)
+    heads = tuple(h for h in HEADS if h in heads)
+    if "global" not in heads or unknown:
+        raise ValueError(f"trained heads must include 'global' and be among {HEADS}; received {heads!r}.")
+    return heads
 
 
 def apply_softmax_head(features, num_classes: int, name: str):
@@ -22,16 +32,23 @@ class CombinePredictions(layers.Layer):
     The paper weighs the two predictions 1 and 0.5 and calls the result their weighted
     average; dividing by 1 + lambda keeps it summing to one, which leaves the arg-max
     unchanged and makes the expected age a proper expectation.
+
+    `trained_heads` records which heads the model's training stages trained: a model
+    trained through the global stage only answers with P_global, so an untrained (or, after
+    the backbone moved, stale) local head never reaches an answer.
     """
 
-    def __init__(self, local_weight: float = 0.5, **kwargs):
+    def __init__(self, local_weight: float = 0.5, trained_heads=HEADS, **kwargs):
         super().__init__(**kwargs)
         if local_weight < 0:
             raise ValueError(f"local_weight must be >= 0; received {local_weight}.")
         self.local_weight = float(local_weight)
+        self.trained_heads = check_heads(trained_heads)
 
     def call(self, inputs):
         global_probs, local_probs = inputs
+        if "local" not in self.trained_heads:
+            return global_probs
         return (global_probs + self.local_weight * local_probs) / (1.0 + self.local_weight)
 
     def compute_output_shape(self, input_shape):
@@ -39,7 +56,7 @@ class CombinePredictions(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"local_weight": self.local_weight})
+        config.update({"local_weight": self.local_weight, "trained_heads": list(self.trained_heads)})
         return config
 
 

@@ -98,3 +98,33 @@ def build_age_model(
 def class_ages_of(model: keras.Model) -> Tuple[float, ...]:
     """The age value of each class, as stored in the model's expected-age layer."""
     return tuple(model.get_layer("age").class_ages)
+
+
+def trained_heads(model: keras.Model) -> Tuple[str, ...]:
+    """Heads the model's training stages trained ("global", and "local" after the attention stage)."""
+    return tuple(model.get_layer("combined_probs").trained_heads)
+
+
+def set_trained_heads(model: keras.Model, names: Sequence[str]) -> None:
+    """Records which heads answer: "age" and "probs" combine only trained heads.
+
+    Set before tracing or saving: compiled graphs read it when they are traced."""
+    model.get_layer("combined_probs").trained_heads = heads.check_heads(names)
+
+
+UNTRAINED_LOCAL_OUTPUTS = ("local_age", "local_probs", "box")
+
+
+def mask_untrained(outputs: dict, heads: Sequence[str]) -> dict:
+    """Outputs with those of an untrained local head (its age, probabilities and box) set to NaN,
+    so no answer, file or drawing can show them as if they meant something."""
+    if "local" in heads:
+        return outputs
+    import tensorflow as tf
+
+    masked = dict(outputs)
+    for key in UNTRAINED_LOCAL_OUTPUTS:
+        if key in masked:
+            value = tf.convert_to_tensor(masked[key])
+            masked[key] = tf.fill(tf.shape(value), tf.constant(float("nan"), value.dtype))
+    return masked

@@ -24,17 +24,18 @@ class FaceAge:
     """One face of a photo and its predicted ages.
 
     `corners` are the face box's corners in photo pixels; `attention` the attention box's
-    corners in photo pixels.
+    corners in photo pixels. `local_age` and `attention` are None for a model whose local
+    head no attention stage trained (it answers with its global head).
     """
 
     face: int
     age: float
     global_age: float
-    local_age: float
+    local_age: Optional[float]
     confidence: float
     method: str
     corners: List[List[float]]
-    attention: List[List[float]]
+    attention: Optional[List[List[float]]]
 
 
 @dataclasses.dataclass
@@ -69,7 +70,7 @@ def load_predictor(path: str, crops: str = "ten") -> Predictor:
     model = experiment.load_model(path)
     attention.freeze_attention_state(model)
     server = export.AgeServer(model, crops)
-    return Predictor(server.serve_encoded, server.input_size, faces.read_crop_spec(os.path.dirname(path)))
+    return Predictor(server.serve_encoded, server.input_size, faces.recorded_crop(path))
 
 
 def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Optional[float] = None) -> faces.CropSpec:
@@ -112,15 +113,17 @@ def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int
     outputs = {k: np.asarray(v) for k, v in predict(crops).items()}
     results = []
     for i, face in enumerate(found):
+        local_trained = bool(np.isfinite(outputs["local_age"][i]))
         results.append(FaceAge(
             face=i,
             age=float(outputs["age"][i]),
             global_age=float(outputs["global_age"][i]),
-            local_age=float(outputs["local_age"][i]),
+            local_age=float(outputs["local_age"][i]) if local_trained else None,
             confidence=round(face.confidence, 4),
             method=face.method,
             corners=np.round(face.corners(), 1).tolist(),
-            attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist(),
+            attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
+            if local_trained else None,
         ))
     return PhotoResult(str(path), results)
 
@@ -131,7 +134,8 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     scale = max(1, int(round(max(photo.shape[:2]) / 500)))
     for face in result.faces:
         cv2.polylines(canvas, [np.int32(face.corners)], True, (0, 200, 0), 2 * scale)
-        cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
+        if face.attention is not None:
+            cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
         x, y = np.min(np.array(face.corners), axis=0)
         cv2.putText(canvas, f"{face.age:.1f}", (int(x), max(12 * scale, int(y) - 4 * scale)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
@@ -162,7 +166,7 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
             writer.writerow([result.path, "", "", "", "", "", "", "", result.error])
         for face in result.faces:
             writer.writerow([result.path, face.face, f"{face.age:.2f}", f"{face.global_age:.2f}",
-                             f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
+                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
     files.write_atomically(path, buffer.getvalue())
 
 

@@ -35,6 +35,13 @@ def stage_spec(stage: str) -> StageSpec:
     raise ValueError(f"Unknown training stage {stage!r}; expected one of {STAGES}.")
 
 
+def heads_trained_by(stage: str) -> Tuple[str, ...]:
+    """Heads that answer after a stage: the global stage moves the backbone under the local
+    head, so only the global head is trained; the attention stage adds the local head."""
+    stage_spec(stage)
+    return ("global",) if stage == "global" else ("global", "local")
+
+
 def set_training_stage(model: keras.Model, stage: str) -> StageSpec:
     """Sets which parts of an age model train; returns the stage's spec.
 

@@ -39,11 +39,25 @@ def test_global_stage_trains_backbone_and_global_head_only(batch):
     trained = {n: snapshot(model.get_layer(n)) for n in ("backbone", "global_head")}
     location = snapshot(model.get_layer("attention_location"))
     local_head = snapshot(model.get_layer("local_head"))
+    lstm = snapshot(model.get_layer("attention_lstm"))  # its kernels and its carried memory
     stages.train_step(model, keras.optimizers.SGD(0.1), *batch, stage="global")
     for name, before in trained.items():
         assert changed(before, snapshot(model.get_layer(name))), name
     assert not changed(location, snapshot(model.get_layer("attention_location")))
     assert not changed(local_head, snapshot(model.get_layer("local_head")))
+    assert not changed(lstm, snapshot(model.get_layer("attention_lstm"))), "the global stage wrote the LSTM memory"
+
+
+def test_attention_stage_writes_the_memory(batch):
+    model = build_age_model(ModelConfig(depth=18, input_size=64))
+    stages.set_training_stage(model, "attention")
+    stages.train_step(model, keras.optimizers.SGD(0.1), *batch, stage="attention")
+    assert np.abs(model.get_layer("attention_lstm").hidden_state.numpy()).max() > 0
+
+
+def test_heads_trained_by_each_stage():
+    assert stages.heads_trained_by("global") == ("global",)
+    assert stages.heads_trained_by("attention") == ("global", "local")
 
 
 def test_stage_loss_is_the_cross_entropy_of_the_stage_output():
