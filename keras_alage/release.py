@@ -1,0 +1,121 @@
+"""Released models: a small folder in the repository that `scripts/predict.py` uses by default.
+
+    models/<name>/model.json    architecture, class ages, trained heads, face crop, provenance
+    models/<name>/weights.npz   every variable in float16 (half the size of a .keras file)
+
+`load` rebuilds the float32 model from `model.json` and checks the weights' SHA-256 and names
+against it, so a truncated or mismatched file is refused with a message, never half-loaded.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+
+from keras_alage import attention
+from keras_alage import model as model_lib
+from pipelines import faces, files
+
+FORMAT = 1
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS_DIR = os.path.join(REPO_ROOT, "models")
+DEFAULT_NAME = "al_resnet18_utkface"
+CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
+
+
+def default_path() -> str:
+    """The released model that prediction uses when no --model is given."""
+    return os.path.join(MODELS_DIR, DEFAULT_NAME)
+
+
+def is_release(path: str) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def save(model: keras.Model, directory: str, config: model_lib.ModelConfig, face_crop: Optional[faces.CropSpec],
+         provenance: dict) -> str:
+    """Writes `model` as a release folder (atomically, file by file); returns its weights' SHA-256."""
+    if tuple(model_lib.class_ages_of(model)) != tuple(config.classes().values):
+        raise ValueError(f"{model.name}: class ages differ from age_classes={config.age_classes!r}.")
+    arrays = {variable.path: np.asarray(variable.numpy(), np.float16) for variable in model.weights}
+    if len(arrays) != len(model.weights):
+        raise ValueError(f"{model.name}: variable paths are not unique; cannot name its weights.")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    os.makedirs(directory, exist_ok=True)
+    files.write_atomically(os.path.join(directory, WEIGHTS_FILE), payload)
+    description = {
+        "format": FORMAT,
+        "model": dataclasses.asdict(config),
+        "class_ages": list(model_lib.class_ages_of(model)),
+        "trained_heads": list(model_lib.trained_heads(model)),
+        "face_crop": face_crop.to_json() if face_crop else None,
+        "weights": {"file": WEIGHTS_FILE, "dtype": "float16", "sha256": digest, "variables": len(arrays)},
+        "provenance": provenance,
+    }
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    return digest
+
+
+def read_description(directory: str) -> dict:
+    path = os.path.join(directory, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            description = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{directory} is not a released model: no {CONFIG_FILE}.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if description.get("format") != FORMAT:
+        raise ValueError(f"{path}: release format {description.get('format')!r}, this code reads {FORMAT}.")
+    return description
+
+
+def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.CropSpec], dict]:
+    """(model in float32 with its attention memory frozen, face crop it expects, description)."""
+    directory = directory or default_path()
+    description = read_description(directory)
+    weights_path = os.path.join(directory, description["weights"]["file"])
+    try:
+        with open(weights_path, "rb") as f:
+            payload = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{weights_path} is missing (a clone without Git LFS or a partial copy?).") from None
+    if hashlib.sha256(payload).hexdigest() != description["weights"]["sha256"]:
+        raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
+    config = model_lib.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()})
+    model = model_lib.build_age_model(config, class_ages=description["class_ages"])
+    with np.load(io.BytesIO(payload)) as arrays:
+        names = {v.path for v in model.weights}
+        if set(arrays.files) != names:
+            missing, extra = sorted(names - set(arrays.files)), sorted(set(arrays.files) - names)
+            raise ValueError(f"{weights_path}: variables differ from the architecture (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}).")
+        for variable in model.weights:
+            variable.assign(arrays[variable.path].astype(variable.dtype))
+    model_lib.set_trained_heads(model, description["trained_heads"])
+    attention.freeze_attention_state(model)
+    crop = faces.CropSpec.from_json(description["face_crop"]) if description.get("face_crop") else None
+    return model, crop, description
+
+
+MODEL_FLAGS = {"depth": int, "ror_levels": int, "input_size": int, "age_classes": str, "local_weight": float,
+               "max_box_size": float}
+
+
+def config_from_run(flags_path: str) -> model_lib.ModelConfig:
+    """The architecture a run trained, from the flags.txt that train.py wrote beside it."""
+    values = {}
+    with open(flags_path, encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.strip().lstrip("-").partition("=")
+            if key in MODEL_FLAGS:
+                values[key] = MODEL_FLAGS[key](value)
+    return model_lib.ModelConfig(**values)

@@ -1,0 +1,66 @@
+"""Writes a trained run's model as a release folder (fp16 weights + model.json) under models/.
+
+  python scripts/release_model.py --run_dir=runs/release/attention \
+      --output=models/al_resnet18_utkface --crop_margin=0.04 --provenance=runs/release/provenance.json
+
+The architecture comes from the run's flags.txt; the face crop is the one the training faces
+were cut like (UTKFace's chips: `scripts/measure_crop_margin.py`); --provenance is a JSON file
+of what the model card needs (data, terms, commands, measured errors). The weights' SHA-256 is
+printed and recorded; the release is refused if its fp16 answers differ from the run's model.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("run_dir", None, "Training run folder holding model.keras and flags.txt.")
+flags.DEFINE_string("output", None, "Release folder to write (models/NAME).")
+flags.DEFINE_integer("crop_size", 256, "Side of the face crops the model was trained on.")
+flags.DEFINE_float("crop_margin", None, "Box enlargement that cuts photos like the training faces.")
+flags.DEFINE_string("provenance", None, "JSON file with the model card's facts, stored in model.json.")
+flags.DEFINE_float("max_age_difference", 0.05, "Largest fp16-vs-fp32 difference in years allowed on probe images.")
+flags.mark_flags_as_required(["run_dir", "output", "crop_margin"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import numpy as np
+
+    from keras_alage import attention, experiment, release
+    from pipelines import faces
+
+    model_path = os.path.join(FLAGS.run_dir, "model.keras")
+    flags_path = os.path.join(FLAGS.run_dir, "flags.txt")
+    for path in (model_path, flags_path):
+        if not os.path.exists(path):
+            raise app.UsageError(f"--run_dir={FLAGS.run_dir}: {os.path.basename(path)} not found; train it first.")
+    provenance = {}
+    if FLAGS.provenance:
+        try:
+            with open(FLAGS.provenance, encoding="utf-8") as f:
+                provenance = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            raise app.UsageError(f"--provenance={FLAGS.provenance}: {error}")
+    model = experiment.load_model(model_path)
+    attention.freeze_attention_state(model)
+    config = release.config_from_run(flags_path)
+    digest = release.save(model, FLAGS.output, config, faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin), provenance)
+    loaded, _, _ = release.load(FLAGS.output)
+    probe = np.random.default_rng(0).normal(0, 1, (8, config.input_size, config.input_size, 3)).astype(np.float32)
+    difference = float(np.abs(loaded(probe)["age"].numpy() - model(probe)["age"].numpy()).max())
+    if difference > FLAGS.max_age_difference:
+        raise app.UsageError(f"fp16 release answers differ from the run's model by {difference:.3f} years.")
+    size = sum(os.path.getsize(os.path.join(FLAGS.output, n)) for n in os.listdir(FLAGS.output))
+    print(f"released {FLAGS.output}: {size / 2**20:.1f} MiB, weights sha256 {digest}, "
+          f"fp16 vs fp32 largest age difference {difference:.4f} years")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,127 @@
+"""Released models, the rule that only trained heads answer, and the face crop a model records."""
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_alage import attention, experiment, export, photos, release, stages
+from keras_alage import model as model_lib
+from keras_alage.model import ModelConfig, build_age_model
+from pipelines import faces
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"
+TINY = ModelConfig(depth=18, input_size=64, age_classes="utkface")
+
+
+def tiny_model(heads=("global", "local")):
+    model = build_age_model(TINY)
+    model_lib.set_trained_heads(model, heads)
+    attention.freeze_attention_state(model)
+    return model
+
+
+def probe(size=64, n=4):
+    return np.random.default_rng(0).normal(0, 1, (n, size, size, 3)).astype(np.float32)
+
+
+def test_release_round_trip_keeps_answers_heads_and_crop(tmp_path):
+    model = tiny_model()
+    crop = faces.CropSpec(256, 0.04)
+    digest = release.save(model, str(tmp_path / "r"), TINY, crop, {"terms": "research"})
+    loaded, loaded_crop, description = release.load(str(tmp_path / "r"))
+    assert loaded_crop == crop and description["weights"]["sha256"] == digest
+    assert model_lib.trained_heads(loaded) == ("global", "local")
+    assert attention.carried_state_layers(loaded)[0].state_frozen
+    np.testing.assert_allclose(loaded(probe())["age"].numpy(), model(probe())["age"].numpy(), atol=0.05)
+    weights = (tmp_path / "r" / "weights.npz").stat().st_size
+    assert weights < 0.6 * 4 * model.count_params()  # float16, compressed
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    release.save(tiny_model(), str(tmp_path / "r"), TINY, None, {})
+    path = tmp_path / "r" / "weights.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256 differs"):
+        release.load(str(tmp_path / "r"))
+    with pytest.raises(FileNotFoundError, match="not a released model"):
+        release.load(str(tmp_path))
+
+
+def test_a_global_stage_model_answers_with_its_global_head_only():
+    model = tiny_model(("global",))
+    outputs = model(probe())
+    np.testing.assert_array_equal(outputs["age"].numpy(), outputs["global_age"].numpy())
+    served = export.AgeServer(model, "center").serve_preprocessed(probe())
+    assert np.isnan(served["local_age"].numpy()).all() and np.isnan(served["box"].numpy()).all()
+    np.testing.assert_allclose(served["age"].numpy(), outputs["global_age"].numpy(), atol=1e-3, rtol=0)
+    both = tiny_model()
+    both.set_weights(model.get_weights())
+    combined = both(probe())
+    assert np.abs(combined["age"].numpy() - combined["global_age"].numpy()).max() > 1e-3
+
+
+def test_trained_heads_survive_a_keras_save(tmp_path):
+    model = tiny_model(("global",))
+    model.save(tmp_path / "m.keras")
+    assert model_lib.trained_heads(keras.models.load_model(tmp_path / "m.keras")) == ("global",)
+
+
+def test_each_stage_records_its_heads_and_the_attention_stage_starts_with_empty_memory(tmp_path):
+    source = tiny_model()
+    lstm = attention.carried_state_layers(source)[0]
+    lstm.hidden_state.assign(np.ones((1, lstm.units), np.float32))
+    source.save(tmp_path / "start.keras")
+    spec = experiment.RunSpec(data_dir=str(tmp_path), model=TINY, init_checkpoint=str(tmp_path / "start.keras"))
+    for stage, heads in (("global", ("global",)), ("attention", ("global", "local"))):
+        model = experiment._model_builder(spec, "fold0", lambda *_: None, stage=stage)()
+        assert model_lib.trained_heads(model) == heads == stages.heads_trained_by(stage)
+    assert np.abs(attention.carried_state_layers(model)[0].hidden_state.numpy()).max() == 0.0
+
+
+def test_the_recorded_crop_is_found_beside_any_kind_of_model(tmp_path):
+    crop = faces.CropSpec(200, 0.04)
+    release.save(tiny_model(), str(tmp_path / "release"), TINY, crop, {})
+    assert faces.recorded_crop(str(tmp_path / "release")) == crop
+    faces.write_crop_spec(str(tmp_path / "run"), crop)
+    assert faces.recorded_crop(str(tmp_path / "run" / "model.keras")) == crop
+    faces.write_crop_spec(str(tmp_path / "saved" / "assets.extra"), crop)
+    assert faces.recorded_crop(str(tmp_path / "saved")) == crop
+    with pytest.raises(FileNotFoundError):
+        faces.recorded_crop(str(tmp_path / "missing"))
+
+
+@pytest.fixture(scope="module")
+def released():
+    if not release.is_release(release.default_path()):
+        pytest.skip(f"no released model at {release.default_path()}")
+    return release.default_path()
+
+
+def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_photo(released):
+    predict = photos.load_predictor(released, "ten")
+    assert predict.face_crop == faces.CropSpec(256, 0.04)
+    result = photos.predict_photo(str(SAMPLE), predict, faces.MtcnnDetector(), predict.face_crop, predict.input_size)
+    assert result.error is None and len(result.faces) == 1
+    face = result.faces[0]
+    # Eileen Collins, photographed in her astronaut years (aged about 36-49): a sensible answer.
+    assert 28.0 <= face.age <= 58.0, face.age
+    assert face.local_age is not None and face.attention is not None
+
+
+def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
+    output = tmp_path / "ages.csv"
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), f"--output={output}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "face crop: size 256, margin 0.04" in run.stdout
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
