@@ -8,7 +8,7 @@ with MAE, CS@5, per-age-band MAE, epsilon-error where labels carry a standard de
 import json
 import math
 import os
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -209,3 +209,61 @@ def write_report(directory: str, per_fold: Mapping[str, dict], title: str = "Eva
     ):
         files.write_atomically(os.path.join(directory, name), text)
     return combined
+
+
+def compare_predictors(true_ages: Mapping[str, float], subjects: Mapping[str, str],
+                       predictions: Mapping[str, Mapping[str, Optional[float]]], reference: str) -> dict:
+    """Several predictors on the same photos: per predictor, the photos it answered, MAE and
+    CS@5 on the photos *every* predictor answered, with subject-bootstrap 95% intervals, and
+    the paired difference of each predictor's absolute error to `reference`'s.
+
+    Args:
+      true_ages, subjects: per photo path.
+      predictions: predictor name -> {path: age, or None where it found no face}.
+    """
+    paths = sorted(true_ages)
+    common = [p for p in paths if all(predictions[n].get(p) is not None for n in predictions)]
+    if not common:
+        raise ValueError("no photo was answered by every predictor.")
+    truth = np.array([true_ages[p] for p in common])
+    people = np.array([subjects[p] for p in common])
+    errors = {n: np.abs(np.array([predictions[n][p] for p in common]) - truth) for n in predictions}
+    table = {"photos": len(paths), "common": len(common), "predictors": {}}
+    for name in predictions:
+        mean, low, high = metrics.subject_bootstrap(errors[name], people)
+        row = {
+            "answered": sum(predictions[name].get(p) is not None for p in paths),
+            "mae": mean, "mae_low": low, "mae_high": high,
+            "cs5": float(np.mean(errors[name] <= 5.0)),
+            "bands": metrics.per_band_mae(np.array([predictions[name][p] for p in common]), truth),
+        }
+        if name != reference:
+            diff, dlow, dhigh = metrics.subject_bootstrap(errors[name] - errors[reference], people)
+            row |= {"diff_to_reference": diff, "diff_low": dlow, "diff_high": dhigh}
+        table["predictors"][name] = row
+    table["reference"] = reference
+    return table
+
+
+def comparison_markdown(table: dict, title: str) -> str:
+    """The comparison as a Markdown table: MAE [95% interval], CS@5, answered photos, paired difference."""
+    lines = [f"## {title}", "",
+             f"{table['common']} of {table['photos']} photos answered by every predictor; intervals: subject "
+             f"bootstrap, 95%; difference: absolute error minus {table['reference']}'s on the same photos.", "",
+             "| predictor | answered | MAE [95% CI] | CS@5 | difference [95% CI] |", "|---|---|---|---|---|"]
+    for name, row in table["predictors"].items():
+        diff = (f"{row['diff_to_reference']:+.2f} [{row['diff_low']:+.2f}, {row['diff_high']:+.2f}]"
+                if "diff_to_reference" in row else "reference")
+        lines.append(f"| {name} | {row['answered']} | {row['mae']:.2f} [{row['mae_low']:.2f}, {row['mae_high']:.2f}] "
+                     f"| {row['cs5']:.3f} | {diff} |")
+    names = list(table["predictors"])
+    bands = list(table["predictors"][names[0]]["bands"])
+    lines += ["", "MAE per age band (images):", "", "| band | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    for band in bands:
+        cells = []
+        for name in names:
+            cell = table["predictors"][name]["bands"][band]
+            cells.append(f"{cell['mae']:.2f} ({cell['count']})")
+        lines.append(f"| {band} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

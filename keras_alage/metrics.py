@@ -166,3 +166,21 @@ class OneOffAccuracy(keras.metrics.Mean):
         true = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
         hit = keras.ops.cast(keras.ops.abs(predicted - true) <= 1, "float32")
         return super().update_state(hit, sample_weight=sample_weight)
+
+
+def subject_bootstrap(values, subjects, resamples: int = 2000, seed: int = 0, level: float = 0.95):
+    """(mean, low, high): the mean of per-image `values` (absolute errors, or paired differences
+    of two models' errors) with a percentile interval from resampling *subjects* with
+    replacement, so that one person's many photos count as one draw, not as independent ones."""
+    values = np.asarray(values, np.float64)
+    subjects = np.asarray(subjects)
+    if values.shape != subjects.shape or values.size == 0:
+        raise ValueError(f"need one subject per value; received {values.shape} values, {subjects.shape} subjects.")
+    _, index = np.unique(subjects, return_inverse=True)
+    sums = np.bincount(index, weights=values)
+    counts = np.bincount(index).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(values.mean()), float(low), float(high)

