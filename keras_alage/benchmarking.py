@@ -148,11 +148,25 @@ def pipeline_rate(dataset, batches: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def op_time_profile(run: Callable[[], object], logdir: str) -> Dict[str, float]:
-    """Where the time of `run` goes: TF profiler self-time in microseconds per op type
-    (Conv2D, Conv2DBackpropFilter, FusedBatchNormV3, ...), largest first, idle time left out.
+KERNEL_PREFIXES = ("_MklNative", "_Mkl")
 
-    `run` should be warmed up (traced) before; the trace stays in `logdir` for TensorBoard.
+
+def canonical_op_type(kind: str) -> str:
+    """The op type without the kernel library's prefix: oneDNN's `_MklNativeConv2D` is `Conv2D`,
+    so a profile reads the same whichever kernel TensorFlow picked."""
+    for prefix in KERNEL_PREFIXES:
+        if kind.startswith(prefix):
+            return kind[len(prefix):]
+    return kind
+
+
+def op_time_profile(run: Callable[[], object], logdir: str, repeats: int = 1) -> Dict[str, float]:
+    """Where the time of `run` goes: TF profiler self-time in microseconds per op type
+    (Conv2D, Conv2DBackpropFilter, FusedBatchNormV3, ...; `canonical_op_type`), largest first,
+    idle time left out.
+
+    `run` should be warmed up (traced) before; it runs `repeats` times in one trace (a busy
+    machine can leave a single short call's ops out of the trace). The trace stays in `logdir`.
     """
     import glob
     import json
@@ -161,7 +175,8 @@ def op_time_profile(run: Callable[[], object], logdir: str) -> Dict[str, float]:
 
     tf.profiler.experimental.start(logdir)
     try:
-        run()
+        for _ in range(repeats):
+            run()
     finally:
         tf.profiler.experimental.stop()
     planes = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
@@ -177,7 +192,8 @@ def op_time_profile(run: Callable[[], object], logdir: str) -> Dict[str, float]:
     for row in table["rows"]:
         cells = [c.get("v") for c in row["c"]]
         if cells[kind] != "IDLE":
-            totals[cells[kind]] = totals.get(cells[kind], 0.0) + float(cells[self_time])
+            name = canonical_op_type(cells[kind])
+            totals[name] = totals.get(name, 0.0) + float(cells[self_time])
     return dict(sorted(totals.items(), key=lambda item: -item[1]))
 
 

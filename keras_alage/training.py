@@ -109,6 +109,17 @@ def _has_chief(strategy) -> bool:
     return bool(resolver and "chief" in resolver.cluster_spec().as_dict())
 
 
+def with_weight_decay(gradients, variables, decay: float, optimizer):
+    """Torch's L2 weight decay: `decay * w` added to each gradient, in the units the optimizer
+    receives. A LossScaleOptimizer gets gradients of the scaled loss and divides them by its
+    loss scale, so the decay term is scaled alike (unscaled, it would shrink 2^15-fold)."""
+    scale = getattr(optimizer, "dynamic_scale", None)
+    factor = tf.constant(decay, tf.float32)
+    if scale is not None:
+        factor = factor * tf.cast(tf.convert_to_tensor(scale), tf.float32)
+    return [g if g is None else g + tf.cast(factor, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(gradients, variables)]
+
+
 def learning_rate_schedule(config: TrainConfig):
     boundaries = [int(e * config.steps_per_epoch) for e in sorted(config.lr_decay_epochs)]
     values = [config.learning_rate * config.lr_decay**i for i in range(len(boundaries) + 1)]
@@ -217,7 +228,7 @@ class Trainer:
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         decay = config.weight_decay / self.strategy.num_replicas_in_sync  # gradients are summed
-        gradients = [g if g is None else g + decay * tf.cast(v, g.dtype) for g, v in zip(gradients, variables)]
+        gradients = with_weight_decay(gradients, variables, decay, self.optimizer)
         self.optimizer.apply_gradients(zip(gradients, variables))
         return _batch_sums(outputs, labels, self.spec, self.class_ages)
 
