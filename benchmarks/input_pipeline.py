@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 from pipelines import augment, dataset, images, tfrecords  # noqa: E402
 from pipelines.readers import fgnet  # noqa: E402
 
@@ -94,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from keras_alage import attention, batch_norm, benchmarking, export, stages  # noqa: E402
+from keras_alage import attention, batch_norm, benchmarking, cli, export, stages  # noqa: E402
 from keras_alage.model import ModelConfig, build_age_model  # noqa: E402
 from pipelines import dataset, faces, tfrecords  # noqa: E402
 from pipelines.records import AgeRecord  # noqa: E402
@@ -196,4 +196,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

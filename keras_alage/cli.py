@@ -1,6 +1,7 @@
 """Helpers for the command-line scripts: flagfiles by short name, and the run's flags on disk."""
 
 import os
+import sys
 from typing import List, Sequence
 
 from pipelines import files
@@ -34,3 +35,36 @@ def write_flags(run_dir: str, flag_values) -> str:
     path = os.path.join(run_dir, "flags.txt")
     files.write_atomically(path, flag_values.flags_into_string())
     return path
+
+
+# What a user's input can get wrong: said in one line, exit status 2, no traceback.
+INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(main, argv=None) -> None:
+    """`absl.app.run` for our scripts: a usage or input error prints one line naming the flag
+    or file (no flag help, no traceback) and exits 2; SIGTERM ends a run like Ctrl-C, so its
+    cleanup (staging folders, temporary files) runs; an interrupted run exits 130."""
+    import signal
+
+    from absl import app
+
+    program = os.path.basename(sys.argv[0])
+
+    def guarded(args):
+        try:
+            return main(args)
+        except (app.UsageError, *INPUT_ERRORS) as error:
+            message = error.args[0] if isinstance(error, app.UsageError) and error.args else str(error)
+            print(f"{program}: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{program}: interrupted", file=sys.stderr)
+            return 130
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    app.run(guarded, argv=argv)

@@ -200,11 +200,14 @@ def markdown_report(per_fold: Mapping[str, dict], combined: dict, title: str = "
     return "\n".join(lines) + "\n"
 
 
-def write_report(directory: str, per_fold: Mapping[str, dict], title: str = "Evaluation") -> dict:
-    """Writes results.json and results.md atomically; returns the aggregate."""
+def write_report(directory: str, per_fold: Mapping[str, dict], title: str = "Evaluation",
+                 source: Optional[dict] = None) -> dict:
+    """Writes results.json and results.md atomically; returns the aggregate. `source` (the
+    build, crops and models evaluated) is kept in results.json."""
     combined = aggregate(per_fold)
+    report = {"folds": per_fold, "aggregate": combined} | ({"source": source} if source else {})
     for name, text in (
-        ("results.json", json.dumps({"folds": per_fold, "aggregate": combined}, indent=1, sort_keys=True)),
+        ("results.json", json.dumps(report, indent=1, sort_keys=True)),
         ("results.md", markdown_report(per_fold, combined, title)),
     ):
         files.write_atomically(os.path.join(directory, name), text)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import keras
 
-from keras_alage import attention, evaluation, stages, training, weight_import
+from keras_alage import attention, evaluation, provenance, stages, training, weight_import
 from keras_alage import model as model_lib
 from keras_alage.model import ModelConfig, build_age_model
 from pipelines import augment, build, dataset, faces, files
@@ -153,6 +153,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     """
     folds = validate(spec)
     strategy = strategy or training.make_strategy("default")
+    build.ensure_verified(spec.data_dir)
     manifest = build.read_build_manifest(spec.data_dir)
     classes = spec.model.classes()
     grouped = not classes.is_integer_ages
@@ -170,6 +171,10 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             run_dir=run_dir,
             steps_per_epoch=config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size),
         )
+        if not train_records:
+            raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
+        if training.is_chief(strategy):
+            provenance.check_or_record(run_dir, provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold)))
         log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
         trainer = training.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values, fold_config, strategy)
         train_data = dataset.make_dataset(
@@ -227,11 +232,23 @@ def evaluate_run(
       model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
       group_by: record attributes (e.g. "gender", "race") to break `group_head`'s MAE down by.
     """
+    from keras_alage import release
+
+    build.ensure_verified(data_dir)
     manifest = build.read_build_manifest(data_dir)
     attributes = {e["path"]: e.get("attributes", {}) for e in build.read_record_log(data_dir)} if group_by else {}
+    source = {"build": provenance.build_identity(data_dir), "crops": crops, "folds": {}}
+    if output_dir:
+        check_report_target(output_dir, source)
     results = {}
     for fold in fold_names(data_dir, folds):
-        model = load_model(model_path_of(fold))
+        path = model_path_of(fold)
+        if release.is_release(path):
+            checked = "a released model (its training data: model.json)"
+        else:
+            checked = provenance.check_evaluation(os.path.dirname(path), data_dir, fold)
+        source["folds"][fold] = {"model": os.path.abspath(path), "checked": checked}
+        model = load_model(path)
         classes = _classes_of(model, manifest)
         size = int(model.input_shape[1])
         data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops)
@@ -243,8 +260,36 @@ def evaluate_run(
                                                                group_head)
         log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f} on {results[fold]['count']} images")
     if output_dir:
-        evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop")
+        evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop", source)
     return results
+
+
+def check_report_target(output_dir: str, source: dict) -> None:
+    """Refuses to overwrite a report of another evaluation (another build or crops)."""
+    try:
+        with open(os.path.join(output_dir, "results.json"), encoding="utf-8") as handle:
+            previous = json.load(handle).get("source")
+    except (FileNotFoundError, ValueError):
+        return
+    if previous is None:
+        return  # written by training, on the run's own build with ten crops: checked by the caller
+    if previous.get("build") != source["build"] or previous.get("crops") != source["crops"]:
+        raise FileExistsError(
+            f"{output_dir}/results.json reports another evaluation ({previous.get('build', {}).get('data_dir')}, "
+            f"{previous.get('crops')} crop); give another --output_dir."
+        )
+
+
+def default_report_dir(run_dir: str, data_dir: str, crops: str) -> str:
+    """The run folder itself for its own build with ten crops (as training reports it), else a
+    folder of its own per build and crops, so no evaluation overwrites another's report."""
+    runs = [d for d in (run_dir, *(os.path.join(run_dir, n) for n in sorted(os.listdir(run_dir)))) if os.path.isdir(d)]
+    builds = {r["build"]["manifest_sha256"] for r in map(provenance.read_run, runs) if r}
+    identity = provenance.build_identity(data_dir)
+    if crops == "ten" and builds == {identity["manifest_sha256"]}:
+        return run_dir
+    name = os.path.basename(os.path.normpath(data_dir))
+    return os.path.join(run_dir, f"eval-{name}-{identity['manifest_sha256'][:8]}-{crops}")
 
 
 def _classes_of(model, manifest) -> tuple:

@@ -142,6 +142,16 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
+def drawing_name(path: str, taken: set) -> str:
+    """A JPEG name for the drawn copy of `path` that no other photo of the run has taken:
+    `face.jpg`, then `face.png.jpg` for face.png, then `face-2.jpg`, ... (`taken` is updated)."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    candidates = [stem + ".jpg", f"{stem}{extension}.jpg"] + [f"{stem}-{i}.jpg" for i in range(2, len(taken) + 3)]
+    name = next(c for c in candidates if c not in taken)
+    taken.add(name)
+    return name
+
+
 def image_paths(inputs: Sequence[str]) -> List[str]:
     """Files as given, and the files of given folders (sorted); missing ones stay, to be reported."""
     paths = []

@@ -282,6 +282,9 @@ class Trainer:
         start = self.restore()
         history = [h for h in read_history(config.run_dir) if h["epoch"] <= start]
         if start >= config.epochs:
+            final = os.path.join(config.run_dir, FINAL_MODEL)
+            if self.chief and not os.path.exists(final):  # killed between the last checkpoint and the save
+                save_model_atomically(self.model, final)
             return history
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -318,7 +321,7 @@ class Trainer:
             self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
         if self.chief:
-            self.model.save(os.path.join(config.run_dir, FINAL_MODEL))
+            save_model_atomically(self.model, os.path.join(config.run_dir, FINAL_MODEL))
         else:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return history
@@ -339,6 +342,20 @@ def write_history(run_dir: str, history: List[dict]) -> None:
     """One JSON line per epoch, replaced atomically."""
     text = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in history)
     files.write_atomically(os.path.join(run_dir, HISTORY), text)
+
+
+def save_model_atomically(model, path: str) -> None:
+    """`model.save` to a temporary .keras file beside `path`, then a rename: a kill leaves the
+    old file or none, never a truncated one that a rerun would take as finished."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".model-", suffix=".keras")
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def _save_weights_atomically(model, path: str) -> None:

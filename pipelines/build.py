@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipelines import faces, images, protocols
+from pipelines import faces, files, images, protocols
 from pipelines.records import AgeRecord
 
 MANIFEST = "manifest.json"
@@ -240,10 +240,50 @@ def verify_shards(output_dir: str) -> None:
         for shard in part["shards"]:
             path = os.path.join(output_dir, shard["file"])
             if not os.path.isfile(path):
-                raise ValueError(f"{shard['file']}: missing from {output_dir}.")
+                raise ValueError(f"{os.path.join(output_dir, shard['file'])}: shard missing from the build.")
             found = _checksum(path)
             if found != {"bytes": shard["bytes"], "sha256": shard["sha256"]}:
-                raise ValueError(f"{shard['file']}: size or checksum differs from the manifest ({found}).")
+                raise ValueError(
+                    f"{path}: size or checksum differs from the build's manifest (damaged or changed since the "
+                    "build); rebuild it with scripts/build_tfrecords.py --overwrite."
+                )
+
+
+VERIFIED = ".verified.json"
+
+
+def _shard_stats(output_dir: str, manifest: dict) -> dict:
+    stats = {}
+    for part in manifest["parts"].values():
+        for shard in part["shards"]:
+            path = os.path.join(output_dir, shard["file"])
+            info = os.stat(path) if os.path.isfile(path) else None
+            stats[shard["file"]] = [info.st_size, info.st_mtime_ns] if info else None
+    return stats
+
+
+def ensure_verified(output_dir: str) -> bool:
+    """`verify_shards` once per build state: the result is cached in `.verified.json` beside the
+    manifest (keyed by the manifest's hash and each shard's size and modification time), so
+    training and evaluation check every shard before reading it without re-hashing an unchanged
+    build each run. Returns True when it hashed. Raises ValueError naming a bad shard."""
+    with open(os.path.join(output_dir, MANIFEST), "rb") as handle:
+        manifest_hash = hashlib.sha256(handle.read()).hexdigest()
+    manifest = read_build_manifest(output_dir)
+    state = {"manifest_sha256": manifest_hash, "shards": _shard_stats(output_dir, manifest)}
+    cache = os.path.join(output_dir, VERIFIED)
+    try:
+        with open(cache, encoding="utf-8") as handle:
+            if json.load(handle) == state:
+                return False
+    except (OSError, ValueError):
+        pass
+    verify_shards(output_dir)
+    try:
+        files.write_atomically(cache, json.dumps(state, sort_keys=True))
+    except OSError:  # a read-only build is verified every time
+        pass
+    return True
 
 
 def _summarise(staging: str, parts: Mapping[str, Sequence[AgeRecord]]) -> dict:
@@ -300,6 +340,12 @@ def build_tfrecords(
     output = os.path.abspath(config.output_dir)
     if os.path.exists(output) and not config.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
+    if not records:
+        reasons = collections.Counter(r for _, r in reader_dropped).most_common(3)
+        raise ValueError(
+            f"{dataset}: the reader found no usable photo ({len(reader_dropped)} dropped"
+            f"{': ' + '; '.join(f'{n} {r}' for r, n in reasons) if reasons else ''}); is --data_dir a {dataset} folder?"
+        )
     by_path = {r.path: r for r in records}
     part_paths, folds = parts_of(split)
     missing = [p for paths in part_paths.values() for p in paths if p not in by_path]
@@ -309,7 +355,8 @@ def build_tfrecords(
 
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.building-", dir=parent)
+    remove_stale_staging(output)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.building-{os.getpid()}-", dir=parent)
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
     try:
         started = datetime.datetime.now(datetime.timezone.utc)
@@ -326,6 +373,9 @@ def build_tfrecords(
             "reader_dropped": [{"source": s, "reason": r} for s, r in reader_dropped],
             "reader_dropped_counts": dict(collections.Counter(r for _, r in reader_dropped)),
         } | _summarise(staging, parts)
+        if not manifest["records"]:
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(manifest["skipped_counts"].items(), key=lambda x: -x[1])[:3])
+            raise ValueError(f"{dataset}: no photo gave a record ({reasons}); nothing was written to {output}.")
         _write_json(os.path.join(staging, MANIFEST), manifest)
         for leftover in glob.glob(os.path.join(staging, "beam-temp-*")):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -334,6 +384,33 @@ def build_tfrecords(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_staging(output: str) -> List[str]:
+    """Removes the staging folders (`.<out>.building-<pid>-*`, `.<out>.previous-*`) that a killed
+    build left beside `output`: those whose process is gone. Returns the removed paths."""
+    removed = []
+    base = os.path.basename(output)
+    for path in glob.glob(os.path.join(os.path.dirname(output), f".{base}.building-*")):
+        pid = os.path.basename(path)[len(f".{base}.building-"):].split("-")[0]
+        if not pid.isdigit() or not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if os.path.exists(output):  # a .previous- folder is only needed during the swap into place
+        for path in glob.glob(os.path.join(os.path.dirname(output), f".{base}.previous-*")):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _move_into_place(staging: str, output: str) -> None:

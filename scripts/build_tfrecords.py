@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
 from keras_alage.age_classes import get_age_classes  # noqa: E402
 from pipelines import build, faces, protocols, sources  # noqa: E402
 
@@ -107,4 +108,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

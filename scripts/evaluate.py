@@ -6,7 +6,10 @@
 Reports per fold and mean +- std across folds, for the global head, the local head and the
 combined prediction: MAE, CS@5, per-age-band MAE, epsilon-error where labels carry a
 standard deviation (LAP), exact and one-off accuracy for age groups (Adience). Writes
-results.json and results.md to --output_dir (default: --run_dir).
+results.json and results.md to --output_dir (default: --run_dir for the run's own build and
+ten crops, else a folder of their own in it). A model is only scored on test photos it did not
+train on: the run's run.json names its build, and another build's test side is checked
+against that build's training side.
 """
 
 import os
@@ -17,13 +20,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 flags.DEFINE_string("data_dir", None, "TFRecord build the models were trained on.")
 flags.DEFINE_list("fold", ["all"], "Fold(s) to evaluate, or 'all'.")
 flags.DEFINE_string("run_dir", None, "Run of scripts/train.py: <run_dir>/<fold>/model.keras per fold.")
 flags.DEFINE_string("model", None, "One .keras model for every requested fold (instead of --run_dir).")
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
-flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir.")
+flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir for its own build "
+                    "with ten crops, else <run_dir>/eval-<build>-<hash>-<crops>/ (never another evaluation's report).")
 flags.DEFINE_list("group_by", [], "Record attributes to break the MAE down by (UTKFace: gender,race).")
 flags.DEFINE_enum("group_head", "combined", ["combined", "global", "local"], "Head whose MAE --group_by breaks down.")
 flags.mark_flags_as_required(["data_dir"])
@@ -45,14 +51,17 @@ def main(argv):
         path_of = lambda fold: os.path.join(FLAGS.run_dir, fold, "model.keras")  # noqa: E731
     else:
         path_of = lambda fold: os.path.join(FLAGS.run_dir, "model.keras")  # noqa: E731
-    output = FLAGS.output_dir or FLAGS.run_dir
     try:
+        output = FLAGS.output_dir or (experiment.default_report_dir(FLAGS.run_dir, FLAGS.data_dir, FLAGS.crops)
+                                      if FLAGS.run_dir else None)
         results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
                                           group_by=FLAGS.group_by, group_head=FLAGS.group_head)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))
+    if output:
+        print(f"report: {output}/results.md")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 flags.DEFINE_string("model", None, "Trained .keras model.")
 flags.DEFINE_string("export_dir", "serving", "TF Serving base folder.")
 flags.DEFINE_string("model_name", "age", "Model name (the folder under --export_dir).")
@@ -30,6 +32,20 @@ flags.mark_flags_as_required(["model"])
 FLAGS = flags.FLAGS
 
 
+def warmup_image(path: str) -> bytes:
+    """The bytes of a warm-up face crop, checked as a JPEG or PNG image that decodes: TF Serving
+    replays warm-up requests at load time and refuses to load a model whose warm-up fails."""
+    from pipelines import images
+
+    try:
+        data, _ = images.read_photo(path)
+    except images.ImageError as error:
+        raise app.UsageError(f"--warmup_images: {path}: {error.reason}")
+    if not (data.startswith(b"\xff\xd8") or data.startswith(b"\x89PNG")):
+        raise app.UsageError(f"--warmup_images: {path}: not a JPEG or PNG (the serving signature decodes those)")
+    return data
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -41,7 +57,7 @@ def main(argv):
         paths = sorted(glob.glob(FLAGS.warmup_images))[:8]
         if not paths:
             raise app.UsageError(f"--warmup_images={FLAGS.warmup_images} matches no file.")
-        warmup = [open(p, "rb").read() for p in paths]
+        warmup = [warmup_image(p) for p in paths]
     try:
         model = experiment.load_model(FLAGS.model)
         face_crop = faces.recorded_crop(FLAGS.model)  # written by training, or in a release's model.json
@@ -72,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 from pipelines import faces, images  # noqa: E402
 
 flags.DEFINE_string("images", None, "Glob of the ready-made face crops (quote it).")
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
                     "folder; default: the released model in models/.")
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (a SavedModel has its own).")
@@ -48,6 +50,7 @@ def main(argv):
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.MtcnnDetector()
     results = []
+    drawn_names = set()
     for path in photos.image_paths(argv[1:]):
         result = photos.predict_photo(path, predict, detector, spec, predict.input_size,
                                       FLAGS.min_confidence)
@@ -56,13 +59,15 @@ def main(argv):
         if FLAGS.draw and result.faces:
             os.makedirs(FLAGS.draw, exist_ok=True)
             drawn = photos.draw(images.read_image(path), result)
-            name = os.path.splitext(os.path.basename(path))[0] + ".jpg"
+            name = photos.drawing_name(path, drawn_names)
             cv2.imwrite(os.path.join(FLAGS.draw, name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if FLAGS.output:
         photos.write_results(results, FLAGS.output)
     failed = sum(1 for r in results if r.error)
     print(f"{len(results) - failed} photo(s) with faces, {failed} skipped")
+    if failed == len(results):
+        raise app.UsageError(f"no photo could be answered ({failed} skipped; reasons above).")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

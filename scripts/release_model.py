@@ -18,6 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from keras_alage import cli  # noqa: E402
+
 flags.DEFINE_string("run_dir", None, "Training run folder holding model.keras and flags.txt.")
 flags.DEFINE_string("output", None, "Release folder to write (models/NAME).")
 flags.DEFINE_integer("crop_size", 256, "Side of the face crops the model was trained on.")
@@ -63,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

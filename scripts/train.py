@@ -128,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=cli.resolve_flagfiles(sys.argv))
+    cli.run(main, argv=cli.resolve_flagfiles(sys.argv))

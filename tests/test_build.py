@@ -197,3 +197,70 @@ def test_one_epoch_of_a_real_fgnet_build_yields_every_training_record_once(fgnet
     test_files = build.fold_files(str(out), fold.name, "test")
     evaluated = [p.decode() for _, l in dataset.make_dataset(test_files, False, 8, 64) for p in l["path"].numpy()]
     assert sorted(evaluated) == sorted(fold.test)
+
+
+def test_a_build_without_records_fails_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="found no usable photo.*2 dropped: 2 name is not"):
+        build.build_tfrecords(protocols.random_split([AgeRecord("x.jpg", 1.0, 1)], 0.5), [], _config(tmp_path / "out"),
+                              "utkface", reader_dropped=[("a.jpg", "name is not AGE"), ("b.jpg", "name is not AGE")])
+    (tmp_path / "bad").mkdir()
+    records = [AgeRecord(str(tmp_path / "bad" / f"missing{i}.jpg"), 10.0, 10) for i in range(3)]
+    with pytest.raises(ValueError, match="no photo gave a record \\(3 file not found\\)"):
+        build.build_tfrecords(protocols.random_split(records, 0.4), records, _config(tmp_path / "out"), "tiny")
+    assert sorted(os.listdir(tmp_path)) == ["bad"]  # no output, no staging folder
+
+
+def test_staging_left_by_a_killed_build_is_removed_by_the_next(tmp_path):
+    import subprocess
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = tmp_path / f".out.building-{finished.pid}-abc"
+    running = tmp_path / f".out.building-{os.getpid()}-def"  # a build still running: kept
+    stale.mkdir(), running.mkdir()
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+    build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny")
+    assert not stale.exists() and running.exists()
+
+
+def test_shards_are_verified_once_per_build_state_and_a_bad_one_is_named(tmp_path):
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+    out = tmp_path / "out"
+    manifest = build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(out), "tiny")
+    assert build.ensure_verified(str(out)) is True
+    assert build.ensure_verified(str(out)) is False  # cached: nothing changed
+    shard = out / manifest["parts"]["train"]["shards"][0]["file"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{shard}: size or checksum differs"):
+        build.ensure_verified(str(out))
+
+
+def test_an_incomplete_build_log_fails_the_build(tmp_path, monkeypatch):
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(3)]
+    real = build._run_pipeline
+
+    def loses_a_photo(parts, config, staging):
+        real(parts, config, staging)
+        log = os.path.join(staging, build.RECORD_LOG)
+        lines = open(log).read().splitlines(keepends=True)
+        open(log, "w").write("".join(lines[:-1]))
+
+    monkeypatch.setattr(build, "_run_pipeline", loses_a_photo)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        build.build_tfrecords(protocols.random_split(records, 0.4), records, _config(tmp_path / "out"), "tiny")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_build_is_moved_into_place_not_copied(tmp_path, monkeypatch):
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+    real, staged = build._run_pipeline, {}
+
+    def remember(parts, config, staging):
+        staged["inode"] = os.stat(staging).st_ino
+        real(parts, config, staging)
+
+    monkeypatch.setattr(build, "_run_pipeline", remember)
+    build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny")
+    assert os.stat(tmp_path / "out").st_ino == staged["inode"]  # one rename: readers see all of it or none

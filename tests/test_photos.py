@@ -12,7 +12,7 @@ import pytest
 
 from keras_alage import export, photos
 from keras_alage.model import ModelConfig, build_age_model
-from pipelines import faces, images
+from pipelines import augment, faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -89,12 +89,18 @@ def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, mo
     if (photo_folder / "j_cmyk.jpg").exists():
         assert "j_cmyk.jpg" in answered
     face = results["a_face.jpg"].faces[0]
-    assert 0 <= face.age <= 69 and face.confidence > 0.9 and face.method == "upright"
-    xs, ys = np.array(face.attention)[:, 0], np.array(face.attention)[:, 1]
-    fx, fy = np.array(face.corners)[:, 0], np.array(face.corners)[:, 1]
-    margin = 0.5 * (fx.max() - fx.min())  # the crop reaches 20% past the face box, and more
-    assert xs.min() >= fx.min() - margin and xs.max() <= fx.max() + margin
-    assert ys.min() >= fy.min() - margin and ys.max() <= fy.max() + margin
+    assert face.confidence > 0.9 and face.method == "upright"
+    # The box lies inside the photo region of the centre crop the network saw, to a pixel.
+    detected = photos.find_faces(images.read_image(photo_folder / "a_face.jpg"), detector)[0]
+    resized = augment.eval_resize_size(predict.input_size)
+    low, high = ((resized - predict.input_size) / 2 + np.array([0, predict.input_size])) / resized
+    region = faces.crop_to_photo(detected, spec, [[low, low], [high, high]])
+    corners = np.array(face.attention)
+    assert (corners >= region.min(axis=0) - 1).all() and (corners <= region.max(axis=0) + 1).all()
+    box = np.asarray(predict([faces.encode_jpeg(faces.crop_face(images.read_image(photo_folder / "a_face.jpg"),
+                                                                detected, spec))])["box"])[0]
+    expected = photos.attention_corners(detected, spec, box, predict.input_size)
+    np.testing.assert_allclose(corners, expected, atol=0.11)  # what was answered is that crop's box
 
 
 def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, model_path, tmp_path):
@@ -145,3 +151,13 @@ def test_the_face_crop_travels_from_the_run_to_the_export_to_prediction(model_pa
     assert photos.load_predictor(exported).face_crop == spec
     bare = photos.load_predictor(str(model_path), crops="center")
     assert bare.face_crop is None and photos.face_crop_for(bare) == faces.CropSpec()
+
+
+def test_a_whole_map_box_is_drawn_over_exactly_the_centre_crop_the_network_saw():
+    spec = faces.CropSpec(size=256, margin=0.4)
+    face = faces.Face((300.0, 200.0), (100.0, 120.0), angle=0.0)
+    size = 64
+    resized = augment.eval_resize_size(size)
+    low, high = ((resized - size) / 2 + np.array([0, size])) / resized
+    region = faces.crop_to_photo(face, spec, [[low, low], [high, low], [high, high], [low, high]])
+    np.testing.assert_allclose(photos.attention_corners(face, spec, (0.0, 0.0, 1.0, 1.0), size), region, atol=1e-6)

@@ -204,5 +204,5 @@ def test_two_workers_train_under_multi_worker_mirrored_strategy(tiny_build, tmp_
     assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in history)
     assert (run_dir / "fold0" / "model.keras").exists() and (run_dir / "fold0" / "evaluation.json").exists()
     assert sorted(p.name for p in (run_dir / "fold0").iterdir()) == [
-        "checkpoints", "evaluation.json", "history.jsonl", "logs", "model.keras"]
+        "checkpoints", "evaluation.json", "history.jsonl", "logs", "model.keras", "run.json"]
     assert "epoch 2 -" in outputs[0] and "epoch 2 -" not in outputs[1]  # only the chief reports

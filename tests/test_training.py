@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from keras_alage import attention, cli, evaluation, training, weight_import
+from keras_alage import attention, cli, evaluation, metrics, training, weight_import
+from pipelines import augment
 from keras_alage.model import ModelConfig, build_age_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -331,3 +332,25 @@ def test_the_training_step_applies_the_weight_decay(tmp_path):
     initial = start.get_layer("local_head").kernel.numpy()
     # One Nesterov SGD step moves w by lr (1 + momentum) (g + decay w): the runs differ by the decay's share.
     np.testing.assert_allclose(kernels[0] - kernels[1], 0.01 * 1.9 * 0.1 * initial, rtol=1e-3, atol=1e-7)
+
+
+def test_epsilon_error_is_reported_where_labels_carry_a_std():
+    probs = np.eye(8, dtype="float32")[[1, 4]]
+    predictions = {head: probs for head in evaluation.HEADS} | {
+        "label": np.array([1, 4]), "age": np.array([20.0, 30.0], "float32"),
+        "age_std": np.array([2.0, 5.0], "float32")}
+    ages = [float(a) for a in range(8)]
+    result = evaluation.score(predictions, ages)
+    expected = metrics.epsilon_error(metrics.expected_age(probs, ages), [20.0, 30.0], [2.0, 5.0])
+    assert result["combined"]["epsilon_error"] == pytest.approx(expected)
+
+
+def test_the_ten_crop_box_is_the_unmirrored_centre_crops():
+    def predict(flat):
+        n = tf.shape(flat)[0]
+        index = tf.cast(tf.range(n) % 10, tf.float32)[:, None]
+        probs = tf.fill((n, 3), 1.0 / 3.0)
+        return {"probs": probs, "global_probs": probs, "local_probs": probs, "box": tf.tile(index, (1, 4))}
+
+    outputs = evaluation.average_over_crops(predict, tf.zeros((2, 10, 4, 4, 3)))
+    np.testing.assert_array_equal(outputs["box"].numpy(), np.full((2, 4), augment.CENTER_CROP, np.float32))

@@ -1,0 +1,101 @@
+"""What a user sees when the input is wrong: one line naming the flag or file, a non-zero exit."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_alage import photos
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_script(name, *args, cwd=None):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+                            timeout=300, cwd=cwd)
+    # TensorFlow's own start-up chatter is not ours; what we print must be one line.
+    ours = [line for line in result.stderr.splitlines() if line.startswith(f"{name}:")]
+    return result, ours
+
+
+def assert_one_line(result, ours, *expected):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "--helpfull" not in result.stderr and "flags:" not in result.stderr
+    assert len(ours) == 1, result.stderr[-2000:]
+    for text in expected:
+        assert text in ours[0], ours[0]
+
+
+def test_a_missing_data_folder_is_one_line(tmp_path):
+    result, ours = run_script("build_tfrecords.py", "--dataset=fgnet", f"--data_dir={tmp_path / 'nowhere'}",
+                              f"--output_dir={tmp_path / 'out'}")
+    assert_one_line(result, ours, "--data_dir for fgnet", "does not exist")
+
+
+def test_a_folder_of_the_wrong_data_set_builds_nothing(tmp_path):
+    (tmp_path / "photos").mkdir()
+    for name in ("001A02.JPG", "001A05.JPG"):  # FG-NET names where UTKFace is expected
+        (tmp_path / "photos" / name).write_bytes(b"\xff\xd8\xff\xd9")
+    result, ours = run_script("build_tfrecords.py", "--dataset=utkface", f"--data_dir={tmp_path / 'photos'}",
+                              f"--output_dir={tmp_path / 'out'}")
+    assert_one_line(result, ours, "found no usable photo", "2 dropped")
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_on_something_that_is_not_a_build_is_one_line(tmp_path):
+    result, ours = run_script("train.py", f"--data_dir={tmp_path}", f"--run_dir={tmp_path / 'run'}")
+    assert_one_line(result, ours, "is not a TFRecord build")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from keras_alage.model import ModelConfig, build_age_model
+
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet")).save(path)
+    return str(path)
+
+
+def test_predict_fails_when_no_photo_could_be_answered(tiny_model, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a photo")
+    result, ours = run_script("predict.py", f"--model={tiny_model}", str(tmp_path / "notes.txt"))
+    assert_one_line(result, ours, "no photo could be answered")
+    assert "notes.txt: skipped" in result.stdout
+
+
+def test_export_refuses_warmup_files_that_are_not_images(tiny_model, tmp_path):
+    (tmp_path / "warm.txt").write_text("not an image")
+    result, ours = run_script("export.py", f"--model={tiny_model}", f"--export_dir={tmp_path / 'serving'}",
+                              f"--warmup_images={tmp_path / 'warm.txt'}")
+    assert_one_line(result, ours, "--warmup_images", "warm.txt")
+    assert not (tmp_path / "serving").exists()
+
+
+def test_drawn_photos_never_share_a_name():
+    taken = set()
+    names = [photos.drawing_name(p, taken) for p in ("a/face.jpg", "a/face.png", "b/face.jpg", "b/face.png", "c/face.jpg")]
+    assert len(set(names)) == 5 and names[:2] == ["face.jpg", "face.png.jpg"]
+
+
+def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
+    marker = tmp_path / "cleaned"
+    code = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from keras_alage import cli\n"
+        "def main(argv):\n"
+        "    try:\n"
+        "        print('ready', flush=True); time.sleep(60)\n"
+        "    finally:\n"
+        "        open(%r, 'w').close()\n"
+        "cli.run(main)\n" % (str(REPO), str(marker))
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr
+    assert marker.exists()

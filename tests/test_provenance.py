@@ -1,0 +1,139 @@
+"""Runs you can trust: a run records what made it, refuses to mix, and saves atomically."""
+
+import dataclasses
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_alage import experiment, provenance, training
+from keras_alage.model import ModelConfig
+from pipelines import build, faces, protocols
+from pipelines.records import AgeRecord
+
+pytest.importorskip("apache_beam")
+
+TINY = ModelConfig(depth=18, input_size=32, age_classes="fgnet")
+
+
+def _photos(folder, count=12):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(count):
+        path = folder / f"face{i}.jpg"
+        cv2.imwrite(str(path), cv2.resize(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8), (48, 48)))
+        records.append(AgeRecord(str(path), float(5 + 3 * i), 5 + 3 * i, subject=f"s{i % 4}"))
+    return records
+
+
+def _build(records, out, split):
+    config = build.BuildConfig(output_dir=str(out), num_classes=70, crop=faces.CropSpec(size=40),
+                               policy=faces.FacePolicy(detect=False), overwrite=True)
+    build.build_tfrecords(split, records, config, "tiny")
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("builds")
+    records = _photos(root / "photos")
+    kfold = _build(records, root / "kfold", protocols.subject_kfold(records, 2, seed=0))
+    other = _build(records, root / "other", protocols.subject_kfold(records, 2, seed=1))
+    return kfold, other
+
+
+def _run(data_dir, run_dir, epochs=1, learning_rate=0.01, folds=("fold0",)):
+    spec = experiment.RunSpec(data_dir=data_dir, folds=folds, model=TINY, validate=True, eval_crops="center",
+                              eval_batch_size=4)
+    config = training.TrainConfig(run_dir=str(run_dir), epochs=epochs, steps_per_epoch=1, batch_size=4,
+                                  learning_rate=learning_rate, lr_decay_epochs=(), image_summaries=0)
+    return experiment.run(spec, config, log=lambda *_: None, verbose=0)
+
+
+def test_a_run_refuses_to_resume_with_other_settings_or_data_but_may_grow(builds, tmp_path):
+    kfold, other = builds
+    _run(kfold, tmp_path / "run")
+    recorded = provenance.read_run(str(tmp_path / "run" / "fold0"))
+    assert recorded["build"]["data_dir"] == os.path.abspath(kfold) and recorded["optimisation"]["learning_rate"] == 0.01
+    with pytest.raises(provenance.RunMismatch, match="optimisation.learning_rate: 0.01 -> 0.02"):
+        _run(kfold, tmp_path / "run", learning_rate=0.02)
+    with pytest.raises(provenance.RunMismatch, match="build.manifest_sha256"):
+        _run(other, tmp_path / "run")
+    _run(kfold, tmp_path / "run", epochs=2)  # more epochs of the same run: resumed
+    assert [h["epoch"] for h in training.read_history(str(tmp_path / "run" / "fold0"))] == [1, 2]
+
+
+def test_evaluation_refuses_test_photos_the_model_trained_on(builds, tmp_path):
+    kfold, other = builds
+    _run(kfold, tmp_path / "run")
+    run_dir = str(tmp_path / "run" / "fold0")
+    assert provenance.check_evaluation(run_dir, kfold, "fold0") == "same build and fold as training"
+    with pytest.raises(provenance.RunMismatch, match="fold 'fold0'.*holds fold 'fold1'"):
+        provenance.check_evaluation(run_dir, kfold, "fold1")
+    # The other build splits the same subjects differently: its test sides hold training photos.
+    with pytest.raises(provenance.RunMismatch, match="test photo\\(s\\) of .* were in"):
+        for fold in ("fold0", "fold1"):
+            provenance.check_evaluation(run_dir, other, fold)
+
+
+def test_an_evaluation_of_another_build_never_overwrites_the_runs_report(builds, tmp_path):
+    kfold, other = builds
+    _run(kfold, tmp_path / "run")
+    run_dir = str(tmp_path / "run")
+    assert experiment.default_report_dir(run_dir, kfold, "ten") == run_dir
+    elsewhere = experiment.default_report_dir(run_dir, other, "ten")
+    assert elsewhere.startswith(os.path.join(run_dir, "eval-other-")) and elsewhere != run_dir
+    assert experiment.default_report_dir(run_dir, kfold, "center") != run_dir
+    os.makedirs(elsewhere)
+    with open(os.path.join(elsewhere, "results.json"), "w") as f:
+        json.dump({"source": {"build": provenance.build_identity(kfold), "crops": "center"}}, f)
+    with pytest.raises(FileExistsError, match="reports another evaluation"):
+        experiment.check_report_target(elsewhere, {"build": provenance.build_identity(other), "crops": "ten"})
+
+
+def test_training_on_an_empty_side_stops_with_a_clear_error(tmp_path):
+    records = _photos(tmp_path / "photos", count=4)
+    data_dir = _build(records, tmp_path / "single", protocols.random_split(records, 0.5, seed=0))
+    manifest = build.read_build_manifest(data_dir)
+    manifest["parts"]["train"]["records"] = 0  # a fully filtered training side
+    with open(os.path.join(data_dir, build.MANIFEST), "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(ValueError, match="training side holds no record"):
+        _run(data_dir, tmp_path / "run", folds=("all",))
+
+
+def test_a_finished_run_restores_a_missing_final_model_and_its_best_score(builds, tmp_path):
+    kfold, _ = builds
+    _run(kfold, tmp_path / "run")
+    fold_dir = tmp_path / "run" / "fold0"
+    best = min(h["val_mae"] for h in training.read_history(str(fold_dir)))
+    os.remove(fold_dir / "model.keras")  # killed after the last checkpoint, before the save
+    spec = experiment.RunSpec(data_dir=kfold, folds=("fold0",), model=TINY)
+    config = training.TrainConfig(run_dir=str(fold_dir), epochs=1, steps_per_epoch=1, batch_size=4,
+                                  learning_rate=0.01, lr_decay_epochs=(), image_summaries=0)
+    trainer = training.Trainer(experiment._model_builder(spec, "fold0", lambda *_: None), TINY.classes().values, config)
+    trainer.fit(None, verbose=0)
+    assert (fold_dir / "model.keras").exists()
+    assert float(trainer.best_mae.numpy()) == pytest.approx(best)  # a resumed run never forgets its best
+
+
+def test_model_saves_are_atomic(tmp_path, monkeypatch):
+    from keras_alage.model import build_age_model
+
+    model = build_age_model(TINY)
+    path = tmp_path / "model.keras"
+    training.save_model_atomically(model, str(path))
+    before = path.read_bytes()
+
+    def dies_half_way(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(type(model), "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        training.save_model_atomically(model, str(path))
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.keras"]
