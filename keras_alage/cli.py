@@ -1,10 +1,9 @@
-"""Helpers for the command-line scripts: flagfiles by short name, and the run's flags on disk."""
+"""Helpers for the command-line scripts: flagfiles by short name, and one way to run a main."""
 
 import os
 import sys
 from typing import List, Sequence
 
-from pipelines import files
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
@@ -28,13 +27,6 @@ def resolve_flagfiles(argv: Sequence[str], search_dirs: Sequence[str] = (CONFIG_
                     raise SystemExit(f"--flagfile: {path} not found (looked in {places}).")
         resolved.append(arg)
     return resolved
-
-
-def write_flags(run_dir: str, flag_values) -> str:
-    """Saves the flags a run was started with, as a flagfile that reruns it."""
-    path = os.path.join(run_dir, "flags.txt")
-    files.write_atomically(path, flag_values.flags_into_string())
-    return path
 
 
 # What a user's input can get wrong: said in one line, exit status 2, no traceback.

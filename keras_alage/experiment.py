@@ -144,8 +144,10 @@ def validate(spec: RunSpec) -> List[str]:
     return folds
 
 
-def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, verbose: int = 1) -> Dict[str, dict]:
-    """Trains and evaluates each requested fold under `config.run_dir/<fold>`.
+def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, verbose: int = 1,
+        flags_text: Optional[str] = None) -> Dict[str, dict]:
+    """Trains and evaluates each requested fold under `config.run_dir/<fold>`; `flags_text` (the
+    command's flags) is written to flags.txt once every fold's run.json agrees with the command.
 
     Returns:
       fold name -> evaluation result (see `evaluation.score`); with several folds the
@@ -158,9 +160,16 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     classes = spec.model.classes()
     grouped = not classes.is_integer_ages
     crop = faces.crop_of_build(manifest)
+    run_dirs = {f: os.path.join(config.run_dir, f) if len(manifest["folds"]) > 1 else config.run_dir for f in folds}
+    if training.is_chief(strategy):  # every fold checked before anything of the run is written
+        for fold in folds:
+            provenance.check_or_record(run_dirs[fold], provenance.run_identity(spec, config, fold,
+                                                                               init_checkpoint_of(spec, fold)))
+        if flags_text is not None:
+            files.write_atomically(os.path.join(config.run_dir, "flags.txt"), flags_text)
     results = {}
     for fold in folds:
-        run_dir = os.path.join(config.run_dir, fold) if len(manifest["folds"]) > 1 else config.run_dir
+        run_dir = run_dirs[fold]
         train_files = build.fold_files(spec.data_dir, fold, "train")
         test_files = build.fold_files(spec.data_dir, fold, "test")
         train_records = sum(
@@ -173,8 +182,6 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         )
         if not train_records:
             raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
-        if training.is_chief(strategy):
-            provenance.check_or_record(run_dir, provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold)))
         log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
         trainer = training.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values, fold_config, strategy)
         train_data = dataset.make_dataset(

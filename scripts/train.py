@@ -68,7 +68,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter; progress is printed
     import keras
 
-    from keras_alage import experiment, training
+    from keras_alage import experiment, provenance, training
     from keras_alage.model import ModelConfig
 
     if FLAGS.mixed_precision != "off":
@@ -122,9 +122,10 @@ def main(argv):
         experiment.validate(spec)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
-    if training.is_chief(strategy):
-        cli.write_flags(FLAGS.run_dir, FLAGS)
-    experiment.run(spec, config, strategy)
+    try:
+        experiment.run(spec, config, strategy, flags_text=FLAGS.flags_into_string())
+    except provenance.RunMismatch as error:
+        raise app.UsageError(str(error))
 
 
 if __name__ == "__main__":

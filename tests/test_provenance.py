@@ -137,3 +137,20 @@ def test_model_saves_are_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         training.save_model_atomically(model, str(path))
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_a_refused_resume_leaves_the_runs_flags_as_they_were(builds, tmp_path):
+    import subprocess
+    import sys
+
+    kfold, _ = builds
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "train.py")
+    common = [sys.executable, script, f"--data_dir={kfold}", f"--run_dir={tmp_path / 'run'}", "--fold=fold0",
+              "--depth=18", "--input_size=32", "--epochs=1", "--steps_per_epoch=1", "--batch_size=4",
+              "--eval_crops=center", "--novalidate"]
+    first = subprocess.run(common + ["--learning_rate=0.01"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    flags_before = (tmp_path / "run" / "flags.txt").read_text()
+    second = subprocess.run(common + ["--learning_rate=0.05"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "optimisation.learning_rate: 0.01 -> 0.05" in second.stderr
+    assert (tmp_path / "run" / "flags.txt").read_text() == flags_before
