@@ -23,6 +23,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_alage import cli  # noqa: E402
@@ -68,17 +69,35 @@ def run_ours(paths, model_path: str) -> dict:
     predict = photos.load_predictor(model_path, "ten")
     spec = photos.face_crop_for(predict)
     detector = faces.MtcnnDetector()
-    ages = {}
+    ages, spreads = {}, {}
     for path in paths:
         result = photos.predict_photo(path, predict, detector, spec, predict.input_size)
-        ages[path] = max(result.faces, key=lambda f: f.confidence).age if result.faces else None
-    return ages
+        face = max(result.faces, key=lambda f: f.confidence) if result.faces else None
+        ages[path] = face.age if face else None
+        spreads[path] = face.age_std if face else None
+    return ages, spreads
+
+
+def uncertainty_check(ages: dict, spreads: dict, true: dict) -> dict:
+    """Does a larger predicted std go with a larger error? Spearman's rho, and MAE per std tercile."""
+    from keras_alage import metrics
+
+    answered = [p for p in ages if ages[p] is not None and spreads.get(p) is not None]
+    std = np.array([spreads[p] for p in answered])
+    error = np.array([abs(ages[p] - true[p]) for p in answered])
+    cuts = np.quantile(std, [1 / 3, 2 / 3])
+    terciles = np.digitize(std, cuts)
+    return {
+        "photos": len(answered),
+        "rank_correlation_std_vs_error": metrics.rank_correlation(std, error),
+        "mae_by_std_tercile": [float(error[terciles == t].mean()) for t in range(3)],
+        "std_tercile_edges": [float(c) for c in cuts],
+    }
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import numpy as np
 
     from keras_alage import evaluation, release
     from pipelines import files
@@ -94,7 +113,7 @@ def main(argv):
     subjects = {r.path: r.subject for r in records}
     predictions, seconds = {}, {}
     started = time.perf_counter()
-    predictions["keras-alage (ours)"] = run_ours(paths, model_path)
+    predictions["keras-alage (ours)"], spreads = run_ours(paths, model_path)
     seconds["keras-alage (ours)"] = time.perf_counter() - started
     if FLAGS.peer:
         started = time.perf_counter()
@@ -103,10 +122,16 @@ def main(argv):
     mean_age = float(np.mean(list(true.values())))
     predictions["FG-NET mean age (oracle constant)"] = {p: mean_age for p in paths}
     table = evaluation.compare_predictors(true, subjects, predictions, reference="keras-alage (ours)")
-    table |= {"model": model_path, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir}
+    table |= {"model": model_path, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir,
+              "uncertainty": uncertainty_check(predictions["keras-alage (ours)"], spreads, true)}
     title = f"FG-NET zero-shot, {len(paths)} photos, each predictor's own pipeline"
     files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     text = evaluation.comparison_markdown(table, title)
+    check = table["uncertainty"]
+    text += (f"\nOur predicted std against our absolute error on {check['photos']} photos: Spearman rho "
+             f"{check['rank_correlation_std_vs_error']:.2f}; MAE for the lowest, middle and highest third of std: "
+             + ", ".join(f"{m:.2f}" for m in check["mae_by_std_tercile"])
+             + f" (std edges {check['std_tercile_edges'][0]:.1f}, {check['std_tercile_edges'][1]:.1f} years).\n")
     text += "\nSeconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
     text += f"\nCommand: `python benchmarks/peers_fgnet.py{' --limit=%d' % FLAGS.limit if FLAGS.limit else ''}`\n"
     files.write_atomically(FLAGS.output + ".md", text)

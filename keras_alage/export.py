@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alage import attention, evaluation
+from keras_alage import attention, evaluation, heads
 from keras_alage import model as model_lib
 from pipelines import augment, faces, files
 
@@ -49,6 +49,7 @@ class AgeServer(tf.Module):
 
     def _outputs(self, outputs) -> Dict[str, tf.Tensor]:
         outputs = {key: tf.cast(outputs[key], tf.float32) for key in OUTPUT_KEYS}
+        outputs["age_std"] = heads.age_std(outputs["probs"], self.model.get_layer("age").class_ages)
         return model_lib.mask_untrained(outputs, model_lib.trained_heads(self.model))
 
     def _serve_preprocessed(self, images):

@@ -25,6 +25,16 @@ def apply_softmax_head(features, num_classes: int, name: str):
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(features)
 
 
+def age_std(probs, class_ages):
+    """The standard deviation of the predicted age distribution, in years, per row: how sure
+    the model is. An expected age hides whether the distribution behind it is sharp or flat."""
+    ages = tf.constant([float(a) for a in class_ages], tf.float32)
+    probs = tf.cast(probs, tf.float32)
+    mean = tf.linalg.matvec(probs, ages)
+    variance = tf.reduce_sum(probs * tf.square(ages - mean[:, None]), axis=-1)
+    return tf.sqrt(tf.maximum(variance, 0.0))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class CombinePredictions(layers.Layer):
     """P_final = (P_global + lambda * P_local) / (1 + lambda): Eq. 5, kept a distribution.

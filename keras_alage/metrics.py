@@ -184,3 +184,21 @@ def subject_bootstrap(values, subjects, resamples: int = 2000, seed: int = 0, le
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(values.mean()), float(low), float(high)
+
+
+def rank_correlation(x, y) -> float:
+    """Spearman's rank correlation (ties get their mean rank): does a larger x go with a larger y?"""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"need two equal-length series of at least 3 values; received {x.shape} and {y.shape}.")
+
+    def ranks(values):
+        order = np.argsort(values, kind="mergesort")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values), dtype=np.float64)
+        for value in np.unique(values):  # ties: their mean rank
+            tied = values == value
+            ranked[tied] = ranked[tied].mean()
+        return ranked
+
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])

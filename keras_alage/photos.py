@@ -30,6 +30,7 @@ class FaceAge:
 
     face: int
     age: float
+    age_std: Optional[float]  # spread of the predicted age distribution; None from older exports
     global_age: float
     local_age: Optional[float]
     confidence: float
@@ -117,6 +118,7 @@ def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int
         results.append(FaceAge(
             face=i,
             age=float(outputs["age"][i]),
+            age_std=float(outputs["age_std"][i]) if "age_std" in outputs else None,
             global_age=float(outputs["global_age"][i]),
             local_age=float(outputs["local_age"][i]) if local_trained else None,
             confidence=round(face.confidence, 4),
@@ -128,6 +130,10 @@ def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int
     return PhotoResult(str(path), results)
 
 
+def _age_text(face: FaceAge) -> str:
+    return f"{face.age:.1f}" if face.age_std is None else f"{face.age:.1f} +-{face.age_std:.1f}"
+
+
 def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     """The photo (RGB) with each face box, its age, and the attention box drawn."""
     canvas = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
@@ -137,7 +143,7 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
         if face.attention is not None:
             cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
         x, y = np.min(np.array(face.corners), axis=0)
-        cv2.putText(canvas, f"{face.age:.1f}", (int(x), max(12 * scale, int(y) - 4 * scale)),
+        cv2.putText(canvas, _age_text(face), (int(x), max(12 * scale, int(y) - 4 * scale)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
@@ -170,12 +176,14 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["path", "face", "age", "global_age", "local_age", "confidence", "method", "box", "error"])
+    writer.writerow(["path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box",
+                     "error"])
     for result in results:
         if result.error:
-            writer.writerow([result.path, "", "", "", "", "", "", "", result.error])
+            writer.writerow([result.path, "", "", "", "", "", "", "", "", result.error])
         for face in result.faces:
-            writer.writerow([result.path, face.face, f"{face.age:.2f}", f"{face.global_age:.2f}",
+            writer.writerow([result.path, face.face, f"{face.age:.2f}",
+                             "" if face.age_std is None else f"{face.age_std:.2f}", f"{face.global_age:.2f}",
                              "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
     files.write_atomically(path, buffer.getvalue())
 
@@ -183,5 +191,5 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
 def describe(result: PhotoResult) -> str:
     if result.error:
         return f"{result.path}: skipped ({result.error})"
-    ages = ", ".join(f"face {f.face}: {f.age:.1f} years" for f in result.faces)
+    ages = ", ".join(f"face {f.face}: {_age_text(f)} years" for f in result.faces)
     return f"{result.path}: {ages}"

@@ -52,7 +52,8 @@ def test_layout_and_signatures_seen_by_saved_model_cli(exported):
     default = text[text.index("signature_def['serving_default']"):]
     default = default[: default.index("Method name")]
     assert "dtype: DT_STRING" in default and "shape: (-1)" in default
-    for name, shape in (("age", "(-1)"), ("probs", "(-1, 70)"), ("box", "(-1, 4)"), ("global_age", "(-1)")):
+    for name, shape in (("age", "(-1)"), ("age_std", "(-1)"), ("probs", "(-1, 70)"), ("box", "(-1, 4)"),
+                        ("global_age", "(-1)")):
         block = default[default.index(f"outputs['{name}']"):]
         assert "dtype: DT_FLOAT" in block.split("name:")[0] and f"shape: {shape}" in block.split("name:")[0]
     assert "signature_def['predict_preprocessed']" in text and "shape: (-1, 64, 64, 3)" in text
@@ -64,6 +65,9 @@ def test_reloaded_savedmodel_answers_like_keras_on_real_faces(exported, face_cro
     got = serving(images=tf.constant(face_crops))
     np.testing.assert_allclose(got["age"].numpy(), _keras_ten_crop_ages(model, face_crops), atol=1e-3)
     assert got["probs"].shape == (4, 70) and np.allclose(got["probs"].numpy().sum(-1), 1.0, atol=1e-5)
+    ages = np.arange(70, dtype=np.float64)
+    spread = np.sqrt((got["probs"].numpy() * (ages - got["age"].numpy()[:, None]) ** 2).sum(-1))
+    np.testing.assert_allclose(got["age_std"].numpy(), spread, atol=1e-3)
 
     preprocessed = tf.saved_model.load(path).signatures["predict_preprocessed"]
     batch = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])

@@ -22,3 +22,15 @@ def test_expected_age_is_the_dex_expectation():
 def test_negative_local_weight_is_rejected():
     with pytest.raises(ValueError, match="received -1"):
         heads.CombinePredictions(-1)
+
+
+def test_age_std_is_the_spread_of_the_predicted_distribution():
+    from keras_alage import heads as heads_lib
+
+    ages = list(range(101))
+    probs = np.zeros((3, 101), np.float32)
+    probs[0, [20, 30]] = 0.5  # half at 20, half at 30: mean 25, std 5
+    probs[1, 42] = 1.0  # certain
+    probs[2] = 1.0 / 101  # flat over 0-100
+    std = heads_lib.age_std(probs, ages).numpy()
+    np.testing.assert_allclose(std, [5.0, 0.0, np.sqrt((101**2 - 1) / 12.0)], atol=1e-3)

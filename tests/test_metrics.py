@@ -86,3 +86,9 @@ def test_predictors_are_compared_on_the_photos_all_of_them_answered():
     assert ours["diff_to_reference"] == pytest.approx(((2 - 5) + (3 - 0) + (0 - 10)) / 3)
     assert ours["cs5"] == 1.0 and table["predictors"]["peer"]["cs5"] == pytest.approx(2 / 3)
     assert "| ours | 4 |" in evaluation.comparison_markdown(table, "t")
+
+
+def test_rank_correlation_reads_monotone_relations_and_ties():
+    assert metrics.rank_correlation([1, 2, 3, 4], [10, 20, 30, 1000]) == pytest.approx(1.0)
+    assert metrics.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert metrics.rank_correlation([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.894427, abs=1e-5)
