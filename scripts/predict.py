@@ -1,4 +1,4 @@
-"""Predicts the age of every face in photos: detect, crop as in training, answer, report.
+"""Predicts the age of every face in photos and videos: detect, crop as in training, answer, report.
 
   python scripts/predict.py photo.jpg                      # the released model
   python scripts/predict.py --model=serving/age/1 photo.jpg more_photos/ --output=ages.csv --draw=drawn/
@@ -7,6 +7,9 @@
 (default: the released model in models/, which answers out of the box). Each face is printed with its
 age; --output writes CSV or JSON (by extension); --draw writes the photos with face boxes,
 ages and attention boxes. A file that cannot be used is reported and skipped.
+
+Videos (.mp4, .avi, .mov, .mkv, .webm, ...) and --camera=N: faces are tracked across frames and
+each track's age is smoothed; with --draw the annotated video and a per-track CSV are written.
 """
 
 import os
@@ -25,15 +28,39 @@ flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", 0.9, "Faces scoring below this are not reported upright.")
+flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
+flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many frames.")
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
 flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
                    "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
 FLAGS = flags.FLAGS
 
 
+def run_video(source, predict, detector, spec) -> bool:
+    """Tracks and ages in one video (file or camera); prints them; with --draw writes the
+    annotated video and its per-track CSV there. False if the video could not be read."""
+    from keras_alage import video
+
+    name = f"camera{source}" if isinstance(source, int) else os.path.splitext(os.path.basename(source))[0]
+    output = os.path.join(FLAGS.draw, f"{name}.mp4") if FLAGS.draw else None
+    try:
+        report = video.predict_video(source, predict, detector, spec, output, FLAGS.min_confidence, FLAGS.max_frames)
+    except ValueError as error:
+        print(f"{source}: skipped ({error})", flush=True)
+        return False
+    print(f"{source}: {report.frames} frames, {report.frames_per_second:.1f} frames/s, {len(report.tracks)} track(s)")
+    for track in report.tracks:
+        print(f"  track {track.id}: {track.age:.1f} years over {track.frames} frames "
+              f"({track.first_frame}-{track.last_frame})")
+    if output:
+        video.write_tracks(report, os.path.join(FLAGS.draw, f"{name}.tracks.csv"))
+        print(f"  wrote {output} and {name}.tracks.csv")
+    return True
+
+
 def main(argv):
-    if len(argv) < 2:
-        raise app.UsageError("Give one or more photos or folders to predict.")
+    if len(argv) < 2 and FLAGS.camera is None:
+        raise app.UsageError("Give one or more photos, videos or folders to predict (or --camera).")
     import cv2
     import tensorflow as tf
 
@@ -49,9 +76,14 @@ def main(argv):
     print(f"face crop: size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.MtcnnDetector()
+    from keras_alage import video
+
     results = []
     drawn_names = set()
-    for path in photos.image_paths(argv[1:]):
+    inputs = photos.image_paths(argv[1:])
+    videos = [p for p in inputs if video.is_video(p)] + ([FLAGS.camera] if FLAGS.camera is not None else [])
+    answered_videos = sum(run_video(source, predict, detector, spec) for source in videos)
+    for path in (p for p in inputs if not video.is_video(p)):
         result = photos.predict_photo(path, predict, detector, spec, predict.input_size,
                                       FLAGS.min_confidence)
         results.append(result)
@@ -64,8 +96,9 @@ def main(argv):
     if FLAGS.output:
         photos.write_results(results, FLAGS.output)
     failed = sum(1 for r in results if r.error)
-    print(f"{len(results) - failed} photo(s) with faces, {failed} skipped")
-    if failed == len(results):
+    if results:
+        print(f"{len(results) - failed} photo(s) with faces, {failed} skipped")
+    if failed == len(results) and not answered_videos:
         raise app.UsageError(f"no photo could be answered ({failed} skipped; reasons above).")
 
 
