@@ -1,4 +1,5 @@
 import collections
+import dataclasses
 import json
 import os
 
@@ -146,19 +147,17 @@ def test_photos_without_a_face_are_skipped_or_centre_cropped_by_flag(tmp_path):
         cv2.imwrite(str(tmp_path / f"wall{shade}.jpg"), np.full((80, 80, 3), shade, np.uint8))
     records = [AgeRecord(str(tmp_path / f"wall{shade}.jpg"), 40.0, 40) for shade in (90, 160)]
     split = protocols.random_split(records, 0.5)
-    for no_face, written in (("skip", 0), ("center", 2)):
-        policy = faces.FacePolicy(detect=True, no_face=no_face)
-        config = build.BuildConfig(
-            str(tmp_path / no_face), 101, faces.CropSpec(size=64), policy, cache_dir=str(tmp_path / "cache")
-        )
-        manifest = build.build_tfrecords(split, records, config, "walls")
-        assert manifest["records"] == written
-        if no_face == "skip":
-            assert manifest["skipped_counts"] == {"no face found": 2}
-            assert manifest["detector_calls"] == 2 * len(faces.SEARCH_ANGLES)
-        else:
-            assert manifest["detector_calls"] == 0  # answered from the cache
-            assert sum(p["faces"].get("center", 0) for p in manifest["parts"].values()) == 2
+    config = build.BuildConfig(str(tmp_path / "skip"), 101, faces.CropSpec(size=64),
+                               faces.FacePolicy(detect=True, no_face="skip"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="no photo gave a record \\(2 no face found\\)"):
+        build.build_tfrecords(split, records, config, "walls")  # every photo skipped: nothing to build
+    assert not (tmp_path / "skip").exists()
+    config = dataclasses.replace(config, output_dir=str(tmp_path / "center"),
+                                 policy=faces.FacePolicy(detect=True, no_face="center"))
+    manifest = build.build_tfrecords(split, records, config, "walls")
+    assert manifest["records"] == 2
+    assert manifest["detector_calls"] == 0  # answered from the cache the skipped build filled
+    assert sum(p["faces"].get("center", 0) for p in manifest["parts"].values()) == 2
 
 
 @pytest.fixture(scope="module")

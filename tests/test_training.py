@@ -238,6 +238,7 @@ def test_every_flagfile_parses_and_names_existing_flags(path, train_flags):
     values = copy.deepcopy(train_flags)
     lines = [l.strip() for l in path.read_text().splitlines() if l.strip() and not l.lstrip().startswith("#")]
     names = [l[2:].split("=", 1)[0] for l in lines]
+    names = [n[2:] if n not in values and n.startswith("no") and n[2:] in values else n for n in names]  # --noflag
     unknown = [n for n in names if n not in values]
     assert not unknown, f"{path.name} names flags train.py does not define: {unknown}"
     values(["train.py", f"--flagfile={path}"])  # types and enum values
