@@ -25,10 +25,16 @@ def default_image() -> pathlib.Path:
 
 
 def load_model(config: ModelConfig, weights: Optional[str]) -> keras.Model:
+    """`weights`: a released model's folder, a .keras model, a .weights.h5 file for `config`, or
+    "untrained" for a random network of `config` (which shows that the model runs, nothing more)."""
+    from keras_alage import release
+
+    if weights and release.is_release(weights):
+        return release.load(weights)[0]
     if weights and weights.endswith(".keras"):
         return keras.models.load_model(weights)
     model = build_age_model(config)
-    if weights:
+    if weights and weights != "untrained":
         model.load_weights(weights)
     return model
 
@@ -45,14 +51,17 @@ def run(
     """Predicts one image and returns the report text."""
     from pipelines import images as image_io
 
+    from keras_alage import model as model_lib
+
     config = ModelConfig(depth=depth, ror_levels=ror_levels, input_size=input_size, age_classes=age_classes)
     path = pathlib.Path(image) if image else default_image()
     model = load_model(config, weights)
     size = model.input_shape[1]
     batch = image_io.load_for_model(path, size)[None]
     outputs = inference.predict(model, batch)
+    labels = [f"{a:g}" for a in model_lib.class_ages_of(model)]
     header = (
         f"{model.name} ({model.count_params():,} parameters, {size} px input"
-        f"{', untrained' if not weights else ''}) on {path}"
+        f"{', untrained' if weights in (None, 'untrained') else ''}) on {path}"
     )
-    return header + "\n" + inference.describe(outputs, 0, config.classes().labels, top_k)
+    return header + "\n" + inference.describe(outputs, 0, labels, top_k)
