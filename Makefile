@@ -61,7 +61,7 @@ experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 # it: build, fine-tune the released model on fold 0 (global, then attention stage), ten-crop
 # evaluation, export for TF Serving, prediction with the exported model.
 quickstart: $(STAMP)
-	$(BIN)/python scripts/predict.py samples/ --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
+	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
 	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
 		echo "FG-NET not found at $(SHARED_DATA)/fgnet (the FG-NET Aging Database, distributed for research use;" \
 		"put it there or pass SHARED_DATA=...): stopping after the sample photos."; fi
@@ -76,7 +76,7 @@ quickstart-fgnet: data/fgnet_release/manifest.json
 		$(SHARED_DATA)/fgnet/images/001A02.JPG $(SHARED_DATA)/fgnet/images/002A29.JPG $(SHARED_DATA)/fgnet/images/004A53.JPG
 
 demo: $(STAMP)
-	$(BIN)/python scripts/predict.py samples/ $(ARGS)
+	$(BIN)/python scripts/predict.py samples/*.jpg $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(ARGS)
