@@ -39,7 +39,9 @@ def test_release_round_trip_keeps_answers_heads_and_crop(tmp_path):
     assert loaded_crop == crop and description["weights"]["sha256"] == digest
     assert model_lib.trained_heads(loaded) == ("global", "local")
     assert attention.carried_state_layers(loaded)[0].state_frozen
-    np.testing.assert_allclose(loaded(probe())["age"].numpy(), model(probe())["age"].numpy(), atol=0.05)
+    rounded = tiny_model()  # the same model with its weights rounded to float16: what a release stores
+    rounded.set_weights([w.astype(np.float16).astype(w.dtype) for w in model.get_weights()])
+    np.testing.assert_allclose(loaded(probe())["age"].numpy(), rounded(probe())["age"].numpy(), atol=1e-3, rtol=0)
     weights = (tmp_path / "r" / "weights.npz").stat().st_size
     assert weights < 0.6 * 4 * model.count_params()  # float16, compressed
 
