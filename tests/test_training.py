@@ -24,10 +24,10 @@ def _batches(count, batch, seed=0):
     return data.batch(batch, drop_remainder=True).repeat()
 
 
-def _train(strategy, weights, tmp_path, steps=3, stage="attention"):
+def _train(strategy, weights, tmp_path, steps=3, stage="attention", **settings):
     config = training.TrainConfig(
         run_dir=str(tmp_path), stage=stage, epochs=1, steps_per_epoch=steps, batch_size=8,
-        learning_rate=0.01, lr_decay_epochs=(), image_summaries=0,
+        learning_rate=0.01, lr_decay_epochs=(), image_summaries=0, **settings,
     )
 
     def build():
@@ -316,18 +316,8 @@ def test_the_training_step_applies_the_weight_decay(tmp_path):
     weights = build_age_model(TINY).get_weights()
     kernels = []
     for decay in (0.0, 0.1):
-        config = training.TrainConfig(str(tmp_path / str(decay)), stage="attention", epochs=1, steps_per_epoch=1,
-                                      batch_size=8, learning_rate=0.01, lr_decay_epochs=(), image_summaries=0,
-                                      weight_decay=decay)
-
-        def build():
-            model = build_age_model(TINY)
-            model.set_weights(weights)
-            return model
-
-        trainer = training.Trainer(build, TINY.classes().values, config)
-        trainer.fit(_batches(1, 8), verbose=0)
-        kernels.append(trainer.model.get_layer("local_head").kernel.numpy())
+        model, _ = _train(None, weights, tmp_path / str(decay), steps=1, weight_decay=decay)
+        kernels.append(model.get_layer("local_head").kernel.numpy())
     start = build_age_model(TINY)
     start.set_weights(weights)
     initial = start.get_layer("local_head").kernel.numpy()
