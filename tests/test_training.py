@@ -322,7 +322,8 @@ def test_the_training_step_applies_the_weight_decay(tmp_path):
     start.set_weights(weights)
     initial = start.get_layer("local_head").kernel.numpy()
     # One Nesterov SGD step moves w by lr (1 + momentum) (g + decay w): the runs differ by the decay's share.
-    np.testing.assert_allclose(kernels[0] - kernels[1], 0.01 * 1.9 * 0.1 * initial, rtol=1e-3, atol=1e-7)
+    # Floor: the two runs' gradients differ by float noise (up to ~2e-7 seen); decay shares reach 2e-4.
+    np.testing.assert_allclose(kernels[0] - kernels[1], 0.01 * 1.9 * 0.1 * initial, rtol=1e-3, atol=1e-6)
 
 
 def test_epsilon_error_is_reported_where_labels_carry_a_std():
