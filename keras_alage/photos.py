@@ -74,15 +74,26 @@ def load_predictor(path: str, crops: str = "ten") -> Predictor:
     return Predictor(server.serve_encoded, server.input_size, faces.recorded_crop(path))
 
 
-def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Optional[float] = None) -> faces.CropSpec:
-    """The crop to cut faces with: flags where given, else the model's recorded crop, else defaults."""
+def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Optional[float] = None,
+                  detector: Optional[str] = None) -> faces.CropSpec:
+    """The crop to cut faces with: flags where given, else the model's recorded crop, else defaults.
+
+    A recorded margin belongs to its detector's box, so another detector needs its own margin."""
     recorded = predict.face_crop or faces.CropSpec()
+    if predict.face_crop and detector not in (None, recorded.detector) and margin is None:
+        raise ValueError(
+            f"the model's crop margin {recorded.margin:g} is for {recorded.detector} boxes; give the margin that "
+            f"cuts {detector} boxes alike (scripts/measure_crop_margin.py --detector={detector} measures it)."
+        )
     return dataclasses.replace(recorded, size=size if size is not None else recorded.size,
-                               margin=margin if margin is not None else recorded.margin)
+                               margin=margin if margin is not None else recorded.margin,
+                               detector=detector or recorded.detector)
 
 
-def find_faces(photo: np.ndarray, detector, min_confidence: float = 0.9) -> List[faces.Face]:
-    """Every confident upright face; if there is none, the strongest face of the rotation search."""
+def find_faces(photo: np.ndarray, detector, min_confidence: Optional[float] = None) -> List[faces.Face]:
+    """Every confident upright face; if there is none, the strongest face of the rotation search
+    (`min_confidence` None: the detector's own default)."""
+    min_confidence = faces.default_confidence(detector) if min_confidence is None else min_confidence
     upright = [f for f in faces.detect_at(photo, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
     if upright:
         return sorted(upright, key=lambda f: f.center[0])
@@ -101,7 +112,7 @@ def attention_corners(face: faces.Face, spec: faces.CropSpec, box, input_size: i
 
 
 def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
-                  min_confidence: float = 0.9) -> PhotoResult:
+                  min_confidence: Optional[float] = None) -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
     try:
         _, photo = images.read_photo(path)

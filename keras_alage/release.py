@@ -107,7 +107,7 @@ def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.C
 
 
 MODEL_FLAGS = {"depth": int, "ror_levels": int, "input_size": int, "age_classes": str, "local_weight": float,
-               "max_box_size": float}
+               "max_box_size": float, "layout": str}
 
 
 def config_from_run(flags_path: str) -> model_lib.ModelConfig:

@@ -180,6 +180,63 @@ def build_backbone(
     return keras.Model(images, x, name=name)
 
 
+# dlib's age network (`dlib_import.py`): stem, then stages of 64 x 1, 128 x 2, 256 x 2 basic blocks.
+DLIB_STAGES = ((64, 1), (128, 2), (256, 2))
+LAYOUTS = ("torch", "dlib")
+
+
+@keras.saving.register_keras_serializable(package="keras_alage")
+class ZeroPadAdd(layers.Layer):
+    """dlib's `add_prev`: the sum of two maps, the smaller zero-padded at the end (bottom,
+    right, last channels) to the larger's shape. Its downsampling blocks add an average-pooled
+    input with too few channels (and, on even maps, one row and column more) to the residual."""
+
+    def call(self, inputs):
+        from keras import ops
+
+        shape = [max(dims) for dims in zip(*(tuple(x.shape[1:]) for x in inputs))]
+        padded = [ops.pad(x, [[0, 0]] + [[0, t - s] for s, t in zip(x.shape[1:], shape)]) for x in inputs]
+        return ops.add(*padded) if len(padded) == 2 else sum(padded[1:], padded[0])
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0],) + tuple(max(dims) for dims in zip(*(s[1:] for s in input_shapes)))
+
+
+def apply_dlib_block(x, filters: int, stride: int, name: str):
+    """dlib's residual block: its strided 3x3 convolution is unpadded, and its downsampling
+    shortcut is a 2x2 average pool plus zero channels (`ZeroPadAdd`)."""
+    if stride == 1:
+        y = conv(x, filters, 3, 1, name=f"{name}_1_conv")
+        shortcut = x
+    else:
+        y = layers.Conv2D(filters, 3, strides=stride, padding="valid", use_bias=False,
+                          kernel_initializer="he_normal", name=f"{name}_1_conv")(x)
+        shortcut = layers.AveragePooling2D(2, strides=2, padding="valid", name=f"{name}_0_pool")(x)
+    y = batch_norm(y, f"{name}_1_bn")
+    y = layers.Activation("relu", name=f"{name}_1_relu")(y)
+    y = conv(y, filters, 3, 1, name=f"{name}_2_conv")
+    y = batch_norm(y, f"{name}_2_bn")
+    x = ZeroPadAdd(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def build_dlib_backbone(input_shape=(64, 64, 3), name: str = "dlib_resnet") -> keras.Model:
+    """The layout of dlib's age network, so its weights keep their function exactly
+    (`dlib_import.import_dlib_age`): 7x7/2 and 3x3/2 max pool without padding, then
+    `DLIB_STAGES`. A 64 px input (dlib's) gives a 3x3x256 feature map."""
+    images = keras.Input(shape=input_shape, name="images")
+    x = layers.Conv2D(64, 7, strides=2, padding="valid", use_bias=False, kernel_initializer="he_normal",
+                      name="conv1_conv")(images)
+    x = batch_norm(x, "conv1_bn")
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="valid", name="pool1_pool")(x)
+    for stage, (filters, blocks) in enumerate(DLIB_STAGES):
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            x = apply_dlib_block(x, filters, stride, name=f"stack{stage}_block{block}")
+    return keras.Model(images, x, name=name)
+
+
 def build_classifier(
     depth: int = 34,
     num_classes: int = 1000,

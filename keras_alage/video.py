@@ -155,10 +155,11 @@ def annotate(frame: np.ndarray, found: Sequence[faces.Face], tracks: Sequence[Tr
 
 
 def predict_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
-                  output_video: Optional[str] = None, min_confidence: float = 0.9,
+                  output_video: Optional[str] = None, min_confidence: Optional[float] = None,
                   max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
     """Ages of every face of every frame, tracked and smoothed; writes the annotated video
     (atomically: a temporary file renamed into place) if `output_video` is given."""
+    min_confidence = faces.default_confidence(detector) if min_confidence is None else min_confidence
     tracker = tracker or Tracker()
     writer, temporary = None, None
     started, count = time.perf_counter(), 0

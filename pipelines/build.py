@@ -51,8 +51,8 @@ class BuildConfig:
       workers: parallel worker processes of the DirectRunner.
       jpeg_quality: quality of the re-encoded crops.
       beam_args: extra Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
-      detector: a picklable face detector with `detect(rgb) -> [(x, y, w, h, score)]`;
-        None uses MTCNN when the policy detects.
+      detector: a picklable face detector with `detect(rgb) -> [(x, y, w, h, score[, roll])]`;
+        None uses the crop's detector (`crop.detector`) when the policy detects.
     """
 
     output_dir: str
@@ -153,7 +153,7 @@ def _make_fn(config: BuildConfig):
 
         def setup(self):
             if self.config.policy.detect:
-                self.detector = self.config.detector or faces.MtcnnDetector()
+                self.detector = self.config.detector or faces.make_detector(self.config.crop.detector)
             if self.config.cache_dir:
                 self.cache = faces.DetectionCache(self.config.cache_dir)
 

