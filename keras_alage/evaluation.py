@@ -92,6 +92,19 @@ def score(predictions: Mapping[str, np.ndarray], class_ages: Sequence[float], gr
     return result
 
 
+def local_weight_sweep(predictions: Mapping[str, np.ndarray], class_ages: Sequence[float],
+                       weights: Sequence[float]) -> Dict[str, float]:
+    """MAE of the combined prediction P = (P_global + w P_local) / (1 + w) for each weight w, from
+    one pass's head probabilities: the paper's lambda, chosen on validation data (0: global only)."""
+    result = {}
+    for weight in weights:
+        if weight < 0:
+            raise ValueError(f"local weights must be at least 0; received {weight}.")
+        probs = (predictions["global"] + weight * predictions["local"]) / (1.0 + weight)
+        result[f"{weight:g}"] = metrics.mean_absolute_error(metrics.expected_age(probs, class_ages), predictions["age"])
+    return result
+
+
 def evaluate_model(model, dataset, class_ages, grouped: bool = False) -> dict:
     return score(predict_dataset(model, dataset), class_ages, grouped)
 

@@ -231,12 +231,14 @@ def evaluate_run(
     log=print,
     group_by: Sequence[str] = (),
     group_head: str = "combined",
+    local_weights: Sequence[float] = (),
 ) -> Dict[str, dict]:
     """Evaluates one model per fold on the fold's test side; writes the report if asked.
 
     Args:
       model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
       group_by: record attributes (e.g. "gender", "race") to break `group_head`'s MAE down by.
+      local_weights: also score the combined prediction at these local weights (`local_weight_sweep`).
     """
     from keras_alage import release
 
@@ -260,6 +262,9 @@ def evaluate_run(
         data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops)
         predictions = evaluation.predict_dataset(model, data)
         results[fold] = evaluation.score(predictions, classes, grouped=evaluation.is_grouped(classes))
+        if local_weights:
+            results[fold]["local_weight_mae"] = evaluation.local_weight_sweep(predictions, classes, local_weights)
+            log(f"fold {fold}: combined MAE by local weight {results[fold]['local_weight_mae']}")
         if group_by:
             results[fold]["groups_head"] = group_head
             results[fold]["groups"] = evaluation.score_groups(predictions, classes, attributes, group_by,

@@ -58,16 +58,18 @@ class Predictor:
         return self.answer(tf.constant(list(encoded), tf.string))
 
 
-def load_predictor(path: str, crops: str = "ten") -> Predictor:
-    """The serving graph of an exported SavedModel folder, or of a .keras model."""
+def load_predictor(path: str, crops: Optional[str] = None) -> Predictor:
+    """The serving graph of an exported SavedModel folder, or of a .keras model or released
+    model's folder with `crops` (None: the release's recorded crops, else ten)."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
         loaded = tf.saved_model.load(path)
         serving = loaded.signatures["serving_default"]
         size = loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1]
         crop = faces.read_crop_spec(os.path.join(path, "assets.extra"))
         return Predictor(lambda encoded: serving(images=encoded), int(size), crop)
-    from keras_alage import attention, experiment, export
+    from keras_alage import attention, experiment, export, release
 
+    crops = crops or release.recorded_crops(path) or "ten"
     model = experiment.load_model(path)
     attention.freeze_attention_state(model)
     server = export.AgeServer(model, crops)

@@ -24,8 +24,9 @@ from pipelines import faces, files
 FORMAT = 1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO_ROOT, "models")
-DEFAULT_NAME = "al_resnet18_utkface"
+DEFAULT_NAME = "al_dlib_resnet_utkface"
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
+CROPS = ("ten", "center")
 
 
 def default_path() -> str:
@@ -38,10 +39,15 @@ def is_release(path: str) -> bool:
 
 
 def save(model: keras.Model, directory: str, config: model_lib.ModelConfig, face_crop: Optional[faces.CropSpec],
-         provenance: dict) -> str:
-    """Writes `model` as a release folder (atomically, file by file); returns its weights' SHA-256."""
+         provenance: dict, crops: str = "ten") -> str:
+    """Writes `model` as a release folder (atomically, file by file); returns its weights' SHA-256.
+
+    `crops` ("ten" or "center") is how prediction averages a face by default, as chosen on
+    validation data for this model."""
     if tuple(model_lib.class_ages_of(model)) != tuple(config.classes().values):
         raise ValueError(f"{model.name}: class ages differ from age_classes={config.age_classes!r}.")
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")
     arrays = {variable.path: np.asarray(variable.numpy(), np.float16) for variable in model.weights}
     if len(arrays) != len(model.weights):
         raise ValueError(f"{model.name}: variable paths are not unique; cannot name its weights.")
@@ -57,11 +63,35 @@ def save(model: keras.Model, directory: str, config: model_lib.ModelConfig, face
         "class_ages": list(model_lib.class_ages_of(model)),
         "trained_heads": list(model_lib.trained_heads(model)),
         "face_crop": face_crop.to_json() if face_crop else None,
+        "crops": crops,
         "weights": {"file": WEIGHTS_FILE, "dtype": "float16", "sha256": digest, "variables": len(arrays)},
         "provenance": provenance,
     }
     files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
     return digest
+
+
+def best_local_weight(report_path: str) -> float:
+    """The local weight with the lowest combined MAE over a validation report's folds (pooled
+    by record count), from `scripts/evaluate.py --local_weights`."""
+    with open(report_path, encoding="utf-8") as f:
+        folds = json.load(f)["folds"]
+    totals: dict = {}
+    for result in folds.values():
+        if "local_weight_mae" not in result:
+            raise ValueError("no local-weight sweep in it; run scripts/evaluate.py with --local_weights.")
+        for weight, mae in result["local_weight_mae"].items():
+            errors, count = totals.get(weight, (0.0, 0))
+            totals[weight] = (errors + mae * result["count"], count + result["count"])
+    if not totals:
+        raise ValueError("it holds no fold.")
+    return float(min(totals, key=lambda w: (totals[w][0] / totals[w][1], float(w))))
+
+
+def recorded_crops(path: str) -> Optional[str]:
+    """The crops a released model predicts with ("ten" where a release predates the record);
+    None for anything that is not a release."""
+    return read_description(path).get("crops", "ten") if is_release(path) else None
 
 
 def read_description(directory: str) -> dict:

@@ -42,7 +42,7 @@ flags.DEFINE_bool("detect", None, "Detect faces (default: yes unless the set is 
 flags.DEFINE_enum("no_face", "skip", ["skip", "center"], "Photos without a face: skip, or keep the centre crop.")
 flags.DEFINE_bool("full_search", False, "Try all 27 rotations for every photo (the paper's recipe).")
 flags.DEFINE_float("min_confidence", None, "An upright face this confident ends the rotation search (default: "
-                   "the detector's own: 0.9 for MTCNN's probability, 0 for dlib's HOG margin).")
+                   "the detector's own: 0.9 for MTCNN's probability, 0.5 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "Face detector (dlib: HOG + 5-point alignment, about "
                   "10x faster); --crop_margin is relative to its box.")
 flags.DEFINE_integer("crop_size", 256, "Side of the stored face crops.")
@@ -92,11 +92,13 @@ def main(argv):
     )
     output = os.path.abspath(FLAGS.output_dir)
     detect = source.detect if FLAGS.detect is None else FLAGS.detect
+    crop = crop_spec()  # the manifest records the confidence the crop's detector used, never None
     config = build.BuildConfig(
         output_dir=output,
         num_classes=len(get_age_classes(FLAGS.age_classes or source.age_classes).values),
-        crop=crop_spec(),
-        policy=faces.FacePolicy(detect, FLAGS.no_face, FLAGS.min_confidence, FLAGS.full_search),
+        crop=crop,
+        policy=faces.FacePolicy(detect, FLAGS.no_face, faces.DETECTORS[crop.detector][1] if FLAGS.min_confidence is None
+                                else FLAGS.min_confidence, FLAGS.full_search),
         records_per_shard=FLAGS.records_per_shard,
         overwrite=FLAGS.overwrite,
         cache_dir=(FLAGS.cache_dir or os.path.join(os.path.dirname(output), "detection-cache")) if detect else None,

@@ -31,6 +31,8 @@ flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir for its own build "
                     "with ten crops, else <run_dir>/eval-<build>-<hash>-<crops>/ (never another evaluation's report).")
 flags.DEFINE_list("group_by", [], "Record attributes to break the MAE down by (UTKFace: gender,race).")
+flags.DEFINE_list("local_weights", [], "Also report the combined MAE at these local weights (the paper's lambda; "
+                  "0 = global head only), to choose it on validation data.")
 flags.DEFINE_enum("group_head", "combined", ["combined", "global", "local"], "Head whose MAE --group_by breaks down.")
 flags.mark_flags_as_required(["data_dir"])
 FLAGS = flags.FLAGS
@@ -55,7 +57,8 @@ def main(argv):
         output = FLAGS.output_dir or (experiment.default_report_dir(FLAGS.run_dir, FLAGS.data_dir, FLAGS.crops)
                                       if FLAGS.run_dir else None)
         results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
-                                          group_by=FLAGS.group_by, group_head=FLAGS.group_head)
+                                          group_by=FLAGS.group_by, group_head=FLAGS.group_head,
+                                          local_weights=[float(w) for w in FLAGS.local_weights])
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))

@@ -24,11 +24,12 @@ from keras_alage import cli  # noqa: E402
 
 flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
                     "folder; default: the released model in models/.")
-flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Crops for a .keras model (a SavedModel has its own).")
+flags.DEFINE_enum("crops", None, ["ten", "center"], "Crops for a .keras model (default ten) or a released model "
+                  "(default: the crops it records); a SavedModel has its own.")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
-                   "detector's own: 0.9 for MTCNN's probability, 0 for dlib's HOG margin).")
+                   "detector's own: 0.9 for MTCNN's probability, 0.5 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", None, ["mtcnn", "dlib"], "Face detector; default: the one the model's recorded crop "
                   "was measured with (MTCNN where none is recorded).")
 flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")

@@ -25,6 +25,12 @@ flags.DEFINE_string("output", None, "Release folder to write (models/NAME).")
 flags.DEFINE_integer("crop_size", 256, "Side of the face crops the model was trained on.")
 flags.DEFINE_float("crop_margin", None, "Box enlargement that cuts photos like the training faces.")
 flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "The detector whose box --crop_margin enlarges.")
+flags.DEFINE_enum("crops", "ten", ["ten", "center"], "How prediction averages a face by default (choose on validation: "
+                  "scripts/evaluate.py --crops).")
+flags.DEFINE_float("local_weight", None, "The combination's local weight (the paper's lambda), if other than the "
+                   "run's (choose on validation: scripts/evaluate.py --local_weights).")
+flags.DEFINE_string("local_weight_from", None, "A validation report (results.json of scripts/evaluate.py "
+                    "--local_weights=...): release with the local weight of its lowest combined MAE.")
 flags.DEFINE_string("provenance", None, "JSON file with the model card's facts, stored in model.json.")
 flags.DEFINE_float("max_age_difference", 0.05, "Largest fp16-vs-fp32 difference in years allowed on probe images.")
 flags.mark_flags_as_required(["run_dir", "output", "crop_margin"])
@@ -34,6 +40,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import dataclasses
+
     import numpy as np
 
     from keras_alage import attention, experiment, release
@@ -54,7 +62,18 @@ def main(argv):
     model = experiment.load_model(model_path)
     attention.freeze_attention_state(model)
     config = release.config_from_run(flags_path)
-    digest = release.save(model, FLAGS.output, config, faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin, detector=FLAGS.detector), provenance)
+    if FLAGS.local_weight_from:
+        try:
+            FLAGS.local_weight = release.best_local_weight(FLAGS.local_weight_from)
+        except (OSError, ValueError, KeyError) as error:
+            raise app.UsageError(f"--local_weight_from={FLAGS.local_weight_from}: {error}")
+        print(f"local weight {FLAGS.local_weight:g}: lowest validation MAE in {FLAGS.local_weight_from}")
+        provenance = dict(provenance, local_weight_chosen_on=os.path.abspath(FLAGS.local_weight_from))
+    if FLAGS.local_weight is not None:
+        config = dataclasses.replace(config, local_weight=FLAGS.local_weight)
+        model.get_layer("combined_probs").local_weight = FLAGS.local_weight
+    crop = faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin, detector=FLAGS.detector)
+    digest = release.save(model, FLAGS.output, config, crop, provenance, FLAGS.crops)
     loaded, _, _ = release.load(FLAGS.output)
     probe = np.random.default_rng(0).normal(0, 1, (8, config.input_size, config.input_size, 3)).astype(np.float32)
     difference = float(np.abs(loaded(probe)["age"].numpy() - model(probe)["age"].numpy()).max())

@@ -179,7 +179,7 @@ def test_fgnet_build_with_detection_has_a_complete_manifest(fgnet_build):
     for part in manifest["parts"].values():
         methods.update(part["faces"])
     assert methods["upright"] >= 0.8 * manifest["records"]
-    assert manifest["crop"] == {"size": 256, "margin": 0.4, "square": True}
+    assert manifest["crop"] == {"size": 256, "margin": 0.4, "square": True, "detector": "mtcnn"}
     build.verify_shards(str(out))
 
 

@@ -92,3 +92,16 @@ def test_rank_correlation_reads_monotone_relations_and_ties():
     assert metrics.rank_correlation([1, 2, 3, 4], [10, 20, 30, 1000]) == pytest.approx(1.0)
     assert metrics.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert metrics.rank_correlation([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.894427, abs=1e-5)
+
+
+def test_local_weight_sweep_scores_each_combination_of_the_two_heads():
+    from keras_alage import evaluation
+
+    ages = np.arange(0.0, 31.0)
+    one_hot = lambda age: np.eye(len(ages))[[age]]  # noqa: E731
+    predictions = {"global": one_hot(10), "local": one_hot(20), "age": np.array([12.0])}
+    # P = (P_g + w P_l) / (1 + w): expected age (10 + 20 w) / (1 + w): 10, 12, 15 for w = 0, 0.25, 1.
+    sweep = evaluation.local_weight_sweep(predictions, ages, [0, 0.25, 1])
+    assert sweep == pytest.approx({"0": 2.0, "0.25": 0.0, "1": 3.0}, abs=1e-9)
+    with pytest.raises(ValueError, match="at least 0"):
+        evaluation.local_weight_sweep(predictions, ages, [-1])
