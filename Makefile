@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart quickstart-fgnet release experiment demo test install clean
-RELEASE := models/al_resnet18_utkface
+.PHONY: quickstart quickstart-fgnet release release-resnet18 experiment demo test install clean
+RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
 $(STAMP): setup.py
@@ -44,13 +44,24 @@ data/utkface_all/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface \
 		--output_dir=data/utkface_all --overwrite
 
+# All our UTKFace cut by dlib's detector and 5-point alignment at margin 0.6, so the network's
+# centre crop is dlib's face chip (the released model's cut; about 5 minutes).
+data/utkface_dlib/manifest.json: | $(STAMP)
+	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface \
+		--output_dir=data/utkface_dlib --detect --detector=dlib --min_confidence=0 --crop_margin=0.6 --no_face=center \
+		--overwrite
+
 # FG-NET cut as the released model expects (its recorded face crop), for fine-tuning it.
 data/fgnet_release/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --overwrite
 
-# Retrains the released model (experiments/release_model.sh; about 2 hours on 2 cores).
-release: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
+# Retrains the released model (experiments/release_dlib_model.sh; about 15 minutes on 2 cores).
+release: data/utkface_dlib/manifest.json
+	PYTHON=$(BIN)/python sh experiments/release_dlib_model.sh
+
+# The first release, AL-ResNet-18 from random weights (experiments/release_model.sh; about 2 hours).
+release-resnet18: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
 	PYTHON=$(BIN)/python sh experiments/release_model.sh
 
 # The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 40 minutes on 2 cores.
@@ -59,8 +70,8 @@ experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 
 # The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
 # (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on
-# it: build, fine-tune the released model on fold 0 (global, then attention stage), ten-crop
-# evaluation, export for TF Serving, prediction with the exported model.
+# it: build, fine-tune the released model on fold 0 (global, then attention stage), evaluation
+# with the release's centre crop, export for TF Serving, prediction with the exported model.
 quickstart: $(STAMP)
 	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
 	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
@@ -70,9 +81,10 @@ quickstart: $(STAMP)
 quickstart-fgnet: data/fgnet_release/manifest.json
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet.flags $(ARGS)
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet_attention.flags $(ARGS)
-	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention
+	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention \
+		--crops=center
 	$(BIN)/python scripts/export.py --model=$(QUICK)/attention/fold0/model.keras --export_dir=$(QUICK)/serving \
-		--model_name=age --version=1 --overwrite
+		--model_name=age --version=1 --crops=center --overwrite
 	$(BIN)/python scripts/predict.py --model=$(QUICK)/serving/age/1 --output=$(QUICK)/fgnet_photos.csv \
 		$(SHARED_DATA)/fgnet/images/001A02.JPG $(SHARED_DATA)/fgnet/images/002A29.JPG $(SHARED_DATA)/fgnet/images/004A53.JPG
 

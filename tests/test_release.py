@@ -13,7 +13,7 @@ import pytest
 from keras_alage import attention, experiment, export, photos, release, stages
 from keras_alage import model as model_lib
 from keras_alage.model import ModelConfig, build_age_model
-from pipelines import faces
+from pipelines import faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"
@@ -109,9 +109,12 @@ def released():
 
 
 def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_photo(released):
-    predict = photos.load_predictor(released, "ten")
-    assert predict.face_crop == faces.CropSpec(256, 0.04)
-    result = photos.predict_photo(str(SAMPLE), predict, faces.MtcnnDetector(), predict.face_crop, predict.input_size)
+    pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
+    predict = photos.load_predictor(released)
+    assert predict.face_crop == faces.CropSpec(256, 0.6, detector="dlib")
+    assert release.recorded_crops(released) == "center"
+    detector = faces.make_detector(predict.face_crop.detector)
+    result = photos.predict_photo(str(SAMPLE), predict, detector, predict.face_crop, predict.input_size)
     assert result.error is None and len(result.faces) == 1
     face = result.faces[0]
     # Eileen Collins, photographed in her astronaut years (aged about 36-49): a sensible answer.
@@ -124,6 +127,61 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), f"--output={output}"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "face crop: size 256, margin 0.04" in run.stdout
+    assert "face crop: dlib box, size 256, margin 0.6" in run.stdout
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
+
+
+def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
+    """The release's backbone and global head are dlib's CC0 age network, imported exactly and
+    stored in fp16: on dlib's own 64 px face chip it answers what onnxruntime answers."""
+    pytest.importorskip("dlib", reason="dlib's detector (the [data] extra)")
+    ort = pytest.importorskip("onnxruntime", reason="the 'serving' extra")
+    from keras_alage import dlib_import
+    from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+
+    try:
+        onnx_path = dlib_import.find_onnx()
+        faces.find_landmark_model()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    photo = images.read_image(str(SAMPLE))
+    face = max(faces.detect_at(photo, faces.DlibDetector(), faces.UPRIGHT), key=lambda f: f.size[0])
+    chip = faces.crop_face(photo, face, faces.CropSpec(64, 0.4, detector="dlib")).astype(np.float32)[None]
+    session = ort.InferenceSession(dlib_import._onnx_bytes(onnx_path), providers=["CPUExecutionProvider"])
+    inputs = ((chip - dlib_import.DLIB_MEANS) / dlib_import.DLIB_SCALE).transpose(0, 3, 1, 2)
+    dlib_age = float(session.run(["probabilities"], {"images": inputs})[0][0] @ np.asarray(dlib_import.DLIB_AGES))
+    model, _, _ = release.load(released)
+    ours = float(model((chip / 255.0 - IMAGENET_MEAN) / IMAGENET_STD, training=False)["global_age"][0])
+    assert ours == pytest.approx(dlib_age, abs=0.1)  # fp16 weights; class 0 is age 0 where dlib's is 0.25
+
+
+def test_a_release_predicts_with_the_crops_it_records(tmp_path):
+    model = tiny_model()
+    release.save(model, str(tmp_path / "r"), TINY, faces.CropSpec(256, 0.6, detector="dlib"), {}, crops="center")
+    assert release.recorded_crops(str(tmp_path / "r")) == "center"
+    assert release.recorded_crops(str(tmp_path / "not-a-release")) is None
+    encoded = [faces.encode_jpeg(np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8))]
+    default = photos.load_predictor(str(tmp_path / "r"))(encoded)["age"].numpy()
+    center = photos.load_predictor(str(tmp_path / "r"), "center")(encoded)["age"].numpy()
+    ten = photos.load_predictor(str(tmp_path / "r"), "ten")(encoded)["age"].numpy()
+    np.testing.assert_allclose(default, center, atol=1e-5)
+    assert abs(float(default[0] - ten[0])) > 1e-4  # the two averages differ, so the test tells them apart
+    with pytest.raises(ValueError, match="crops must be one of"):
+        release.save(model, str(tmp_path / "x"), TINY, None, {}, crops="five")
+
+
+def test_the_local_weight_is_chosen_where_validation_mae_is_lowest(tmp_path):
+    import json
+
+    report = {"folds": {"a": {"count": 300, "local_weight_mae": {"0": 5.0, "0.25": 4.0, "0.5": 4.5}},
+                        "b": {"count": 100, "local_weight_mae": {"0": 5.0, "0.25": 6.0, "0.5": 5.2}}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(report))
+    # Pooled by images: 0.25 -> (1200 + 600) / 400 = 4.5; 0.5 -> (1350 + 520) / 400 = 4.675
+    # (a plain mean of the folds would pick 0.5: 5.0 against 4.85).
+    assert release.best_local_weight(str(path)) == 0.25
+    del report["folds"]["b"]["local_weight_mae"]
+    path.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="--local_weights"):
+        release.best_local_weight(str(path))
