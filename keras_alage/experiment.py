@@ -43,6 +43,8 @@ class RunSpec:
       dlib_heads: also start the age heads from dlib's (False: the backbone only).
       downscale: probability of the low-resolution augmentation (`augment.random_downscale`).
       grayscale: probability of a grey training face (`augment.random_grayscale`).
+      train_view: "paper" (random-sized crops, colour jitter, lighting) or "eval" (the
+        evaluation view shifted by a few pixels: `augment.eval_view_crop`).
     """
 
     data_dir: str
@@ -61,6 +63,7 @@ class RunSpec:
     calibration_images: int = 512
     downscale: float = 0.0
     grayscale: float = 0.0
+    train_view: str = "paper"
 
 
 def fold_names(data_dir: str, requested) -> List[str]:
@@ -187,6 +190,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             train_files, True, config.batch_size, spec.model.input_size,
             shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
             area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale, grayscale=spec.grayscale,
+            view=spec.train_view,
         )
         validation = (
             dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")

@@ -44,10 +44,10 @@ def run_identity(spec, config, fold: str, init_checkpoint: Optional[str]) -> dic
             "local_head_from_global": spec.local_head_from_global,
         },
         "data": {"min_crop_area": spec.min_crop_area, "downscale": spec.downscale, "grayscale": spec.grayscale,
-                 "batch_size": config.batch_size, "seed": config.seed},
+                 "batch_size": config.batch_size, "seed": config.seed, "train_view": spec.train_view},
         "optimisation": {"learning_rate": config.learning_rate, "lr_decay_epochs": list(config.lr_decay_epochs),
                          "lr_decay": config.lr_decay, "momentum": config.momentum, "nesterov": config.nesterov,
-                         "weight_decay": config.weight_decay},
+                         "weight_decay": config.weight_decay, "freeze_batch_norm": config.freeze_batch_norm},
     }
 
 

@@ -56,6 +56,19 @@ def set_training_stage(model: keras.Model, stage: str) -> StageSpec:
     return spec
 
 
+def freeze_batch_norm(model: keras.Model) -> int:
+    """Freezes the backbone's batch norms (after `set_training_stage`, which unfreezes the whole
+    backbone): they normalise with their stored statistics in training too and their scale and
+    offset stay. Returns how many. A small or different fine-tuning set then cannot pull an
+    imported network's normalisation away from what its weights expect."""
+    frozen = 0
+    for layer in _layer(model, "backbone").layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
 def _layer(model: keras.Model, name: str) -> keras.layers.Layer:
     try:
         return model.get_layer(name)

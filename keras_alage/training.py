@@ -60,6 +60,9 @@ class TrainConfig:
       weight_decay: L2 coefficient added to the gradients.
       jit_compile: compile the training step with XLA.
       image_summaries: validation faces drawn with their box in TensorBoard per epoch.
+      freeze_batch_norm: the backbone's batch norms keep their statistics and affine and run
+        in inference mode (`stages.freeze_batch_norm`): for fine-tuning a network whose
+        statistics came from elsewhere, e.g. dlib's imported affines.
     """
 
     run_dir: str
@@ -76,6 +79,7 @@ class TrainConfig:
     jit_compile: bool = False
     image_summaries: int = 6
     seed: int = 0
+    freeze_batch_norm: bool = False
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -189,6 +193,8 @@ class Trainer:
             if config.jit_compile:
                 attention.use_xla_compatible_crop(self.model)
             self.spec = stages.set_training_stage(self.model, config.stage)
+            if config.freeze_batch_norm:
+                stages.freeze_batch_norm(self.model)
             self.optimizer = keras.optimizers.SGD(
                 learning_rate=self.schedule, momentum=config.momentum, nesterov=config.nesterov
             )

@@ -188,13 +188,32 @@ def ten_crop(image, size: int):
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
+TRAIN_VIEWS = ("paper", "eval")
+
+
+def eval_view_crop(encoded, input_size: int, seed=None):
+    """The evaluation view (shorter side resized to 256/224 of the input), cut at a random
+    position instead of the centre: a few pixels of shift, no change of scale. For networks
+    whose function is defined on one view of the face, e.g. dlib's on its face chip."""
+    image = resize_shorter(to_float(decode(encoded)), eval_resize_size(input_size))
+    return tf.image.random_crop(image, [input_size, input_size, 3], seed=seed)
+
+
 def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True,
-                         downscale: float = 0.0, grayscale: float = 0.0):
+                         downscale: float = 0.0, grayscale: float = 0.0, view: str = "paper"):
     """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32.
 
+    `view` "paper": fb.resnet.torch's random-sized crop (`area_range`), colour jitter and
+    lighting (with `jitter`); "eval": `eval_view_crop`, no colour change. Both flip.
     `downscale`, `grayscale`: probabilities of `random_downscale` and `random_grayscale`
     (0: never, as the paper)."""
-    image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
+    if view not in TRAIN_VIEWS:
+        raise ValueError(f"training view must be one of {TRAIN_VIEWS}; received {view!r}.")
+    if view == "eval":
+        image = eval_view_crop(encoded, input_size)
+        jitter = False
+    else:
+        image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
     image = random_downscale(image, downscale)
     image = random_flip(image)
     if jitter:

@@ -36,6 +36,7 @@ def make_dataset(
     repeat: bool = False,
     downscale: float = 0.0,
     grayscale: float = 0.0,
+    view: str = "paper",
 ):
     """Batches of (images, labels) from TFRecord files.
 
@@ -50,6 +51,7 @@ def make_dataset(
       downscale: probability of shrinking a training face to 32-64 px and back
         (`augment.random_downscale`).
       grayscale: probability of a training face in grey (`augment.random_grayscale`).
+      view: the training view, "paper" or "eval" (`augment.preprocess_for_train`).
       repeat: endless (training loops count steps per epoch, so every replica and worker
         takes the same number of steps).
 
@@ -80,7 +82,7 @@ def make_dataset(
         parsed = tfrecords.parse_example(serialized)
         if training:
             image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter,
-                                                 downscale=downscale, grayscale=grayscale)
+                                                 downscale=downscale, grayscale=grayscale, view=view)
         else:
             image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops)
         return image, labels_of(parsed)

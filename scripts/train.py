@@ -33,6 +33,11 @@ flags.DEFINE_bool("dlib_heads", True, "With --init_dlib_age, start the age heads
 flags.DEFINE_float("downscale_augment", 0.0,
                    "Probability of shrinking a training face to 32-64 px and back (mixes sharp and 64 px faces).")
 flags.DEFINE_float("grayscale_augment", 0.0, "Probability of a training face in grey (old and scanned photos).")
+flags.DEFINE_enum("train_view", "paper", ["paper", "eval"], "Training view: paper (random-sized crops of "
+                  "--min_crop_area, colour jitter, lighting) or eval (the evaluation view shifted by a few pixels: "
+                  "for networks defined on one view, e.g. --layout=dlib).")
+flags.DEFINE_bool("freeze_batch_norm", False, "Backbone batch norms keep their statistics and run in inference mode "
+                  "(fine-tuning an imported network, e.g. dlib's).")
 flags.DEFINE_string("age_classes", "fgnet", "Class space: fgnet, morph, lap, imdb_wiki, utkface or adience.")
 flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
 flags.DEFINE_enum("layout", "torch", ["torch", "dlib"], "Backbone layout: torch (the paper's ResNet / RoR of "
@@ -103,6 +108,7 @@ def main(argv):
         dlib_heads=FLAGS.dlib_heads,
         downscale=FLAGS.downscale_augment,
         grayscale=FLAGS.grayscale_augment,
+        train_view=FLAGS.train_view,
     )
     if not 0.0 < FLAGS.min_crop_area <= 1.0:
         raise app.UsageError(f"--min_crop_area must be in (0, 1]; received {FLAGS.min_crop_area}.")
@@ -120,6 +126,7 @@ def main(argv):
         weight_decay=FLAGS.weight_decay,
         jit_compile=FLAGS.jit_compile,
         seed=FLAGS.seed,
+        freeze_batch_norm=FLAGS.freeze_batch_norm,
     )
     try:
         experiment.validate(spec)

@@ -106,3 +106,27 @@ def test_random_grayscale_makes_channels_equal_or_leaves_the_image():
     np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-6)
     assert np.abs(grey - image.numpy()).max() > 0.05
     np.testing.assert_array_equal(augment.random_grayscale(image, probability=0.0).numpy(), image.numpy())
+
+
+def test_eval_view_training_crop_is_the_evaluation_view_shifted_not_scaled():
+    """--train_view=eval: a window of the evaluation resize at a random offset, same scale, no
+    colour change: every crop is one of the windows the centre crop is the middle of."""
+    size = 64
+    resized = augment.eval_resize_size(size)
+    ramp = np.add.outer(np.arange(100), 1000 * np.arange(100)).astype(np.float32)  # a unique value per pixel
+    image = np.stack([ramp] * 3, axis=-1) / ramp.max() * 255.0
+    encoded = tf.io.encode_png(tf.cast(tf.round(image), tf.uint8))
+    reference = augment.resize_shorter(augment.to_float(augment.decode(encoded)), resized).numpy()
+    offsets = set()
+    for seed in range(12):
+        crop = augment.eval_view_crop(encoded, size, seed=seed).numpy()
+        assert crop.shape == (size, size, 3)
+        matches = [(y, x) for y in range(resized - size + 1) for x in range(resized - size + 1)
+                   if np.allclose(reference[y:y + size, x:x + size], crop, atol=1e-4)]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) > 1  # it moves
+    pixels = augment.preprocess_for_train(encoded, size, view="eval")
+    assert pixels.shape == (size, size, 3)
+    with pytest.raises(ValueError, match="training view"):
+        augment.preprocess_for_train(encoded, size, view="zoom")

@@ -25,9 +25,10 @@ def _batches(count, batch, seed=0):
 
 
 def _train(strategy, weights, tmp_path, steps=3, stage="attention", **settings):
+    settings = {"learning_rate": 0.01, **settings}
     config = training.TrainConfig(
         run_dir=str(tmp_path), stage=stage, epochs=1, steps_per_epoch=steps, batch_size=8,
-        learning_rate=0.01, lr_decay_epochs=(), image_summaries=0, **settings,
+        lr_decay_epochs=(), image_summaries=0, **settings,
     )
 
     def build():
@@ -346,3 +347,25 @@ def test_the_ten_crop_box_is_the_unmirrored_centre_crops():
 
     outputs = evaluation.average_over_crops(predict, tf.zeros((2, 10, 4, 4, 3)))
     np.testing.assert_array_equal(outputs["box"].numpy(), np.full((2, 4), augment.CENTER_CROP, np.float32))
+
+
+def test_frozen_batch_norm_keeps_statistics_while_the_convolutions_learn(tmp_path):
+    """--freeze_batch_norm: the global stage still trains the backbone's convolutions, but its
+    batch norms normalise with, and keep, their stored statistics and affine."""
+    from keras_alage import dlib_import
+
+    start = build_age_model(TINY)
+    # Statistics that fit the inputs, as an imported network's would (fresh ones blow up unnormalised).
+    dlib_import.recalibrate_batch_norm(start, np.random.default_rng(0).normal(size=(16, 64, 64, 3)))
+    weights = start.get_weights()
+    model, _ = _train(None, weights, tmp_path / "frozen", stage="global", freeze_batch_norm=True, learning_rate=1e-4)
+    free, _ = _train(None, weights, tmp_path / "free", stage="global", learning_rate=1e-4)
+    for name in ("conv1_bn", "stack1_block0_1_bn"):
+        for a, b in zip(start.get_layer("backbone").get_layer(name).get_weights(),
+                        model.get_layer("backbone").get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+        moved = [not np.allclose(a, b) for a, b in zip(start.get_layer("backbone").get_layer(name).get_weights(),
+                                                         free.get_layer("backbone").get_layer(name).get_weights())]
+        assert any(moved), name  # without the flag the same steps move them
+    kernel = lambda m: m.get_layer("backbone").get_layer("conv1_conv").get_weights()[0]  # noqa: E731
+    assert not np.allclose(kernel(start), kernel(model))
