@@ -10,7 +10,7 @@ import dataclasses
 import io
 import json
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -113,18 +113,100 @@ def attention_corners(face: faces.Face, spec: faces.CropSpec, box, input_size: i
     return faces.crop_to_photo(face, spec, uv)
 
 
-def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
-                  min_confidence: Optional[float] = None) -> PhotoResult:
-    """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
+@dataclasses.dataclass
+class PhotoFaces:
+    """A photo after decoding, detection and cropping: what the network still has to answer."""
+
+    path: str
+    found: List[faces.Face]
+    crops: List[bytes]  # JPEG face crops, as stored in the TFRecords
+    error: Optional[str] = None
+
+
+def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None) -> PhotoFaces:
+    """Decode, detect and cut one photo (everything before the network); never raises."""
     try:
         _, photo = images.read_photo(path)
     except images.ImageError as error:
-        return PhotoResult(str(path), [], error.reason)
+        return PhotoFaces(str(path), [], [], error.reason)
     found = find_faces(photo, detector, min_confidence)
     if not found:
-        return PhotoResult(str(path), [], "no face found")
-    crops = [faces.encode_jpeg(faces.crop_face(photo, face, spec)) for face in found]
-    outputs = {k: np.asarray(v) for k, v in predict(crops).items()}
+        return PhotoFaces(str(path), [], [], "no face found")
+    return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found])
+
+
+def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
+                  min_confidence: Optional[float] = None) -> PhotoResult:
+    """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
+    located = locate_faces(path, detector, spec, min_confidence)
+    if located.error:
+        return PhotoResult(located.path, [], located.error)
+    return answer_faces(located, {k: np.asarray(v) for k, v in predict(located.crops).items()}, spec, input_size)
+
+
+def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
+                   min_confidence: Optional[float] = None, batch_faces: int = 32,
+                   prefetch: int = 64, full_batches: bool = False) -> Iterator[PhotoResult]:
+    """Ages of every face of many photos, in order: decoding, detection and cropping run in a
+    worker thread while the network (which releases the GIL) answers the faces of earlier
+    photos, up to `batch_faces` in one call: whatever is ready when the network is free, or
+    only full batches with `full_batches`. Same answers as `predict_photo`."""
+    import concurrent.futures
+    import queue
+    import threading
+
+    located: "queue.Queue" = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for path in paths:
+                if stop.is_set():
+                    return
+                located.put(locate_faces(path, detector, spec, min_confidence))
+        finally:
+            located.put(None)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        producer = pool.submit(produce)
+        try:
+            pending: List[PhotoFaces] = []
+            done = False
+            while not done:
+                item = located.get()
+                done = item is None
+                if item is not None:
+                    pending.append(item)
+                waiting = sum(len(p.crops) for p in pending)
+                if pending and (done or waiting >= batch_faces or (located.empty() and not full_batches)):
+                    yield from _answer_batch(pending, predict, spec, input_size)
+                    pending = []
+            producer.result()  # re-raises an unexpected error of the worker
+        finally:
+            stop.set()
+            while producer.running():  # unblock a worker waiting on a full queue
+                try:
+                    located.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size) -> Iterator[PhotoResult]:
+    crops = [crop for item in batch for crop in item.crops]
+    outputs = {k: np.asarray(v) for k, v in predict(crops).items()} if crops else {}
+    start = 0
+    for item in batch:
+        if item.error:
+            yield PhotoResult(item.path, [], item.error)
+            continue
+        end = start + len(item.crops)
+        yield answer_faces(item, {k: v[start:end] for k, v in outputs.items()}, spec, input_size)
+        start = end
+
+
+def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input_size: int) -> PhotoResult:
+    """A photo's result from the network's outputs for its faces (in `located.found` order)."""
+    path, found = located.path, located.found
     results = []
     for i, face in enumerate(found):
         local_trained = bool(np.isfinite(outputs["local_age"][i]))
@@ -140,7 +222,7 @@ def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int
             attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
             if local_trained else None,
         ))
-    return PhotoResult(str(path), results)
+    return PhotoResult(path, results)
 
 
 def _age_text(face: FaceAge) -> str:

@@ -23,7 +23,8 @@ flags.DEFINE_string("model", None, "Trained .keras model.")
 flags.DEFINE_string("export_dir", "serving", "TF Serving base folder.")
 flags.DEFINE_string("model_name", "age", "Model name (the folder under --export_dir).")
 flags.DEFINE_integer("version", 1, "Version number (the folder under the model name).")
-flags.DEFINE_enum("crops", "ten", ["ten", "center"], "Ten-crop (the paper) or centre crop inside the graph.")
+flags.DEFINE_enum("crops", None, ["ten", "center"], "Ten-crop (the paper) or centre crop inside the graph; default: "
+                  "a released model's recorded crops, else ten.")
 flags.DEFINE_string("warmup_images", None, "Glob of face-crop images for the warm-up requests (up to 8 used).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<model_name>-<version>.tflite (LiteRT, float input).")
@@ -49,7 +50,7 @@ def warmup_image(path: str) -> bytes:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import experiment, export
+    from keras_alage import experiment, export, release
     from pipelines import faces
 
     warmup = []
@@ -60,9 +61,10 @@ def main(argv):
         warmup = [warmup_image(p) for p in paths]
     try:
         model = experiment.load_model(FLAGS.model)
+        crops = FLAGS.crops or release.recorded_crops(FLAGS.model) or "ten"
         face_crop = faces.recorded_crop(FLAGS.model)  # written by training, or in a release's model.json
         target = export.export_saved_model(
-            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.crops, warmup, FLAGS.overwrite,
+            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, crops, warmup, FLAGS.overwrite,
             face_crop,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as error:

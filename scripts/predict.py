@@ -29,9 +29,11 @@ flags.DEFINE_enum("crops", None, ["ten", "center"], "Crops for a .keras model (d
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
-                   "detector's own: 0.9 for MTCNN's probability, 0.5 for dlib's HOG margin).")
+                   "detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", None, ["mtcnn", "dlib"], "Face detector; default: the one the model's recorded crop "
                   "was measured with (MTCNN where none is recorded).")
+flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
+                     "next photos overlaps it.")
 flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
 flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many frames.")
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
@@ -90,9 +92,10 @@ def main(argv):
     inputs = photos.image_paths(argv[1:])
     videos = [p for p in inputs if video.is_video(p)] + ([FLAGS.camera] if FLAGS.camera is not None else [])
     answered_videos = sum(run_video(source, predict, detector, spec) for source in videos)
-    for path in (p for p in inputs if not video.is_video(p)):
-        result = photos.predict_photo(path, predict, detector, spec, predict.input_size,
-                                      FLAGS.min_confidence)
+    stills = [p for p in inputs if not video.is_video(p)]
+    for result in photos.predict_photos(stills, predict, detector, spec, predict.input_size, FLAGS.min_confidence,
+                                        FLAGS.batch_faces):
+        path = result.path
         results.append(result)
         print(photos.describe(result), flush=True)
         if FLAGS.draw and result.faces:

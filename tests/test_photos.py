@@ -103,6 +103,32 @@ def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, mo
     np.testing.assert_allclose(corners, expected, atol=0.11)  # what was answered is that crop's box
 
 
+def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, model_path):
+    """predict_photos batches faces across photos and detects ahead of the network; the answers,
+    the errors and their order are those of predict_photo, whatever the batch size."""
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    paths = photos.image_paths([str(photo_folder)]) * 2  # more photos than a batch, repeats included
+    one_by_one = [photos.predict_photo(p, predict, detector, spec, predict.input_size) for p in paths]
+    for batch_faces, full in ((1, False), (2, True), (64, True), (32, False)):
+        batched = list(photos.predict_photos(paths, predict, detector, spec, predict.input_size,
+                                             batch_faces=batch_faces, prefetch=3, full_batches=full))
+        assert [r.path for r in batched] == [r.path for r in one_by_one]
+        for got, want in zip(batched, one_by_one):
+            assert got.error == want.error and len(got.faces) == len(want.faces), got.path
+            for a, b in zip(got.faces, want.faces):
+                assert a.age == pytest.approx(b.age, abs=1e-3) and a.corners == b.corners
+
+
+def test_stopping_early_leaves_no_worker_behind(photo_folder, model_path):
+    predict = photos.load_predictor(str(model_path), crops="center")
+    results = photos.predict_photos(photos.image_paths([str(photo_folder)]) * 3, predict, faces.MtcnnDetector(),
+                                    faces.CropSpec(), predict.input_size, prefetch=1)
+    first = next(results)
+    results.close()  # the generator's cleanup must not hang on the full queue
+    assert first.path.endswith("a_face.jpg")
+
+
 def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, model_path, tmp_path):
     import keras
 
