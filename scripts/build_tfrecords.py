@@ -42,7 +42,7 @@ flags.DEFINE_bool("detect", None, "Detect faces (default: yes unless the set is 
 flags.DEFINE_enum("no_face", "skip", ["skip", "center"], "Photos without a face: skip, or keep the centre crop.")
 flags.DEFINE_bool("full_search", False, "Try all 27 rotations for every photo (the paper's recipe).")
 flags.DEFINE_float("min_confidence", None, "An upright face this confident ends the rotation search (default: "
-                   "the detector's own: 0.9 for MTCNN's probability, 0.5 for dlib's HOG margin).")
+                   "the detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "Face detector (dlib: HOG + 5-point alignment, about "
                   "10x faster); --crop_margin is relative to its box.")
 flags.DEFINE_integer("crop_size", 256, "Side of the stored face crops.")

@@ -63,3 +63,28 @@ def test_the_suite_runs_end_to_end_and_writes_every_ratio(tmp_path):
                 "keras_batch_norm_train_overhead", "pipeline_images_per_s", "ten_over_center_latency"):
         assert key in results, key
     assert 0 < results["train_fraction_of_peak"] < 1 and "training step with Keras BatchNormalization" in result.stdout
+
+
+def test_the_photo_path_benchmark_compares_detectors_and_times_video(shared_data, tmp_path):
+    """benchmarks/photo_path.py on three FG-NET photos: every detector row, stage shares that sum
+    to one, the batched path answering the same ages, and video frames/s."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "photo_path.py"
+    output = tmp_path / "path"
+    command = [sys.executable, str(script), f"--photos={shared_data}/fgnet/images/00[12]A0*.JPG", "--limit=3",
+               f"--chips={shared_data}/utkface/crop_part1/*.jpg", "--chip_count=10", "--detectors=dlib-0,mtcnn",
+               "--video_frames=12", f"--output={output}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "path.json").read_text())
+    assert set(report["detectors"]) == {"dlib-0", "mtcnn"} and report["photos"] == 3
+    for row in report["detectors"].values():
+        assert sum(row["stage_shares"].values()) == pytest.approx(1.0)
+        assert row["answered"] == 3 and row["batched_largest_age_difference"] < 0.01
+    assert report["detectors"]["dlib-0"]["margin"] == pytest.approx(0.6)  # the model's own crop
+    assert report["video"]["frames"] == 12 and report["video"]["frames_per_second"] > 0

@@ -261,11 +261,14 @@ def test_dlib_detector_crops_utkface_chips_as_they_were_cut(dlib_detector, share
 
 
 def test_each_detector_has_its_own_confidence_scale():
-    assert faces.FacePolicy().confidence(faces.DlibDetector()) == 0.5
+    assert faces.FacePolicy().confidence(faces.DlibDetector()) == 0.2
     assert faces.FacePolicy().confidence(faces.MtcnnDetector()) == 0.9
     assert faces.FacePolicy(min_confidence=0.5).confidence(faces.DlibDetector()) == 0.5
     assert faces.FacePolicy().cache_settings(faces.DlibDetector()) != faces.FacePolicy().cache_settings(
         faces.MtcnnDetector())
+    # Another upsampling finds other faces: cached detections never cross between them.
+    assert faces.FacePolicy().cache_settings(faces.DlibDetector(upsample=1)) != faces.FacePolicy().cache_settings(
+        faces.DlibDetector())
     with pytest.raises(ValueError, match="unknown face detector 'hog'"):
         faces.make_detector("hog")
 
@@ -277,3 +280,17 @@ def test_a_crop_names_the_detector_its_margin_belongs_to():
     assert faces.CropSpec.from_json({"size": 256, "margin": 0.04, "square": True}).detector == "mtcnn"
     with pytest.raises(ValueError, match="crop detector must be one of"):
         faces.CropSpec(detector="hog")
+
+
+def test_a_crop_translates_between_detectors_through_their_boxes_on_the_same_chips():
+    # On UTKFace's chips MTCNN's box is 1/1.04 of the chip and dlib's 1/1.372: the release's
+    # dlib crop at margin 0.6 (1.166 chips) is MTCNN's box plus 21.3%.
+    spec = faces.CropSpec(256, 0.6, detector="dlib")
+    mtcnn = faces.translate_crop(spec, "mtcnn", {"dlib": 0.372, "mtcnn": 0.04})
+    assert mtcnn.detector == "mtcnn" and mtcnn.size == 256
+    assert mtcnn.margin == pytest.approx(1.6 / 1.372 * 1.04 - 1.0)
+    back = faces.translate_crop(mtcnn, "dlib", {"dlib": 0.372, "mtcnn": 0.04})
+    assert back.margin == pytest.approx(0.6)
+    assert faces.translate_crop(spec, "dlib", {}) == spec
+    with pytest.raises(ValueError, match="no measured chip margin"):
+        faces.translate_crop(spec, "mtcnn", {"dlib": 0.372})
