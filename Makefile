@@ -48,13 +48,14 @@ data/utkface_all/manifest.json: | $(STAMP)
 # centre crop is dlib's face chip (the released model's cut; about 5 minutes).
 data/utkface_dlib/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface \
-		--output_dir=data/utkface_dlib --detect --detector=dlib --min_confidence=0 --crop_margin=0.6 --no_face=center \
+		--output_dir=data/utkface_dlib --detect --detector=dlib --dlib_upsample=1 --min_confidence=0 --crop_margin=0.6 --no_face=center \
 		--overwrite
 
-# FG-NET cut as the released model expects (its recorded face crop), for fine-tuning it.
+# FG-NET cut as the released model expects (its recorded face crop) and labelled in its class
+# space (ages 0-100), so fine-tuning keeps its heads.
 data/fgnet_release/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
-		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --overwrite
+		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --age_classes=utkface --overwrite
 
 # Retrains the released model (experiments/release_dlib_model.sh; about 15 minutes on 2 cores).
 release: data/utkface_dlib/manifest.json
@@ -70,8 +71,8 @@ experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 
 # The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
 # (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on
-# it: build, fine-tune the released model on fold 0 (global, then attention stage), evaluation
-# with the release's centre crop, export for TF Serving, prediction with the exported model.
+# it: build, fine-tune the released model's attention branch on fold 0, evaluation with the
+# release's centre crop, export for TF Serving, prediction with the exported model.
 quickstart: $(STAMP)
 	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
 	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
@@ -79,7 +80,6 @@ quickstart: $(STAMP)
 		"put it there or pass SHARED_DATA=...): stopping after the sample photos."; fi
 
 quickstart-fgnet: data/fgnet_release/manifest.json
-	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet.flags $(ARGS)
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet_attention.flags $(ARGS)
 	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention \
 		--crops=center

@@ -41,9 +41,9 @@ flags.DEFINE_string("chips", os.path.join(SHARED, "utkface", "crop_part1", "*.jp
                     "Glob of ready-made face chips on which each detector's box is measured.")
 flags.DEFINE_integer("chip_count", 100, "Chips to measure the boxes on.")
 flags.DEFINE_integer("limit", None, "Use the first N photos.")
-flags.DEFINE_list("detectors", ["mtcnn", "dlib-0", "dlib-1", "dlib"],
-                  "mtcnn; dlib-0 / dlib-1: HOG on the photo upsampled 0 / 1 times; dlib: 0, then 1 where 0 finds none "
-                  "(the default).")
+flags.DEFINE_list("detectors", ["mtcnn", "dlib-0", "dlib-1", "dlib-adaptive"],
+                  "mtcnn; dlib-0 (the default) / dlib-1: HOG on the photo upsampled 0 / 1 times; dlib-adaptive: 0, "
+                  "then 1 where 0 finds none.")
 flags.DEFINE_integer("batch_faces", 32, "Faces per network call in the batched path.")
 flags.DEFINE_integer("video_frames", 60, "Frames of the benchmark clip (0: no video).")
 flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "photo_path"), "Output path without extension.")
@@ -54,7 +54,9 @@ FGNET_AGE = re.compile(r"^\d+A(\d+)", re.IGNORECASE)
 def make_detector(name: str):
     from pipelines import faces
 
-    if name.startswith("dlib-"):  # a fixed upsampling; "dlib" is the default (0, then 1)
+    if name == "dlib-adaptive":
+        return faces.DlibDetector(upsample=None)
+    if name.startswith("dlib-"):
         return faces.DlibDetector(upsample=int(name.split("-")[1]))
     return faces.make_detector(name)
 

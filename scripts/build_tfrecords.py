@@ -43,6 +43,8 @@ flags.DEFINE_enum("no_face", "skip", ["skip", "center"], "Photos without a face:
 flags.DEFINE_bool("full_search", False, "Try all 27 rotations for every photo (the paper's recipe).")
 flags.DEFINE_float("min_confidence", None, "An upright face this confident ends the rotation search (default: "
                    "the detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
+flags.DEFINE_integer("dlib_upsample", 0, "With --detector=dlib: times the photo is doubled before HOG (1 finds "
+                     "faces from about 40 px instead of 80, about 4x slower).")
 flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "Face detector (dlib: HOG + 5-point alignment, about "
                   "10x faster); --crop_margin is relative to its box.")
 flags.DEFINE_integer("crop_size", 256, "Side of the stored face crops.")
@@ -104,6 +106,7 @@ def main(argv):
         cache_dir=(FLAGS.cache_dir or os.path.join(os.path.dirname(output), "detection-cache")) if detect else None,
         workers=FLAGS.workers,
         beam_args=tuple(FLAGS.beam_arg),
+        detector=faces.DlibDetector(upsample=FLAGS.dlib_upsample) if detect and crop.detector == "dlib" else None,
     )
     try:
         manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped)
