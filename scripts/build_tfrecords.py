@@ -11,6 +11,7 @@ why, the split) and `records.jsonl` (one line per photo). Extra Beam options go 
 --beam_arg (e.g. --beam_arg=--runner=DataflowRunner).
 """
 
+import dataclasses
 import logging as pylogging
 import os
 import sys
@@ -22,7 +23,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from keras_alage import cli  # noqa: E402
 from keras_alage.age_classes import get_age_classes  # noqa: E402
-from pipelines import build, faces, protocols, sources  # noqa: E402
+from pipelines import build, faces, protocols, runners, sources  # noqa: E402
 
 flags.DEFINE_enum("dataset", None, sorted(sources.SOURCES), "Data set, in its distributed layout.")
 flags.DEFINE_string("data_dir", None, "Where the data set is: its folder, or its CSV / .mat file.")
@@ -59,7 +60,10 @@ flags.DEFINE_string(
 flags.DEFINE_string("cache_dir", None, "Detection cache; default: detection-cache/ beside --output_dir.")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
 flags.DEFINE_integer("records_per_shard", 1000, "Target records per shard.")
-flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (repeatable).")
+flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (repeatable), e.g. another runner's.")
+flags.DEFINE_enum("runner", "direct", ["direct", "dask"], "direct: --workers local processes; dask: Beam's DaskRunner on "
+                  "--dask_scheduler, or on a local cluster of --workers worker processes when none is given.")
+flags.DEFINE_string("dask_scheduler", None, "A distributed scheduler's address (tcp://host:8786) for --runner=dask.")
 flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
 FLAGS = flags.FLAGS
 
@@ -108,8 +112,12 @@ def main(argv):
         beam_args=tuple(FLAGS.beam_arg),
         detector=faces.DlibDetector(upsample=FLAGS.dlib_upsample) if detect and crop.detector == "dlib" else None,
     )
+    if FLAGS.dask_scheduler and FLAGS.runner != "dask":
+        raise app.UsageError("--dask_scheduler is for --runner=dask.")
     try:
-        manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped)
+        with runners.beam_args(FLAGS.runner, FLAGS.workers, FLAGS.dask_scheduler) as runner_args:
+            config = dataclasses.replace(config, beam_args=tuple(runner_args) + config.beam_args)
+            manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped)
     except (FileExistsError, ValueError) as error:
         raise app.UsageError(str(error))
     print(build.describe(manifest, output))

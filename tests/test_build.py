@@ -263,3 +263,37 @@ def test_the_build_is_moved_into_place_not_copied(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "_run_pipeline", remember)
     build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny")
     assert os.stat(tmp_path / "out").st_ino == staged["inode"]  # one rename: readers see all of it or none
+
+
+def test_the_build_on_a_dask_cluster_equals_the_direct_runners_byte_for_byte(shared_data, tmp_path):
+    """Beam's DaskRunner on a LocalCluster of 2 worker processes (TCP on loopback, as a real
+    cluster), detection in the workers: the same shards, record log and manifest as the
+    DirectRunner, byte for byte (only the build's date and duration differ)."""
+    pytest.importorskip("distributed", reason="the Dask runner needs dask and distributed (the [data] extra)")
+    pytest.importorskip("dlib", reason="dlib's detector (the [data] extra)")
+    from pipelines import runners
+
+    result = fgnet.read_fgnet(shared_data / "fgnet")
+    subjects = sorted({r.subject for r in result.records})[1::20][:4]
+    records = [r for s in subjects for r in [r for r in result.records if r.subject == s][:4]]  # 4 photos each
+    split = protocols.subject_kfold(records, 2, seed=0)
+    crop = faces.CropSpec(128, 0.6, detector="dlib")
+    made = {}
+    for runner in ("direct", "dask"):
+        with runners.beam_args(runner, workers=2) as args:
+            config = build.BuildConfig(str(tmp_path / runner), 70, crop, faces.FacePolicy(no_face="center"),
+                                       records_per_shard=4, workers=2, beam_args=tuple(args))
+            made[runner] = build.build_tfrecords(split, records, config, "fgnet")
+    direct, dask = (tmp_path / "direct", tmp_path / "dask")
+    names = sorted(os.listdir(direct))
+    assert names == sorted(os.listdir(dask)) and sum(n.endswith(".tfrecord") for n in names) >= 4
+    for name in names:
+        if name != "manifest.json":
+            assert (direct / name).read_bytes() == (dask / name).read_bytes(), name
+    for manifest in made.values():
+        manifest.pop("created"), manifest.pop("seconds")
+    assert made["direct"] == made["dask"] and made["dask"]["records"] == len(records)
+    build.verify_shards(str(dask))
+    with pytest.raises(ValueError, match="runner must be one of"):
+        with runners.beam_args("spark", workers=2):
+            pass
