@@ -41,9 +41,9 @@ flags.DEFINE_string("chips", os.path.join(SHARED, "utkface", "crop_part1", "*.jp
                     "Glob of ready-made face chips on which each detector's box is measured.")
 flags.DEFINE_integer("chip_count", 100, "Chips to measure the boxes on.")
 flags.DEFINE_integer("limit", None, "Use the first N photos.")
-flags.DEFINE_list("detectors", ["mtcnn", "dlib-0", "dlib-1", "dlib-adaptive"],
-                  "mtcnn; dlib-0 (the default) / dlib-1: HOG on the photo upsampled 0 / 1 times; dlib-adaptive: 0, "
-                  "then 1 where 0 finds none.")
+flags.DEFINE_list("detectors", ["mtcnn", "dlib-0", "dlib-1", "dlib-adaptive", "dlib+mtcnn"],
+                  "mtcnn; dlib-0 / dlib-1: HOG on the photo upsampled 0 / 1 times; dlib-adaptive: 0, then 1 where 0 "
+                  "finds none; dlib+mtcnn: dlib-0, and MTCNN where it finds none (predict.py's default).")
 flags.DEFINE_integer("batch_faces", 32, "Faces per network call in the batched path.")
 flags.DEFINE_integer("video_frames", 60, "Frames of the benchmark clip (0: no video).")
 flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "photo_path"), "Output path without extension.")
@@ -54,6 +54,8 @@ FGNET_AGE = re.compile(r"^\d+A(\d+)", re.IGNORECASE)
 def make_detector(name: str):
     from pipelines import faces
 
+    if name == "dlib+mtcnn":  # predict.py's default: MTCNN where dlib finds no face
+        return faces.FallbackDetector(faces.DlibDetector(), faces.MtcnnDetector())
     if name == "dlib-adaptive":
         return faces.DlibDetector(upsample=None)
     if name.startswith("dlib-"):
@@ -70,7 +72,7 @@ def chip_margins(names) -> dict:
         raise app.UsageError(f"--chips={FLAGS.chips} matches no file; the detectors' boxes cannot be compared.")
     chips = [images.read_image(p) for p in paths]
     margins = {}
-    for family in sorted({n.split("-")[0] for n in names}):
+    for family in sorted({n.split("-")[0].split("+")[0] for n in names}):
         estimate = faces.matching_margin(chips, make_detector("dlib-1" if family == "dlib" else family), 0.0)
         margins[family] = estimate.margin
         print(f"{family}: box = {estimate.face_fraction:.3f} of a chip ({estimate.measured} measured)", flush=True)

@@ -337,6 +337,38 @@ class DlibDetector:
         return found
 
 
+# Each detector's box over the side of the same 100 UTKFace chips (matching_margin, measured by
+# benchmarks/photo_path.py): a box of one detector is this ratio of another's on the same face.
+CHIP_BOX_FRACTIONS = {"dlib": 0.733, "mtcnn": 0.970}
+
+
+class FallbackDetector:
+    """`primary`'s faces; where it finds none, `secondary`'s, rescaled to the size the primary's
+    box would have (`CHIP_BOX_FRACTIONS`), so the primary's crop cuts them alike (without the
+    primary's alignment). E.g. dlib's fast detector, and MTCNN for the photos HOG misses."""
+
+    def __init__(self, primary, secondary):
+        self.primary, self.secondary = primary, secondary
+        self.name = primary.name  # the crop and the default confidence are the primary's
+        self.settings = f"{getattr(primary, 'settings', primary.name)}+{secondary.name}"
+        self.scale = CHIP_BOX_FRACTIONS[primary.name] / CHIP_BOX_FRACTIONS[secondary.name]
+        self.confidence = default_confidence(primary)
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        found = self.primary.detect(image)
+        if any(d[4] >= self.confidence for d in found):
+            return found
+        rescaled = []
+        for x, y, w, h, score, *roll in self.secondary.detect(image):
+            if score < default_confidence(self.secondary):
+                continue
+            side = max(w, h) * self.scale
+            cx, cy = x + (w - 1) / 2.0, y + (h - 1) / 2.0
+            rescaled.append((cx - (side - 1) / 2.0, cy - (side - 1) / 2.0, side, side, max(score, self.confidence),
+                             *roll))
+        return found + rescaled
+
+
 def _rotate_expanded(image: np.ndarray, angle: float) -> Tuple[np.ndarray, np.ndarray]:
     """The photo rotated counter-clockwise by `angle` on a canvas that holds all of it,
     and the 2x3 matrix from photo to canvas coordinates."""

@@ -32,6 +32,8 @@ flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not rep
                    "detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", None, ["mtcnn", "dlib"], "Face detector; default: the one the model's recorded crop "
                   "was measured with (MTCNN where none is recorded).")
+flags.DEFINE_enum("fallback_detector", "mtcnn", ["mtcnn", "dlib", ""], "Where the detector finds no face, this one "
+                  "looks (its box rescaled to the detector's; '' for none).")
 flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
                      "next photos overlaps it.")
 flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
@@ -85,6 +87,8 @@ def main(argv):
     print(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.make_detector(spec.detector)
+    if FLAGS.fallback_detector and FLAGS.fallback_detector != spec.detector:
+        detector = faces.FallbackDetector(detector, faces.make_detector(FLAGS.fallback_detector))
     from keras_alage import video
 
     results = []

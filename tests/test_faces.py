@@ -294,3 +294,37 @@ def test_a_crop_translates_between_detectors_through_their_boxes_on_the_same_chi
     assert faces.translate_crop(spec, "dlib", {}) == spec
     with pytest.raises(ValueError, match="no measured chip margin"):
         faces.translate_crop(spec, "mtcnn", {"dlib": 0.372})
+
+
+class FixedDetector:
+    def __init__(self, name, detections):
+        self.name, self.detections, self.calls = name, detections, 0
+
+    def detect(self, image):
+        self.calls += 1
+        return list(self.detections)
+
+
+def test_the_fallback_detector_looks_only_where_the_first_finds_nothing_and_speaks_its_box_size():
+    image = np.zeros((200, 200, 3), np.uint8)
+    confident = FixedDetector("dlib", [(50.0, 40.0, 60.0, 60.0, 1.3, 2.0)])
+    second = FixedDetector("mtcnn", [(20.0, 30.0, 80.0, 100.0, 0.99)])
+    assert faces.FallbackDetector(confident, second).detect(image) == confident.detections and second.calls == 0
+    weak = FixedDetector("dlib", [(0.0, 0.0, 30.0, 30.0, 0.05)])  # below dlib's 0.2: not a face
+    fallback = faces.FallbackDetector(weak, second)
+    found = fallback.detect(image)
+    assert second.calls == 1 and len(found) == 2
+    x, y, w, h, score = found[1]
+    side = 100.0 * faces.CHIP_BOX_FRACTIONS["dlib"] / faces.CHIP_BOX_FRACTIONS["mtcnn"]  # square on the longer side
+    assert (w, h) == pytest.approx((side, side)) and score >= 0.99
+    assert (x + (w - 1) / 2, y + (h - 1) / 2) == pytest.approx((20 + 79 / 2, 30 + 99 / 2))  # the same centre
+    (face,) = photos_find(image, fallback)
+    assert face.size == pytest.approx((side, side)) and face.angle == 0.0
+    # Cached detections never mix with the primary's alone.
+    assert faces.FacePolicy().cache_settings(fallback) != faces.FacePolicy().cache_settings(weak)
+
+
+def photos_find(image, detector):
+    from keras_alage import photos
+
+    return photos.find_faces(image, detector)
