@@ -95,7 +95,7 @@ def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Option
 def find_faces(photo: np.ndarray, detector, min_confidence: Optional[float] = None) -> List[faces.Face]:
     """Every confident upright face; if there is none, the strongest face of the rotation search
     (`min_confidence` None: the detector's own default)."""
-    min_confidence = faces.default_confidence(detector) if min_confidence is None else min_confidence
+    min_confidence = faces.default_confidence(detector, min_confidence)
     upright = [f for f in faces.detect_at(photo, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
     if upright:
         return sorted(upright, key=lambda f: f.center[0])
@@ -138,10 +138,7 @@ def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[
 def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
                   min_confidence: Optional[float] = None) -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
-    located = locate_faces(path, detector, spec, min_confidence)
-    if located.error:
-        return PhotoResult(located.path, [], located.error)
-    return answer_faces(located, {k: np.asarray(v) for k, v in predict(located.crops).items()}, spec, input_size)
+    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence)], predict, spec, input_size))
 
 
 def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,

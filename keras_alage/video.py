@@ -159,7 +159,7 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
                   max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
     """Ages of every face of every frame, tracked and smoothed; writes the annotated video
     (atomically: a temporary file renamed into place) if `output_video` is given."""
-    min_confidence = faces.default_confidence(detector) if min_confidence is None else min_confidence
+    min_confidence = faces.default_confidence(detector, min_confidence)
     tracker = tracker or Tracker()
     writer, temporary = None, None
     started, count = time.perf_counter(), 0

@@ -213,9 +213,11 @@ def make_detector(name: str):
     return globals()[DETECTORS[name][0]]()
 
 
-def default_confidence(detector) -> float:
-    """The score at which `detector` reports a face by default (MTCNN: a probability; dlib: the
-    HOG SVM margin, `DETECTORS`)."""
+def default_confidence(detector, min_confidence: Optional[float] = None) -> float:
+    """`min_confidence` where given, else the score at which `detector` reports a face by default
+    (MTCNN: a probability; dlib: the HOG SVM margin, `DETECTORS`)."""
+    if min_confidence is not None:
+        return min_confidence
     return DETECTORS.get(getattr(detector, "name", ""), (None, 0.9))[1]
 
 
@@ -406,7 +408,7 @@ def find_face(
     Returns:
       (face or None, number of detector calls made).
     """
-    min_confidence = default_confidence(detector) if min_confidence is None else min_confidence
+    min_confidence = default_confidence(detector, min_confidence)
     faces = detect_at(image, detector, UPRIGHT)
     calls = 1
     best = max(faces, key=lambda f: f.confidence, default=None)
@@ -439,7 +441,7 @@ def matching_margin(crops: Sequence[np.ndarray], detector, min_confidence: Optio
     the margin `CropSpec` needs to cut the same way (one box side of face per
     `1 + margin` of crop).
     """
-    min_confidence = default_confidence(detector) if min_confidence is None else min_confidence
+    min_confidence = default_confidence(detector, min_confidence)
     fractions, missed = [], 0
     for crop in crops:
         found = [d for d in detector.detect(crop) if d[4] >= min_confidence]
@@ -523,7 +525,7 @@ class FacePolicy:
             raise ValueError(f"no_face must be 'skip' or 'center'; received {self.no_face!r}.")
 
     def confidence(self, detector) -> float:
-        return default_confidence(detector) if self.min_confidence is None else self.min_confidence
+        return default_confidence(detector, self.min_confidence)
 
     def cache_settings(self, detector) -> str:
         name = getattr(detector, "settings", getattr(detector, "name", type(detector).__name__))
