@@ -146,6 +146,13 @@ def validate(spec: RunSpec) -> List[str]:
     return folds
 
 
+def check_strategy(config: training.TrainConfig, strategy) -> None:
+    """Settings that the strategy rules out: with several workers an epoch is one exact pass."""
+    if training.worker_count(strategy) > 1 and config.steps_per_epoch:
+        raise ValueError("--steps_per_epoch: with several workers each epoch is one exact pass over the "
+                         "training side; leave it unset.")
+
+
 def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, verbose: int = 1,
         flags_text: Optional[str] = None) -> Dict[str, dict]:
     """Trains and evaluates each requested fold under `config.run_dir/<fold>`; `flags_text` (the
@@ -163,6 +170,8 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     grouped = not classes.is_integer_ages
     crop = faces.crop_of_build(manifest)
     run_dirs = {f: os.path.join(config.run_dir, f) if len(manifest["folds"]) > 1 else config.run_dir for f in folds}
+    check_strategy(config, strategy)
+    planned = training.worker_count(strategy) > 1  # several workers: exact passes (pipelines/epochs.py)
     if training.is_chief(strategy):  # every fold checked before anything of the run is written
         for fold in folds:
             provenance.check_or_record(run_dirs[fold], provenance.run_identity(spec, config, fold,
@@ -174,24 +183,28 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         run_dir = run_dirs[fold]
         train_files = build.fold_files(spec.data_dir, fold, "train")
         test_files = build.fold_files(spec.data_dir, fold, "test")
-        train_records = sum(
-            manifest["parts"][p]["records"] for p in manifest["folds"][fold]["train"]
-        )
-        fold_config = dataclasses.replace(
-            config,
-            run_dir=run_dir,
-            steps_per_epoch=config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size),
-        )
+        counts = [shard["records"] for part in manifest["folds"][fold]["train"]
+                  for shard in manifest["parts"][part]["shards"]]
+        train_records = sum(counts)
         if not train_records:
             raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
-        log(f"fold {fold}: {train_records} training records, {fold_config.steps_per_epoch} steps per epoch -> {run_dir}")
+        augmentation = dict(area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale,
+                            grayscale=spec.grayscale, view=spec.train_view)
+        if planned:
+            train_data = dataset.PlannedEpochs(
+                tuple(train_files), tuple(counts), config.batch_size, spec.model.input_size, config.seed,
+                spec.shuffle_buffer, augmentation, provenance.build_identity(spec.data_dir)["manifest_sha256"])
+            steps = train_data.steps(training.worker_count(strategy),
+                                     strategy.num_replicas_in_sync // training.worker_count(strategy))
+        else:
+            train_data = dataset.make_dataset(
+                train_files, True, config.batch_size, spec.model.input_size,
+                shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True, **augmentation)
+            steps = config.steps_per_epoch or training.steps_per_epoch(train_records, config.batch_size)
+        fold_config = dataclasses.replace(config, run_dir=run_dir, steps_per_epoch=steps)
+        log(f"fold {fold}: {train_records} training records, {steps} steps per epoch"
+            f"{' (exact passes split over the workers)' if planned else ''} -> {run_dir}")
         trainer = training.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values, fold_config, strategy)
-        train_data = dataset.make_dataset(
-            train_files, True, config.batch_size, spec.model.input_size,
-            shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True,
-            area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale, grayscale=spec.grayscale,
-            view=spec.train_view,
-        )
         validation = (
             dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
             if spec.validate else None

@@ -16,13 +16,18 @@ A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `m
   threads), so it is not used (BUILD_NOTES.md).
 - Weight decay is Torch's (the paper's code): `weight_decay * w` added to each gradient,
   i.e. L2 regularisation, not decoupled decay.
+- Several workers: each epoch is one exact pass over the training side split between the
+  workers (`dataset.PlannedEpochs`, `pipelines/epochs.py`); the loss of a step is divided by
+  its actual global batch, so uneven planned batches weigh each face alike.
 - Resumable: a checkpoint (model, optimizer, epoch) after every epoch; a restarted run
-  continues after the last completed epoch. Best weights (by validation MAE) and the last
+  continues after the last completed epoch. Only the chief reads its checkpoint, and sends the
+  state to the other workers, so workers need no shared storage. Best weights (by validation MAE) and the last
   checkpoints are kept; TensorBoard gets losses, accuracy, MAE, learning rate and
   validation faces with the attention box drawn.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -34,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alage import attention, stages
+from keras_alage import attention, provenance, stages
 from pipelines import files
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -42,6 +47,7 @@ HISTORY = "history.jsonl"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_MODEL = "model.keras"
 CHECKPOINTS = "checkpoints"
+AUDIT = "input_audit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +69,8 @@ class TrainConfig:
       freeze_batch_norm: the backbone's batch norms keep their statistics and affine and run
         in inference mode (`stages.freeze_batch_norm`): for fine-tuning a network whose
         statistics came from elsewhere, e.g. dlib's imported affines.
+      audit_input: each worker writes, per epoch, the paths it trained on and a digest of its
+        weights under `<run_dir>/input_audit/` (`Trainer._write_audit`).
     """
 
     run_dir: str
@@ -80,6 +88,7 @@ class TrainConfig:
     image_summaries: int = 6
     seed: int = 0
     freeze_batch_norm: bool = False
+    audit_input: bool = False
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -101,6 +110,19 @@ def worker_task(strategy) -> tuple:
     if resolver is None or not resolver.cluster_spec().as_dict():
         return "chief", 0
     return resolver.task_type, resolver.task_id
+
+
+def worker_count(strategy) -> int:
+    """Worker processes (chief included) taking part in training; 1 outside multi-worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
+
+
+def _digest_ints(text: str, count: int = 4) -> List[int]:
+    """`count` 16-bit integers from the SHA-256 of `text` (for `Trainer.agree_across_workers`)."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [int.from_bytes(digest[2 * i: 2 * i + 2], "big") for i in range(count)]
 
 
 def is_chief(strategy) -> bool:
@@ -212,15 +234,18 @@ class Trainer:
         self._own_dir = os.path.join(config.run_dir, CHECKPOINTS)
         if self.chief:
             checkpoint_dir = self._own_dir
-        else:  # every worker must save (collectives), but only the chief's copy is kept
+        else:  # every worker must save (collectives), but only the chief's copy is read
             task_type, task_id = worker_task(self.strategy)
-            checkpoint_dir = tempfile.mkdtemp(prefix=f"{task_type}{task_id}-checkpoints-")
+            checkpoint_dir = os.path.join(self._own_dir, f"{task_type}-{task_id}-scratch")
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # left by a killed run; never read
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=2)
-        self._train_step = None
+        self._train_steps = {}
 
     # -- steps --
 
-    def _replica_step(self, images, labels):
+    def _replica_step(self, images, labels, global_count):
+        """One replica's share of a step; `global_count` is the step's global batch (all
+        replicas), which varies in planned epochs, so each face weighs alike."""
         config, model = self.config, self.model
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
@@ -228,7 +253,7 @@ class Trainer:
             per_example = keras.losses.sparse_categorical_crossentropy(
                 tf.cast(labels["label"], tf.int32), outputs[self.spec.loss_output]
             )
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            loss = tf.reduce_sum(tf.cast(per_example, tf.float32)) / global_count
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = self.optimizer.scale_loss(loss)
@@ -238,18 +263,21 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, variables))
         return _batch_sums(outputs, labels, self.spec, self.class_ages)
 
-    def _make_train_step(self):
+    def _make_train_step(self, with_paths: bool):
         step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile else self._replica_step
 
         def replica_step(images, labels):
+            count = tf.cast(tf.shape(labels["label"])[0], tf.float32)
+            global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
             # Only numeric labels enter the step: XLA has no string tensors (the image paths).
-            return step(images, {k: v for k, v in labels.items() if v.dtype != tf.string})
+            sums = step(images, {k: v for k, v in labels.items() if v.dtype != tf.string}, global_count)
+            return (sums, labels["path"]) if with_paths else (sums, ())
 
         @tf.function
         def train_step(iterator):
             images, labels = next(iterator)
-            sums = self.strategy.run(replica_step, args=(images, labels))
-            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
+            sums, paths = self.strategy.run(replica_step, args=(images, labels))
+            return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}, paths
 
         return train_step
 
@@ -271,20 +299,70 @@ class Trainer:
     # -- the run --
 
     def restore(self) -> int:
-        """Restores the newest checkpoint of the run, if any; returns the epoch to start at."""
-        latest = tf.train.latest_checkpoint(self._own_dir)
+        """Restores the newest checkpoint of the run, if any; returns the epoch to start at.
+
+        Only the chief reads its checkpoint; with several workers, the chief's state (weights,
+        optimizer, epoch) is then broadcast to every worker, so workers resume together whether
+        or not they share the chief's storage."""
+        latest = tf.train.latest_checkpoint(self._own_dir) if self.chief else None
         if latest:
             self.checkpoint.restore(latest)
+        if worker_count(self.strategy) > 1:
+            self._broadcast_from_chief()
         return int(self.epoch.numpy())
 
-    def fit(self, train_dataset, validation_dataset=None, verbose: int = 1) -> List[dict]:
+    def _state_variables(self) -> list:
+        variables = [self.epoch, self.best_mae, *self.model.variables, *self.optimizer.variables]
+        return [v.value if isinstance(v, keras.Variable) else v for v in variables]  # -> tf.Variables
+
+    def _broadcast_from_chief(self) -> None:
+        """Every worker takes the chief's values of the checkpointed state: an all-reduce sum to
+        which only replica 0 (the chief's first) contributes."""
+        variables = self._state_variables()
+
+        def replica_values():
+            first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+            values = [tf.where(first, tf.cast(v, tf.float64), tf.zeros_like(v, tf.float64)) for v in variables]
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+        @tf.function
+        def broadcast():
+            summed = self.strategy.run(replica_values)
+            for variable, value in zip(variables, summed):
+                variable.assign(tf.cast(self.strategy.experimental_local_results(value)[0], variable.dtype))
+
+        broadcast()
+
+    def agree_across_workers(self, values: Sequence[int], what: str) -> None:
+        """Raises RunMismatch on every worker unless every worker passed the same integers (each
+        below 2^20): compared through sums of values and of squares, which are equal-n only when
+        all values are equal, so every worker reaches the same verdict and none is left waiting."""
+        replicas = self.strategy.num_replicas_in_sync
+        local = tf.constant([float(v) for v in values], tf.float64)
+
+        @tf.function
+        def sums():
+            per_replica = self.strategy.run(lambda: (tf.identity(local), tf.square(local)))
+            return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
+
+        total, squares = (t.numpy() for t in sums())
+        if not np.array_equal(total * total, replicas * squares):
+            raise provenance.RunMismatch(f"The workers do not agree on {what}.")
+
+    def fit(self, train_input, validation_dataset=None, verbose: int = 1) -> List[dict]:
         """Trains to `config.epochs`, resuming after the last checkpoint; returns the history.
 
         Args:
-          train_dataset: an endless dataset of global batches (images, labels dict).
+          train_input: an endless dataset of global batches (images, labels dict), of which each
+            epoch takes `config.steps_per_epoch`; or a `dataset.PlannedEpochs`, of which each
+            epoch is one exact pass split over the workers' input pipelines (multi-worker).
           validation_dataset: a finite dataset of centre crops, or None.
         """
         config = self.config
+        planned = hasattr(train_input, "plan")
+        if planned:
+            self.agree_across_workers(_digest_ints(train_input.identity()),
+                                      "the training data: every worker must read the same build and fold")
         start = self.restore()
         history = [h for h in read_history(config.run_dir) if h["epoch"] <= start]
         if start >= config.epochs:
@@ -292,20 +370,27 @@ class Trainer:
             if self.chief and not os.path.exists(final):  # killed between the last checkpoint and the save
                 save_model_atomically(self.model, final)
             return history
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        distributed = self.strategy.experimental_distribute_dataset(train_dataset.with_options(options))
-        iterator = iter(distributed)
-        self._train_step = self._train_step or self._make_train_step()
+        if start and verbose and self.chief:
+            print(f"resuming after epoch {start}", flush=True)
+        if not planned:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            iterator = iter(self.strategy.experimental_distribute_dataset(train_input.with_options(options)))
         writers = _summary_writers(config.run_dir) if self.chief else None
         for epoch in range(start, config.epochs):
-            bar = keras.utils.Progbar(config.steps_per_epoch, verbose=verbose if self.chief else 0,
-                                      stateful_metrics=["loss", "mae"])
+            steps = config.steps_per_epoch
+            if planned:
+                iterator, steps = self._planned_iterator(train_input, epoch)
+            bar = keras.utils.Progbar(steps, verbose=verbose if self.chief else 0, stateful_metrics=["loss", "mae"])
             totals: Dict[str, float] = {}
-            for step in range(config.steps_per_epoch):
-                sums = self._train_step(iterator)
+            seen: List[bytes] = []
+            train_step = self._train_step(with_paths=config.audit_input)
+            for step in range(steps):
+                sums, paths = train_step(iterator)
                 for k, v in sums.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
+                if config.audit_input:
+                    seen += [p for t in self.strategy.experimental_local_results(paths) for p in t.numpy()]
                 running = _means(totals)
                 bar.update(step + 1, [("loss", running["loss"]), ("mae", running["mae"])])
             last_step = int(self.optimizer.iterations.numpy()) - 1
@@ -316,6 +401,8 @@ class Trainer:
             improved = validation_dataset is not None and entry["val_mae"] < float(self.best_mae.numpy())
             if improved:
                 self.best_mae.assign(entry["val_mae"])
+            if config.audit_input:
+                self._write_audit(epoch + 1, seen)
             if self.chief:
                 if improved:
                     _save_weights_atomically(self.model, os.path.join(config.run_dir, BEST_WEIGHTS))
@@ -331,6 +418,37 @@ class Trainer:
         else:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return history
+
+    def _train_step(self, with_paths: bool):
+        if with_paths not in self._train_steps:
+            self._train_steps[with_paths] = self._make_train_step(with_paths)
+        return self._train_steps[with_paths]
+
+    def _planned_iterator(self, source, epoch: int):
+        """The distributed iterator of one planned epoch and its step count."""
+        pipelines = worker_count(self.strategy)
+        per_pipeline = self.strategy.num_replicas_in_sync // pipelines
+        plan = source.plan(epoch, pipelines, per_pipeline)
+
+        def dataset_fn(context):
+            if context.num_input_pipelines != pipelines:
+                raise ValueError(f"{context.num_input_pipelines} input pipelines where {pipelines} were planned.")
+            return source.dataset(plan, context.input_pipeline_id)
+
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+        distributed = self.strategy.distribute_datasets_from_function(dataset_fn, options)
+        return iter(distributed), plan.steps
+
+    def _write_audit(self, epoch: int, paths: List[bytes]) -> None:
+        """This worker's record of one epoch: the paths it trained on (one per line) and a digest
+        of its weights, which must be the same on every worker."""
+        task_type, task_id = worker_task(self.strategy)
+        weights = float(sum(np.sum(np.abs(np.asarray(v, np.float64))) for v in self.model.trainable_variables))
+        record = {"epoch": epoch, "task": f"{task_type}-{task_id}", "weights_abs_sum": weights,
+                  "paths": sorted(p.decode("utf-8") for p in paths)}
+        path = os.path.join(self.config.run_dir, AUDIT, f"{task_type}-{task_id}", f"epoch-{epoch:04d}.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.write_atomically(path, json.dumps(record))
 
 
 # --- run files ----------------------------------------------------------------------------------------

@@ -4,9 +4,14 @@ Everything is composed here, in `make_dataset`, from the pure functions of
 `tfrecords` (parsing) and `augment` (preprocessing).
 """
 
+import dataclasses
+import itertools
+import json
+from typing import Mapping, Tuple
+
 import tensorflow as tf
 
-from pipelines import augment, tfrecords
+from pipelines import augment, epochs, tfrecords
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -18,6 +23,27 @@ def labels_of(parsed):
         "age_std": parsed["age_std"],
         "path": parsed["path"],
     }
+
+
+def training_preprocess(input_size: int, **augmentation):
+    """serialized example -> (augmented training view, labels); `augmentation` as
+    `augment.preprocess_for_train` takes it."""
+
+    def preprocess(serialized):
+        parsed = tfrecords.parse_example(serialized)
+        return augment.preprocess_for_train(parsed["image"], input_size, **augmentation), labels_of(parsed)
+
+    return preprocess
+
+
+def eval_preprocess(input_size: int, crops: str):
+    """serialized example -> (ten or centre crops, labels)."""
+
+    def preprocess(serialized):
+        parsed = tfrecords.parse_example(serialized)
+        return augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops), labels_of(parsed)
+
+    return preprocess
 
 
 def make_dataset(
@@ -78,15 +104,91 @@ def make_dataset(
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
-    def preprocess(serialized):
-        parsed = tfrecords.parse_example(serialized)
-        if training:
-            image = augment.preprocess_for_train(parsed["image"], input_size, area_range=area_range, jitter=jitter,
-                                                 downscale=downscale, grayscale=grayscale, view=view)
-        else:
-            image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops)
-        return image, labels_of(parsed)
-
+    preprocess = (
+        training_preprocess(input_size, area_range=area_range, jitter=jitter, downscale=downscale,
+                            grayscale=grayscale, view=view)
+        if training else eval_preprocess(input_size, crops)
+    )
     dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     return dataset.prefetch(AUTOTUNE).with_options(options)
+
+
+def batch_by_sizes(dataset, sizes):
+    """Consecutive batches of the given sizes (e.g. `epochs.PipelinePlan.batch_sizes`, which
+    differ by at most one); `dataset` must hold exactly sum(sizes) elements."""
+    sizes = [int(s) for s in sizes]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"Batch sizes must be positive; received {sizes}.")
+    ends = tf.constant(list(itertools.accumulate(sizes)), tf.int64)
+    size_of = tf.constant(sizes, tf.int64)
+
+    def batch_index(index, _):
+        return tf.searchsorted(ends, [index], side="right", out_type=tf.int64)[0]
+
+    return dataset.enumerate().group_by_window(
+        key_func=batch_index,
+        reduce_func=lambda _, window: window.batch(max(sizes)),
+        window_size_func=lambda key: size_of[key],
+    ).map(lambda _, element: element)
+
+
+def make_planned_dataset(plan, input_size: int, epoch: int, pipeline: int, seed: int = 0,
+                         shuffle_buffer: int = 2048, cycle_length: int = 4, **augmentation):
+    """One input pipeline's epoch of an `epochs.PipelinePlan`: its records, shuffled (seeded by
+    seed, epoch and pipeline), augmented as `training_preprocess`, in the plan's batch sizes.
+
+    Every one of the plan's records is yielded exactly once; with `select`, the files are read in
+    order (deterministically) and only the selected records are decoded.
+    """
+    if not plan.files:
+        raise ValueError("The plan reads no file.")
+    files = tf.data.Dataset.from_tensor_slices(list(plan.files))
+    if plan.select is None:
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(plan.files)),
+                                   num_parallel_calls=AUTOTUNE, deterministic=False)
+    else:
+        modulus, remainder = plan.select
+        records = files.flat_map(tf.data.TFRecordDataset).enumerate().filter(
+            lambda index, _: index % modulus == remainder).map(lambda _, record: record)
+    records = records.shuffle(shuffle_buffer, seed=((seed * 1000003 + epoch) * 1009 + pipeline) % (2 ** 31))
+    images = records.map(training_preprocess(input_size, **augmentation), num_parallel_calls=AUTOTUNE)
+    return batch_by_sizes(images, plan.batch_sizes).prefetch(AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedEpochs:
+    """Training input as exact passes over the training side (`epochs.plan_epoch`): the plan of
+    each epoch and the dataset of each input pipeline. Multi-worker training uses it.
+
+    Attributes:
+      files, counts: the training side's shard files and their record counts (manifest).
+      batch_size: the global batch.
+      augmentation: keyword arguments of `augment.preprocess_for_train`.
+      build_id: the build's identity (its manifest's SHA-256), compared across workers.
+    """
+
+    files: Tuple[str, ...]
+    counts: Tuple[int, ...]
+    batch_size: int
+    input_size: int
+    seed: int = 0
+    shuffle_buffer: int = 2048
+    augmentation: Mapping = dataclasses.field(default_factory=dict)
+    build_id: str = ""
+
+    def identity(self) -> str:
+        """What every worker must hold alike: the build and the files and counts of its side."""
+        names = [f.replace("\\", "/").rsplit("/", 1)[-1] for f in self.files]
+        return json.dumps([self.build_id, names, list(self.counts), self.batch_size, self.seed])
+
+    def steps(self, pipelines: int, replicas_per_pipeline: int) -> int:
+        return epochs.steps_per_epoch(sum(self.counts), pipelines, replicas_per_pipeline, self.batch_size)
+
+    def plan(self, epoch: int, pipelines: int, replicas_per_pipeline: int) -> epochs.EpochPlan:
+        return epochs.plan_epoch(self.files, self.counts, pipelines, replicas_per_pipeline, self.batch_size,
+                                 epoch, self.seed)
+
+    def dataset(self, plan: epochs.EpochPlan, pipeline: int):
+        return make_planned_dataset(plan.pipelines[pipeline], self.input_size, plan.epoch, pipeline, self.seed,
+                                    self.shuffle_buffer, **self.augmentation)

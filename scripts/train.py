@@ -65,6 +65,8 @@ flags.DEFINE_bool("local_head_from_global", False,
                   "Attention stage: start the local head as a copy of the trained global head.")
 flags.DEFINE_float("min_crop_area", 0.08, "Smallest area share of a random training crop (paper: 0.08).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("audit_input", False, "Each worker writes, per epoch, the face paths it trained on and a digest of "
+                  "its weights to <run>/input_audit/ (to check that an epoch saw every face once).")
 flags.mark_flags_as_required(["data_dir", "run_dir"])
 FLAGS = flags.FLAGS
 
@@ -127,9 +129,11 @@ def main(argv):
         jit_compile=FLAGS.jit_compile,
         seed=FLAGS.seed,
         freeze_batch_norm=FLAGS.freeze_batch_norm,
+        audit_input=FLAGS.audit_input,
     )
     try:
         experiment.validate(spec)
+        experiment.check_strategy(config, strategy)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     try:

@@ -4,6 +4,7 @@ TensorBoard event files, two workers under MultiWorkerMirroredStrategy, the repo
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,12 +43,12 @@ def tiny_build(tmp_path_factory):
     return out
 
 
-def _train_command(data_dir, run_dir, *extra):
+def _train_command(data_dir, run_dir, *extra, steps=3):
     return [
         sys.executable, str(REPO / "scripts" / "train.py"), f"--data_dir={data_dir}", f"--run_dir={run_dir}",
         "--age_classes=adience", "--depth=18", "--input_size=32", "--batch_size=8",
-        "--steps_per_epoch=3", "--learning_rate=0.01", "--lr_decay_epochs=3", "--eval_crops=center",
-        "--eval_batch_size=8", "--shuffle_buffer=64", *extra,
+        *([f"--steps_per_epoch={steps}"] if steps else []), "--learning_rate=0.01", "--lr_decay_epochs=3",
+        "--eval_crops=center", "--eval_batch_size=8", "--shuffle_buffer=64", *extra,
     ]
 
 
@@ -186,23 +187,94 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_train_under_multi_worker_mirrored_strategy(tiny_build, tmp_path):
+def _start_workers(commands, configs):
+    return [subprocess.Popen(c, cwd=REPO, env=_env(TF_CONFIG=t), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for c, t in zip(commands, configs)]
+
+
+def _training_paths(build_dir, fold):
+    """The face paths of a fold's training side, read from its shards."""
+    paths = []
+    for shard in build.fold_files(str(build_dir), fold, "train"):
+        for record in tf.data.TFRecordDataset(shard):
+            paths.append(tf.train.Example.FromString(record.numpy()).features.feature["path"].bytes_list.value[0]
+                         .decode())
+    return paths
+
+
+def test_two_workers_see_each_face_once_per_epoch_and_resume_after_both_are_killed(tiny_build, tmp_path):
+    """Two worker processes on loopback, each with its own run folder (no shared storage): killed
+    together after an epoch, restarted; every epoch trains on the training side exactly once
+    across the workers, the workers hold the same weights, and the run ends as one history."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    run_dir = tmp_path / "run"
-    processes = []
-    for index in range(2):
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        command = _train_command(tiny_build, run_dir, "--epochs=2", "--fold=fold0", "--strategy=multi_worker",
-                                 "--validate=false")
-        processes.append(subprocess.Popen(command, cwd=REPO, env=_env(TF_CONFIG=config),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for process, output in zip(processes, outputs):
+    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    run_dirs = [tmp_path / "worker0", tmp_path / "worker1"]
+    epochs = 12
+    commands = [_train_command(tiny_build, d, f"--epochs={epochs}", "--fold=fold0", "--strategy=multi_worker",
+                               "--validate=false", "--audit_input", steps=None) for d in run_dirs]
+    first = _start_workers(commands, configs)
+    checkpoint = run_dirs[0] / "fold0" / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while not checkpoint.exists():
+        assert all(p.poll() is None for p in first), "".join(p.stdout.read() for p in first)[-4000:]
+        assert time.time() < deadline, "training made no progress"
+        time.sleep(0.05)
+    for process in first:
+        process.send_signal(signal.SIGKILL)
+    for process in first:
+        process.wait()
+    assert not (run_dirs[0] / "fold0" / "model.keras").exists(), "the run ended before the kill"
+
+    second = _start_workers(commands, configs)
+    try:  # workers that resume at different epochs hang in their collectives
+        outputs = [p.communicate(timeout=300)[0] for p in second]
+    finally:
+        for process in second:
+            process.kill()
+    for process, output in zip(second, outputs):
         assert process.returncode == 0, output[-4000:]
-    history = _history(run_dir)
-    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in history)
-    assert (run_dir / "fold0" / "model.keras").exists() and (run_dir / "fold0" / "evaluation.json").exists()
-    assert sorted(p.name for p in (run_dir / "fold0").iterdir()) == [
-        "checkpoints", "evaluation.json", "history.jsonl", "logs", "model.keras", "run.json"]
-    assert "epoch 2 -" in outputs[0] and "epoch 2 -" not in outputs[1]  # only the chief reports
+    resumed = [int(line.split()[-1]) for line in outputs[0].splitlines() if line.startswith("resuming after epoch")]
+    assert len(resumed) == 1 and 1 <= resumed[0] < epochs, outputs[0][-3000:]
+    assert "resuming after epoch" not in outputs[1]  # only the chief reports
+    assert [h["epoch"] for h in _history(run_dirs[0])] == list(range(1, epochs + 1))
+    assert not (run_dirs[1] / "fold0" / "checkpoints" / "worker-1-scratch").exists()
+
+    expected = sorted(_training_paths(tiny_build, "fold0"))
+    assert len(expected) == len(set(expected)) == 24
+    for epoch in range(1, epochs + 1):
+        audits = [json.loads((d / "fold0" / "input_audit" / f"worker-{i}" / f"epoch-{epoch:04d}.json").read_text())
+                  for i, d in enumerate(run_dirs)]
+        seen = [path for audit in audits for path in audit["paths"]]
+        assert sorted(seen) == expected, f"epoch {epoch}: {len(seen)} faces, {len(set(seen))} distinct"
+        assert min(len(a["paths"]) for a in audits) > 0
+        assert audits[0]["weights_abs_sum"] == pytest.approx(audits[1]["weights_abs_sum"], rel=1e-6)
+    assert (run_dirs[0] / "fold0" / "model.keras").exists() and (run_dirs[0] / "fold0" / "evaluation.json").exists()
+    assert sorted(p.name for p in (run_dirs[0] / "fold0").iterdir()) == [
+        "checkpoints", "evaluation.json", "history.jsonl", "input_audit", "logs", "model.keras", "run.json"]
+    assert not (run_dirs[1] / "fold0" / "model.keras").exists()  # only the chief saves the model
+
+def test_workers_reading_different_builds_both_stop_with_one_line(tiny_build, tmp_path):
+    """A worker whose copy of the build differs (another manifest) would train on another epoch
+    plan; both workers refuse before training instead of mixing data or hanging."""
+    other = tmp_path / "other-build"
+    shutil.copytree(tiny_build, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["created"] = "another build"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    commands = [_train_command(data, tmp_path / f"worker{i}", "--epochs=1", "--fold=fold0",
+                               "--strategy=multi_worker", "--validate=false", steps=None)
+                for i, data in enumerate([tiny_build, other])]
+    processes = _start_workers(commands, configs)
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 2, output[-3000:]
+        assert "The workers do not agree on the training data" in output and "Traceback" not in output
+    assert not (tmp_path / "worker0" / "fold0" / "history.jsonl").exists()
