@@ -22,6 +22,7 @@ BUILD_NOTES.md explains how this differs from Torch's per-batch-row state and wh
 from typing import Dict, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -126,7 +127,9 @@ class AttentionBox(layers.Layer):
     and top-left x = s_x (1 - w), y = s_y (1 - h), with m = `min_size` and M =
     `max_size`, so that 0 <= x < x + w <= 1 for any input and the mapping stays smooth,
     which keeps gradients flowing to the box (clipping would cut them). All-zero logits
-    give a centred box. Outputs `[batch, 4]` as (x, y, w, h) in fractions of the map.
+    give a centred box. Outputs `[batch, 4]` as (x, y, w, h) in crop_and_resize's frame
+    (fractions of the span between the first and last cell centres; `InputFrameBox` gives the
+    region on the input).
 
     The paper bounds nothing (M = 1). On a small feature map the branch can then learn the
     whole map as its "region" (BUILD_NOTES.md); M < 1 keeps the crop local.
@@ -154,6 +157,39 @@ class AttentionBox(layers.Layer):
         config = super().get_config()
         config.update({"min_size": self.min_size, "max_size": self.max_size})
         return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InputFrameBox(layers.Layer):
+    """The region a box samples, as fractions of the model's input (what is drawn and reported).
+
+    `tf.image.crop_and_resize` maps a normalised coordinate u onto the feature map's cell
+    centres, u (H - 1) in cells, not onto its edges; cell i's centre lies at (i + 1/2) / H of
+    the input (the map covering the input). So a box (x, y, w, h) of the branch samples
+    x' = (1/2 + x (W - 1)) / W, w' = w (W - 1) / W of the input (and likewise y, h): on a 4x4
+    map, 0.125 + 0.75 u. Inputs: (features [batch, H, W, C], box); output: the input box.
+    """
+
+    def call(self, inputs):
+        features, box = inputs
+        return input_frame_box(box, features.shape[1], features.shape[2])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+
+def input_frame_box(box, height: int, width: int):
+    """A branch box (crop_and_resize's frame) -> fractions of the input (see `InputFrameBox`)."""
+    x, y, w, h = tf.unstack(tf.cast(box, tf.float32), num=4, axis=-1)
+    return tf.stack([(0.5 + x * (width - 1)) / width, (0.5 + y * (height - 1)) / height,
+                     w * (width - 1) / width, h * (height - 1) / height], axis=-1)
+
+
+def sampling_box(input_box, height: int, width: int):
+    """Inverse of `input_frame_box`: fractions of the input -> the branch's crop_and_resize box."""
+    x, y, w, h = (np.asarray(input_box, np.float64)[..., i] for i in range(4))
+    return np.stack([(x * width - 0.5) / (width - 1), (y * height - 0.5) / (height - 1),
+                     w * width / (width - 1), h * height / (height - 1)], axis=-1)
 
 
 def box_to_corners(box):
@@ -261,12 +297,15 @@ def apply_attention_branch(
       num_classes: outputs of the local softmax head.
       lstm_units: LSTM hidden (and cell) size; the paper uses 128, so S is 256-d.
       crop_size: bilinear samples taken inside the box before average pooling.
-      min_box_size: smallest box side, as a fraction of the map (1/7 = one cell at 224 px).
+      min_box_size: smallest box side in crop_and_resize's frame (1/7 spans 6/7 of a cell of a
+        7x7 map, the map at 224 px).
       max_box_size: largest box side (1 = the whole map, the paper).
       pooled: the globally pooled feature, if already computed for the global head.
 
     Returns:
-      {"state": S, "box": (x, y, w, h), "local_feature": pooled crop, "local_probs": softmax}.
+      {"state": S, "box": (x, y, w, h) as crop_and_resize takes it, "input_box": the region it
+      samples as fractions of the input (`InputFrameBox`), "local_feature": pooled crop,
+      "local_probs": softmax}.
     """
     if pooled is None:
         pooled = layers.GlobalAveragePooling2D(name="attention_pool")(features)
@@ -276,7 +315,9 @@ def apply_attention_branch(
     box = AttentionBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(unit)
     local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
     local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
-    return {"state": state, "box": box, "local_feature": local_feature, "local_probs": local_probs}
+    input_box = InputFrameBox(dtype="float32", name="attention_input_box")([features, box])
+    return {"state": state, "box": box, "input_box": input_box, "local_feature": local_feature,
+            "local_probs": local_probs}
 
 
 ATTENTION_LAYER_NAMES = ("attention_lstm", "attention_location", "local_head")

@@ -6,8 +6,8 @@
       P = (P_global + lambda P_local) / (1 + lambda); age = E[age | P]
 
 Outputs, by name: "age", "probs", "global_probs", "global_age", "local_probs",
-"local_age" and "box" ((x, y, w, h) as fractions of the feature map, which covers the
-whole input image).
+"local_age" and "box" ((x, y, w, h): the region the attention crop samples, as fractions of
+the input image; `attention.InputFrameBox`).
 """
 
 import dataclasses
@@ -97,7 +97,7 @@ def build_age_model(
         "global_age": heads.ExpectedAge(ages, dtype="float32", name="global_age")(global_probs),
         "local_probs": local_probs,
         "local_age": heads.ExpectedAge(ages, dtype="float32", name="local_age")(local_probs),
-        "box": branch["box"],
+        "box": branch["input_box"],
     }
     if name is None:
         arch = f"resnet{config.depth}" if config.ror_levels == 1 else f"ror{config.ror_levels}_{config.depth}"

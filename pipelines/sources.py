@@ -32,7 +32,7 @@ class Source:
 
 
 SOURCES = {
-    "fgnet": Source("fgnet", True, "subject_kfold", "the FG-NET folder holding images/"),
+    "fgnet": Source("fgnet", True, "lopo", "the FG-NET folder holding images/"),
     "utkface": Source("utkface", False, "random", "a UTKFace folder of face crops (e.g. crop_part1)"),
     "adience": Source("adience", False, "adience_5fold", "the Adience folder with fold_*_data.txt and faces/"),
     "morph": Source("morph", True, "random", "the MORPH Album 2 CSV file"),

@@ -208,3 +208,37 @@ def test_gather_crop_equals_crop_and_resize(crop_size):
     np.testing.assert_allclose(attention.gather_crop(features, corners, crop_size), expected, atol=1e-5)
     compiled = tf.function(lambda f, c: attention.gather_crop(f, c, crop_size), jit_compile=True)
     np.testing.assert_allclose(compiled(features, corners), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(4, 4), (2, 7), (7, 7)])
+def test_the_reported_box_covers_exactly_what_the_crop_samples(size):
+    """A feature map whose two channels hold each cell centre's position on the input (as
+    fractions): bilinear sampling of it is exact, so the crop's first and last samples say
+    where on the input it sampled; the input-frame box must span exactly those points."""
+    height, width = size
+    rows = (np.arange(height) + 0.5) / height
+    cols = (np.arange(width) + 0.5) / width
+    positions = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1)[None].astype(np.float32)  # (y, x)
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.010, 0.407, 0.474, 0.487], [0.3, 0.1, 1 / 7, 0.5]], np.float32)
+    features = np.repeat(positions, len(boxes), axis=0)
+    crops = tf.image.crop_and_resize(features, attention.box_to_corners(boxes), tf.range(len(boxes)), (5, 5)).numpy()
+    first, last = crops[:, 0, 0], crops[:, -1, -1]  # (y, x) on the input of the first and last samples
+    drawn = attention.InputFrameBox()([tf.constant(features), tf.constant(boxes)]).numpy()
+    np.testing.assert_allclose(drawn[:, 1], first[:, 0], atol=1e-6)
+    np.testing.assert_allclose(drawn[:, 0], first[:, 1], atol=1e-6)
+    np.testing.assert_allclose(drawn[:, 1] + drawn[:, 3], last[:, 0], atol=1e-6)
+    np.testing.assert_allclose(drawn[:, 0] + drawn[:, 2], last[:, 1], atol=1e-6)
+    np.testing.assert_allclose(attention.sampling_box(drawn, height, width), boxes, atol=1e-6)
+    if size == (4, 4):  # the issue's worked example: the fold0 box samples x in [0.13, 0.49], y in [0.43, 0.80]
+        np.testing.assert_allclose(drawn[1, [0, 1]], [0.1325, 0.43025], atol=1e-4)
+        np.testing.assert_allclose(drawn[1, [0, 1]] + drawn[1, [2, 3]], [0.488, 0.7955], atol=1e-4)
+
+
+def test_the_model_reports_the_input_frame_box():
+    model = build_age_model(ModelConfig(depth=18, input_size=64, age_classes="adience"))
+    outputs = model(np.zeros((2, 64, 64, 3), np.float32), training=False)
+    features, inner = model.get_layer("attention_crop").input
+    probe = keras.Model(model.inputs, [inner, features])
+    box, features = probe(np.zeros((2, 64, 64, 3), np.float32))
+    height, width = features.shape[1:3]
+    np.testing.assert_allclose(outputs["box"], attention.input_frame_box(box, height, width), atol=1e-6)

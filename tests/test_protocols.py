@@ -70,3 +70,13 @@ def test_sample_is_deterministic_and_checked():
 def test_subject_protocols_refuse_records_without_subjects():
     with pytest.raises(ValueError, match="no subject id"):
         protocols.subject_kfold([AgeRecord("/a.jpg", 3.0, 3)], 2)
+
+
+def test_fgnet_builds_by_the_papers_protocol_unless_told_otherwise(fgnet_records):
+    from pipelines import sources
+
+    default = sources.make_split(fgnet_records, sources.SOURCES["fgnet"].protocol)
+    assert default.protocol == "lopo" and len(default.folds) == 82
+    assert_partition(default, fgnet_records)
+    reduced = sources.make_split(fgnet_records, "subject_kfold", folds=5)
+    assert len(reduced.folds) == 5
