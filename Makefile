@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart quickstart-fgnet release release-resnet18 experiment demo test install clean
+.PHONY: quickstart quickstart-fgnet release release-resnet18 experiment evidence demo test install clean
 RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
@@ -69,6 +69,11 @@ release-resnet18: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
 # The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 40 minutes on 2 cores.
 experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
+
+# What the attention branch adds (experiments/attention_evidence.sh): five variants from the released
+# model on FG-NET's 5 folds, every choice on held-out validation parts; about 45 minutes on 2 cores.
+evidence: data/fgnet_release/manifest.json
+	PYTHON=$(BIN)/python sh experiments/attention_evidence.sh
 
 # The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
 # (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on

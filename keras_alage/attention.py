@@ -321,6 +321,48 @@ def apply_attention_branch(
 
 
 ATTENTION_LAYER_NAMES = ("attention_lstm", "attention_location", "local_head")
+WHOLE_MAP = "whole"
+
+
+def fix_box(model: keras.Model, box) -> np.ndarray:
+    """Makes the location network answer one box for every image: its kernel zeroed and its
+    bias set so the sigmoids give `box`. `box` is (x, y, w, h) on the input (as the model
+    reports it), or "whole" for the whole feature map. Train with the "local_head" stage so it
+    stays fixed (a control: a local head on a fixed region, no LSTM). Returns the input box.
+
+    Raises ValueError where the box lies outside the map or outside the box layer's size bounds.
+    """
+    features, _ = model.get_layer("attention_crop").input
+    height, width = features.shape[1], features.shape[2]
+    bounds = model.get_layer("attention_box")
+    if isinstance(box, str):
+        if box != WHOLE_MAP:
+            raise ValueError(f"A fixed box is (x, y, w, h) or {WHOLE_MAP!r}; received {box!r}.")
+        sampled = np.array([0.0, 0.0, 1.0, 1.0])
+    else:
+        sampled = sampling_box(np.asarray(box, np.float64), height, width)
+    x, y, w, h = sampled
+    tolerance = 1e-4  # a mean box printed to 6 decimals may sit a hair outside a bound it touches
+    shown = box if isinstance(box, str) else ",".join(f"{float(v):g}" for v in box)
+    if not (bounds.min_size - tolerance <= min(w, h) and max(w, h) <= bounds.max_size + tolerance):
+        raise ValueError(f"Box {shown} is {w:.3f} x {h:.3f} of the {height}x{width} map as sampled; this model's "
+                         f"boxes are {bounds.min_size:.3f} to {bounds.max_size:.3f} (--max_box_size).")
+    if min(x, y) < -tolerance or x + w > 1 + tolerance or y + h > 1 + tolerance:
+        raise ValueError(f"Box {shown} reaches outside the feature map: on a {height}x{width} map the crop samples "
+                         f"between the outer cells' centres, {0.5 / width:.3f} to {1 - 0.5 / width:.3f} of the input.")
+
+    def unit(size, corner):
+        share = (size - bounds.min_size) / (bounds.max_size - bounds.min_size)
+        place = corner / (1.0 - size) if size < 1.0 - tolerance else 0.5
+        return share, place
+
+    s_w, s_x = unit(w, x)
+    s_h, s_y = unit(h, y)
+    units = np.clip(np.array([s_x, s_y, s_w, s_h]), 1e-7, 1 - 1e-7)
+    location = model.get_layer("attention_location")
+    kernel, bias = location.get_weights()
+    location.set_weights([np.zeros_like(kernel), np.log(units / (1 - units)).astype(bias.dtype)])
+    return input_frame_box(tf.constant(sampled[None], tf.float32), height, width).numpy()[0]
 
 
 def carried_state_layers(model: keras.Model):

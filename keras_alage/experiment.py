@@ -45,6 +45,13 @@ class RunSpec:
       grayscale: probability of a grey training face (`augment.random_grayscale`).
       train_view: "paper" (random-sized crops, colour jitter, lighting) or "eval" (the
         evaluation view shifted by a few pixels: `augment.eval_view_crop`).
+      inner_validation: hold one training part out (`build.validation_part`, subject-exclusive),
+        train on the rest and evaluate on it; the fold's test side is not read. For choosing
+        settings on validation data only.
+      fixed_box: (x, y, w, h) on the input, or "whole": the location network answers this box
+        for every face (`attention.fix_box`); with the "local_head" stage (a control).
+      attention_memory: False: the LSTM's state is not carried (every image starts from zero;
+        a control for the memory).
     """
 
     data_dir: str
@@ -64,6 +71,9 @@ class RunSpec:
     downscale: float = 0.0
     grayscale: float = 0.0
     train_view: str = "paper"
+    inner_validation: bool = False
+    fixed_box: Optional[object] = None
+    attention_memory: bool = True
 
 
 def fold_names(data_dir: str, requested) -> List[str]:
@@ -116,6 +126,13 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
         model_lib.set_trained_heads(model, stages.heads_trained_by(stage))
         if stage == "attention":  # the LSTM memory starts empty, whatever the checkpoint carried
             attention.reset_attention_state(model)
+        if spec.fixed_box is not None:
+            box = attention.fix_box(model, spec.fixed_box)
+            log(f"the attention box is fixed at x={box[0]:.3f} y={box[1]:.3f} w={box[2]:.3f} h={box[3]:.3f} of the input")
+        if not spec.attention_memory:
+            attention.reset_attention_state(model)
+            attention.freeze_attention_state(model)
+            log("the LSTM carries no memory: every image starts from a zero state")
         return model
 
     return build_model
@@ -146,8 +163,14 @@ def validate(spec: RunSpec) -> List[str]:
     return folds
 
 
-def check_strategy(config: training.TrainConfig, strategy) -> None:
-    """Settings that the strategy rules out: with several workers an epoch is one exact pass."""
+def check_settings(spec: RunSpec, config: training.TrainConfig, strategy) -> None:
+    """Settings that rule each other out: with several workers an epoch is one exact pass; a
+    fixed box stays fixed only when the local head alone trains."""
+    if spec.fixed_box is not None and config.stage != "local_head":
+        raise ValueError(f"--fixed_box needs --stage=local_head (stage {config.stage!r} would train the "
+                         "location network away from it).")
+    if not spec.attention_memory and config.stage not in ("attention", "local_head"):
+        raise ValueError("--noattention_memory is for the attention stage.")
     if training.worker_count(strategy) > 1 and config.steps_per_epoch:
         raise ValueError("--steps_per_epoch: with several workers each epoch is one exact pass over the "
                          "training side; leave it unset.")
@@ -170,7 +193,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     grouped = not classes.is_integer_ages
     crop = faces.crop_of_build(manifest)
     run_dirs = {f: os.path.join(config.run_dir, f) if len(manifest["folds"]) > 1 else config.run_dir for f in folds}
-    check_strategy(config, strategy)
+    check_settings(spec, config, strategy)
     planned = training.worker_count(strategy) > 1  # several workers: exact passes (pipelines/epochs.py)
     if training.is_chief(strategy):  # every fold checked before anything of the run is written
         for fold in folds:
@@ -181,11 +204,15 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
     results = {}
     for fold in folds:
         run_dir = run_dirs[fold]
-        train_files = build.fold_files(spec.data_dir, fold, "train")
-        test_files = build.fold_files(spec.data_dir, fold, "test")
-        counts = [shard["records"] for part in manifest["folds"][fold]["train"]
-                  for shard in manifest["parts"][part]["shards"]]
-        train_records = sum(counts)
+        train_parts, test_parts = manifest["folds"][fold]["train"], manifest["folds"][fold]["test"]
+        if spec.inner_validation:  # the test side is not read at all
+            held_out = build.validation_part(manifest, fold)
+            train_parts, test_parts = [p for p in train_parts if p != held_out], [held_out]
+            log(f"fold {fold}: part {held_out} held out for validation; its test side is not read")
+        train_files = build.part_files(spec.data_dir, train_parts)
+        test_files = build.part_files(spec.data_dir, test_parts)
+        counts = [shard["records"] for part in train_parts for shard in manifest["parts"][part]["shards"]]
+        train_records = sum(manifest["parts"][part]["records"] for part in train_parts)
         if not train_records:
             raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
         augmentation = dict(area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale,
@@ -216,12 +243,14 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
                                              crops=spec.eval_crops)
             results[fold] = evaluation.evaluate_model(trainer.model, test_data, classes.values, grouped)
+            evaluated_on = {"side": "validation" if spec.inner_validation else "test", "parts": list(test_parts)}
             files.write_atomically(os.path.join(run_dir, "evaluation.json"),
-                                   json.dumps(results[fold], indent=1, sort_keys=True))
+                                   json.dumps(results[fold] | {"evaluated_on": evaluated_on}, indent=1, sort_keys=True))
             log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
                 f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")
     if results and training.is_chief(strategy):
-        title = f"{manifest['dataset']} {config.stage} stage, {spec.eval_crops} crop"
+        side = "held-out validation parts" if spec.inner_validation else "test folds"
+        title = f"{manifest['dataset']} {config.stage} stage, {spec.eval_crops} crop, on the {side}"
         evaluation.write_report(config.run_dir, results, title)
     return results
 
@@ -290,6 +319,21 @@ def evaluate_run(
     if output_dir:
         evaluation.write_report(output_dir, results, f"{manifest['dataset']}, {crops} crop", source)
     return results
+
+
+def predict_fold_run(fold_dir: str, data_dir: str, fold: str, batch_size: int = 64):
+    """(model, predictions) of one fold's run on the side it was evaluated on at the end of
+    training: its held-out validation part (`inner_validation`) or its test side, centre crop."""
+    with open(os.path.join(fold_dir, "evaluation.json"), encoding="utf-8") as handle:
+        evaluated_on = json.load(handle).get("evaluated_on", {"side": "test"})
+    if evaluated_on["side"] == "test":
+        files_ = build.fold_files(data_dir, fold, "test")
+        provenance.check_evaluation(fold_dir, data_dir, fold)
+    else:
+        files_ = build.part_files(data_dir, evaluated_on["parts"])
+    model = load_model(os.path.join(fold_dir, training.FINAL_MODEL))
+    data = dataset.make_dataset(files_, False, batch_size, int(model.input_shape[1]), crops="center")
+    return model, evaluation.predict_dataset(model, data)
 
 
 def check_report_target(output_dir: str, source: dict) -> None:

@@ -42,9 +42,12 @@ def run_identity(spec, config, fold: str, init_checkpoint: Optional[str]) -> dic
             "init_dlib_age": spec.init_dlib_age,
             "dlib_heads": spec.dlib_heads,
             "local_head_from_global": spec.local_head_from_global,
+            "fixed_box": list(spec.fixed_box) if isinstance(spec.fixed_box, tuple) else spec.fixed_box,
+            "attention_memory": spec.attention_memory,
         },
         "data": {"min_crop_area": spec.min_crop_area, "downscale": spec.downscale, "grayscale": spec.grayscale,
-                 "batch_size": config.batch_size, "seed": config.seed, "train_view": spec.train_view},
+                 "batch_size": config.batch_size, "seed": config.seed, "train_view": spec.train_view,
+                 "inner_validation": spec.inner_validation},
         "optimisation": {"learning_rate": config.learning_rate, "lr_decay_epochs": list(config.lr_decay_epochs),
                          "lr_decay": config.lr_decay, "momentum": config.momentum, "nesterov": config.nesterov,
                          "weight_decay": config.weight_decay, "freeze_batch_norm": config.freeze_batch_norm},
@@ -60,9 +63,21 @@ def _flatten(value, prefix="") -> Dict[str, object]:
     return {prefix.rstrip("."): json.loads(json.dumps(value))}
 
 
+# Settings added after runs were recorded without them: such a run had their default.
+ADDED_DEFAULTS = {
+    "data.train_view": "paper",
+    "optimisation.freeze_batch_norm": False,
+    "data.inner_validation": False,
+    "start.fixed_box": None,
+    "start.attention_memory": True,
+}
+
+
 def differences(recorded: dict, current: dict) -> List[str]:
-    """'key: recorded -> current' for every setting that differs."""
+    """'key: recorded -> current' for every setting that differs (a setting the recorded run
+    predates counts as its default, `ADDED_DEFAULTS`)."""
     old, new = _flatten(recorded), _flatten(current)
+    old = {key: value for key, value in ADDED_DEFAULTS.items() if key not in old} | old
     return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if old.get(key) != new.get(key)]
 

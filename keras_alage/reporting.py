@@ -116,6 +116,49 @@ def box_statistics(boxes) -> dict:
             for i, key in enumerate(BOX_KEYS)}
 
 
+def box_movement(boxes) -> dict:
+    """How much the box moves between faces, relative to its size: the spread (std over faces) of
+    its centre over its mean width (height), and of its width (height) over their mean. Near 0:
+    the same region for every face, i.e. a fixed crop."""
+    b = np.asarray(boxes, dtype=np.float64)
+    centre_x, centre_y = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
+    return {
+        "centre_x_std_over_width": float(centre_x.std() / b[:, 2].mean()),
+        "centre_y_std_over_height": float(centre_y.std() / b[:, 3].mean()),
+        "width_std_over_mean": float(b[:, 2].std() / b[:, 2].mean()),
+        "height_std_over_mean": float(b[:, 3].std() / b[:, 3].mean()),
+        "mean_box": [float(v) for v in b.mean(axis=0)],
+        "faces": int(len(b)),
+    }
+
+
+def translation_response(model, encoded_faces: Sequence[bytes], input_size: int, shift: int = 4) -> dict:
+    """Whether the box follows the face: each face is cut with the centre window moved by -shift,
+    0 and +shift pixels, horizontally and then vertically, so the face moves by +shift, 0 and -shift
+    pixels in the input. Returns, per axis, the least-squares slope of the box centre's movement
+    over the face's (both as fractions of the input) over all faces: 1 follows the face, 0 stays.
+    """
+    slopes = {}
+    for axis in ("x", "y"):
+        face_moves, box_moves = [], []
+        centres = {}
+        for offset in (-shift, 0, shift):
+            views = []
+            for encoded in encoded_faces:
+                image = augment.resize_shorter(augment.to_float(augment.decode(encoded)),
+                                               augment.eval_resize_size(input_size))
+                dx, dy = (offset, 0) if axis == "x" else (0, offset)
+                views.append(augment.normalize(augment.shifted_center_crop(image, input_size, dx, dy)))
+            box = np.asarray(model(np.stack(views), training=False)["box"], np.float64)
+            centres[offset] = box[:, 0] + box[:, 2] / 2 if axis == "x" else box[:, 1] + box[:, 3] / 2
+        for offset in (-shift, shift):
+            face_moves.append(np.full(len(encoded_faces), -offset / input_size))
+            box_moves.append(centres[offset] - centres[0])
+        face, moved = np.concatenate(face_moves), np.concatenate(box_moves)
+        slopes[axis] = float(np.dot(face, moved) / np.dot(face, face))
+    return {"slope_x": slopes["x"], "slope_y": slopes["y"], "shift_pixels": shift, "faces": len(encoded_faces)}
+
+
 def box_iou(first, second) -> np.ndarray:
     """Intersection over union of paired (x, y, w, h) boxes."""
     a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)

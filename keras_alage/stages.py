@@ -5,6 +5,11 @@ the attention branch is frozen. "attention": backbone and global head are frozen
 (their batch norms then run in inference mode, so their statistics stay put too) and
 only the LSTM, the location network and the local head learn, from the local
 prediction's cross-entropy, as in section III-C.
+
+Two more stages train one head on the frozen network, as controls for the attention branch
+(BUILD_NOTES.md, "What the attention branch adds"): "global_head" (the global head alone, on
+the global prediction's loss) and "local_head" (the local head alone, with the LSTM and the
+location network frozen, e.g. on a fixed box).
 """
 
 import dataclasses
@@ -15,7 +20,7 @@ import tensorflow as tf
 
 from keras_alage import attention
 
-STAGES = ("global", "attention")
+STAGES = ("global", "attention", "global_head", "local_head")
 GLOBAL_LAYERS = ("backbone", "global_head")
 
 
@@ -32,14 +37,20 @@ def stage_spec(stage: str) -> StageSpec:
         return StageSpec(stage, GLOBAL_LAYERS, attention.ATTENTION_LAYER_NAMES, "global_probs")
     if stage == "attention":
         return StageSpec(stage, attention.ATTENTION_LAYER_NAMES, GLOBAL_LAYERS, "local_probs")
+    if stage == "global_head":
+        return StageSpec(stage, ("global_head",), ("backbone", *attention.ATTENTION_LAYER_NAMES), "global_probs")
+    if stage == "local_head":
+        frozen = ("backbone", "global_head", *[n for n in attention.ATTENTION_LAYER_NAMES if n != "local_head"])
+        return StageSpec(stage, ("local_head",), frozen, "local_probs")
     raise ValueError(f"Unknown training stage {stage!r}; expected one of {STAGES}.")
 
 
 def heads_trained_by(stage: str) -> Tuple[str, ...]:
     """Heads that answer after a stage: the global stage moves the backbone under the local
-    head, so only the global head is trained; the attention stage adds the local head."""
+    head, so only the global head is trained, and the global-head stage answers with the
+    global head alone; the attention and local-head stages add the local head."""
     stage_spec(stage)
-    return ("global",) if stage == "global" else ("global", "local")
+    return ("global",) if stage in ("global", "global_head") else ("global", "local")
 
 
 def set_training_stage(model: keras.Model, stage: str) -> StageSpec:

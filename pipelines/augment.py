@@ -170,6 +170,16 @@ def center_crop(image, size: int):
     return image[top : top + size, left : left + size]
 
 
+def shifted_center_crop(image, size: int, dx: int, dy: int):
+    """The centre window moved right by `dx` and down by `dy` pixels (so the face moves left and up
+    in the crop); for testing whether attention follows the face."""
+    shape = tf.shape(image)
+    top, left = (shape[0] - size) // 2 + dy, (shape[1] - size) // 2 + dx
+    tf.debugging.assert_non_negative(tf.stack([top, left, shape[0] - size - top, shape[1] - size - left]),
+                                     message="the shifted window leaves the image")
+    return image[top : top + size, left : left + size]
+
+
 CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
 
 

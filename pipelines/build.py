@@ -518,8 +518,27 @@ def fold_files(output_dir: str, fold: str, side: str) -> List[str]:
     manifest = read_build_manifest(output_dir)
     if fold not in manifest["folds"]:
         raise KeyError(f"Fold {fold!r} is not in {output_dir}; it has {sorted(manifest['folds'])}.")
-    return [
-        os.path.join(output_dir, shard["file"])
-        for part in manifest["folds"][fold][side]
-        for shard in manifest["parts"][part]["shards"]
-    ]
+    return part_files(output_dir, manifest["folds"][fold][side])
+
+
+def part_files(output_dir: str, parts: Sequence[str]) -> List[str]:
+    """The shard files of the given parts of a build."""
+    manifest = read_build_manifest(output_dir)
+    return [os.path.join(output_dir, shard["file"]) for part in parts for shard in manifest["parts"][part]["shards"]]
+
+
+def validation_part(manifest: dict, fold: str) -> str:
+    """The training part a fold holds out for validation: the part after the fold's test part in
+    the build's order (cyclically) that is on its training side. Parts are subject-exclusive in
+    k-fold and leave-one-person-out builds, so validation shares no person with training or test."""
+    sides = manifest["folds"][fold]
+    order = list(manifest["parts"])
+    if len(sides["train"]) < 2:
+        raise ValueError(f"Fold {fold!r} trains on {len(sides['train'])} part; holding one out for validation "
+                         "needs a build of several parts (k-fold or leave-one-person-out).")
+    start = order.index(sides["test"][0]) if sides["test"][0] in order else 0
+    for step in range(1, len(order) + 1):
+        part = order[(start + step) % len(order)]
+        if part in sides["train"]:
+            return part
+    raise ValueError(f"Fold {fold!r} has no training part to hold out.")

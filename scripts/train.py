@@ -22,7 +22,9 @@ from keras_alage import cli  # noqa: E402
 flags.DEFINE_string("data_dir", None, "TFRecord build from scripts/build_tfrecords.py.")
 flags.DEFINE_list("fold", ["all"], "Fold(s) of the build to run, or 'all' (in turn, results aggregated).")
 flags.DEFINE_string("run_dir", None, "Output folder of the run.")
-flags.DEFINE_enum("stage", "global", ["global", "attention"], "global: backbone + global head; attention: the branch.")
+flags.DEFINE_enum("stage", "global", ["global", "attention", "global_head", "local_head"],
+                  "global: backbone + global head; attention: the branch (LSTM, location network, local head); "
+                  "global_head / local_head: that head alone on the frozen network (controls).")
 flags.DEFINE_string("init_checkpoint", None, "Start from this .keras model or .weights.h5 (earlier stage, pretraining).")
 flags.DEFINE_string("keras_hub_preset", None, "Import this keras-hub ResNet preset into the backbone instead.")
 flags.DEFINE_string(
@@ -65,10 +67,30 @@ flags.DEFINE_bool("local_head_from_global", False,
                   "Attention stage: start the local head as a copy of the trained global head.")
 flags.DEFINE_float("min_crop_area", 0.08, "Smallest area share of a random training crop (paper: 0.08).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("inner_validation", False, "Hold one training part out (subject-exclusive) and evaluate on it "
+                  "instead of the test side, to choose settings on validation data only.")
+flags.DEFINE_string("fixed_box", None, "x,y,w,h on the input, or 'whole' (the whole feature map): the attention "
+                    "box is fixed there for every face (with --stage=local_head; a control).")
+flags.DEFINE_bool("attention_memory", True, "Carry the LSTM's state from image to image (the paper); "
+                  "--noattention_memory starts every image from zero (a control).")
 flags.DEFINE_bool("audit_input", False, "Each worker writes, per epoch, the face paths it trained on and a digest of "
                   "its weights to <run>/input_audit/ (to check that an epoch saw every face once).")
 flags.mark_flags_as_required(["data_dir", "run_dir"])
 FLAGS = flags.FLAGS
+
+
+def _fixed_box(text):
+    from keras_alage import attention
+
+    if text is None or text == attention.WHOLE_MAP:
+        return text
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise app.UsageError(f"--fixed_box must be x,y,w,h or {attention.WHOLE_MAP!r}; received {text!r}.")
+    return box
 
 
 def main(argv):
@@ -111,6 +133,9 @@ def main(argv):
         downscale=FLAGS.downscale_augment,
         grayscale=FLAGS.grayscale_augment,
         train_view=FLAGS.train_view,
+        inner_validation=FLAGS.inner_validation,
+        fixed_box=_fixed_box(FLAGS.fixed_box),
+        attention_memory=FLAGS.attention_memory,
     )
     if not 0.0 < FLAGS.min_crop_area <= 1.0:
         raise app.UsageError(f"--min_crop_area must be in (0, 1]; received {FLAGS.min_crop_area}.")
@@ -133,7 +158,7 @@ def main(argv):
     )
     try:
         experiment.validate(spec)
-        experiment.check_strategy(config, strategy)
+        experiment.check_settings(spec, config, strategy)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     try:

@@ -242,3 +242,25 @@ def test_the_model_reports_the_input_frame_box():
     box, features = probe(np.zeros((2, 64, 64, 3), np.float32))
     height, width = features.shape[1:3]
     np.testing.assert_allclose(outputs["box"], attention.input_frame_box(box, height, width), atol=1e-6)
+
+
+@pytest.mark.parametrize("box", [(0.5, 0.2, 0.25, 0.2), (0.3, 0.35, 0.12, 0.3), "whole"])
+def test_a_fixed_box_is_answered_for_every_face(box):
+    model = build_age_model(ModelConfig(depth=18, input_size=128, age_classes="adience", max_box_size=1.0))
+    answered = attention.fix_box(model, box)
+    images = np.random.default_rng(0).uniform(-2, 2, (3, 128, 128, 3)).astype(np.float32)
+    boxes = model(images, training=False)["box"].numpy()
+    features, _ = model.get_layer("attention_crop").input
+    height = features.shape[1]
+    expected = ((0.5 / height, 0.5 / height, (height - 1) / height, (height - 1) / height)
+                if box == "whole" else box)
+    np.testing.assert_allclose(boxes, np.tile(expected, (3, 1)), atol=1e-5)
+    np.testing.assert_allclose(answered, expected, atol=1e-5)
+
+
+def test_a_fixed_box_outside_the_bounds_is_refused():
+    model = build_age_model(ModelConfig(depth=18, input_size=128, age_classes="adience", max_box_size=0.5))
+    with pytest.raises(ValueError, match="boxes are 0.143 to 0.500"):
+        attention.fix_box(model, "whole")
+    with pytest.raises(ValueError, match="outside the feature map: on a 4x4 map"):
+        attention.fix_box(model, (0.8, 0.1, 0.2, 0.2))

@@ -130,3 +130,12 @@ def test_eval_view_training_crop_is_the_evaluation_view_shifted_not_scaled():
     assert pixels.shape == (size, size, 3)
     with pytest.raises(ValueError, match="training view"):
         augment.preprocess_for_train(encoded, size, view="zoom")
+
+
+def test_shifted_center_crop_moves_the_window_and_refuses_to_leave_the_image():
+    image = tf.reshape(tf.range(10 * 12, dtype=tf.float32), (10, 12, 1))
+    centre = augment.center_crop(image, 6)
+    np.testing.assert_array_equal(augment.shifted_center_crop(image, 6, 0, 0), centre)
+    np.testing.assert_array_equal(augment.shifted_center_crop(image, 6, 2, -1), image[1:7, 5:11])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="leaves the image"):
+        augment.shifted_center_crop(image, 6, 4, 0)

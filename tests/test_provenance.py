@@ -45,11 +45,18 @@ def builds(tmp_path_factory):
     return kfold, other
 
 
-def _run(data_dir, run_dir, epochs=1, learning_rate=0.01, folds=("fold0",)):
+@pytest.fixture(scope="module")
+def three_folds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("three")
+    records = _photos(root / "photos")
+    return _build(records, root / "kfold3", protocols.subject_kfold(records, 3, seed=0))
+
+
+def _run(data_dir, run_dir, epochs=1, learning_rate=0.01, folds=("fold0",), stage="global", **spec_settings):
     spec = experiment.RunSpec(data_dir=data_dir, folds=folds, model=TINY, validate=True, eval_crops="center",
-                              eval_batch_size=4)
+                              eval_batch_size=4, **spec_settings)
     config = training.TrainConfig(run_dir=str(run_dir), epochs=epochs, steps_per_epoch=1, batch_size=4,
-                                  learning_rate=learning_rate, lr_decay_epochs=(), image_summaries=0)
+                                  learning_rate=learning_rate, lr_decay_epochs=(), image_summaries=0, stage=stage)
     return experiment.run(spec, config, log=lambda *_: None, verbose=0)
 
 
@@ -154,3 +161,60 @@ def test_a_refused_resume_leaves_the_runs_flags_as_they_were(builds, tmp_path):
     second = subprocess.run(common + ["--learning_rate=0.05"], capture_output=True, text=True, timeout=300)
     assert second.returncode == 2 and "optimisation.learning_rate: 0.01 -> 0.05" in second.stderr
     assert (tmp_path / "run" / "flags.txt").read_text() == flags_before
+
+
+def test_inner_validation_trains_without_one_part_and_scores_it_instead_of_the_test_side(three_folds, tmp_path):
+    manifest = build.read_build_manifest(three_folds)
+    held_out = build.validation_part(manifest, "fold0")
+    assert held_out == "fold1" and build.validation_part(manifest, "fold2") == "fold0"
+    spec = experiment.RunSpec(data_dir=three_folds, folds=("fold0",), model=TINY, validate=True, eval_crops="center",
+                              eval_batch_size=4, inner_validation=True)
+    config = training.TrainConfig(run_dir=str(tmp_path / "run"), epochs=1, steps_per_epoch=6, batch_size=4,
+                                  learning_rate=0.01, lr_decay_epochs=(), image_summaries=0, audit_input=True)
+    result = experiment.run(spec, config, log=lambda *_: None, verbose=0)
+    audit = json.loads((tmp_path / "run" / "fold0" / training.AUDIT / "chief-0" / "epoch-0001.json").read_text())
+    part_of = {e["path"]: e["part"] for e in build.read_record_log(three_folds) if e["status"] == "written"}
+    assert {part_of[p] for p in audit["paths"]} == {"fold2"}  # neither the test part nor the held-out one
+    evaluation_file = json.loads((tmp_path / "run" / "fold0" / "evaluation.json").read_text())
+    assert evaluation_file["evaluated_on"] == {"side": "validation", "parts": ["fold1"]}
+    assert result["fold0"]["count"] == manifest["parts"]["fold1"]["records"]
+    assert provenance.read_run(str(tmp_path / "run" / "fold0"))["data"]["inner_validation"] is True
+    with pytest.raises(provenance.RunMismatch, match="data.inner_validation: True -> False"):
+        _run(three_folds, tmp_path / "run")
+
+
+def test_inner_validation_needs_several_training_parts(builds, tmp_path):
+    kfold, _ = builds
+    with pytest.raises(ValueError, match="needs a build of several parts"):
+        _run(kfold, tmp_path / "run", inner_validation=True)
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_as_its_default(builds, tmp_path):
+    kfold, _ = builds
+    _run(kfold, tmp_path / "run")
+    path = tmp_path / "run" / "fold0" / provenance.RUN_FILE
+    recorded = json.loads(path.read_text())
+    for section, key in (("data", "train_view"), ("data", "inner_validation"), ("start", "fixed_box"),
+                         ("start", "attention_memory"), ("optimisation", "freeze_batch_norm")):
+        del recorded[section][key]
+    path.write_text(json.dumps(recorded))
+    _run(kfold, tmp_path / "run", epochs=2)
+    with pytest.raises(provenance.RunMismatch, match="data.train_view: 'paper' -> 'eval'"):
+        _run(kfold, tmp_path / "run", epochs=3, train_view="eval")
+
+
+def test_an_attention_stage_without_memory_keeps_a_zero_state(builds, tmp_path):
+    from keras_alage import attention
+
+    kfold, _ = builds
+    _run(kfold, tmp_path / "global")
+    _run(kfold, tmp_path / "run", stage="attention", attention_memory=False,
+         init_checkpoint=str(tmp_path / "global" / "fold0" / "model.keras"))
+    model = experiment.load_model(str(tmp_path / "run" / "fold0" / "model.keras"))
+    hidden, cell = attention.attention_state(model)
+    assert not hidden.any() and not cell.any()
+    assert all(layer.state_frozen for layer in attention.carried_state_layers(model))
+    assert provenance.read_run(str(tmp_path / "run" / "fold0"))["start"]["attention_memory"] is False
+    with pytest.raises(ValueError, match="--fixed_box needs --stage=local_head"):
+        experiment.check_settings(experiment.RunSpec(data_dir=kfold, fixed_box="whole"),
+                                  training.TrainConfig(run_dir=str(tmp_path), stage="attention"), None)

@@ -53,3 +53,50 @@ def test_box_markdown_reports_both_stages_and_links_the_grid():
     assert "| before the attention stage | 0.250 ± 0.000 | 0.250 ± 0.000 | 0.500 ± 0.000 |" in text
     assert "| after it | 0.000 ± 0.000 |" in text and "mean 0.143, min 0.143" in text  # 1/16 over 7/16
     assert "![attention boxes](grid.jpg)" in text
+
+
+def test_box_movement_is_zero_for_a_fixed_box_and_relative_to_its_size():
+    fixed = np.tile([0.2, 0.3, 0.25, 0.2], (10, 1))
+    moved = reporting.box_movement(fixed)
+    assert moved["centre_x_std_over_width"] == pytest.approx(0.0, abs=1e-12) and moved["faces"] == 10
+    shifting = fixed.copy()
+    shifting[::2, 0] += 0.05  # half the faces' boxes 0.05 to the right: centre std 0.025 = 0.1 of w
+    assert reporting.box_movement(shifting)["centre_x_std_over_width"] == pytest.approx(0.1, rel=1e-6)
+
+
+def _face_jpegs(count, size=96):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    faces = []
+    for _ in range(count):
+        image = np.full((size, size, 3), 40, np.uint8)
+        y, x = rng.integers(size // 2 - 8, size // 2 + 8, 2)
+        image[y - 6: y + 6, x - 6: x + 6] = 250  # one bright "face" blob
+        faces.append(cv2.imencode(".png", image)[1].tobytes())
+    return faces
+
+
+class _BlobFollower:
+    """A stand-in model whose box is centred on the brightest spot of its input."""
+
+    def __call__(self, images, training=False):
+        images = np.asarray(images)
+        size = images.shape[1]
+        brightness = images.sum(axis=-1)
+        boxes = []
+        for picture in brightness:
+            ys, xs = np.nonzero(picture >= picture.max() - 1e-3)
+            cy, cx = (ys.mean() + 0.5) / size, (xs.mean() + 0.5) / size
+            boxes.append([cx - 0.1, cy - 0.1, 0.2, 0.2])
+        return {"box": np.array(boxes)}
+
+
+def test_translation_response_is_one_for_a_box_that_follows_the_face_and_zero_for_a_fixed_one():
+    faces = _face_jpegs(6)
+    follows = reporting.translation_response(_BlobFollower(), faces, input_size=64, shift=4)
+    assert follows["slope_x"] == pytest.approx(1.0, abs=0.05) and follows["slope_y"] == pytest.approx(1.0, abs=0.05)
+    fixed = reporting.translation_response(lambda images, training=False: {"box": np.tile([0.3, 0.3, 0.2, 0.2],
+                                                                                          (len(images), 1))},
+                                           faces, input_size=64, shift=4)
+    assert fixed["slope_x"] == pytest.approx(0.0, abs=1e-9) and fixed["faces"] == 6

@@ -69,3 +69,19 @@ def test_stage_loss_is_the_cross_entropy_of_the_stage_output():
 def test_unknown_stage_is_named():
     with pytest.raises(ValueError, match="Unknown training stage 'local'"):
         stages.stage_spec("local")
+
+
+@pytest.mark.parametrize("stage,trains,loss_output", [
+    ("global_head", ("global_head",), "global_probs"),
+    ("local_head", ("local_head",), "local_probs"),
+])
+def test_the_control_stages_train_one_head_on_the_frozen_network(batch, stage, trains, loss_output):
+    model = build_age_model(ModelConfig(depth=18, input_size=64))
+    spec = stages.set_training_stage(model, stage)
+    assert spec.loss_output == loss_output
+    names = ("backbone", "global_head", "attention_lstm", "attention_location", "local_head")
+    before = {n: snapshot(model.get_layer(n)) for n in names}
+    stages.train_step(model, keras.optimizers.SGD(0.1), *batch, stage=stage)
+    for name in names:
+        assert changed(before[name], snapshot(model.get_layer(name))) == (name in trains), name
+    assert stages.heads_trained_by(stage) == (("global",) if stage == "global_head" else ("global", "local"))

@@ -1,0 +1,62 @@
+"""The controlled comparison's arithmetic: seed-averaged per-face errors, per-fold MAE, paired
+differences to the reference, on stand-in runs with known answers."""
+
+import numpy as np
+import pytest
+
+from keras_alage import attention_evidence, experiment
+from keras_alage import model as model_lib
+from keras_alage.model import ModelConfig, build_age_model
+from pipelines import build
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="adience"))
+    model_lib.set_trained_heads(model, ("global", "local"))
+    return model
+
+
+def _one_hot(classes, count=8):
+    probs = np.zeros((len(classes), count), np.float32)
+    probs[np.arange(len(classes)), classes] = 1.0
+    return probs
+
+
+def test_paired_differences_average_seeds_per_face_and_split_by_fold(tiny_model, monkeypatch):
+    ages = np.array(model_lib.class_ages_of(tiny_model))
+    faces = {"fold0": ["a1", "a2", "b1"], "fold1": ["c1", "c2", "d1"]}
+    truth = {p: i % 8 for i, p in enumerate(sum(faces.values(), []))}
+    # Predicted class per (variant, seed): the reference is off by one class everywhere; d is exact
+    # in seed 0 and off by one in seed 1, so its seed-averaged error is half the reference's.
+    offsets = {("ref", 0): 1, ("ref", 1): 1, ("d", 0): 0, ("d", 1): 1}
+
+    def predict_fold_run(fold_dir, data_dir, fold):
+        variant, seed = fold_dir.split("/")[:2]
+        paths = faces[fold]
+        true = np.array([truth[p] for p in paths])
+        predicted = np.clip(true + offsets[(variant, int(seed))], 0, 7)
+        probs = _one_hot(predicted)
+        return tiny_model, {"global": probs, "local": probs, "combined": probs, "age": ages[true],
+                            "path": np.array([p.encode() for p in paths]), "box": np.tile([0.1, 0.2, 0.3, 0.4], (3, 1))}
+
+    monkeypatch.setattr(experiment, "predict_fold_run", predict_fold_run)
+    monkeypatch.setattr(build, "read_record_log", lambda _: [
+        {"path": p, "subject": p[0], "status": "written"} for p in truth])
+    runs = {name: [[f"{name}/{seed}/fold0", f"{name}/{seed}/fold1"] for seed in (0, 1)] for name in ("ref", "d")}
+    summary = attention_evidence.compare_variants(runs, "data", "ref", translation_faces=0, grid_path=None)
+    error = {p: abs(ages[min(truth[p] + 1, 7)] - ages[truth[p]]) for p in truth}
+    for fold, paths in faces.items():
+        expected = np.mean([error[p] for p in paths])
+        assert summary["variants"]["ref"]["heads"]["combined"]["per_fold"][fold] == pytest.approx(expected)
+        assert summary["variants"]["d"]["heads"]["combined"]["per_fold"][fold] == pytest.approx(expected / 2)
+        assert summary["variants"]["d"]["combined_minus_reference"]["per_fold"][fold] == pytest.approx(-expected / 2)
+    overall = np.mean(list(error.values()))
+    d = summary["variants"]["d"]
+    assert d["combined_minus_reference"]["mean"] == pytest.approx(-overall / 2)
+    assert d["combined_minus_reference"]["low"] <= -overall / 2 <= d["combined_minus_reference"]["high"]
+    assert d["heads"]["combined"]["per_seed_mae"] == pytest.approx([0.0, overall])
+    assert summary["people"] == 4 and summary["faces"] == 6
+    assert d["boxes"]["centre_x_std_over_width"] == pytest.approx(0.0, abs=1e-12)
+    text = attention_evidence.summary_markdown(summary)
+    assert "Combined head minus ref's" in text and f"| {-overall / 2:+.2f} [" in text
