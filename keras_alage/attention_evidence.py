@@ -168,31 +168,39 @@ def validation_levers(validation_dir: str, data_dir: str) -> List[dict]:
     return rows
 
 
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+MAX_FOLD_COLUMNS = 10  # more folds (leave-one-person-out): per-fold values in the JSON only
+
+
 def summary_markdown(summary: dict) -> str:
     """The readable tables of a `compare_variants` summary."""
-    folds = summary["folds"]
-    lines = [f"# What the attention branch adds (FG-NET, {len(folds)} folds, {summary['faces']} faces of "
+    folds = summary["folds"] if len(summary["folds"]) <= MAX_FOLD_COLUMNS else []
+    lines = [f"# What the attention branch adds (FG-NET, {len(summary['folds'])} folds, {summary['faces']} faces of "
              f"{summary['people']} people)", "",
              f"Validation chose: {summary.get('validation_chose') or '-'}", "",
              "Test MAE per fold (errors averaged over the seeds), the mean over folds, and the pooled MAE "
              "with its subject-bootstrap 95% interval:", "",
-             "| variant | head | " + " | ".join(folds) + " | mean over folds | pooled [95% CI] | per seed |",
-             "|---|---|" + "---|" * len(folds) + "---|---|---|"]
+             _row(["variant", "head", *folds, "mean over folds", "pooled [95% CI]", "per seed"]),
+             _row(["---"] * (len(folds) + 5))]
     for name, row in summary["variants"].items():
         for head in HEAD_NAMES:
             cell = row["heads"][head]
             trained = "" if head == "combined" or head in row["trained_heads"] else " (not trained here)"
-            lines.append(f"| {name} | {head}{trained} | " + " | ".join(f"{cell['per_fold'][f]:.2f}" for f in folds)
-                         + f" | {cell['mean_over_folds']:.2f} | {cell['mae']:.2f} [{cell['mae_low']:.2f}, "
-                         f"{cell['mae_high']:.2f}] | " + ", ".join(f"{v:.2f}" for v in cell["per_seed_mae"]) + " |")
+            lines.append(_row([name, head + trained, *(f"{cell['per_fold'][f]:.2f}" for f in folds),
+                               f"{cell['mean_over_folds']:.2f}",
+                               f"{cell['mae']:.2f} [{cell['mae_low']:.2f}, {cell['mae_high']:.2f}]",
+                               ", ".join(f"{v:.2f}" for v in cell["per_seed_mae"])]))
     lines += ["", f"Combined head minus {summary['reference']}'s, paired on the same faces (negative: better "
               f"than {summary['reference']}):", "",
-              "| variant | " + " | ".join(folds) + " | pooled [95% CI] |", "|---|" + "---|" * len(folds) + "---|"]
+              _row(["variant", *folds, "pooled [95% CI]"]), _row(["---"] * (len(folds) + 2))]
     for name, row in summary["variants"].items():
         if "combined_minus_reference" in row:
             d = row["combined_minus_reference"]
-            lines.append(f"| {name} | " + " | ".join(f"{d['per_fold'][f]:+.2f}" for f in folds)
-                         + f" | {d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] |")
+            lines.append(_row([name, *(f"{d['per_fold'][f]:+.2f}" for f in folds),
+                               f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"]))
     lines += ["", "The box on the test faces (first seed; fractions of the input): spread of its centre over "
               "its mean size between faces, and the slope of its centre's movement over the face's when "
               "the face moves in the crop (1: follows the face, 0: stays put):", "",

@@ -29,6 +29,9 @@ def metric_of(path: str, key: str) -> float:
         if not isinstance(value, dict) or part not in value:
             raise app.UsageError(f"{path}: no {key!r} in it.")
         value = value[part]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        keys = f" (its keys: {', '.join(sorted(value))})" if isinstance(value, dict) else ""
+        raise app.UsageError(f"{path}: {key} is not a number{keys}.")
     return float(value)
 
 

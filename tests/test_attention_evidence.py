@@ -60,3 +60,25 @@ def test_paired_differences_average_seeds_per_face_and_split_by_fold(tiny_model,
     assert d["boxes"]["centre_x_std_over_width"] == pytest.approx(0.0, abs=1e-12)
     text = attention_evidence.summary_markdown(summary)
     assert "Combined head minus ref's" in text and f"| {-overall / 2:+.2f} [" in text
+
+
+def test_every_table_row_has_its_headers_cells_with_few_or_many_folds():
+    def summary(folds):
+        cell = {"per_fold": {f: 1.0 for f in folds}, "mean_over_folds": 1.0, "mae": 1.0, "mae_low": 0.9,
+                "mae_high": 1.1, "per_seed_mae": [1.0]}
+        boxes = {"mean_box": [0.1, 0.2, 0.3, 0.4], "centre_x_std_over_width": 0.0, "centre_y_std_over_height": 0.0,
+                 "width_std_over_mean": 0.0}
+        variants = {"a": {"trained_heads": ["global"], "heads": {h: cell for h in attention_evidence.HEAD_NAMES},
+                          "boxes": boxes},
+                    "d": {"trained_heads": ["global", "local"], "heads": {h: cell for h in attention_evidence.HEAD_NAMES},
+                          "boxes": boxes, "combined_minus_reference": {"per_fold": {f: -0.1 for f in folds},
+                                                                       "mean": -0.1, "low": -0.2, "high": 0.0}}}
+        return {"folds": folds, "faces": 10, "people": 3, "reference": "a", "variants": variants}
+
+    for count in (5, 82):
+        text = attention_evidence.summary_markdown(summary([f"fold{i}" for i in range(count)]))
+        tables = [block.splitlines() for block in text.split("\n\n") if block.startswith("|")]
+        assert len(tables) == 3
+        for table in tables:
+            assert len({line.count("|") for line in table}) == 1, table[:2]
+        assert ("| fold4 |" in text) == (count == 5)
