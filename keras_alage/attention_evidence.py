@@ -88,8 +88,10 @@ def score_variant(runs: Sequence[Sequence[str]], data_dir: str, translation_face
 
 
 def compare_variants(variants: Mapping[str, Sequence[Sequence[str]]], data_dir: str, reference: str,
-                     translation_faces: int = 64, grid_faces: int = 24, grid_path: str = None) -> dict:
-    """The comparison table of the variants against `reference` (see the module docstring)."""
+                     translation_faces: int = 64, grid_faces: int = 24, grid_path: str = None,
+                     grid_variant: str = "d") -> dict:
+    """The comparison table of the variants against `reference` (see the module docstring); the
+    box grid draws `grid_variant`'s first run, fold0."""
     subjects = {e["path"]: e["subject"] for e in build.read_record_log(data_dir) if e["status"] == "written"}
     scored = {name: score_variant(runs, data_dir, translation_faces) for name, runs in variants.items()}
     paths = sorted(scored[reference]["errors"]["combined"])
@@ -121,9 +123,10 @@ def compare_variants(variants: Mapping[str, Sequence[Sequence[str]]], data_dir: 
                 "per_fold": {f: float((err - base)[fold_index == f].mean()) for f in folds},
                 "mean": diff, "low": low, "high": high}
         summary["variants"][name] = row
-    if grid_path and "d" in variants:
-        _box_grid(variants["d"][0][0], data_dir, grid_faces, grid_path)
+    if grid_path and grid_variant in variants:
+        _box_grid(variants[grid_variant][0][0], data_dir, grid_faces, grid_path)
         summary["box_grid"] = os.path.basename(grid_path)
+        summary["box_grid_variant"] = grid_variant
     return summary
 
 
@@ -150,11 +153,11 @@ def _box_grid(fold_dir: str, data_dir: str, faces: int, path: str) -> None:
     files.write_atomically(path, encoded.tobytes())
 
 
-def validation_levers(validation_dir: str, data_dir: str) -> List[dict]:
-    """Each validation setting of the variants that learn a box (d, c): its validation MAE (mean
-    over folds) and how much its box moves between faces (first fold's validation part)."""
+def validation_levers(validation_dir: str, data_dir: str, variants: Sequence[str] = ("d", "c")) -> List[dict]:
+    """Each validation setting of the variants that learn a box: its validation MAE (mean over
+    folds) and how much its box moves between faces (first fold's validation part)."""
     rows = []
-    for variant in ("d", "c"):
+    for variant in variants:
         for setting in sorted(glob.glob(os.path.join(validation_dir, variant, "*", "results.json"))):
             run_dir = os.path.dirname(setting)
             with open(setting, encoding="utf-8") as handle:
@@ -223,9 +226,10 @@ def summary_markdown(summary: dict) -> str:
                          f"| {row['validation_local_mae']:.3f} | {b['centre_x_std_over_width']:.4f} "
                          f"| {b['centre_y_std_over_height']:.4f} | {b['mean_box'][2]:.3f} |")
     if summary.get("box_grid"):
-        lines += ["", f"![attention boxes of d, fold0 test faces]({summary['box_grid']})", "",
-                  "Red: d's box after training; grey: the released model's, both in the input's frame "
-                  "(the region the crop samples). Captions: true age -> combined prediction."]
+        name = summary.get("box_grid_variant", "d")
+        lines += ["", f"![attention boxes of {name}, fold0 test faces]({summary['box_grid']})", "",
+                  f"Red: {name}'s box after training; grey: the box of the model it started from, both in the "
+                  "input's frame (the region the crop samples). Captions: true age -> combined prediction."]
     return "\n".join(lines) + "\n"
 
 

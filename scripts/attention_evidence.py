@@ -32,6 +32,8 @@ flags.DEFINE_string("validation_dir", None, "The validation runs (<variant>/<set
 flags.DEFINE_string("output", None, "Output path without extension: .json, .md and _boxes.jpg are written.")
 flags.DEFINE_string("print_mean_box", None, "A run folder: print its mean box (x,y,w,h on the input) over the faces "
                     "of the side each fold was evaluated on, and stop.")
+flags.DEFINE_list("lever_variants", ["d", "c"], "The validation variants whose settings are tabulated as levers.")
+flags.DEFINE_string("grid_variant", "d", "The variant whose boxes are drawn.")
 flags.DEFINE_integer("translation_faces", 64, "Test faces per fold in the translation test.")
 flags.DEFINE_integer("grid_faces", 24, "Test faces drawn in the box grid.")
 FLAGS = flags.FLAGS
@@ -70,10 +72,11 @@ def main(argv):
         raise app.UsageError(f"--reference={FLAGS.reference} is not among the variants {sorted(variants)}.")
     if not FLAGS.output:
         raise app.UsageError("--output is required.")
-    levers = attention_evidence.validation_levers(FLAGS.validation_dir, FLAGS.data_dir) if FLAGS.validation_dir else []
+    levers = (attention_evidence.validation_levers(FLAGS.validation_dir, FLAGS.data_dir, FLAGS.lever_variants)
+              if FLAGS.validation_dir else [])
     summary = attention_evidence.compare_variants(variants, FLAGS.data_dir, FLAGS.reference,
                                                   FLAGS.translation_faces, FLAGS.grid_faces,
-                                                  FLAGS.output + "_boxes.jpg")
+                                                  FLAGS.output + "_boxes.jpg", FLAGS.grid_variant)
     summary["validation_chose"] = FLAGS.chosen
     summary["levers"] = levers
     attention_evidence.write_summary(summary, FLAGS.output)

@@ -187,9 +187,24 @@ def _free_ports(count):
     return ports
 
 
+def _worker_configs(count=2):
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(count)]}
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(count)]
+
+
 def _start_workers(commands, configs):
     return [subprocess.Popen(c, cwd=REPO, env=_env(TF_CONFIG=t), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True) for c, t in zip(commands, configs)]
+
+
+def _finish_workers(processes, timeout=300):
+    """Each worker's output once all have ended; none is left running (workers that disagree
+    can hang in their collectives)."""
+    try:
+        return [p.communicate(timeout=timeout)[0] for p in processes]
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def _training_paths(build_dir, fold):
@@ -206,9 +221,7 @@ def test_two_workers_see_each_face_once_per_epoch_and_resume_after_both_are_kill
     """Two worker processes on loopback, each with its own run folder (no shared storage): killed
     together after an epoch, restarted; every epoch trains on the training side exactly once
     across the workers, the workers hold the same weights, and the run ends as one history."""
-    ports = _free_ports(2)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    configs = _worker_configs()
     run_dirs = [tmp_path / "worker0", tmp_path / "worker1"]
     epochs = 12
     commands = [_train_command(tiny_build, d, f"--epochs={epochs}", "--fold=fold0", "--strategy=multi_worker",
@@ -227,11 +240,7 @@ def test_two_workers_see_each_face_once_per_epoch_and_resume_after_both_are_kill
     assert not (run_dirs[0] / "fold0" / "model.keras").exists(), "the run ended before the kill"
 
     second = _start_workers(commands, configs)
-    try:  # workers that resume at different epochs hang in their collectives
-        outputs = [p.communicate(timeout=300)[0] for p in second]
-    finally:
-        for process in second:
-            process.kill()
+    outputs = _finish_workers(second)
     for process, output in zip(second, outputs):
         assert process.returncode == 0, output[-4000:]
     resumed = [int(line.split()[-1]) for line in outputs[0].splitlines() if line.startswith("resuming after epoch")]
@@ -262,18 +271,12 @@ def test_workers_reading_different_builds_both_stop_with_one_line(tiny_build, tm
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["created"] = "another build"
     (other / "manifest.json").write_text(json.dumps(manifest))
-    ports = _free_ports(2)
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    configs = _worker_configs()
     commands = [_train_command(data, tmp_path / f"worker{i}", "--epochs=1", "--fold=fold0",
                                "--strategy=multi_worker", "--validate=false", steps=None)
                 for i, data in enumerate([tiny_build, other])]
     processes = _start_workers(commands, configs)
-    try:
-        outputs = [p.communicate(timeout=300)[0] for p in processes]
-    finally:
-        for process in processes:
-            process.kill()
+    outputs = _finish_workers(processes)
     for process, output in zip(processes, outputs):
         assert process.returncode == 2, output[-3000:]
         assert "The workers do not agree on the training data" in output and "Traceback" not in output
