@@ -70,10 +70,12 @@ release-resnet18: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
 experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json
 	PYTHON=$(BIN)/python sh experiments/cpu_fgnet.sh
 
-# What the attention branch adds (experiments/attention_evidence.sh): five variants from the released
-# model on FG-NET's 5 folds, every choice on held-out validation parts; about 45 minutes on 2 cores.
+# What the attention branch adds: five variants from the released model on FG-NET's 5 folds, then the
+# same in the paper's order after the global head is adapted (experiments/attention_evidence*.sh), every
+# choice on held-out validation parts; about 70 minutes on 2 cores.
 evidence: data/fgnet_release/manifest.json
 	PYTHON=$(BIN)/python sh experiments/attention_evidence.sh
+	PYTHON=$(BIN)/python sh experiments/attention_evidence_after_global.sh
 
 # The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
 # (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on

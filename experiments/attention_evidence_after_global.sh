@@ -61,4 +61,4 @@ $PYTHON scripts/attention_evidence.py --data_dir=data/fgnet_release --reference=
   --variant=a2=$OUT/test/a2 --variant=b2_mean=$OUT/test/b2_mean --variant=b2_whole=$OUT/test/b2_whole \
   --variant=c2=$OUT/test/c2 --variant=d2=$OUT/test/d2 --variant=a=$OUT/test/a \
   --chosen="start: a ($(basename "$start_val")); d2: $d2; a2: lr $lr_a; b2_mean: lr $lr_bm, box $mean_box; b2_whole: lr $lr_bw; c2: lr $lr_c; $e extra epochs" \
-  --validation_dir=$OUT/validation --lever_variants=d2,c2 --grid_variant=d2 --output=docs/results/fgnet_evidence_after_global
+  --validation_dir=$OUT/validation --lever_variants=d2,c2 --grid_variant=d2 --local_weight_of=d2=$OUT/validation/d2/$d2 --output=docs/results/fgnet_evidence_after_global

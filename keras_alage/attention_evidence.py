@@ -178,6 +178,25 @@ def _row(cells) -> str:
 MAX_FOLD_COLUMNS = 10  # more folds (leave-one-person-out): per-fold values in the JSON only
 
 
+LOCAL_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def local_weight_on_validation(run_dir: str, data_dir: str, weights: Sequence[float] = LOCAL_WEIGHTS) -> dict:
+    """The paper's lambda on a validation run: the combined MAE for each local weight, pooled over
+    the faces of every fold's held-out part (0: the global head alone)."""
+    from keras_alage import evaluation
+
+    errors = {f"{w:g}": [] for w in weights}
+    for fold_dir in sorted(glob.glob(os.path.join(run_dir, "fold*"))):
+        model, predictions = experiment.predict_fold_run(fold_dir, data_dir, os.path.basename(fold_dir))
+        count = len(predictions["age"])
+        for key, mae in evaluation.local_weight_sweep(predictions, model_lib.class_ages_of(model), weights).items():
+            errors[key].append((mae, count))
+    if not errors[f"{weights[0]:g}"]:
+        raise ValueError(f"{run_dir} holds no fold folder.")
+    return {key: float(sum(m * n for m, n in values) / sum(n for _, n in values)) for key, values in errors.items()}
+
+
 def summary_markdown(summary: dict) -> str:
     """The readable tables of a `compare_variants` summary."""
     folds = summary["folds"] if len(summary["folds"]) <= MAX_FOLD_COLUMNS else []
@@ -225,6 +244,10 @@ def summary_markdown(summary: dict) -> str:
             lines.append(f"| {row['variant']} | {row['setting']} | {row['validation_mae']:.3f} "
                          f"| {row['validation_local_mae']:.3f} | {b['centre_x_std_over_width']:.4f} "
                          f"| {b['centre_y_std_over_height']:.4f} | {b['mean_box'][2]:.3f} |")
+    for name, sweep in summary.get("local_weight_on_validation", {}).items():
+        lines += ["", f"The local weight (lambda in P = P_global + lambda P_local) on {name}'s validation parts: "
+                  "combined MAE pooled over their faces:", "", _row(["lambda", *sweep]), _row(["---"] * (len(sweep) + 1)),
+                  _row(["MAE", *(f"{v:.3f}" for v in sweep.values())])]
     if summary.get("box_grid"):
         name = summary.get("box_grid_variant", "d")
         lines += ["", f"![attention boxes of {name}, fold0 test faces]({summary['box_grid']})", "",

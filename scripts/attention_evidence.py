@@ -34,6 +34,8 @@ flags.DEFINE_string("print_mean_box", None, "A run folder: print its mean box (x
                     "of the side each fold was evaluated on, and stop.")
 flags.DEFINE_list("lever_variants", ["d", "c"], "The validation variants whose settings are tabulated as levers.")
 flags.DEFINE_string("grid_variant", "d", "The variant whose boxes are drawn.")
+flags.DEFINE_multi_string("local_weight_of", [], "name=validation run: tabulate its combined MAE for each local "
+                          "weight on its held-out parts.")
 flags.DEFINE_integer("translation_faces", 64, "Test faces per fold in the translation test.")
 flags.DEFINE_integer("grid_faces", 24, "Test faces drawn in the box grid.")
 FLAGS = flags.FLAGS
@@ -78,6 +80,11 @@ def main(argv):
                                                   FLAGS.translation_faces, FLAGS.grid_faces,
                                                   FLAGS.output + "_boxes.jpg", FLAGS.grid_variant)
     summary["validation_chose"] = FLAGS.chosen
+    summary["local_weight_on_validation"] = {}
+    for item in FLAGS.local_weight_of:
+        name, _, run_dir = item.partition("=")
+        summary["local_weight_on_validation"][name] = attention_evidence.local_weight_on_validation(run_dir,
+                                                                                                     FLAGS.data_dir)
     summary["levers"] = levers
     attention_evidence.write_summary(summary, FLAGS.output)
     print(open(FLAGS.output + ".md", encoding="utf-8").read())
