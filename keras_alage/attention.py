@@ -334,6 +334,9 @@ def fix_box(model: keras.Model, box) -> np.ndarray:
     """
     features, _ = model.get_layer("attention_crop").input
     height, width = features.shape[1], features.shape[2]
+    if min(height, width) < 2:
+        raise ValueError(f"The feature map is {height}x{width}: every box samples the same cells, so there is no "
+                         "region to fix (use a larger --input_size).")
     bounds = model.get_layer("attention_box")
     if isinstance(box, str):
         if box != WHOLE_MAP:

@@ -166,9 +166,14 @@ def validate(spec: RunSpec) -> List[str]:
 def check_settings(spec: RunSpec, config: training.TrainConfig, strategy) -> None:
     """Settings that rule each other out: with several workers an epoch is one exact pass; a
     fixed box stays fixed only when the local head alone trains."""
-    if spec.fixed_box is not None and config.stage != "local_head":
-        raise ValueError(f"--fixed_box needs --stage=local_head (stage {config.stage!r} would train the "
-                         "location network away from it).")
+    if spec.fixed_box is not None:
+        if config.stage != "local_head":
+            raise ValueError(f"--fixed_box needs --stage=local_head (stage {config.stage!r} would train the "
+                             "location network away from it).")
+        try:  # the box must fit this architecture's map and size bounds
+            attention.fix_box(build_age_model(spec.model), spec.fixed_box)
+        except ValueError as error:
+            raise ValueError(f"--fixed_box: {error}") from None
     if not spec.attention_memory and config.stage not in ("attention", "local_head"):
         raise ValueError("--noattention_memory is for the attention stage.")
     if training.worker_count(strategy) > 1 and config.steps_per_epoch:

@@ -21,9 +21,9 @@ A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `m
   its actual global batch, so uneven planned batches weigh each face alike.
 - Resumable: a checkpoint (model, optimizer, epoch) after every epoch; a restarted run
   continues after the last completed epoch. Only the chief reads its checkpoint, and sends the
-  state to the other workers, so workers need no shared storage. Best weights (by validation MAE) and the last
-  checkpoints are kept; TensorBoard gets losses, accuracy, MAE, learning rate and
-  validation faces with the attention box drawn.
+  state to the other workers, so workers need no shared storage. Best weights (by validation
+  MAE) and the last checkpoints are kept; TensorBoard gets losses, accuracy, MAE, learning
+  rate and validation faces with the attention box drawn.
 """
 
 import dataclasses

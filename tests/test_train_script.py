@@ -281,3 +281,13 @@ def test_workers_reading_different_builds_both_stop_with_one_line(tiny_build, tm
         assert process.returncode == 2, output[-3000:]
         assert "The workers do not agree on the training data" in output and "Traceback" not in output
     assert not (tmp_path / "worker0" / "fold0" / "history.jsonl").exists()
+
+
+def test_a_fixed_box_outside_the_map_is_one_line(tiny_build, tmp_path):
+    result = subprocess.run(
+        _train_command(tiny_build, tmp_path / "run", "--stage=local_head", "--fixed_box=0.9,0.1,0.3,0.3",
+                       "--input_size=64"),  # a 2x2 map, whose sampled region is 0.25-0.75 of the input
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--fixed_box: Box 0.9,0.1,0.3,0.3 reaches outside the feature map: on a 2x2 map" in result.stderr
+    assert not (tmp_path / "run").exists()
