@@ -14,13 +14,9 @@
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/evidence}
-BASE=--flagfile=configs/evidence_fgnet.flags
 LRS=${LRS:-"0.001 0.003 0.01 0.03"}
 EPOCHS=${EPOCHS:-"2 4 8"}
-train() {  # train <run folder> <flags>: skipped once the run has written its results
-  dir=$1; shift
-  [ -f "$dir/results.json" ] || $PYTHON scripts/train.py $BASE --run_dir="$dir" "$@" > /dev/null
-}
+. experiments/evidence_lib.sh
 
 for box in 0.5 1; do
   for e in $EPOCHS; do
@@ -30,7 +26,7 @@ for box in 0.5 1; do
     done
   done
 done
-best=$($PYTHON scripts/pick_run.py --metric=aggregate.combined.mae.mean $OUT/validation/d/*/results.json)
+best=$(pick $OUT/validation/d/*/results.json)
 name=$(basename "$(dirname "$best")")   # box<b>-e<e>-lr<lr>
 box=${name%%-*}; box=${box#box}; rest=${name#*-}; e=${rest%%-*}; e=${e#e}
 echo "validation chose for d: $name"
@@ -38,26 +34,15 @@ mean_box=$($PYTHON scripts/attention_evidence.py --print_mean_box="$(dirname "$b
 echo "d's mean box on the validation parts: $mean_box"
 
 for lr in $LRS; do
-  common="--inner_validation --epochs=$e --lr_decay_epochs=$((e / 2)) --learning_rate=$lr"
-  train $OUT/validation/a/lr$lr --stage=global_head $common --max_box_size=$box
-  train $OUT/validation/b_mean/lr$lr --stage=local_head $common --max_box_size=$box --fixed_box="$mean_box"
-  train $OUT/validation/b_whole/lr$lr --stage=local_head $common --max_box_size=1 --fixed_box=whole
-  train $OUT/validation/c/lr$lr --stage=attention $common --max_box_size=$box --noattention_memory
+  controls $OUT/validation "" lr$lr $lr $lr $lr $lr --inner_validation --epochs=$e --lr_decay_epochs=$((e / 2))
 done
-settings() {  # the chosen learning rate of a variant
-  chosen=$($PYTHON scripts/pick_run.py --metric=aggregate.combined.mae.mean $OUT/validation/$1/*/results.json)
-  basename "$(dirname "$chosen")" | sed 's/^lr//'
-}
-lr_d=${name##*-lr}; lr_a=$(settings a); lr_bm=$(settings b_mean); lr_bw=$(settings b_whole); lr_c=$(settings c)
+lr_d=${name##*-lr}; lr_a=$(chosen_lr $OUT/validation/a); lr_bm=$(chosen_lr $OUT/validation/b_mean)
+lr_bw=$(chosen_lr $OUT/validation/b_whole); lr_c=$(chosen_lr $OUT/validation/c)
 echo "validation chose learning rates: a $lr_a, b_mean $lr_bm, b_whole $lr_bw, c $lr_c, d $lr_d"
 
 for seed in 0 1 2; do
   common="--epochs=$e --lr_decay_epochs=$((e / 2)) --seed=$seed"
-  train $OUT/test/a/seed$seed --stage=global_head $common --max_box_size=$box --learning_rate=$lr_a
-  train $OUT/test/b_mean/seed$seed --stage=local_head $common --max_box_size=$box --fixed_box="$mean_box" \
-    --learning_rate=$lr_bm
-  train $OUT/test/b_whole/seed$seed --stage=local_head $common --max_box_size=1 --fixed_box=whole --learning_rate=$lr_bw
-  train $OUT/test/c/seed$seed --stage=attention $common --max_box_size=$box --noattention_memory --learning_rate=$lr_c
+  controls $OUT/test "" seed$seed $lr_a $lr_bm $lr_bw $lr_c $common
   train $OUT/test/d/seed$seed --stage=attention $common --max_box_size=$box --learning_rate=$lr_d
 done
 

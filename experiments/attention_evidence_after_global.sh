@@ -12,13 +12,8 @@
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/evidence}
-BASE=--flagfile=configs/evidence_fgnet.flags
 LRS=${LRS:-"0.001 0.003 0.01 0.03"}
-pick() { $PYTHON scripts/pick_run.py --metric=aggregate.combined.mae.mean "$@"; }
-train() {  # train <run folder> <flags>: skipped once the run has written its results
-  dir=$1; shift
-  [ -f "$dir/results.json" ] || $PYTHON scripts/train.py $BASE --run_dir="$dir" "$@" > /dev/null
-}
+. experiments/evidence_lib.sh
 start_val=$(dirname "$(pick $OUT/validation/a/*/results.json)")   # a's validation-chosen run
 d_choice=$(basename "$(dirname "$(pick $OUT/validation/d/*/results.json)")")   # box<b>-e<e>-lr<lr>
 e=${d_choice#*-e}; e=${e%%-*}
@@ -36,24 +31,16 @@ box=${d2%%-*}; box=${box#box}; lr_d=${d2#*-lr}
 mean_box=$($PYTHON scripts/attention_evidence.py --print_mean_box=$OUT/validation/d2/$d2 --data_dir=data/fgnet_release)
 echo "validation chose for d2: $d2; its mean box: $mean_box"
 for lr in $LRS; do
-  val $OUT/validation/a2/lr$lr --stage=global_head --max_box_size=$box --learning_rate=$lr
-  val $OUT/validation/b2_mean/lr$lr --stage=local_head --max_box_size=$box --fixed_box="$mean_box" --learning_rate=$lr
-  val $OUT/validation/b2_whole/lr$lr --stage=local_head --max_box_size=1 --fixed_box=whole --learning_rate=$lr
-  val $OUT/validation/c2/lr$lr --stage=attention --max_box_size=$box --noattention_memory --learning_rate=$lr
+  controls $OUT/validation 2 lr$lr $lr $lr $lr $lr --inner_validation --init_checkpoint="$start_val/{fold}/model.keras" \
+    --epochs=$e --lr_decay_epochs=$((e / 2))
 done
-chosen() { basename "$(dirname "$(pick $OUT/validation/$1/*/results.json)")" | sed 's/^lr//'; }
-lr_a=$(chosen a2); lr_bm=$(chosen b2_mean); lr_bw=$(chosen b2_whole); lr_c=$(chosen c2)
+lr_a=$(chosen_lr $OUT/validation/a2); lr_bm=$(chosen_lr $OUT/validation/b2_mean)
+lr_bw=$(chosen_lr $OUT/validation/b2_whole); lr_c=$(chosen_lr $OUT/validation/c2)
 echo "validation chose learning rates: a2 $lr_a, b2_mean $lr_bm, b2_whole $lr_bw, c2 $lr_c, d2 $lr_d"
 
 for seed in 0 1 2; do
   common="--init_checkpoint=$OUT/test/a/seed$seed/{fold}/model.keras --epochs=$e --lr_decay_epochs=$((e / 2)) --seed=$seed"
-  train $OUT/test/a2/seed$seed --stage=global_head $common --max_box_size=$box --learning_rate=$lr_a
-  train $OUT/test/b2_mean/seed$seed --stage=local_head $common --max_box_size=$box --fixed_box="$mean_box" \
-    --learning_rate=$lr_bm
-  train $OUT/test/b2_whole/seed$seed --stage=local_head $common --max_box_size=1 --fixed_box=whole \
-    --learning_rate=$lr_bw
-  train $OUT/test/c2/seed$seed --stage=attention $common --max_box_size=$box --noattention_memory \
-    --learning_rate=$lr_c
+  controls $OUT/test 2 seed$seed $lr_a $lr_bm $lr_bw $lr_c $common
   train $OUT/test/d2/seed$seed --stage=attention $common --max_box_size=$box --learning_rate=$lr_d
 done
 

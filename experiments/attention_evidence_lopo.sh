@@ -13,8 +13,8 @@ OUT=${OUT:-runs/evidence_lopo}
 DATA=${DATA:-data/fgnet_release_lopo}
 BOX=${CHOSEN_BOX:-1}; EPOCHS=${CHOSEN_EPOCHS:-8}
 LR_A=${CHOSEN_LR_A:-0.003}; LR_A2=${CHOSEN_LR_A2:-0.001}; LR_D2=${CHOSEN_LR_D2:-0.003}
-common="--flagfile=configs/evidence_fgnet.flags --data_dir=$DATA --epochs=$EPOCHS --lr_decay_epochs=$((EPOCHS / 2))"
-train() { dir=$1; shift; [ -f "$dir/results.json" ] || $PYTHON scripts/train.py $common --run_dir="$dir" "$@" > /dev/null; }
+. experiments/evidence_lib.sh
+BASE="$BASE --data_dir=$DATA --epochs=$EPOCHS --lr_decay_epochs=$((EPOCHS / 2))"
 train $OUT/a --stage=global_head --max_box_size=$BOX --learning_rate=$LR_A
 train $OUT/a2 --stage=global_head --max_box_size=$BOX --learning_rate=$LR_A2 --init_checkpoint="$OUT/a/{fold}/model.keras"
 train $OUT/d2 --stage=attention --max_box_size=$BOX --learning_rate=$LR_D2 --init_checkpoint="$OUT/a/{fold}/model.keras"

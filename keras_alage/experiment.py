@@ -214,9 +214,9 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
             held_out = build.validation_part(manifest, fold)
             train_parts, test_parts = [p for p in train_parts if p != held_out], [held_out]
             log(f"fold {fold}: part {held_out} held out for validation; its test side is not read")
-        train_files = build.part_files(spec.data_dir, train_parts)
-        test_files = build.part_files(spec.data_dir, test_parts)
-        counts = [shard["records"] for part in train_parts for shard in manifest["parts"][part]["shards"]]
+        train_shards = build.part_shards(spec.data_dir, train_parts, manifest)
+        train_files, counts = [path for path, _ in train_shards], [records for _, records in train_shards]
+        test_files = build.part_files(spec.data_dir, test_parts, manifest)
         train_records = sum(manifest["parts"][part]["records"] for part in train_parts)
         if not train_records:
             raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")

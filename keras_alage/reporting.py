@@ -138,23 +138,20 @@ def translation_response(model, encoded_faces: Sequence[bytes], input_size: int,
     pixels in the input. Returns, per axis, the least-squares slope of the box centre's movement
     over the face's (both as fractions of the input) over all faces: 1 follows the face, 0 stays.
     """
+    resized = [augment.resize_shorter(augment.to_float(augment.decode(encoded)), augment.eval_resize_size(input_size))
+               for encoded in encoded_faces]
+
+    def centres(dx: int, dy: int):
+        views = [augment.normalize(augment.shifted_center_crop(image, input_size, dx, dy)) for image in resized]
+        box = np.asarray(model(np.stack(views), training=False)["box"], np.float64)
+        return box[:, 0] + box[:, 2] / 2, box[:, 1] + box[:, 3] / 2
+
+    still = centres(0, 0)
+    face = np.repeat([shift / input_size, -shift / input_size], len(resized))  # windows at -shift, +shift
     slopes = {}
-    for axis in ("x", "y"):
-        face_moves, box_moves = [], []
-        centres = {}
-        for offset in (-shift, 0, shift):
-            views = []
-            for encoded in encoded_faces:
-                image = augment.resize_shorter(augment.to_float(augment.decode(encoded)),
-                                               augment.eval_resize_size(input_size))
-                dx, dy = (offset, 0) if axis == "x" else (0, offset)
-                views.append(augment.normalize(augment.shifted_center_crop(image, input_size, dx, dy)))
-            box = np.asarray(model(np.stack(views), training=False)["box"], np.float64)
-            centres[offset] = box[:, 0] + box[:, 2] / 2 if axis == "x" else box[:, 1] + box[:, 3] / 2
-        for offset in (-shift, shift):
-            face_moves.append(np.full(len(encoded_faces), -offset / input_size))
-            box_moves.append(centres[offset] - centres[0])
-        face, moved = np.concatenate(face_moves), np.concatenate(box_moves)
+    for index, axis in enumerate(("x", "y")):
+        moved = np.concatenate([centres(*((o, 0) if axis == "x" else (0, o)))[index] - still[index]
+                                for o in (-shift, shift)])
         slopes[axis] = float(np.dot(face, moved) / np.dot(face, face))
     return {"slope_x": slopes["x"], "slope_y": slopes["y"], "shift_pixels": shift, "faces": len(encoded_faces)}
 

@@ -518,13 +518,20 @@ def fold_files(output_dir: str, fold: str, side: str) -> List[str]:
     manifest = read_build_manifest(output_dir)
     if fold not in manifest["folds"]:
         raise KeyError(f"Fold {fold!r} is not in {output_dir}; it has {sorted(manifest['folds'])}.")
-    return part_files(output_dir, manifest["folds"][fold][side])
+    return part_files(output_dir, manifest["folds"][fold][side], manifest)
 
 
-def part_files(output_dir: str, parts: Sequence[str]) -> List[str]:
+def part_shards(output_dir: str, parts: Sequence[str], manifest: Optional[dict] = None) -> List[Tuple[str, int]]:
+    """(file, records) of every shard of the given parts of a build (`manifest`: the build's, if
+    already read)."""
+    manifest = manifest or read_build_manifest(output_dir)
+    return [(os.path.join(output_dir, shard["file"]), shard["records"])
+            for part in parts for shard in manifest["parts"][part]["shards"]]
+
+
+def part_files(output_dir: str, parts: Sequence[str], manifest: Optional[dict] = None) -> List[str]:
     """The shard files of the given parts of a build."""
-    manifest = read_build_manifest(output_dir)
-    return [os.path.join(output_dir, shard["file"]) for part in parts for shard in manifest["parts"][part]["shards"]]
+    return [path for path, _ in part_shards(output_dir, parts, manifest)]
 
 
 def validation_part(manifest: dict, fold: str) -> str:

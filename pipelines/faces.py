@@ -355,6 +355,7 @@ class FallbackDetector:
         self.settings = f"{getattr(primary, 'settings', primary.name)}+{secondary.name}"
         self.scale = CHIP_BOX_FRACTIONS[primary.name] / CHIP_BOX_FRACTIONS[secondary.name]
         self.confidence = default_confidence(primary)
+        self.secondary_confidence = default_confidence(secondary)
 
     def detect(self, image: np.ndarray) -> List[Detection]:
         found = self.primary.detect(image)
@@ -362,7 +363,7 @@ class FallbackDetector:
             return found
         rescaled = []
         for x, y, w, h, score, *roll in self.secondary.detect(image):
-            if score < default_confidence(self.secondary):
+            if score < self.secondary_confidence:
                 continue
             side = max(w, h) * self.scale
             cx, cy = x + (w - 1) / 2.0, y + (h - 1) / 2.0

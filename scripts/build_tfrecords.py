@@ -63,7 +63,7 @@ flags.DEFINE_string("cache_dir", None, "Detection cache; default: detection-cach
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Parallel worker processes.")
 flags.DEFINE_integer("records_per_shard", 1000, "Target records per shard.")
 flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (repeatable), e.g. another runner's.")
-flags.DEFINE_enum("runner", "direct", ["direct", "dask"], "direct: --workers local processes; dask: Beam's DaskRunner on "
+flags.DEFINE_enum("runner", "direct", runners.RUNNERS, "direct: --workers local processes; dask: Beam's DaskRunner on "
                   "--dask_scheduler, or on a local cluster of --workers worker processes when none is given.")
 flags.DEFINE_string("dask_scheduler", None, "A distributed scheduler's address (tcp://host:8786) for --runner=dask.")
 flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
