@@ -43,6 +43,7 @@ class RunSpec:
       dlib_heads: also start the age heads from dlib's (False: the backbone only).
       downscale: probability of the low-resolution augmentation (`augment.random_downscale`).
       grayscale: probability of a grey training face (`augment.random_grayscale`).
+      old_photo: probability of a training face as an old scanned print (`augment.random_old_photo`).
       train_view: "paper" (random-sized crops, colour jitter, lighting) or "eval" (the
         evaluation view shifted by a few pixels: `augment.eval_view_crop`).
       inner_validation: hold one training part out (`build.validation_part`, subject-exclusive),
@@ -70,6 +71,7 @@ class RunSpec:
     calibration_images: int = 512
     downscale: float = 0.0
     grayscale: float = 0.0
+    old_photo: float = 0.0
     train_view: str = "paper"
     inner_validation: bool = False
     fixed_box: Optional[object] = None
@@ -174,6 +176,15 @@ def check_settings(spec: RunSpec, config: training.TrainConfig, strategy) -> Non
             attention.fix_box(build_age_model(spec.model), spec.fixed_box)
         except ValueError as error:
             raise ValueError(f"--fixed_box: {error}") from None
+    for flag, value in (("downscale_augment", spec.downscale), ("grayscale_augment", spec.grayscale),
+                        ("old_photo_augment", spec.old_photo)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"--{flag} is a probability in [0, 1]; received {value}.")
+    if config.distill_weight < 0:
+        raise ValueError(f"--distill_weight must be 0 or more; received {config.distill_weight}.")
+    if config.distill_weight and config.stage not in ("attention", "local_head"):
+        raise ValueError("--distill_weight teaches the local head from the global head: it is for the attention "
+                         "and local_head stages.")
     if not spec.attention_memory and config.stage not in ("attention", "local_head"):
         raise ValueError("--noattention_memory is for the attention stage.")
     if training.worker_count(strategy) > 1 and config.steps_per_epoch:
@@ -221,7 +232,7 @@ def run(spec: RunSpec, config: training.TrainConfig, strategy=None, log=print, v
         if not train_records:
             raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
         augmentation = dict(area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale,
-                            grayscale=spec.grayscale, view=spec.train_view)
+                            grayscale=spec.grayscale, view=spec.train_view, old_photo=spec.old_photo)
         if planned:
             train_data = dataset.PlannedEpochs(
                 tuple(train_files), tuple(counts), config.batch_size, spec.model.input_size, config.seed,
@@ -283,6 +294,7 @@ def evaluate_run(
     group_by: Sequence[str] = (),
     group_head: str = "combined",
     local_weights: Sequence[float] = (),
+    eval_view: str = "as_built",
 ) -> Dict[str, dict]:
     """Evaluates one model per fold on the fold's test side; writes the report if asked.
 
@@ -290,6 +302,7 @@ def evaluate_run(
       model_path_of: fold name -> model file (e.g. <run_dir>/<fold>/model.keras).
       group_by: record attributes (e.g. "gender", "race") to break `group_head`'s MAE down by.
       local_weights: also score the combined prediction at these local weights (`local_weight_sweep`).
+      eval_view: "as_built", or "old_photo": every face as its fixed old print (`dataset.eval_preprocess`).
     """
     from keras_alage import release
 
@@ -297,6 +310,8 @@ def evaluate_run(
     manifest = build.read_build_manifest(data_dir)
     attributes = {e["path"]: e.get("attributes", {}) for e in build.read_record_log(data_dir)} if group_by else {}
     source = {"build": provenance.build_identity(data_dir), "crops": crops, "folds": {}}
+    if eval_view != "as_built":  # reports of the faces as built keep their old identity
+        source["eval_view"] = eval_view
     if output_dir:
         check_report_target(output_dir, source)
     results = {}
@@ -310,7 +325,8 @@ def evaluate_run(
         model = load_model(path)
         classes = _classes_of(model, manifest)
         size = int(model.input_shape[1])
-        data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops)
+        data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, batch_size, size, crops=crops,
+                                    eval_view=eval_view)
         predictions = evaluation.predict_dataset(model, data)
         results[fold] = evaluation.score(predictions, classes, grouped=evaluation.is_grouped(classes))
         if local_weights:

@@ -46,11 +46,13 @@ def run_identity(spec, config, fold: str, init_checkpoint: Optional[str]) -> dic
             "attention_memory": spec.attention_memory,
         },
         "data": {"min_crop_area": spec.min_crop_area, "downscale": spec.downscale, "grayscale": spec.grayscale,
+                 "old_photo": spec.old_photo,
                  "batch_size": config.batch_size, "seed": config.seed, "train_view": spec.train_view,
                  "inner_validation": spec.inner_validation},
         "optimisation": {"learning_rate": config.learning_rate, "lr_decay_epochs": list(config.lr_decay_epochs),
                          "lr_decay": config.lr_decay, "momentum": config.momentum, "nesterov": config.nesterov,
-                         "weight_decay": config.weight_decay, "freeze_batch_norm": config.freeze_batch_norm},
+                         "weight_decay": config.weight_decay, "freeze_batch_norm": config.freeze_batch_norm,
+                         "distill_weight": config.distill_weight},
     }
 
 
@@ -70,6 +72,8 @@ ADDED_DEFAULTS = {
     "data.inner_validation": False,
     "start.fixed_box": None,
     "start.attention_memory": True,
+    "data.old_photo": 0.0,
+    "optimisation.distill_weight": 0.0,
 }
 
 

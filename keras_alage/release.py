@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import os
-from typing import Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -71,9 +71,9 @@ def save(model: keras.Model, directory: str, config: model_lib.ModelConfig, face
     return digest
 
 
-def best_local_weight(report_path: str) -> float:
-    """The local weight with the lowest combined MAE over a validation report's folds (pooled
-    by record count), from `scripts/evaluate.py --local_weights`."""
+def local_weight_maes(report_path: str) -> Dict[str, float]:
+    """Local weight -> combined MAE over a report's folds (pooled by record count), from
+    `scripts/evaluate.py --local_weights`."""
     with open(report_path, encoding="utf-8") as f:
         folds = json.load(f)["folds"]
     totals: dict = {}
@@ -85,7 +85,37 @@ def best_local_weight(report_path: str) -> float:
             totals[weight] = (errors + mae * result["count"], count + result["count"])
     if not totals:
         raise ValueError("it holds no fold.")
-    return float(min(totals, key=lambda w: (totals[w][0] / totals[w][1], float(w))))
+    return {weight: errors / count for weight, (errors, count) in totals.items()}
+
+
+def mean_over_views(report_paths: Sequence[str]) -> Dict[str, float]:
+    """Local weight -> the mean of its MAE over several reports (views of the validation faces,
+    e.g. as built and as old photos), each report weighing alike; weights all of them swept."""
+    if not report_paths:
+        raise ValueError("no validation report given.")
+    maes = [local_weight_maes(path) for path in report_paths]
+    common = set(maes[0]).intersection(*maes[1:])
+    if not common:
+        raise ValueError(f"{', '.join(report_paths)} sweep no local weight in common.")
+    return {weight: sum(m[weight] for m in maes) / len(maes) for weight in common}
+
+
+def best_local_weight(*report_paths: str) -> float:
+    """The local weight with the lowest `mean_over_views` of the reports (ties: the smaller)."""
+    means = mean_over_views(report_paths)
+    return float(min(means, key=lambda w: (means[w], float(w))))
+
+
+def choose_run(reports_of: Mapping[str, Sequence[str]]) -> Tuple[str, float, Dict[str, Dict[str, float]]]:
+    """The run and local weight of the lowest `mean_over_views` over all runs (ties: the first
+    run given, the smaller weight), and the table run -> weight -> mean MAE it was read from."""
+    if not reports_of:
+        raise ValueError("no run given.")
+    table = {run: mean_over_views(paths) for run, paths in reports_of.items()}
+    order = {run: i for i, run in enumerate(reports_of)}
+    run, weight = min(((r, w) for r, means in table.items() for w in means),
+                      key=lambda rw: (table[rw[0]][rw[1]], order[rw[0]], float(rw[1])))
+    return run, float(weight), table
 
 
 def recorded_crops(path: str) -> Optional[str]:

@@ -71,6 +71,9 @@ class TrainConfig:
         statistics came from elsewhere, e.g. dlib's imported affines.
       audit_input: each worker writes, per epoch, the paths it trained on and a digest of its
         weights under `<run_dir>/input_audit/` (`Trainer._write_audit`).
+      distill_weight: attention and local-head stages: adds this times KL(global || local) per
+        face to the local head's cross-entropy (`distillation_loss`): the frozen global head
+        teaches the local head where the labels do not pull it away.
     """
 
     run_dir: str
@@ -89,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     freeze_batch_norm: bool = False
     audit_input: bool = False
+    distill_weight: float = 0.0
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -161,6 +165,15 @@ def learning_rate_at(schedule, step) -> float:
 
 
 # --- metrics computed inside the step -----------------------------------------------------------
+
+
+def distillation_loss(teacher_probs, student_probs):
+    """Per face KL(teacher || student) of two distributions over the same classes; no gradient
+    reaches the teacher."""
+    teacher = tf.stop_gradient(tf.cast(teacher_probs, tf.float32))
+    student = tf.cast(student_probs, tf.float32)
+    tiny = keras.backend.epsilon()
+    return tf.reduce_sum(teacher * (tf.math.log(teacher + tiny) - tf.math.log(student + tiny)), axis=-1)
 
 
 def _batch_sums(outputs, labels, spec, class_ages) -> Dict[str, tf.Tensor]:
@@ -250,10 +263,12 @@ class Trainer:
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(
+            per_example = tf.cast(keras.losses.sparse_categorical_crossentropy(
                 tf.cast(labels["label"], tf.int32), outputs[self.spec.loss_output]
-            )
-            loss = tf.reduce_sum(tf.cast(per_example, tf.float32)) / global_count
+            ), tf.float32)
+            if config.distill_weight:
+                per_example += config.distill_weight * distillation_loss(outputs["global_probs"], outputs["local_probs"])
+            loss = tf.reduce_sum(per_example) / global_count
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = self.optimizer.scale_loss(loss)

@@ -141,6 +141,60 @@ def random_grayscale(image, probability: float = 0.0, seed=None):
     return tf.cond(tf.random.uniform([], seed=seed) < probability, lambda: grey, lambda: image)
 
 
+# An old print, scanned: the shift between faces of today and FG-NET's photos of the 1950s-90s.
+OLD_PHOTO_SHRINK = (0.31, 0.69)  # blur: shrunk to this share of the side and back (20-44 px at 64)
+OLD_PHOTO_CONTRAST = (0.6, 1.0)
+OLD_PHOTO_BRIGHTNESS = 0.1  # +- offset
+OLD_PHOTO_GRAIN = 0.04  # largest standard deviation of the grain
+OLD_PHOTO_JPEG = (25, 60)  # JPEG quality of the re-encoding
+SEPIA = (1.07, 0.95, 0.75)
+
+
+def old_photo(image, seed):
+    """`image` as an old scanned print, drawn from `seed` (a [2] int32 tensor: the same seed gives
+    the same print): grey (40%), sepia (30%) or faded colour, blurred by shrinking, contrast and
+    brightness changed, film grain, JPEG re-encoded. Any image side; blur is relative to it.
+
+    Both a training augmentation (`random_old_photo`) and a fixed shift for validation
+    (`record_seed`): UTKFace faces seen as old photos are a validation population of the kind
+    FG-NET is, made without reading FG-NET.
+    """
+    seed = tf.convert_to_tensor(seed, tf.int32)
+    static_shape = image.shape
+
+    def draw(index, low=0.0, high=1.0):
+        return tf.random.stateless_uniform([], seed + tf.constant([0, 7919]) * index, low, high)
+
+    shape = tf.shape(image)[:2]
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+    tone = draw(1)
+    image = tf.where(tone < 0.4, grey, tf.where(tone < 0.7, grey * tf.constant(SEPIA), image))
+    small = tf.cast(tf.round(tf.cast(shape, tf.float32) * draw(2, *OLD_PHOTO_SHRINK)), tf.int32)
+    image = tf.image.resize(tf.image.resize(image, small, method="area"), shape, method="bilinear")
+    mean = tf.reduce_mean(image)
+    image = (image - mean) * draw(3, *OLD_PHOTO_CONTRAST) + mean + draw(4, -OLD_PHOTO_BRIGHTNESS, OLD_PHOTO_BRIGHTNESS)
+    grain = tf.random.stateless_normal(tf.shape(image), seed + tf.constant([0, 7919]) * 5)
+    image = tf.clip_by_value(image + grain * draw(6, 0.0, OLD_PHOTO_GRAIN), 0.0, 1.0)
+    quality = tf.cast(draw(7, OLD_PHOTO_JPEG[0], OLD_PHOTO_JPEG[1] + 1), tf.int32)
+    return tf.ensure_shape(tf.image.adjust_jpeg_quality(image, quality), static_shape)
+
+
+def random_old_photo(image, probability: float = 0.0, seed=None):
+    """With `probability`, `old_photo` of the image with a fresh seed."""
+    if probability <= 0:
+        return image
+    draw_seed = tf.random.uniform([2], 0, 2 ** 31 - 1, dtype=tf.int32, seed=seed)
+    return tf.cond(tf.random.uniform([], seed=seed) < probability, lambda: old_photo(image, draw_seed),
+                   lambda: image)
+
+
+def record_seed(path):
+    """A [2] int32 seed fixed by a record's path: the same face gets the same old print in every
+    evaluation, whatever the order or batch."""
+    return tf.stack([tf.constant(17, tf.int32),
+                     tf.cast(tf.strings.to_hash_bucket_fast(path, 2 ** 30), tf.int32)])
+
+
 def normalize(image):
     """Removes the ImageNet mean and scales by its standard deviation, per channel."""
     return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
@@ -210,13 +264,14 @@ def eval_view_crop(encoded, input_size: int, seed=None):
 
 
 def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True,
-                         downscale: float = 0.0, grayscale: float = 0.0, view: str = "paper"):
+                         downscale: float = 0.0, grayscale: float = 0.0, view: str = "paper",
+                         old_photo: float = 0.0):
     """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32.
 
     `view` "paper": fb.resnet.torch's random-sized crop (`area_range`), colour jitter and
     lighting (with `jitter`); "eval": `eval_view_crop`, no colour change. Both flip.
-    `downscale`, `grayscale`: probabilities of `random_downscale` and `random_grayscale`
-    (0: never, as the paper)."""
+    `downscale`, `grayscale`, `old_photo`: probabilities of `random_downscale`,
+    `random_grayscale` and `random_old_photo` (0: never, as the paper)."""
     if view not in TRAIN_VIEWS:
         raise ValueError(f"training view must be one of {TRAIN_VIEWS}; received {view!r}.")
     if view == "eval":
@@ -229,12 +284,16 @@ def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter
     if jitter:
         image = lighting(color_jitter(image))
     image = random_grayscale(image, grayscale)
+    image = random_old_photo(image, old_photo)
     return normalize(image)
 
 
-def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten"):
-    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]) or the centre."""
+def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None):
+    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]) or the centre.
+    With `old_photo_seed`, the resized face is first made that `old_photo`."""
     image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
+    if old_photo_seed is not None:
+        image = old_photo(image, old_photo_seed)
     if crops == "ten":
         return normalize(ten_crop(image, input_size))
     if crops == "center":

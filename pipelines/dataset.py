@@ -36,12 +36,21 @@ def training_preprocess(input_size: int, **augmentation):
     return preprocess
 
 
-def eval_preprocess(input_size: int, crops: str):
-    """serialized example -> (ten or centre crops, labels)."""
+EVAL_VIEWS = ("as_built", "old_photo")
+
+
+def eval_preprocess(input_size: int, crops: str, view: str = "as_built"):
+    """serialized example -> (ten or centre crops, labels); `view` "old_photo": each face as its
+    fixed old print first (`augment.old_photo`, seeded by its path)."""
+    if view not in EVAL_VIEWS:
+        raise ValueError(f"evaluation view must be one of {EVAL_VIEWS}; received {view!r}.")
 
     def preprocess(serialized):
         parsed = tfrecords.parse_example(serialized)
-        return augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops), labels_of(parsed)
+        seed = augment.record_seed(parsed["path"]) if view == "old_photo" else None
+        image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops,
+                                            old_photo_seed=seed)
+        return image, labels_of(parsed)
 
     return preprocess
 
@@ -63,6 +72,8 @@ def make_dataset(
     downscale: float = 0.0,
     grayscale: float = 0.0,
     view: str = "paper",
+    old_photo: float = 0.0,
+    eval_view: str = "as_built",
 ):
     """Batches of (images, labels) from TFRecord files.
 
@@ -78,6 +89,8 @@ def make_dataset(
         (`augment.random_downscale`).
       grayscale: probability of a training face in grey (`augment.random_grayscale`).
       view: the training view, "paper" or "eval" (`augment.preprocess_for_train`).
+      old_photo: probability of a training face as an old scanned print (`augment.random_old_photo`).
+      eval_view: "as_built", or "old_photo": every evaluation face as its fixed old print.
       repeat: endless (training loops count steps per epoch, so every replica and worker
         takes the same number of steps).
 
@@ -106,8 +119,8 @@ def make_dataset(
 
     preprocess = (
         training_preprocess(input_size, area_range=area_range, jitter=jitter, downscale=downscale,
-                            grayscale=grayscale, view=view)
-        if training else eval_preprocess(input_size, crops)
+                            grayscale=grayscale, view=view, old_photo=old_photo)
+        if training else eval_preprocess(input_size, crops, eval_view)
     )
     dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)

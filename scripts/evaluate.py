@@ -34,6 +34,8 @@ flags.DEFINE_list("group_by", [], "Record attributes to break the MAE down by (U
 flags.DEFINE_list("local_weights", [], "Also report the combined MAE at these local weights (the paper's lambda; "
                   "0 = global head only), to choose it on validation data.")
 flags.DEFINE_enum("group_head", "combined", ["combined", "global", "local"], "Head whose MAE --group_by breaks down.")
+flags.DEFINE_enum("eval_view", "as_built", ["as_built", "old_photo"], "Faces as built, or each as its fixed old "
+                  "scanned print (a shifted population made from the build, for choices without the test set).")
 flags.mark_flags_as_required(["data_dir"])
 FLAGS = flags.FLAGS
 
@@ -58,7 +60,8 @@ def main(argv):
                                       if FLAGS.run_dir else None)
         results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
                                           group_by=FLAGS.group_by, group_head=FLAGS.group_head,
-                                          local_weights=[float(w) for w in FLAGS.local_weights])
+                                          local_weights=[float(w) for w in FLAGS.local_weights],
+                                          eval_view=FLAGS.eval_view)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
     print(evaluation.markdown_report(results, evaluation.aggregate(results), "Evaluation"))

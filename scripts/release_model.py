@@ -29,8 +29,8 @@ flags.DEFINE_enum("crops", "ten", ["ten", "center"], "How prediction averages a 
                   "scripts/evaluate.py --crops).")
 flags.DEFINE_float("local_weight", None, "The combination's local weight (the paper's lambda), if other than the "
                    "run's (choose on validation: scripts/evaluate.py --local_weights).")
-flags.DEFINE_string("local_weight_from", None, "A validation report (results.json of scripts/evaluate.py "
-                    "--local_weights=...): release with the local weight of its lowest combined MAE.")
+flags.DEFINE_list("local_weight_from", [], "Validation reports (results.json of scripts/evaluate.py "
+                  "--local_weights=...): release with the local weight of their lowest mean combined MAE.")
 flags.DEFINE_string("provenance", None, "JSON file with the model card's facts, stored in model.json.")
 flags.DEFINE_float("max_age_difference", 0.05, "Largest fp16-vs-fp32 difference in years allowed on probe images.")
 flags.mark_flags_as_required(["run_dir", "output", "crop_margin"])
@@ -64,11 +64,12 @@ def main(argv):
     config = release.config_from_run(flags_path)
     if FLAGS.local_weight_from:
         try:
-            FLAGS.local_weight = release.best_local_weight(FLAGS.local_weight_from)
+            FLAGS.local_weight = release.best_local_weight(*FLAGS.local_weight_from)
         except (OSError, ValueError, KeyError) as error:
             raise app.UsageError(f"--local_weight_from={FLAGS.local_weight_from}: {error}")
-        print(f"local weight {FLAGS.local_weight:g}: lowest validation MAE in {FLAGS.local_weight_from}")
-        provenance = dict(provenance, local_weight_chosen_on=os.path.abspath(FLAGS.local_weight_from))
+        print(f"local weight {FLAGS.local_weight:g}: lowest validation MAE in {', '.join(FLAGS.local_weight_from)}")
+        chosen_on = [os.path.abspath(path) for path in FLAGS.local_weight_from]
+        provenance = dict(provenance, local_weight_chosen_on=chosen_on[0] if len(chosen_on) == 1 else chosen_on)
     if FLAGS.local_weight is not None:
         config = dataclasses.replace(config, local_weight=FLAGS.local_weight)
         model.get_layer("combined_probs").local_weight = FLAGS.local_weight

@@ -35,6 +35,10 @@ flags.DEFINE_bool("dlib_heads", True, "With --init_dlib_age, start the age heads
 flags.DEFINE_float("downscale_augment", 0.0,
                    "Probability of shrinking a training face to 32-64 px and back (mixes sharp and 64 px faces).")
 flags.DEFINE_float("grayscale_augment", 0.0, "Probability of a training face in grey (old and scanned photos).")
+flags.DEFINE_float("old_photo_augment", 0.0, "Probability of a training face as an old scanned print (grey or sepia, "
+                   "blurred, faded, grain, JPEG).")
+flags.DEFINE_float("distill_weight", 0.0, "Attention stage: add this times KL(global || local) to the local head's "
+                   "loss, so the frozen global head teaches it where labels do not pull it away.")
 flags.DEFINE_enum("train_view", "paper", ["paper", "eval"], "Training view: paper (random-sized crops of "
                   "--min_crop_area, colour jitter, lighting) or eval (the evaluation view shifted by a few pixels: "
                   "for networks defined on one view, e.g. --layout=dlib).")
@@ -132,6 +136,7 @@ def main(argv):
         dlib_heads=FLAGS.dlib_heads,
         downscale=FLAGS.downscale_augment,
         grayscale=FLAGS.grayscale_augment,
+        old_photo=FLAGS.old_photo_augment,
         train_view=FLAGS.train_view,
         inner_validation=FLAGS.inner_validation,
         fixed_box=_fixed_box(FLAGS.fixed_box),
@@ -155,6 +160,7 @@ def main(argv):
         seed=FLAGS.seed,
         freeze_batch_norm=FLAGS.freeze_batch_norm,
         audit_input=FLAGS.audit_input,
+        distill_weight=FLAGS.distill_weight,
     )
     try:
         experiment.validate(spec)

@@ -139,3 +139,32 @@ def test_shifted_center_crop_moves_the_window_and_refuses_to_leave_the_image():
     np.testing.assert_array_equal(augment.shifted_center_crop(image, 6, 2, -1), image[1:7, 5:11])
     with pytest.raises(tf.errors.InvalidArgumentError, match="leaves the image"):
         augment.shifted_center_crop(image, 6, 4, 0)
+
+
+def test_old_photo_is_fixed_by_its_seed_blurred_faded_and_in_range():
+    image = tf.constant(np.random.default_rng(2).uniform(0, 1, (73, 73, 3)), tf.float32)
+    seeds = [tf.constant([17, s], tf.int32) for s in range(40)]
+    prints = [augment.old_photo(image, seed).numpy() for seed in seeds]
+    np.testing.assert_array_equal(prints[0], augment.old_photo(image, seeds[0]).numpy())  # same seed, same print
+    assert np.abs(prints[0] - prints[1]).max() > 0.05  # another seed, another print
+    for old in prints:
+        assert old.shape == (73, 73, 3) and old.min() >= 0.0 and old.max() <= 1.0
+        assert _detail(tf.constant(old)) < 0.6 * _detail(image)  # blurred, whatever the draw
+    spread = np.array([np.abs(p[..., 0] - p[..., 2]).mean() for p in prints])
+    grey = spread < 0.02  # JPEG's chroma leaves a little colour in a grey print
+    assert 0.2 < grey.mean() < 0.6  # 40% grey by design, 30% sepia (red over blue), 30% faded colour
+    sepia = [p for p, g in zip(prints, grey) if not g and (p[..., 0] - p[..., 2]).mean() > 0.05]
+    assert sepia
+
+
+def test_random_old_photo_with_probability_zero_or_one():
+    image = tf.constant(np.random.default_rng(3).uniform(0, 1, (32, 32, 3)), tf.float32)
+    np.testing.assert_array_equal(augment.random_old_photo(image, 0.0).numpy(), image.numpy())
+    changed = augment.random_old_photo(image, 1.0)
+    assert changed.shape == image.shape and _detail(changed) < 0.6 * _detail(image)
+
+
+def test_a_records_old_photo_seed_depends_on_its_path_only():
+    a = augment.record_seed(tf.constant("faces/a.jpg")).numpy()
+    np.testing.assert_array_equal(a, augment.record_seed(tf.constant("faces/a.jpg")).numpy())
+    assert (a != augment.record_seed(tf.constant("faces/b.jpg")).numpy()).any()

@@ -55,3 +55,25 @@ def test_evaluation_ten_crops_in_file_order(fgnet_shards):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="No TFRecord files match"):
         dataset.make_dataset(str(tmp_path / "*.tfrecord"), training=True, batch_size=2)
+
+
+def test_old_photo_evaluation_gives_each_face_its_own_fixed_print(fgnet_shards):
+    """--eval_view=old_photo: the same face gets the same print whatever file order or batch; the
+    faces as built are left alone."""
+    records, paths = fgnet_shards
+
+    def faces(files, batch_size, view):
+        data = dataset.make_dataset(files, training=False, batch_size=batch_size, input_size=32, crops="center",
+                                    eval_view=view)
+        return {p.decode(): image for images, labels in data
+                for p, image in zip(labels["path"].numpy(), images.numpy())}
+
+    as_built = faces(paths, 4, "as_built")
+    old = faces(paths, 4, "old_photo")
+    again = faces(paths[::-1], 3, "old_photo")
+    assert set(old) == set(again) == {r.path for r in records}
+    for path in old:
+        np.testing.assert_array_equal(old[path], again[path])
+        assert np.abs(old[path] - as_built[path]).mean() > 0.02
+    with pytest.raises(ValueError, match="evaluation view must be one of"):
+        dataset.make_dataset(paths, training=False, batch_size=2, eval_view="sepia")

@@ -195,7 +195,8 @@ def test_a_run_recorded_before_a_setting_existed_resumes_as_its_default(builds, 
     path = tmp_path / "run" / "fold0" / provenance.RUN_FILE
     recorded = json.loads(path.read_text())
     for section, key in (("data", "train_view"), ("data", "inner_validation"), ("start", "fixed_box"),
-                         ("start", "attention_memory"), ("optimisation", "freeze_batch_norm")):
+                         ("start", "attention_memory"), ("optimisation", "freeze_batch_norm"),
+                         ("data", "old_photo"), ("optimisation", "distill_weight")):
         del recorded[section][key]
     path.write_text(json.dumps(recorded))
     _run(kfold, tmp_path / "run", epochs=2)
@@ -218,3 +219,18 @@ def test_an_attention_stage_without_memory_keeps_a_zero_state(builds, tmp_path):
     with pytest.raises(ValueError, match="--fixed_box needs --stage=local_head"):
         experiment.check_settings(experiment.RunSpec(data_dir=kfold, fixed_box="whole"),
                                   training.TrainConfig(run_dir=str(tmp_path), stage="attention"), None)
+
+
+def test_settings_out_of_range_or_for_another_stage_are_refused(builds, tmp_path):
+    kfold, _ = builds
+    attention_stage = training.TrainConfig(run_dir=str(tmp_path), stage="attention")
+    with pytest.raises(ValueError, match=r"--old_photo_augment is a probability in \[0, 1\]; received 1.5"):
+        experiment.check_settings(experiment.RunSpec(data_dir=kfold, old_photo=1.5), attention_stage, None)
+    with pytest.raises(ValueError, match="--distill_weight must be 0 or more"):
+        experiment.check_settings(experiment.RunSpec(data_dir=kfold),
+                                  dataclasses.replace(attention_stage, distill_weight=-1.0), None)
+    with pytest.raises(ValueError, match="--distill_weight teaches the local head"):
+        experiment.check_settings(experiment.RunSpec(data_dir=kfold),
+                                  training.TrainConfig(run_dir=str(tmp_path), stage="global", distill_weight=1.0), None)
+    experiment.check_settings(experiment.RunSpec(data_dir=kfold, old_photo=0.5),
+                              dataclasses.replace(attention_stage, distill_weight=1.0), None)

@@ -185,3 +185,26 @@ def test_the_local_weight_is_chosen_where_validation_mae_is_lowest(tmp_path):
     path.write_text(json.dumps(report))
     with pytest.raises(ValueError, match="--local_weights"):
         release.best_local_weight(str(path))
+
+
+def _sweep(path, maes, count=100):
+    import json
+
+    path.write_text(json.dumps({"folds": {"split": {"count": count, "local_weight_mae": maes}}}))
+    return str(path)
+
+
+def test_the_release_is_chosen_on_the_mean_over_views_of_the_validation_faces(tmp_path):
+    """Each view weighs alike: a run best on faces as built but worst on old photos can lose."""
+    a = [_sweep(tmp_path / "a_built.json", {"0": 6.0, "0.5": 5.0}),
+         _sweep(tmp_path / "a_old.json", {"0": 9.0, "0.5": 10.0}, count=900)]
+    b = [_sweep(tmp_path / "b_built.json", {"0": 6.0, "0.5": 5.4}),
+         _sweep(tmp_path / "b_old.json", {"0": 9.0, "0.5": 9.0})]
+    assert release.mean_over_views(a) == {"0": 7.5, "0.5": 7.5}
+    assert release.best_local_weight(*a) == 0.0  # a tie goes to the smaller weight
+    run, weight, table = release.choose_run({"a": a, "b": b})
+    assert (run, weight) == ("b", 0.5) and table["b"]["0.5"] == pytest.approx(7.2)
+    assert release.choose_run({"b": b, "a": a})[:2] == ("b", 0.5)
+    other = [_sweep(tmp_path / "c.json", {"1": 4.0})]
+    with pytest.raises(ValueError, match="no local weight in common"):
+        release.mean_over_views(a[:1] + other)

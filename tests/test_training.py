@@ -369,3 +369,33 @@ def test_frozen_batch_norm_keeps_statistics_while_the_convolutions_learn(tmp_pat
         assert any(moved), name  # without the flag the same steps move them
     kernel = lambda m: m.get_layer("backbone").get_layer("conv1_conv").get_weights()[0]  # noqa: E731
     assert not np.allclose(kernel(start), kernel(model))
+
+
+def test_distillation_loss_by_hand_and_without_gradient_to_the_teacher():
+    teacher = tf.constant([[0.5, 0.5], [0.9, 0.1]])
+    student = tf.constant([[0.25, 0.75], [0.9, 0.1]])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([teacher, student])
+        loss = training.distillation_loss(teacher, student)
+    np.testing.assert_allclose(loss.numpy(), [0.5 * np.log(2.0) + 0.5 * np.log(2.0 / 3.0), 0.0], atol=1e-6)
+    assert tape.gradient(loss, teacher) is None
+    assert np.abs(tape.gradient(loss, student).numpy()).max() > 0.1
+
+
+def test_distillation_pulls_the_local_head_towards_the_global_heads_answer(tmp_path):
+    """--distill_weight: one step's pull on the local head's bias is w (P_local - P_global) per face,
+    on top of the labels' (zero kernels make both heads' answers independent of the features)."""
+    model = build_age_model(TINY)
+    teacher_logits = np.zeros(8, np.float32)
+    teacher_logits[3] = 4.0
+    for name, bias in (("global_head", teacher_logits), ("local_head", np.zeros(8, np.float32))):
+        kernel, _ = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(kernel), bias])
+    weights = model.get_weights()
+    biases = {}
+    for distill in (0.0, 2.0):
+        trained, _ = _train(None, weights, tmp_path / str(distill), steps=1, weight_decay=0.0, distill_weight=distill)
+        biases[distill] = trained.get_layer("local_head").get_weights()[1]
+    teacher = np.exp(teacher_logits) / np.exp(teacher_logits).sum()
+    # One Nesterov SGD step moves w by -lr (1 + momentum) g; the local answer starts uniform (1/8).
+    np.testing.assert_allclose(biases[2.0] - biases[0.0], -0.01 * 1.9 * 2.0 * (1.0 / 8.0 - teacher), atol=1e-5)

@@ -1,0 +1,66 @@
+"""Chooses the run and local weight to release: the lowest mean combined MAE over several views of
+the validation faces (e.g. as built and as old photos), from each run's evaluation reports.
+
+  python scripts/choose_release.py --views=held_out_as_built,held_out_old_photo \
+      --output=docs/results/release_v3_choices runs/release_v3/base runs/release_v3/old_photo ...
+
+Prints "<run folder> <local weight>" (for experiments/release_v3_model.sh) and writes the table it
+chose from to <output>.md and <output>.json.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from keras_alage import cli  # noqa: E402
+
+flags.DEFINE_list("views", ["held_out_as_built", "held_out_old_photo"],
+                  "Report folders inside each run (each with results.json of scripts/evaluate.py --local_weights).")
+flags.DEFINE_string("output", None, "Write the table to this path + .md and .json.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise app.UsageError("Give one or more run folders.")
+    from keras_alage import release
+    from pipelines import files
+
+    reports_of = {}
+    for run in argv[1:]:
+        reports_of[run] = [os.path.join(run, view, "results.json") for view in FLAGS.views]
+        missing = [path for path in reports_of[run] if not os.path.exists(path)]
+        if missing:
+            raise app.UsageError(f"{missing[0]} not found; evaluate that view first (scripts/evaluate.py).")
+    try:
+        run, weight, table = release.choose_run(reports_of)
+        per_view = {r: {v: release.local_weight_maes(p) for v, p in zip(FLAGS.views, paths)}
+                    for r, paths in reports_of.items()}
+    except (OSError, ValueError, KeyError) as error:
+        raise app.UsageError(str(error))
+    weights = sorted(table[run], key=float)
+    lines = [f"# Release choice: mean combined MAE over {', '.join(FLAGS.views)}", "",
+             "| run | " + " | ".join(f"w={w}" for w in weights) + " |", "|---" * (len(weights) + 1) + "|"]
+    for r, means in table.items():
+        cells = []
+        for w in weights:
+            views = " / ".join(f"{per_view[r][v][w]:.3f}" for v in FLAGS.views)
+            cell = f"{means[w]:.3f} ({views})"
+            cells.append(f"**{cell}**" if (r, w) == (run, f"{weight:g}") else cell)
+        lines.append(f"| {os.path.basename(r.rstrip('/'))} | " + " | ".join(cells) + " |")
+    lines += ["", f"Chosen: {run}, local weight {weight:g} (cells: mean (one per view))."]
+    if FLAGS.output:
+        files.write_atomically(FLAGS.output + ".md", "\n".join(lines) + "\n")
+        files.write_atomically(FLAGS.output + ".json", json.dumps(
+            {"views": FLAGS.views, "chosen": {"run": run, "local_weight": weight}, "mean": table,
+             "per_view": per_view}, indent=1, sort_keys=True))
+    print("\n".join(lines), file=sys.stderr)
+    print(f"{run} {weight:g}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
