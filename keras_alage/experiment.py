@@ -94,13 +94,27 @@ def init_checkpoint_of(spec: RunSpec, fold: str) -> Optional[str]:
     return spec.init_checkpoint.replace("{fold}", fold) if spec.init_checkpoint else None
 
 
-def calibration_batch(spec: RunSpec, files) -> "np.ndarray":
-    """`spec.calibration_images` centre crops of training faces, for batch-norm recalibration."""
+def centre_crops(files, count: int, input_size: int) -> "np.ndarray":
+    """The first `count` faces of TFRecord `files`, centre crops as a model sees them."""
     import numpy as np
 
-    data = dataset.make_dataset(files, False, 64, spec.model.input_size, crops="center")
-    batches = [images.numpy() for images, _ in data.take(-(-spec.calibration_images // 64))]
-    return np.concatenate(batches)[: spec.calibration_images]
+    data = dataset.make_dataset(files, False, 64, input_size, crops="center")
+    batches = [images.numpy() for images, _ in data.take(-(-count // 64))]
+    if not batches:
+        raise ValueError("it holds no face.")
+    return np.concatenate(batches)[:count]
+
+
+def calibration_batch(spec: RunSpec, files) -> "np.ndarray":
+    """`spec.calibration_images` centre crops of training faces, for batch-norm recalibration."""
+    return centre_crops(files, spec.calibration_images, spec.model.input_size)
+
+
+def first_test_faces(data_dir: str, count: int, input_size: int) -> "np.ndarray":
+    """Centre crops of the first `count` faces of a build's first fold's test side (e.g. probes)."""
+    build.ensure_verified(data_dir)
+    fold = next(iter(build.read_build_manifest(data_dir)["folds"]))
+    return centre_crops(build.fold_files(data_dir, fold, "test"), count, input_size)
 
 
 def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "global"):

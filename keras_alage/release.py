@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
@@ -69,6 +70,33 @@ def save(model: keras.Model, directory: str, config: model_lib.ModelConfig, face
     }
     files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
     return digest
+
+
+def save_checked(model: keras.Model, directory: str, config: model_lib.ModelConfig,
+                 face_crop: Optional[faces.CropSpec], provenance: dict, crops: str, probes: np.ndarray,
+                 max_age_difference: float) -> Tuple[str, float]:
+    """`save`s into a staging folder beside `directory`, reloads it in float32 and compares its ages
+    on `probes` with `model`'s; only within `max_age_difference` years does it replace `directory`
+    (an earlier release there stays otherwise). Returns (weights' SHA-256, largest difference)."""
+    directory = os.path.normpath(directory)
+    staging, retired = directory + ".staging", directory + ".retired"
+    for leftover in (staging, retired):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        digest = save(model, staging, config, face_crop, provenance, crops)
+        loaded, _, _ = load(staging)
+        difference = float(np.abs(loaded(probes)["age"].numpy() - model(probes)["age"].numpy()).max())
+        if not difference <= max_age_difference:
+            raise ValueError(f"fp16 release answers differ from the run's model by {difference:.3f} years "
+                             f"(at most {max_age_difference:g} allowed); {directory} was left as it was.")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if os.path.exists(directory):
+        os.rename(directory, retired)
+    os.rename(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)
+    return digest, difference
 
 
 def local_weight_maes(report_path: str) -> Dict[str, float]:

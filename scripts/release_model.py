@@ -32,7 +32,10 @@ flags.DEFINE_float("local_weight", None, "The combination's local weight (the pa
 flags.DEFINE_list("local_weight_from", [], "Validation reports (results.json of scripts/evaluate.py "
                   "--local_weights=...): release with the local weight of their lowest mean combined MAE.")
 flags.DEFINE_string("provenance", None, "JSON file with the model card's facts, stored in model.json.")
-flags.DEFINE_float("max_age_difference", 0.05, "Largest fp16-vs-fp32 difference in years allowed on probe images.")
+flags.DEFINE_float("max_age_difference", 0.05, "Largest fp16-vs-fp32 difference in years allowed on the probe faces.")
+flags.DEFINE_string("probe_build", None, "TFRecord build whose first test faces (centre crops) probe the fp16 weights; "
+                    "default: random images.")
+flags.DEFINE_integer("probe_faces", 64, "How many faces of --probe_build.")
 flags.mark_flags_as_required(["run_dir", "output", "crop_margin"])
 FLAGS = flags.FLAGS
 
@@ -74,15 +77,22 @@ def main(argv):
         config = dataclasses.replace(config, local_weight=FLAGS.local_weight)
         model.get_layer("combined_probs").local_weight = FLAGS.local_weight
     crop = faces.CropSpec(FLAGS.crop_size, FLAGS.crop_margin, detector=FLAGS.detector)
-    digest = release.save(model, FLAGS.output, config, crop, provenance, FLAGS.crops)
-    loaded, _, _ = release.load(FLAGS.output)
-    probe = np.random.default_rng(0).normal(0, 1, (8, config.input_size, config.input_size, 3)).astype(np.float32)
-    difference = float(np.abs(loaded(probe)["age"].numpy() - model(probe)["age"].numpy()).max())
-    if difference > FLAGS.max_age_difference:
-        raise app.UsageError(f"fp16 release answers differ from the run's model by {difference:.3f} years.")
+    if FLAGS.probe_build:
+        try:
+            probes = experiment.first_test_faces(FLAGS.probe_build, FLAGS.probe_faces, config.input_size)
+        except (OSError, ValueError, KeyError) as error:
+            raise app.UsageError(f"--probe_build={FLAGS.probe_build}: {error}")
+    else:
+        probes = np.random.default_rng(0).normal(0, 1, (8, config.input_size, config.input_size, 3)).astype(np.float32)
+    try:
+        digest, difference = release.save_checked(model, FLAGS.output, config, crop, provenance, FLAGS.crops, probes,
+                                                  FLAGS.max_age_difference)
+    except ValueError as error:
+        raise app.UsageError(str(error))
     size = sum(os.path.getsize(os.path.join(FLAGS.output, n)) for n in os.listdir(FLAGS.output))
     print(f"released {FLAGS.output}: {size / 2**20:.1f} MiB, weights sha256 {digest}, "
-          f"fp16 vs fp32 largest age difference {difference:.4f} years")
+          f"fp16 vs fp32 largest age difference {difference:.4f} years on {len(probes)} "
+          f"{'faces' if FLAGS.probe_build else 'random images'}")
 
 
 if __name__ == "__main__":

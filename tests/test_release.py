@@ -208,3 +208,18 @@ def test_the_release_is_chosen_on_the_mean_over_views_of_the_validation_faces(tm
     other = [_sweep(tmp_path / "c.json", {"1": 4.0})]
     with pytest.raises(ValueError, match="no local weight in common"):
         release.mean_over_views(a[:1] + other)
+
+
+def test_a_release_that_fails_its_check_leaves_the_earlier_release_in_place(tmp_path):
+    model = build_age_model(TINY)
+    probes = np.random.default_rng(0).normal(0, 1, (2, TINY.input_size, TINY.input_size, 3)).astype(np.float32)
+    target = str(tmp_path / "models" / "r")
+    digest, difference = release.save_checked(model, target, TINY, None, {"v": 1}, "center", probes, 1.0)
+    assert release.read_description(target)["provenance"] == {"v": 1} and difference < 1.0
+    with pytest.raises(ValueError, match="left as it was"):
+        release.save_checked(model, target, TINY, None, {"v": 2}, "center", probes, -1.0)
+    assert release.read_description(target)["provenance"] == {"v": 1}
+    assert sorted(os.listdir(tmp_path / "models")) == ["r"]  # no staging folder left
+    release.save_checked(model, target, TINY, None, {"v": 3}, "center", probes, 1.0)
+    assert release.read_description(target)["provenance"] == {"v": 3}
+    assert sorted(os.listdir(tmp_path / "models")) == ["r"]
