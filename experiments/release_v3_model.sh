@@ -5,7 +5,8 @@
 # and without old-photo augmentation, distillation from the global head at 0, 1, 3 and 10) and
 # its local weight, both on the mean combined MAE over two views of the UTKFace held-out split: as
 # built, and as fixed old scanned prints. FG-NET takes no part; it is scored afterwards, once
-# (benchmarks/peers_fgnet.py). About 35 minutes on 2 cores after `make data/utkface_dlib`.
+# (benchmarks/peers_fgnet.py). It then records the release's own age prior (predict.py --adapt_prior).
+# About 37 minutes on 2 cores after `make data/utkface_dlib`.
 #   make release
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -19,6 +20,11 @@ RUN=$1
 $PYTHON scripts/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
   --crops=center --local_weight_from="$RUN/held_out_as_built/results.json,$RUN/held_out_old_photo/results.json" \
   --provenance=configs/release_dlib_provenance.json --probe_build=data/utkface_dlib
+# Its own age prior on its training faces, for predict.py --adapt_prior, with the smoothing chosen on
+# held-out faces resampled to other age mixes (benchmarks/prior_shift.py).
+$PYTHON benchmarks/prior_shift.py --model="$RELEASE" > /dev/null
+$PYTHON scripts/record_prior.py --model="$RELEASE" --data_dir=data/utkface_dlib \
+  --smoothing_from=docs/results/prior_shift.json
 # The model card's breakdowns, by the released model itself (fp16 weights, its recorded weight).
 for view in as_built old_photo; do
   $PYTHON scripts/evaluate.py --data_dir=data/utkface_dlib --model="$RELEASE" --crops=center --batch_size=64 \

@@ -356,6 +356,16 @@ def evaluate_run(
     return results
 
 
+def answer_side(model, data_dir: str, side: str, batch_size: int = 64) -> Dict[str, "np.ndarray"]:
+    """`evaluation.predict_dataset` of a model on one side ("train" or "test") of a build's first
+    fold, centre crop (e.g. a release's own training faces, for its prior)."""
+    build.ensure_verified(data_dir)
+    fold = next(iter(build.read_build_manifest(data_dir)["folds"]))
+    data = dataset.make_dataset(build.fold_files(data_dir, fold, side), False, batch_size,
+                                int(model.input_shape[1]), crops="center")
+    return evaluation.predict_dataset(model, data)
+
+
 def predict_fold_run(fold_dir: str, data_dir: str, fold: str, batch_size: int = 64):
     """(model, predictions) of one fold's run on the side it was evaluated on at the end of
     training: its held-out validation part (`inner_validation`) or its test side, centre crop."""

@@ -37,13 +37,17 @@ class FaceAge:
     method: str
     corners: List[List[float]]
     attention: Optional[List[List[float]]]
+    prior_faces: Optional[int] = None  # answered under the age prior of this many faces (`adapt_to_population`)
 
 
 @dataclasses.dataclass
 class PhotoResult:
+    """A photo's faces; `probs` [faces, classes] are the combined answers (not written out)."""
+
     path: str
     faces: List[FaceAge]
     error: Optional[str] = None
+    probs: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass
@@ -219,7 +223,37 @@ def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input
             attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
             if local_trained else None,
         ))
-    return PhotoResult(path, results)
+    return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None)
+
+
+def adapt_to_population(results: Sequence[PhotoResult], prior: dict, class_ages: Sequence[float]) -> List[PhotoResult]:
+    """The photos' answers moved to their own faces' age prior (`prior_shift.adapt`, from the
+    model's recorded training prior `prior`: {"source", "smoothing"}): for many photos of one
+    population whose ages differ from the training faces'. `age` and `age_std` change; the heads'
+    own ages stay as they were."""
+    from keras_alage import prior_shift
+
+    answered = [r for r in results if r.faces]
+    if any(r.probs is None for r in answered):
+        raise ValueError("these answers carry no class probabilities (an export without 'probs'?).")
+    if not answered:
+        return list(results)
+    stacked = np.concatenate([r.probs for r in answered])
+    adapted, _ = prior_shift.adapt(stacked, np.asarray(prior["source"]), prior["smoothing"])
+    ages = np.asarray(class_ages, np.float64)
+    mean = adapted @ ages
+    spread = np.sqrt(np.maximum(adapted @ ages ** 2 - mean ** 2, 0.0))
+    moved, start = [], 0
+    for result in results:
+        if not result.faces:
+            moved.append(result)
+            continue
+        end = start + len(result.faces)
+        faces_ = [dataclasses.replace(face, age=float(mean[i]), age_std=float(spread[i]), prior_faces=len(stacked))
+                  for face, i in zip(result.faces, range(start, end))]
+        moved.append(dataclasses.replace(result, faces=faces_, probs=adapted[start:end]))
+        start = end
+    return moved
 
 
 def _age_text(face: FaceAge) -> str:
@@ -264,19 +298,21 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
 def write_results(results: Sequence[PhotoResult], path: str) -> None:
     """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
     if path.endswith(".json"):
-        files.write_atomically(path, json.dumps([dataclasses.asdict(r) for r in results], indent=1))
+        rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in results]
+        files.write_atomically(path, json.dumps(rows, indent=1))
         return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box",
-                     "error"])
+                     "error", "prior_faces"])
     for result in results:
         if result.error:
-            writer.writerow([result.path, "", "", "", "", "", "", "", "", result.error])
+            writer.writerow([result.path, "", "", "", "", "", "", "", "", result.error, ""])
         for face in result.faces:
             writer.writerow([result.path, face.face, f"{face.age:.2f}",
                              "" if face.age_std is None else f"{face.age_std:.2f}", f"{face.global_age:.2f}",
-                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), ""])
+                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), "",
+                             "" if face.prior_faces is None else face.prior_faces])
     files.write_atomically(path, buffer.getvalue())
 
 

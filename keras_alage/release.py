@@ -146,6 +146,23 @@ def choose_run(reports_of: Mapping[str, Sequence[str]]) -> Tuple[str, float, Dic
     return run, float(weight), table
 
 
+def record_prior(directory: str, prior: Sequence[float], smoothing: float, measured_on: str) -> None:
+    """Stores a release's own age prior (`prior_shift.source_prior` of its answers on its training
+    faces) and the smoothing `prior_shift.adapt` uses with it, in model.json (atomically)."""
+    description = read_description(directory)
+    classes = len(description["class_ages"])
+    if len(prior) != classes or not np.isclose(float(np.sum(prior)), 1.0, atol=1e-4) or min(prior) <= 0:
+        raise ValueError(f"a prior over the model's {classes} classes must be positive and sum to 1.")
+    description["prior"] = {"source": [float(p) for p in prior], "smoothing": float(smoothing),
+                            "measured_on": measured_on}
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+
+
+def recorded_prior(path: str) -> Optional[dict]:
+    """A release's recorded prior ({"source", "smoothing", "measured_on"}), None where it has none."""
+    return read_description(path).get("prior") if is_release(path) else None
+
+
 def recorded_crops(path: str) -> Optional[str]:
     """The crops a released model predicts with ("ten" where a release predates the record);
     None for anything that is not a release."""

@@ -36,6 +36,9 @@ flags.DEFINE_enum("fallback_detector", "mtcnn", ["mtcnn", "dlib", ""], "Where th
                   "looks (its box rescaled to the detector's; '' for none).")
 flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
                      "next photos overlaps it.")
+flags.DEFINE_bool("adapt_prior", False, "Photos of one population (a class, a ward...): move the answers to these "
+                  "faces' own age prior, estimated from the answers alone (EM; needs the released model's recorded "
+                  "prior). Each answer then depends on the other photos; video is answered as is.")
 flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
 flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many frames.")
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
@@ -84,6 +87,13 @@ def main(argv):
         spec = photos.face_crop_for(predict, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector)
     except ValueError as error:
         raise app.UsageError(f"--detector={FLAGS.detector}: {error}")
+    prior = class_ages = None
+    if FLAGS.adapt_prior:
+        prior = release.recorded_prior(FLAGS.model)
+        if prior is None:
+            raise app.UsageError(f"--adapt_prior: {FLAGS.model} records no training prior (a released model's folder "
+                                 "does, once scripts/record_prior.py has measured it).")
+        class_ages = release.read_description(FLAGS.model)["class_ages"]
     print(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.make_detector(spec.detector)
@@ -97,8 +107,21 @@ def main(argv):
     videos = [p for p in inputs if video.is_video(p)] + ([FLAGS.camera] if FLAGS.camera is not None else [])
     answered_videos = sum(run_video(source, predict, detector, spec) for source in videos)
     stills = [p for p in inputs if not video.is_video(p)]
-    for result in photos.predict_photos(stills, predict, detector, spec, predict.input_size, FLAGS.min_confidence,
-                                        FLAGS.batch_faces):
+    answered = photos.predict_photos(stills, predict, detector, spec, predict.input_size, FLAGS.min_confidence,
+                                     FLAGS.batch_faces)
+    if prior is not None:  # every answer waits for the population's prior
+        from keras_alage import prior_shift
+
+        answered = list(answered)
+        faces_ = sum(len(r.faces) for r in answered)
+        if faces_ < prior_shift.MIN_FACES:
+            print(f"--adapt_prior: {faces_} faces are too few to estimate their age prior (at least "
+                  f"{prior_shift.MIN_FACES}); answered as trained")
+        else:
+            answered = photos.adapt_to_population(answered, prior, class_ages)
+            print(f"answers moved to the age prior of these {faces_} faces (estimated from the answers; smoothing "
+                  f"{prior['smoothing']:g})")
+    for result in answered:
         path = result.path
         results.append(result)
         print(photos.describe(result), flush=True)

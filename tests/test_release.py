@@ -130,6 +130,12 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert "face crop: dlib box, size 256, margin 0.6" in run.stdout
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
+    # The released model records its prior; one face is too few to estimate a population's.
+    assert release.recorded_prior(released)["smoothing"] > 0
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior",
+                          f"--output={output}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0 and "1 faces are too few to estimate their age prior" in run.stdout, run.stderr[-2000:]
+    assert list(csv.DictReader(output.open()))[0]["age"] == rows[0]["age"]
 
 
 def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
@@ -223,3 +229,38 @@ def test_a_release_that_fails_its_check_leaves_the_earlier_release_in_place(tmp_
     release.save_checked(model, target, TINY, None, {"v": 3}, "center", probes, 1.0)
     assert release.read_description(target)["provenance"] == {"v": 3}
     assert sorted(os.listdir(tmp_path / "models")) == ["r"]
+
+
+def test_a_recorded_prior_moves_answers_to_their_populations_ages(tmp_path):
+    """photos.adapt_to_population: children answered by a model whose training faces centred on 33
+    are read as older (its prior pulls them up); moved to the prior their answers imply, they come
+    down; photos without faces stay as they were."""
+    model = build_age_model(TINY)
+    target = str(tmp_path / "r")
+    release.save(model, target, TINY, None, {}, "center")
+    classes = len(release.read_description(target)["class_ages"])
+    ages = np.arange(classes, dtype=np.float64)
+    source = np.exp(-0.5 * ((ages - 33.0) / 15.0) ** 2)
+    source /= source.sum()
+    with pytest.raises(ValueError, match="positive and sum to 1"):
+        release.record_prior(target, source[:-1], 3.0, "x")
+    release.record_prior(target, source, 3.0, "hand-made")
+    prior = release.recorded_prior(target)
+    assert prior["smoothing"] == 3.0 and prior["measured_on"] == "hand-made"
+    rng = np.random.default_rng(0)
+    results, truth = [], []
+    for i in range(150):  # children aged 3-9, each seen with a few years of noise
+        truth.append(rng.integers(3, 10))
+        seen = truth[-1] + rng.normal(0.0, 4.0)
+        probs = (np.exp(-0.5 * ((ages - seen) / 8.0) ** 2) * source)[None, :]
+        probs /= probs.sum()
+        face = photos.FaceAge(0, float(probs[0] @ ages), 1.0, 0.0, None, 1.0, "upright", [], None)
+        results.append(photos.PhotoResult(f"p{i}.jpg", [face], probs=probs))
+    results.append(photos.PhotoResult("none.jpg", [], "no face found"))
+    moved = photos.adapt_to_population(results, prior, ages)
+    error = lambda answered: np.mean([abs(r.faces[0].age - t) for r, t in zip(answered, truth)])  # noqa: E731
+    assert error(moved[:-1]) < error(results[:-1]) - 3 and moved[-1] == results[-1]
+    assert moved[0].faces[0].prior_faces == 150 and moved[0].faces[0].global_age == 0.0
+    photos.write_results(moved, str(tmp_path / "ages.csv"))
+    assert list(csv.DictReader((tmp_path / "ages.csv").open()))[0]["prior_faces"] == "150"
+    photos.write_results(moved, str(tmp_path / "ages.json"))  # the answers' probabilities stay out of files

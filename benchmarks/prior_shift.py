@@ -1,0 +1,126 @@
+"""Does adapting to a population's age prior help? Measured on validation faces resampled to other
+age mixes, before it is used anywhere else.
+
+  python benchmarks/prior_shift.py            # the released model, data/utkface_dlib, about 3 minutes
+
+The model answers its build's training faces (their mean answer is its prior, `prior_shift.source_prior`)
+and its held-out faces (centre crop). The held-out faces are then drawn, with replacement, into
+populations of --faces faces whose age bands follow the fixed mixes of SCENARIOS, --draws times
+each. Each population is answered as is and after `prior_shift.adapt` at every --smoothing, which
+sees the answers only, never the labels. Reported: MAE, and the change against answering as is,
+with the 2.5-97.5% range over the draws. Writes OUTPUT.json and OUTPUT.md (default
+docs/results/prior_shift).
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from keras_alage import cli  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+flags.DEFINE_string("model", None, "Model (default: the released model in models/).")
+flags.DEFINE_string("data_dir", os.path.join(REPO, "data", "utkface_dlib"), "The build the model was trained on.")
+flags.DEFINE_integer("faces", 500, "Faces per drawn population.")
+flags.DEFINE_integer("draws", 30, "Populations drawn per scenario.")
+flags.DEFINE_list("smoothing", ["0", "1", "3"], "Prior smoothing (classes) to compare.")
+flags.DEFINE_integer("seed", 0, "Random seed of the draws.")
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "prior_shift"), "Output path without extension.")
+FLAGS = flags.FLAGS
+
+BANDS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 200))
+# Shares of the age bands above, fixed before any result: None keeps the held-out faces' own mix.
+SCENARIOS = {
+    "held-out mix (no shift)": None,
+    "children and teenagers": (0.35, 0.35, 0.10, 0.08, 0.06, 0.04, 0.02),
+    "young adults": (0.02, 0.08, 0.50, 0.30, 0.06, 0.02, 0.02),
+    "older people": (0.02, 0.03, 0.05, 0.10, 0.20, 0.30, 0.30),
+}
+
+
+def draw_population(ages: np.ndarray, shares, count: int, rng) -> np.ndarray:
+    """Indices of `count` faces drawn with replacement so that their bands follow `shares`."""
+    if shares is None:
+        return rng.integers(0, len(ages), count)
+    bands = rng.choice(len(BANDS), size=count, p=np.asarray(shares) / np.sum(shares))
+    members = [np.flatnonzero((ages >= low) & (ages < high)) for low, high in BANDS]
+    return np.array([rng.choice(members[b]) for b in bands])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from keras_alage import evaluation, experiment, metrics, model as model_lib, prior_shift, release
+    from pipelines import build, dataset, files
+
+    model_path = FLAGS.model or release.default_path()
+    try:
+        smoothing = [float(s) for s in FLAGS.smoothing]
+        model = experiment.load_model(model_path)
+        build.ensure_verified(FLAGS.data_dir)
+        fold = next(iter(build.read_build_manifest(FLAGS.data_dir)["folds"]))
+    except (OSError, ValueError, KeyError) as error:
+        raise app.UsageError(str(error))
+    classes = np.asarray(model_lib.class_ages_of(model), np.float64)
+    size = int(model.input_shape[1])
+
+    def answers(side):
+        data = dataset.make_dataset(build.fold_files(FLAGS.data_dir, fold, side), False, 64, size, crops="center")
+        return evaluation.predict_dataset(model, data)
+
+    source = prior_shift.source_prior(answers("train")["combined"])
+    held_out = answers("test")
+    probs, ages = held_out["combined"], held_out["age"].astype(np.float64)
+    rng = np.random.default_rng(FLAGS.seed)
+    table = {}
+    for name, shares in SCENARIOS.items():
+        rows = {"as is": []} | {f"adapted, smoothing {s:g}": [] for s in smoothing}
+        for _ in range(FLAGS.draws):
+            chosen = draw_population(ages, shares, FLAGS.faces, rng)
+            plain = metrics.mean_absolute_error(metrics.expected_age(probs[chosen], classes), ages[chosen])
+            rows["as is"].append(plain)
+            for s in smoothing:
+                adapted, _ = prior_shift.adapt(probs[chosen], source, s)
+                rows[f"adapted, smoothing {s:g}"].append(
+                    metrics.mean_absolute_error(metrics.expected_age(adapted, classes), ages[chosen]))
+        base = np.array(rows["as is"])
+        table[name] = {row: {"mae": float(np.mean(v)),
+                             "change": float(np.mean(np.array(v) - base)),
+                             "change_range": [float(q) for q in np.percentile(np.array(v) - base, [2.5, 97.5])]}
+                       for row, v in rows.items()}
+    adapted_rows = [row for row in next(iter(table.values())) if row != "as is"]
+    mean_change = {row: float(np.mean([table[name][row]["change"] for name in table])) for row in adapted_rows}
+    chosen = min(adapted_rows, key=lambda row: (mean_change[row], row))
+    result = {"chosen": chosen, "chosen_smoothing": smoothing[adapted_rows.index(chosen)],
+              "mean_change": mean_change, "model": model_path, "data_dir": FLAGS.data_dir, "faces": FLAGS.faces, "draws": FLAGS.draws,
+              "seed": FLAGS.seed, "scenarios": {k: v for k, v in SCENARIOS.items()}, "bands": BANDS,
+              "results": table}
+    lines = [f"# Adapting to a population's age prior: {FLAGS.faces} held-out faces per population, "
+             f"{FLAGS.draws} draws", "",
+             "MAE (mean over draws); change against answering as is [2.5-97.5% over draws].", ""]
+    rows = list(next(iter(table.values())))
+    lines += ["| population | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for name, cells in table.items():
+        text = [f"{cells[r]['mae']:.2f}" + ("" if r == "as is" else
+                f" ({cells[r]['change']:+.2f} [{cells[r]['change_range'][0]:+.2f}, {cells[r]['change_range'][1]:+.2f}])")
+                for r in rows]
+        lines.append(f"| {name} | " + " | ".join(text) + " |")
+    lines += ["", "Mean change over the populations: " + "; ".join(f"{r}: {c:+.3f}" for r, c in mean_change.items())
+              + f". Chosen (lowest): {chosen}."]
+    command = (f"python benchmarks/prior_shift.py --faces={FLAGS.faces} --draws={FLAGS.draws} "
+               f"--smoothing={','.join(FLAGS.smoothing)}")
+    lines += ["", f"Band shares (0-9, ..., 60+): " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()),
+              "", f"Command: `{command}`"]
+    files.write_atomically(FLAGS.output + ".json", json.dumps(result, indent=1))
+    files.write_atomically(FLAGS.output + ".md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    cli.run(main)
