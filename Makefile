@@ -93,6 +93,7 @@ quickstart: $(STAMP)
 		"put it there or pass SHARED_DATA=...): stopping after the sample photos."; fi
 
 quickstart-fgnet: data/fgnet_release/manifest.json
+	rm -rf $(QUICK)/attention  # the day starts again from the model in models/, whichever version it now is
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet_attention.flags $(ARGS)
 	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention \
 		--crops=center

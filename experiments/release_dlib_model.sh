@@ -5,7 +5,7 @@
 #   2. on the UTKFace held-out split: ten against centre crop, and the local weight swept;
 #   3. the release folder with the centre crop and the local weight of the lowest held-out MAE.
 # About 10 minutes on 2 cores after the build (make data/utkface_dlib, about 5 minutes).
-#   make release
+#   make release-v2   (into models/al_dlib_resnet_utkface_v2, the start of the attention-branch evidence)
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 RUN=runs/release_dlib/attention
@@ -16,6 +16,6 @@ for crops in ten center; do
 done
 # The centre crop is dlib's own chip, the view the imported network was trained on; the held-out
 # split confirms it (BUILD_NOTES.md). The local weight is read from the centre-crop sweep.
-$PYTHON scripts/release_model.py --run_dir=$RUN --output=models/al_dlib_resnet_utkface --detector=dlib \
+$PYTHON scripts/release_model.py --run_dir=$RUN --output=models/al_dlib_resnet_utkface_v2 --detector=dlib \
   --crop_margin=0.6 --crops=center --local_weight_from=$RUN/held_out_center/results.json \
   --provenance=configs/release_v2_provenance.json

@@ -29,6 +29,23 @@ def build_identity(data_dir: str) -> dict:
     return {"data_dir": os.path.abspath(data_dir), "manifest_sha256": digest}
 
 
+def checkpoint_digest(path: Optional[str]) -> Optional[str]:
+    """What a starting checkpoint holds, not just where: a released model's weights SHA-256 (from
+    its model.json), else the SHA-256 of the file's bytes; None without a checkpoint. A release
+    replaced in place (a new version) then cannot silently restart an old run's folds."""
+    if not path:
+        return None
+    description = os.path.join(path, "model.json")
+    if os.path.isdir(path) and os.path.exists(description):
+        with open(description, encoding="utf-8") as handle:
+            return json.load(handle)["weights"]["sha256"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def run_identity(spec, config, fold: str, init_checkpoint: Optional[str]) -> dict:
     """Everything that shapes what a run learns (not: epochs, evaluation settings, XLA, strategy)."""
     return {
@@ -38,6 +55,7 @@ def run_identity(spec, config, fold: str, init_checkpoint: Optional[str]) -> dic
         "stage": config.stage,
         "start": {
             "init_checkpoint": os.path.abspath(init_checkpoint) if init_checkpoint else None,
+            "init_sha256": checkpoint_digest(init_checkpoint),
             "keras_hub_preset": spec.keras_hub_preset,
             "init_dlib_age": spec.init_dlib_age,
             "dlib_heads": spec.dlib_heads,
@@ -74,6 +92,7 @@ ADDED_DEFAULTS = {
     "start.attention_memory": True,
     "data.old_photo": 0.0,
     "optimisation.distill_weight": 0.0,
+    "start.init_sha256": None,  # unknown: a run started from a checkpoint before this was recorded is refused
 }
 
 

@@ -234,3 +234,22 @@ def test_settings_out_of_range_or_for_another_stage_are_refused(builds, tmp_path
                                   training.TrainConfig(run_dir=str(tmp_path), stage="global", distill_weight=1.0), None)
     experiment.check_settings(experiment.RunSpec(data_dir=kfold, old_photo=0.5),
                               dataclasses.replace(attention_stage, distill_weight=1.0), None)
+
+
+def test_a_start_replaced_in_place_is_not_resumed_from(builds, tmp_path):
+    """The start is recorded by content: a checkpoint overwritten at the same path (a new release
+    version) cannot silently restart the rest of a run."""
+    import shutil
+
+    kfold, _ = builds
+    _run(kfold, tmp_path / "g1")
+    _run(kfold, tmp_path / "g2", learning_rate=0.05)
+    start = tmp_path / "start.keras"
+    shutil.copy(tmp_path / "g1" / "fold0" / "model.keras", start)
+    _run(kfold, tmp_path / "run", stage="attention", init_checkpoint=str(start))
+    recorded = provenance.read_run(str(tmp_path / "run" / "fold0"))["start"]["init_sha256"]
+    assert recorded == provenance.checkpoint_digest(str(start)) and len(recorded) == 64
+    _run(kfold, tmp_path / "run", epochs=2, stage="attention", init_checkpoint=str(start))  # same start: resumes
+    shutil.copy(tmp_path / "g2" / "fold0" / "model.keras", start)
+    with pytest.raises(provenance.RunMismatch, match="start.init_sha256"):
+        _run(kfold, tmp_path / "run", epochs=3, stage="attention", init_checkpoint=str(start))
