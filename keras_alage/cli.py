@@ -24,7 +24,9 @@ def resolve_flagfiles(argv: Sequence[str], search_dirs: Sequence[str] = (CONFIG_
                         break
                 else:
                     places = ", ".join([os.getcwd(), *search_dirs])
-                    raise SystemExit(f"--flagfile: {path} not found (looked in {places}).")
+                    print(f"{os.path.basename(sys.argv[0])}: --flagfile: {path} not found (looked in {places}).",
+                          file=sys.stderr)
+                    sys.exit(2)
         resolved.append(arg)
     return resolved
 
@@ -58,5 +60,14 @@ def run(main, argv=None) -> None:
             print(f"{program}: interrupted", file=sys.stderr)
             return 130
 
+    def parse(args):
+        from absl import flags
+
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as error:  # an unknown flag or a bad value: one line too, not absl's two
+            print(f"{program}: {error}", file=sys.stderr)
+            sys.exit(2)
+
     signal.signal(signal.SIGTERM, raise_interrupt)
-    app.run(guarded, argv=argv)
+    app.run(guarded, argv=argv, flags_parser=parse)

@@ -30,6 +30,18 @@ def assert_one_line(result, ours, *expected):
         assert text in ours[0], ours[0]
 
 
+@pytest.mark.parametrize("args, expected", [(("--output_dir=x",), "Unknown command line flag 'output_dir'"),
+                                            (("--batch_faces=many",), "--batch_faces")])
+def test_an_unknown_flag_or_a_bad_value_is_one_line(args, expected):
+    result, ours = run_script("predict.py", *args, "photo.jpg")
+    assert_one_line(result, ours, expected)
+
+
+def test_a_missing_flagfile_is_one_line():
+    result, ours = run_script("train.py", "--flagfile=no_such_experiment.flags")
+    assert_one_line(result, ours, "--flagfile: no_such_experiment.flags not found")
+
+
 def test_a_missing_data_folder_is_one_line(tmp_path):
     result, ours = run_script("build_tfrecords.py", "--dataset=fgnet", f"--data_dir={tmp_path / 'nowhere'}",
                               f"--output_dir={tmp_path / 'out'}")
