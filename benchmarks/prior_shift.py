@@ -56,26 +56,18 @@ def draw_population(ages: np.ndarray, shares, count: int, rng) -> np.ndarray:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import evaluation, experiment, metrics, model as model_lib, prior_shift, release
-    from pipelines import build, dataset, files
+    from keras_alage import experiment, metrics, model as model_lib, prior_shift, release
+    from pipelines import files
 
     model_path = FLAGS.model or release.default_path()
     try:
         smoothing = [float(s) for s in FLAGS.smoothing]
         model = experiment.load_model(model_path)
-        build.ensure_verified(FLAGS.data_dir)
-        fold = next(iter(build.read_build_manifest(FLAGS.data_dir)["folds"]))
+        source = prior_shift.source_prior(experiment.answer_side(model, FLAGS.data_dir, "train")["combined"])
+        held_out = experiment.answer_side(model, FLAGS.data_dir, "test")
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(str(error))
     classes = np.asarray(model_lib.class_ages_of(model), np.float64)
-    size = int(model.input_shape[1])
-
-    def answers(side):
-        data = dataset.make_dataset(build.fold_files(FLAGS.data_dir, fold, side), False, 64, size, crops="center")
-        return evaluation.predict_dataset(model, data)
-
-    source = prior_shift.source_prior(answers("train")["combined"])
-    held_out = answers("test")
     probs, ages = held_out["combined"], held_out["age"].astype(np.float64)
     rng = np.random.default_rng(FLAGS.seed)
     table = {}
@@ -98,17 +90,17 @@ def main(argv):
     mean_change = {row: float(np.mean([table[name][row]["change"] for name in table])) for row in adapted_rows}
     chosen = min(adapted_rows, key=lambda row: (mean_change[row], row))
     result = {"chosen": chosen, "chosen_smoothing": smoothing[adapted_rows.index(chosen)],
-              "mean_change": mean_change, "model": model_path, "data_dir": FLAGS.data_dir, "faces": FLAGS.faces, "draws": FLAGS.draws,
-              "seed": FLAGS.seed, "scenarios": {k: v for k, v in SCENARIOS.items()}, "bands": BANDS,
-              "results": table}
+              "mean_change": mean_change, "model": model_path, "data_dir": FLAGS.data_dir,
+              "faces": FLAGS.faces, "draws": FLAGS.draws, "seed": FLAGS.seed, "scenarios": dict(SCENARIOS),
+              "bands": BANDS, "results": table}
     lines = [f"# Adapting to a population's age prior: {FLAGS.faces} held-out faces per population, "
              f"{FLAGS.draws} draws", "",
              "MAE (mean over draws); change against answering as is [2.5-97.5% over draws].", ""]
     rows = list(next(iter(table.values())))
     lines += ["| population | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for name, cells in table.items():
-        text = [f"{cells[r]['mae']:.2f}" + ("" if r == "as is" else
-                f" ({cells[r]['change']:+.2f} [{cells[r]['change_range'][0]:+.2f}, {cells[r]['change_range'][1]:+.2f}])")
+        text = [f"{cells[r]['mae']:.2f}" if r == "as is" else
+                "{:.2f} ({:+.2f} [{:+.2f}, {:+.2f}])".format(cells[r]["mae"], cells[r]["change"], *cells[r]["change_range"])
                 for r in rows]
         lines.append(f"| {name} | " + " | ".join(text) + " |")
     lines += ["", "Mean change over the populations: " + "; ".join(f"{r}: {c:+.3f}" for r, c in mean_change.items())

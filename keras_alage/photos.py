@@ -311,8 +311,8 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
         for face in result.faces:
             writer.writerow([result.path, face.face, f"{face.age:.2f}",
                              "" if face.age_std is None else f"{face.age_std:.2f}", f"{face.global_age:.2f}",
-                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method, json.dumps(face.corners), "",
-                             "" if face.prior_faces is None else face.prior_faces])
+                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method,
+                             json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces])
     files.write_atomically(path, buffer.getvalue())
 
 

@@ -267,7 +267,8 @@ class Trainer:
                 tf.cast(labels["label"], tf.int32), outputs[self.spec.loss_output]
             ), tf.float32)
             if config.distill_weight:
-                per_example += config.distill_weight * distillation_loss(outputs["global_probs"], outputs["local_probs"])
+                teaching = distillation_loss(outputs["global_probs"], outputs["local_probs"])
+                per_example += config.distill_weight * teaching
             loss = tf.reduce_sum(per_example) / global_count
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
