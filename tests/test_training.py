@@ -246,14 +246,15 @@ def test_every_flagfile_parses_and_names_existing_flags(path, train_flags):
     assert values["data_dir"].present and values["run_dir"].present and values["age_classes"].present
 
 
-def test_short_flagfile_names_resolve_to_configs(tmp_path, monkeypatch):
+def test_short_flagfile_names_resolve_to_configs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.resolve_flagfiles(["train.py", "--flagfile=morph.flags", "--epochs=3"]) == [
         "train.py", f"--flagfile={cli.CONFIG_DIR}/morph.flags", "--epochs=3"]
     (tmp_path / "morph.flags").write_text("--epochs=1\n")
     assert cli.resolve_flagfiles(["--flagfile=morph.flags"]) == ["--flagfile=morph.flags"]  # the local file wins
-    with pytest.raises(SystemExit, match="nope.flags not found"):
+    with pytest.raises(SystemExit) as stopped:
         cli.resolve_flagfiles(["--flagfile=nope.flags"])
+    assert stopped.value.code == 2 and "--flagfile: nope.flags not found" in capsys.readouterr().err
     assert isinstance(flags.FLAGS, flags.FlagValues)
 
 
