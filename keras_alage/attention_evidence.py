@@ -153,6 +153,13 @@ def _box_grid(fold_dir: str, data_dir: str, faces: int, path: str) -> None:
     files.write_atomically(path, encoded.tobytes())
 
 
+def fold_dirs(run_dir: str, data_dir: str) -> List[str]:
+    """The fold folders of a run, named by its build's folds (fold0..4, or subject001.. for
+    leave-one-person-out), in the build's order; only those that exist."""
+    return [os.path.join(run_dir, fold) for fold in experiment.fold_names(data_dir, ("all",))
+            if os.path.isdir(os.path.join(run_dir, fold))]
+
+
 def validation_levers(validation_dir: str, data_dir: str, variants: Sequence[str] = ("d", "c")) -> List[dict]:
     """Each validation setting of the variants that learn a box: its validation MAE (mean over
     folds) and how much its box moves between faces (first fold's validation part)."""
@@ -162,7 +169,7 @@ def validation_levers(validation_dir: str, data_dir: str, variants: Sequence[str
             run_dir = os.path.dirname(setting)
             with open(setting, encoding="utf-8") as handle:
                 aggregate = json.load(handle)["aggregate"]
-            fold_dir = sorted(glob.glob(os.path.join(run_dir, "fold*")))[0]
+            fold_dir = fold_dirs(run_dir, data_dir)[0]
             _, predictions = experiment.predict_fold_run(fold_dir, data_dir, os.path.basename(fold_dir))
             rows.append({"variant": variant, "setting": os.path.basename(run_dir),
                          "validation_mae": aggregate["combined"]["mae"]["mean"],
@@ -187,7 +194,7 @@ def local_weight_on_validation(run_dir: str, data_dir: str, weights: Sequence[fl
     from keras_alage import evaluation
 
     errors = {f"{w:g}": [] for w in weights}
-    for fold_dir in sorted(glob.glob(os.path.join(run_dir, "fold*"))):
+    for fold_dir in fold_dirs(run_dir, data_dir):
         model, predictions = experiment.predict_fold_run(fold_dir, data_dir, os.path.basename(fold_dir))
         count = len(predictions["age"])
         for key, mae in evaluation.local_weight_sweep(predictions, model_lib.class_ages_of(model), weights).items():

@@ -41,10 +41,6 @@ flags.DEFINE_integer("grid_faces", 24, "Test faces drawn in the box grid.")
 FLAGS = flags.FLAGS
 
 
-def _fold_dirs(run_dir):
-    return sorted(d for d in glob.glob(os.path.join(run_dir, "fold*")) if os.path.isdir(d))
-
-
 def _runs_of(folder):
     seeds = sorted(d for d in glob.glob(os.path.join(folder, "seed*")) if os.path.isdir(d))
     return seeds or [folder]
@@ -57,9 +53,10 @@ def main(argv):
     if not FLAGS.data_dir:
         raise app.UsageError("--data_dir is required.")
     if FLAGS.print_mean_box:
-        if not _fold_dirs(FLAGS.print_mean_box):
+        folds = attention_evidence.fold_dirs(FLAGS.print_mean_box, FLAGS.data_dir)
+        if not folds:
             raise app.UsageError(f"--print_mean_box: {FLAGS.print_mean_box} holds no fold folder.")
-        box = attention_evidence.mean_box(_fold_dirs(FLAGS.print_mean_box), FLAGS.data_dir)
+        box = attention_evidence.mean_box(folds, FLAGS.data_dir)
         print(",".join(f"{v:.6f}" for v in box))
         return
     variants = {}
@@ -67,7 +64,7 @@ def main(argv):
         name, _, folder = item.partition("=")
         if not name or not folder or not os.path.isdir(folder):
             raise app.UsageError(f"--variant={item}: expected name=folder of an existing folder.")
-        variants[name] = [_fold_dirs(run) for run in _runs_of(folder)]
+        variants[name] = [attention_evidence.fold_dirs(run, FLAGS.data_dir) for run in _runs_of(folder)]
         if not all(variants[name]):
             raise app.UsageError(f"--variant={item}: a run in it holds no fold folder.")
     if FLAGS.reference not in variants:

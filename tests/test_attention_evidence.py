@@ -82,3 +82,14 @@ def test_every_table_row_has_its_headers_cells_with_few_or_many_folds():
         for table in tables:
             assert len({line.count("|") for line in table}) == 1, table[:2]
         assert ("| fold4 |" in text) == (count == 5)
+
+
+def test_fold_folders_are_the_builds_folds_whatever_their_names(tmp_path, monkeypatch):
+    """Leave-one-person-out folds are subject001..: a run's fold folders come from its build."""
+    from keras_alage import attention_evidence, experiment
+
+    monkeypatch.setattr(experiment, "fold_names", lambda data_dir, requested: ["subject002", "subject010", "fold0"])
+    for name in ("subject010", "subject002", "logs", "fold0"):
+        (tmp_path / name).mkdir()
+    assert attention_evidence.fold_dirs(str(tmp_path), "build") == [
+        str(tmp_path / "subject002"), str(tmp_path / "subject010"), str(tmp_path / "fold0")]
