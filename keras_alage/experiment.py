@@ -382,31 +382,37 @@ def predict_fold_run(fold_dir: str, data_dir: str, fold: str, batch_size: int = 
 
 
 def check_report_target(output_dir: str, source: dict) -> None:
-    """Refuses to overwrite a report of another evaluation (another build or crops)."""
+    """Refuses to overwrite a report of another evaluation (another build, crops or view)."""
     try:
         with open(os.path.join(output_dir, "results.json"), encoding="utf-8") as handle:
             previous = json.load(handle).get("source")
     except (FileNotFoundError, ValueError):
         return
-    if previous is None:
-        return  # written by training, on the run's own build with ten crops: checked by the caller
-    if previous.get("build") != source["build"] or previous.get("crops") != source["crops"]:
+    view = source.get("eval_view", "as_built")
+    if previous is None:  # written by training, on the run's own build and faces as built
+        if view == "as_built":
+            return  # its build and crops: checked by the caller (`default_report_dir`)
+        raise FileExistsError(f"{output_dir}/results.json is the training's report of the faces as built; "
+                              "give another --output_dir.")
+    previous_view = previous.get("eval_view", "as_built")
+    if previous.get("build") != source["build"] or previous.get("crops") != source["crops"] or previous_view != view:
         raise FileExistsError(
             f"{output_dir}/results.json reports another evaluation ({previous.get('build', {}).get('data_dir')}, "
-            f"{previous.get('crops')} crop); give another --output_dir."
+            f"{previous.get('crops')} crop, faces {previous_view}); give another --output_dir."
         )
 
 
-def default_report_dir(run_dir: str, data_dir: str, crops: str) -> str:
+def default_report_dir(run_dir: str, data_dir: str, crops: str, eval_view: str = "as_built") -> str:
     """The run folder itself for its own build with ten crops (as training reports it), else a
-    folder of its own per build and crops, so no evaluation overwrites another's report."""
+    folder of its own per build, crops and view, so no evaluation overwrites another's report."""
     runs = [d for d in (run_dir, *(os.path.join(run_dir, n) for n in sorted(os.listdir(run_dir)))) if os.path.isdir(d)]
     builds = {r["build"]["manifest_sha256"] for r in map(provenance.read_run, runs) if r}
     identity = provenance.build_identity(data_dir)
-    if crops == "ten" and builds == {identity["manifest_sha256"]}:
+    if crops == "ten" and eval_view == "as_built" and builds == {identity["manifest_sha256"]}:
         return run_dir
     name = os.path.basename(os.path.normpath(data_dir))
-    return os.path.join(run_dir, f"eval-{name}-{identity['manifest_sha256'][:8]}-{crops}")
+    view = "" if eval_view == "as_built" else f"-{eval_view}"
+    return os.path.join(run_dir, f"eval-{name}-{identity['manifest_sha256'][:8]}-{crops}{view}")
 
 
 def _classes_of(model, manifest) -> tuple:

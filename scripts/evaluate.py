@@ -56,8 +56,8 @@ def main(argv):
     else:
         path_of = lambda fold: os.path.join(FLAGS.run_dir, "model.keras")  # noqa: E731
     try:
-        output = FLAGS.output_dir or (experiment.default_report_dir(FLAGS.run_dir, FLAGS.data_dir, FLAGS.crops)
-                                      if FLAGS.run_dir else None)
+        output = FLAGS.output_dir or (experiment.default_report_dir(FLAGS.run_dir, FLAGS.data_dir, FLAGS.crops,
+                                                                    FLAGS.eval_view) if FLAGS.run_dir else None)
         results = experiment.evaluate_run(FLAGS.data_dir, FLAGS.fold, path_of, FLAGS.crops, FLAGS.batch_size, output,
                                           group_by=FLAGS.group_by, group_head=FLAGS.group_head,
                                           local_weights=[float(w) for w in FLAGS.local_weights],

@@ -99,6 +99,17 @@ def test_an_evaluation_of_another_build_never_overwrites_the_runs_report(builds,
         json.dump({"source": {"build": provenance.build_identity(kfold), "crops": "center"}}, f)
     with pytest.raises(FileExistsError, match="reports another evaluation"):
         experiment.check_report_target(elsewhere, {"build": provenance.build_identity(other), "crops": "ten"})
+    # Faces seen as old photos are another evaluation: their own folder, never over a report of the faces as built.
+    old = experiment.default_report_dir(run_dir, kfold, "ten", "old_photo")
+    assert old not in (run_dir, experiment.default_report_dir(run_dir, kfold, "ten")) and old.endswith("old_photo")
+    built = {"build": provenance.build_identity(kfold), "crops": "ten"}
+    with pytest.raises(FileExistsError, match="the training's report of the faces as built"):
+        experiment.check_report_target(run_dir, built | {"eval_view": "old_photo"})
+    experiment.check_report_target(run_dir, built)
+    with open(os.path.join(elsewhere, "results.json"), "w") as f:
+        json.dump({"source": built | {"eval_view": "old_photo"}}, f)
+    with pytest.raises(FileExistsError, match="faces old_photo"):
+        experiment.check_report_target(elsewhere, built)
 
 
 def test_training_on_an_empty_side_stops_with_a_clear_error(tmp_path):
