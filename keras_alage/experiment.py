@@ -110,11 +110,17 @@ def calibration_batch(spec: RunSpec, files) -> "np.ndarray":
     return centre_crops(files, spec.calibration_images, spec.model.input_size)
 
 
-def first_test_faces(data_dir: str, count: int, input_size: int) -> "np.ndarray":
-    """Centre crops of the first `count` faces of a build's first fold's test side (e.g. probes)."""
+def first_fold_files(data_dir: str, side: str) -> List[str]:
+    """The shard files of one side ("train" or "test") of a build's first fold, checked against
+    its manifest (a release's build has one fold: its split)."""
     build.ensure_verified(data_dir)
     fold = next(iter(build.read_build_manifest(data_dir)["folds"]))
-    return centre_crops(build.fold_files(data_dir, fold, "test"), count, input_size)
+    return build.fold_files(data_dir, fold, side)
+
+
+def first_test_faces(data_dir: str, count: int, input_size: int) -> "np.ndarray":
+    """Centre crops of the first `count` faces of a build's first fold's test side (e.g. probes)."""
+    return centre_crops(first_fold_files(data_dir, "test"), count, input_size)
 
 
 def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "global"):
@@ -359,10 +365,8 @@ def evaluate_run(
 def answer_side(model, data_dir: str, side: str, batch_size: int = 64) -> Dict[str, "np.ndarray"]:
     """`evaluation.predict_dataset` of a model on one side ("train" or "test") of a build's first
     fold, centre crop (e.g. a release's own training faces, for its prior)."""
-    build.ensure_verified(data_dir)
-    fold = next(iter(build.read_build_manifest(data_dir)["folds"]))
-    data = dataset.make_dataset(build.fold_files(data_dir, fold, side), False, batch_size,
-                                int(model.input_shape[1]), crops="center")
+    data = dataset.make_dataset(first_fold_files(data_dir, side), False, batch_size, int(model.input_shape[1]),
+                                crops="center")
     return evaluation.predict_dataset(model, data)
 
 

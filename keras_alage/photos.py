@@ -226,9 +226,9 @@ def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input
     return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None)
 
 
-def adapt_to_population(results: Sequence[PhotoResult], prior: dict, class_ages: Sequence[float]) -> List[PhotoResult]:
+def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[PhotoResult]:
     """The photos' answers moved to their own faces' age prior (`prior_shift.adapt`, from the
-    model's recorded training prior `prior`: {"source", "smoothing"}): for many photos of one
+    model's recorded training prior `prior`: `release.recorded_prior`): for many photos of one
     population whose ages differ from the training faces'. `age` and `age_std` change; the heads'
     own ages stay as they were."""
     from keras_alage import prior_shift
@@ -240,7 +240,7 @@ def adapt_to_population(results: Sequence[PhotoResult], prior: dict, class_ages:
         return list(results)
     stacked = np.concatenate([r.probs for r in answered])
     adapted, _ = prior_shift.adapt(stacked, np.asarray(prior["source"]), prior["smoothing"])
-    ages = np.asarray(class_ages, np.float64)
+    ages = np.asarray(prior["class_ages"], np.float64)
     mean = adapted @ ages
     spread = np.sqrt(np.maximum(adapted @ ages ** 2 - mean ** 2, 0.0))
     moved, start = [], 0

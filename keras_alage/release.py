@@ -159,8 +159,12 @@ def record_prior(directory: str, prior: Sequence[float], smoothing: float, measu
 
 
 def recorded_prior(path: str) -> Optional[dict]:
-    """A release's recorded prior ({"source", "smoothing", "measured_on"}), None where it has none."""
-    return read_description(path).get("prior") if is_release(path) else None
+    """A release's recorded prior ({"source", "smoothing", "measured_on"}) with the ages of its
+    classes ("class_ages"), as `photos.adapt_to_population` takes it; None where it has none."""
+    description = read_description(path) if is_release(path) else {}
+    if "prior" not in description:
+        return None
+    return dict(description["prior"], class_ages=description["class_ages"])
 
 
 def recorded_crops(path: str) -> Optional[str]:

@@ -162,8 +162,11 @@ def old_photo(image, seed):
     seed = tf.convert_to_tensor(seed, tf.int32)
     static_shape = image.shape
 
+    def stream(index):  # one independent stateless seed per random choice
+        return seed + tf.constant([0, 7919]) * index
+
     def draw(index, low=0.0, high=1.0):
-        return tf.random.stateless_uniform([], seed + tf.constant([0, 7919]) * index, low, high)
+        return tf.random.stateless_uniform([], stream(index), low, high)
 
     shape = tf.shape(image)[:2]
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
@@ -173,7 +176,7 @@ def old_photo(image, seed):
     image = tf.image.resize(tf.image.resize(image, small, method="area"), shape, method="bilinear")
     mean = tf.reduce_mean(image)
     image = (image - mean) * draw(3, *OLD_PHOTO_CONTRAST) + mean + draw(4, -OLD_PHOTO_BRIGHTNESS, OLD_PHOTO_BRIGHTNESS)
-    grain = tf.random.stateless_normal(tf.shape(image), seed + tf.constant([0, 7919]) * 5)
+    grain = tf.random.stateless_normal(tf.shape(image), stream(5))
     image = tf.clip_by_value(image + grain * draw(6, 0.0, OLD_PHOTO_GRAIN), 0.0, 1.0)
     quality = tf.cast(draw(7, OLD_PHOTO_JPEG[0], OLD_PHOTO_JPEG[1] + 1), tf.int32)
     return tf.ensure_shape(tf.image.adjust_jpeg_quality(image, quality), static_shape)

@@ -87,13 +87,12 @@ def main(argv):
         spec = photos.face_crop_for(predict, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector)
     except ValueError as error:
         raise app.UsageError(f"--detector={FLAGS.detector}: {error}")
-    prior = class_ages = None
+    prior = None
     if FLAGS.adapt_prior:
         prior = release.recorded_prior(FLAGS.model)
         if prior is None:
             raise app.UsageError(f"--adapt_prior: {FLAGS.model} records no training prior (a released model's folder "
                                  "does, once scripts/record_prior.py has measured it).")
-        class_ages = release.read_description(FLAGS.model)["class_ages"]
     print(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     detector = faces.make_detector(spec.detector)
@@ -118,7 +117,7 @@ def main(argv):
             print(f"--adapt_prior: {faces_} faces are too few to estimate their age prior (at least "
                   f"{prior_shift.MIN_FACES}); answered as trained")
         else:
-            answered = photos.adapt_to_population(answered, prior, class_ages)
+            answered = photos.adapt_to_population(answered, prior)
             print(f"answers moved to the age prior of these {faces_} faces (estimated from the answers; smoothing "
                   f"{prior['smoothing']:g})")
     for result in answered:

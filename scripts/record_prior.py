@@ -45,7 +45,7 @@ def main(argv):
     if FLAGS.smoothing < 0:
         raise app.UsageError(f"--smoothing must be 0 or more; received {FLAGS.smoothing}.")
     try:
-        model, _, _ = release.load(FLAGS.model)
+        model, _, description = release.load(FLAGS.model)
         answers = experiment.answer_side(model, FLAGS.data_dir, "train")
         prior = prior_shift.source_prior(answers["combined"])
         release.record_prior(FLAGS.model, prior, FLAGS.smoothing,
@@ -53,8 +53,7 @@ def main(argv):
                              f"{len(answers['combined'])} faces, centre crop")
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(str(error))
-    ages = [float(a) for a in release.read_description(FLAGS.model)["class_ages"]]
-    mean = sum(a * p for a, p in zip(ages, prior))
+    mean = sum(float(a) * p for a, p in zip(description["class_ages"], prior))
     print(f"recorded the prior of {FLAGS.model} ({len(answers['combined'])} training faces; mean age {mean:.1f}, "
           f"smoothing {FLAGS.smoothing:g})")
 

@@ -257,7 +257,7 @@ def test_a_recorded_prior_moves_answers_to_their_populations_ages(tmp_path):
         face = photos.FaceAge(0, float(probs[0] @ ages), 1.0, 0.0, None, 1.0, "upright", [], None)
         results.append(photos.PhotoResult(f"p{i}.jpg", [face], probs=probs))
     results.append(photos.PhotoResult("none.jpg", [], "no face found"))
-    moved = photos.adapt_to_population(results, prior, ages)
+    moved = photos.adapt_to_population(results, prior)
     error = lambda answered: np.mean([abs(r.faces[0].age - t) for r, t in zip(answered, truth)])  # noqa: E731
     assert error(moved[:-1]) < error(results[:-1]) - 3 and moved[-1] == results[-1]
     assert moved[0].faces[0].prior_faces == 150 and moved[0].faces[0].global_age == 0.0
