@@ -96,6 +96,15 @@ def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Option
                                detector=detector or recorded.detector)
 
 
+def photo_detector(spec: faces.CropSpec, fallback: str = "mtcnn"):
+    """The detector `predict.py` uses: the crop's own, and where it finds no face, `fallback`
+    (its box rescaled to the crop detector's; "" or the same name for none)."""
+    detector = faces.make_detector(spec.detector)
+    if fallback and fallback != spec.detector:
+        detector = faces.FallbackDetector(detector, faces.make_detector(fallback))
+    return detector
+
+
 def find_faces(photo: np.ndarray, detector, min_confidence: Optional[float] = None) -> List[faces.Face]:
     """Every confident upright face; if there is none, the strongest face of the rotation search
     (`min_confidence` None: the detector's own default)."""
@@ -127,27 +136,40 @@ class PhotoFaces:
     error: Optional[str] = None
 
 
-def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None) -> PhotoFaces:
-    """Decode, detect and cut one photo (everything before the network); never raises."""
+NO_FACE = ("skip", "whole")
+
+
+def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None,
+                 no_face: str = "skip") -> PhotoFaces:
+    """Decode, detect and cut one photo (everything before the network); never raises.
+
+    A photo where no face is found is reported (`no_face="skip"`), or answered as one face
+    filling its centre square (`"whole"`, method "center"): ready-made face chips, which a
+    detector often misses because the face fills the picture, cut as the build cuts them."""
+    if no_face not in NO_FACE:
+        raise ValueError(f"no_face must be one of {NO_FACE}; received {no_face!r}.")
     try:
         _, photo = images.read_photo(path)
     except images.ImageError as error:
         return PhotoFaces(str(path), [], [], error.reason)
     found = find_faces(photo, detector, min_confidence)
+    if not found and no_face == "whole":
+        found = [faces.center_face(photo.shape, spec)]
     if not found:
         return PhotoFaces(str(path), [], [], "no face found")
     return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found])
 
 
 def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
-                  min_confidence: Optional[float] = None) -> PhotoResult:
+                  min_confidence: Optional[float] = None, no_face: str = "skip") -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
-    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence)], predict, spec, input_size))
+    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face)], predict, spec,
+                              input_size))
 
 
 def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
                    min_confidence: Optional[float] = None, batch_faces: int = 32,
-                   prefetch: int = 64, full_batches: bool = False) -> Iterator[PhotoResult]:
+                   prefetch: int = 64, full_batches: bool = False, no_face: str = "skip") -> Iterator[PhotoResult]:
     """Ages of every face of many photos, in order: decoding, detection and cropping run in a
     worker thread while the network (which releases the GIL) answers the faces of earlier
     photos, up to `batch_faces` in one call: whatever is ready when the network is free, or
@@ -164,7 +186,7 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
             for path in paths:
                 if stop.is_set():
                     return
-                located.put(locate_faces(path, detector, spec, min_confidence))
+                located.put(locate_faces(path, detector, spec, min_confidence, no_face))
         finally:
             located.put(None)
 
@@ -319,5 +341,7 @@ def write_results(results: Sequence[PhotoResult], path: str) -> None:
 def describe(result: PhotoResult) -> str:
     if result.error:
         return f"{result.path}: skipped ({result.error})"
-    ages = ", ".join(f"face {f.face}: {_age_text(f)} years" for f in result.faces)
+    whole = " (no face found: the whole photo)"
+    ages = ", ".join(f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
+                     for f in result.faces)
     return f"{result.path}: {ages}"

@@ -24,8 +24,8 @@ from keras_alage import cli  # noqa: E402
 
 flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
                     "folder; default: the released model in models/.")
-flags.DEFINE_enum("crops", None, ["ten", "center"], "Crops for a .keras model (default ten) or a released model "
-                  "(default: the crops it records); a SavedModel has its own.")
+flags.DEFINE_enum("crops", None, ["ten", "center", "center_flip"], "Crops for a .keras model (default ten) or a "
+                  "released model (default: the crops it records); a SavedModel has its own.")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
@@ -34,6 +34,9 @@ flags.DEFINE_enum("detector", None, ["mtcnn", "dlib"], "Face detector; default: 
                   "was measured with (MTCNN where none is recorded).")
 flags.DEFINE_enum("fallback_detector", "mtcnn", ["mtcnn", "dlib", ""], "Where the detector finds no face, this one "
                   "looks (its box rescaled to the detector's; '' for none).")
+flags.DEFINE_enum("no_face", "skip", ["skip", "whole"], "A photo where no face is found: report and skip it, or "
+                  "answer it as one face filling its centre square ('whole': for ready-made face chips, such as "
+                  "UTKFace's, whose face fills the picture).")
 flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
                      "next photos overlaps it.")
 flags.DEFINE_bool("adapt_prior", False, "Photos of one population (a class, a ward...): move the answers to these "
@@ -76,7 +79,7 @@ def main(argv):
     import tensorflow as tf
 
     from keras_alage import photos, release
-    from pipelines import faces, images
+    from pipelines import images
 
     FLAGS.model = FLAGS.model or release.default_path()
     try:
@@ -95,9 +98,7 @@ def main(argv):
                                  "does, once scripts/record_prior.py has measured it).")
     print(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
           f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
-    detector = faces.make_detector(spec.detector)
-    if FLAGS.fallback_detector and FLAGS.fallback_detector != spec.detector:
-        detector = faces.FallbackDetector(detector, faces.make_detector(FLAGS.fallback_detector))
+    detector = photos.photo_detector(spec, FLAGS.fallback_detector)
     from keras_alage import video
 
     results = []
@@ -107,7 +108,7 @@ def main(argv):
     answered_videos = sum(run_video(source, predict, detector, spec) for source in videos)
     stills = [p for p in inputs if not video.is_video(p)]
     answered = photos.predict_photos(stills, predict, detector, spec, predict.input_size, FLAGS.min_confidence,
-                                     FLAGS.batch_faces)
+                                     FLAGS.batch_faces, no_face=FLAGS.no_face)
     if prior is not None:  # every answer waits for the population's prior
         from keras_alage import prior_shift
 
@@ -134,6 +135,9 @@ def main(argv):
     failed = sum(1 for r in results if r.error)
     if results:
         print(f"{len(results) - failed} photo(s) with faces, {failed} skipped")
+    faceless = sum(1 for r in results if r.error == "no face found")
+    if faceless:
+        print(f"{faceless} photo(s) with no face found: if they are face crops already, --no_face=whole answers them")
     if failed == len(results) and not answered_videos:
         raise app.UsageError(f"no photo could be answered ({failed} skipped; reasons above).")
 

@@ -103,6 +103,35 @@ def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, mo
     np.testing.assert_allclose(corners, expected, atol=0.11)  # what was answered is that crop's box
 
 
+def test_the_photo_detector_is_the_crops_own_with_its_fallback():
+    """predict.py and the peer benchmarks cut faces alike: the crop's detector, then MTCNN."""
+    pytest.importorskip("dlib", reason="the released crop's detector is dlib's (the [data] extra)")
+    detector = photos.photo_detector(faces.CropSpec(detector="dlib"))
+    assert isinstance(detector, faces.FallbackDetector) and detector.settings.endswith("+mtcnn")
+    assert detector.name == "dlib"  # the crop and confidence stay dlib's
+    assert not isinstance(photos.photo_detector(faces.CropSpec(detector="dlib"), ""), faces.FallbackDetector)
+    assert not isinstance(photos.photo_detector(faces.CropSpec(detector="mtcnn")), faces.FallbackDetector)
+
+
+def test_a_photo_with_no_face_is_answered_whole_only_when_asked(photo_folder, model_path):
+    """--no_face=whole (ready-made face chips): the faceless photo is one face filling its centre
+    square, answered as that crop; the default still reports it."""
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    wall = photo_folder / "i_wall.jpg"
+    assert photos.predict_photo(wall, predict, detector, spec, predict.input_size).error == "no face found"
+    result = photos.predict_photo(wall, predict, detector, spec, predict.input_size, no_face="whole")
+    assert result.error is None and [f.method for f in result.faces] == ["center"]
+    box = faces.center_face((200, 200), spec)
+    assert box.size[0] * (1 + spec.margin) == pytest.approx(200)  # its crop is the whole 200 px square
+    np.testing.assert_allclose(result.faces[0].corners, box.corners(), atol=0.1)
+    whole = faces.crop_face(images.read_image(wall), box, spec)
+    expected = np.asarray(predict([faces.encode_jpeg(whole)])["age"])[0]
+    assert result.faces[0].age == pytest.approx(float(expected), abs=1e-4)
+    with pytest.raises(ValueError, match="no_face"):
+        photos.locate_faces(wall, detector, spec, no_face="centre")
+
+
 def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, model_path):
     """predict_photos batches faces across photos and detects ahead of the network; the answers,
     the errors and their order are those of predict_photo, whatever the batch size."""
