@@ -28,7 +28,7 @@ def is_grouped(class_ages: Sequence[float]) -> bool:
 def average_over_crops(predict, images) -> Dict[str, tf.Tensor]:
     """The model's probabilities ("probs", "global_probs", "local_probs") and "box" for a batch.
 
-    [batch, crops, H, W, 3] inputs (ten-crop) run as one batch of batch x crops images; the
+    [batch, crops, H, W, 3] inputs (ten-crop, centre and mirror) run as one batch of batch x crops images; the
     probabilities are averaged over the crops and the box is the unmirrored centre crop's.
     [batch, H, W, 3] inputs pass straight through.
     """
@@ -42,7 +42,7 @@ def average_over_crops(predict, images) -> Dict[str, tf.Tensor]:
         key: tf.reduce_mean(tf.reshape(outputs[key], (batch, crops, outputs[key].shape[-1])), axis=1)
         for key in keys
     }
-    return averaged | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, augment.CENTER_CROP]}
+    return averaged | {"box": tf.reshape(outputs["box"], (batch, crops, 4))[:, augment.centre_crop_index(crops)]}
 
 
 def _crop_averaged(predict, images) -> Dict[str, np.ndarray]:

@@ -34,8 +34,7 @@ class AgeServer(tf.Module):
 
     def __init__(self, model: keras.Model, crops: str = "ten"):
         super().__init__(name="age_server")
-        if crops not in ("ten", "center"):
-            raise ValueError(f"crops must be 'ten' or 'center'; received {crops!r}.")
+        augment.crop_shape(crops, 1)  # refuses unknown crops
         self.model = model
         self.crops = crops
         self.input_size = int(model.input_shape[1])
@@ -57,7 +56,7 @@ class AgeServer(tf.Module):
 
     def _serve_encoded(self, images):
         size = self.input_size
-        shape = [10, size, size, 3] if self.crops == "ten" else [size, size, 3]
+        shape = augment.crop_shape(self.crops, size)
         batch = tf.map_fn(
             lambda encoded: augment.preprocess_for_eval(augment.decode(encoded), size, self.crops),
             images,

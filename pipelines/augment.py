@@ -238,6 +238,26 @@ def shifted_center_crop(image, size: int, dx: int, dy: int):
 
 
 CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
+# Evaluation crops: ten (the paper: corners, centre and their mirrors), the centre alone, or the
+# centre and its mirror (for networks that need their exact chip, such as dlib's, whose answers a
+# shifted corner crop spoils but a mirror does not).
+CROPS = ("ten", "center", "center_flip")
+
+
+def centre_crop_index(count: int) -> int:
+    """Index of the unmirrored centre crop among `count` evaluation crops (10: ten-crop, 2: centre_flip)."""
+    indices = {10: CENTER_CROP, 2: 0}
+    if count not in indices:
+        raise ValueError(f"no evaluation crops come {count} to a face; expected 10 or 2.")
+    return indices[count]
+
+
+def crop_shape(crops: str, size: int) -> list:
+    """The shape of one face's evaluation crops: [10 or 2, s, s, 3], or [s, s, 3] for the centre."""
+    counts = {"ten": [10], "center": [], "center_flip": [2]}
+    if crops not in counts:
+        raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")
+    return counts[crops] + [size, size, 3]
 
 
 def ten_crop(image, size: int):
@@ -292,8 +312,9 @@ def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter
 
 
 def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None):
-    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]) or the centre.
-    With `old_photo_seed`, the resized face is first made that `old_photo`."""
+    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]), the centre
+    and its mirror ([2, s, s, 3]) or the centre. With `old_photo_seed`, the resized face is first
+    made that `old_photo`."""
     image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
     if old_photo_seed is not None:
         image = old_photo(image, old_photo_seed)
@@ -301,4 +322,7 @@ def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_ph
         return normalize(ten_crop(image, input_size))
     if crops == "center":
         return normalize(center_crop(image, input_size))
-    raise ValueError(f"crops must be 'ten' or 'center'; received {crops!r}.")
+    if crops == "center_flip":
+        centre = center_crop(image, input_size)
+        return normalize(tf.stack([centre, tf.reverse(centre, axis=[1])]))
+    raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")

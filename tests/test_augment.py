@@ -56,6 +56,10 @@ def test_eval_preprocessing_shapes_and_normalisation():
     assert augment.eval_resize_size(224) == 256 and augment.eval_resize_size(112) == 128
     with pytest.raises(ValueError, match="received 'five'"):
         augment.preprocess_for_eval(image, 224, crops="five")
+    pair = augment.preprocess_for_eval(image, 224, crops="center_flip").numpy()
+    assert pair.shape == (2, 224, 224, 3) == tuple(augment.crop_shape("center_flip", 224))
+    np.testing.assert_array_equal(pair[0], centre.numpy())
+    np.testing.assert_array_equal(pair[1], centre.numpy()[:, ::-1])  # the mirror, not a shifted crop
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])

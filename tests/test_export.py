@@ -59,6 +59,22 @@ def test_layout_and_signatures_seen_by_saved_model_cli(exported):
     assert "signature_def['predict_preprocessed']" in text and "shape: (-1, 64, 64, 3)" in text
 
 
+def test_the_centre_and_mirror_server_averages_the_two_views_of_each_face(exported, face_crops):
+    """crops="center_flip": each face's answer is the mean of the network's probabilities for its
+    centre crop and that crop mirrored; the box is the unmirrored crop's."""
+    model = exported[0]
+    server = export.AgeServer(model, "center_flip")
+    answered = {k: np.asarray(v) for k, v in server.serve_encoded(tf.constant(face_crops)).items()}
+    centre = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])
+    plain, mirrored = model(centre, training=False), model(centre[:, :, ::-1], training=False)
+    probs = (np.asarray(plain["probs"]) + np.asarray(mirrored["probs"])) / 2
+    np.testing.assert_allclose(answered["probs"], probs, atol=1e-5)
+    np.testing.assert_allclose(answered["age"], probs @ np.asarray(model.get_layer("age").class_ages), atol=1e-3)
+    np.testing.assert_allclose(answered["box"], np.asarray(plain["box"]), atol=1e-5)
+    with pytest.raises(ValueError, match="crops must be one of"):
+        export.AgeServer(model, "mirror")
+
+
 def test_reloaded_savedmodel_answers_like_keras_on_real_faces(exported, face_crops):
     model, path, _ = exported
     serving = tf.saved_model.load(path).signatures["serving_default"]

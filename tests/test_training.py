@@ -340,14 +340,19 @@ def test_epsilon_error_is_reported_where_labels_carry_a_std():
 
 
 def test_the_ten_crop_box_is_the_unmirrored_centre_crops():
-    def predict(flat):
+    def predict(flat):  # each crop's box holds the crop's index among its face's crops
         n = tf.shape(flat)[0]
-        index = tf.cast(tf.range(n) % 10, tf.float32)[:, None]
+        index = tf.cast(tf.range(n) % (n // 2), tf.float32)[:, None]
         probs = tf.fill((n, 3), 1.0 / 3.0)
         return {"probs": probs, "global_probs": probs, "local_probs": probs, "box": tf.tile(index, (1, 4))}
 
     outputs = evaluation.average_over_crops(predict, tf.zeros((2, 10, 4, 4, 3)))
     np.testing.assert_array_equal(outputs["box"].numpy(), np.full((2, 4), augment.CENTER_CROP, np.float32))
+    # The centre and its mirror: the box is the first's, the probabilities the pair's mean.
+    outputs = evaluation.average_over_crops(predict, tf.zeros((2, 2, 4, 4, 3)))
+    np.testing.assert_array_equal(outputs["box"].numpy(), np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="come 3 to a face"):
+        evaluation.average_over_crops(predict, tf.zeros((2, 3, 4, 4, 3)))
 
 
 def test_frozen_batch_norm_keeps_statistics_while_the_convolutions_learn(tmp_path):
