@@ -4,8 +4,9 @@
 # (--old_photo_augment) and with the frozen global head teaching the local head
 # (--distill_weight), each evaluated on the UTKFace held-out split twice: as built and as fixed
 # old scanned prints (--eval_view=old_photo, a shifted population made without FG-NET).
-# scripts/choose_release.py then picks the variant and local weight of the lowest mean MAE over
-# the two views. About 30 minutes on 2 cores after `make data/utkface_dlib`.
+# Each is scored with the centre crop and with the centre and its mirror (--crops=center_flip).
+# scripts/choose_release.py then picks the variant, crops and local weight of the lowest mean MAE
+# over the two views. About 35 minutes on 2 cores after `make data/utkface_dlib`.
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 ROOT=${ROOT:-runs/release_v3}
@@ -19,6 +20,9 @@ variant() {  # variant <name> <flags>: train (resumable) and evaluate on both vi
     [ -f "$dir/held_out_$view/results.json" ] || $PYTHON scripts/evaluate.py --data_dir=data/utkface_dlib \
       --run_dir="$dir" --crops=center --batch_size=64 --local_weights=0,0.1,0.25,0.5,1,2,4 --eval_view=$view \
       --output_dir="$dir/held_out_$view" > /dev/null
+    [ -f "$dir/held_out_${view}_center_flip/results.json" ] || $PYTHON scripts/evaluate.py \
+      --data_dir=data/utkface_dlib --run_dir="$dir" --crops=center_flip --batch_size=64 \
+      --local_weights=0,0.1,0.25,0.5,1,2,4 --eval_view=$view --output_dir="$dir/held_out_${view}_center_flip" > /dev/null
   done
 }
 

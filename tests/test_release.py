@@ -112,7 +112,7 @@ def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_phot
     pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
     predict = photos.load_predictor(released)
     assert predict.face_crop == faces.CropSpec(256, 0.6, detector="dlib")
-    assert release.recorded_crops(released) == "center"
+    assert release.recorded_crops(released) == "center_flip"  # chosen on validation: the centre and its mirror
     detector = faces.make_detector(predict.face_crop.detector)
     result = photos.predict_photo(str(SAMPLE), predict, detector, predict.face_crop, predict.input_size)
     assert result.error is None and len(result.faces) == 1
@@ -214,6 +214,20 @@ def test_the_release_is_chosen_on_the_mean_over_views_of_the_validation_faces(tm
     other = [_sweep(tmp_path / "c.json", {"1": 4.0})]
     with pytest.raises(ValueError, match="no local weight in common"):
         release.mean_over_views(a[:1] + other)
+
+
+def test_the_nested_choice_on_a_second_population_never_sees_the_scored_fold(tmp_path):
+    """Fold c's people favour weight 0 and outnumber the rest. With a or b scored, c takes part and
+    pulls the choice to 0; with c scored, the view and folds a and b choose 1. Were the scored fold
+    in its own choice, c would get 0 too."""
+    view = [_sweep(tmp_path / "view.json", {"0": 6.0, "1": 5.0})]
+    folds = {"a": {"count": 100, "local_weight_mae": {"0": 4.0, "1": 2.0}},
+             "b": {"count": 100, "local_weight_mae": {"0": 4.0, "1": 2.0}},
+             "c": {"count": 200, "local_weight_mae": {"0": 2.0, "1": 9.0}}}
+    assert release.nested_local_weight(view, folds) == {"a": 0.0, "b": 0.0, "c": 1.0}
+    assert release.pooled_weight_maes(folds) == {"0": pytest.approx(3.0), "1": pytest.approx(5.5)}
+    with pytest.raises(ValueError, match="at least two folds"):
+        release.nested_local_weight(view, {"a": folds["a"]})
 
 
 def test_a_release_that_fails_its_check_leaves_the_earlier_release_in_place(tmp_path):
