@@ -1,21 +1,23 @@
 #!/bin/sh
-# The released model, v3 (BUILD_NOTES.md "The released model, v3", MODEL_CARD.md): v2's
-# AL-dlib-ResNet (dlib's CC0 age network imported exactly and frozen as backbone and global head)
-# with its attention branch chosen among eight variants (experiments/release_v3_choices.sh: with
-# and without old-photo augmentation, distillation from the global head at 0, 1, 3 and 10), its
-# evaluation crops (the centre, or the centre and its mirror) and its local weight, all on the
-# mean combined MAE over two views of the UTKFace held-out split: as built, and as fixed old
-# scanned prints. The local weight is then chosen again with FG-NET's
-# subject folds as a third view (a second population), after a nested estimate of that choice.
+# The released model, v3.1 (BUILD_NOTES.md "The released model, v3.1" and "v3", MODEL_CARD.md):
+# v2's AL-dlib-ResNet (dlib's CC0 age network imported exactly and frozen as backbone and global
+# head) with its attention branch chosen among eight variants (experiments/release_v3_choices.sh:
+# with and without old-photo augmentation, distillation from the global head at 0, 1, 3 and 10),
+# its evaluation crops (the centre; the centre and its mirror; or the centre shifted 2 px four
+# ways, all mirrored) and its local weight, all on the mean combined MAE over two views of the
+# UTKFace held-out split: as built, and as fixed old scanned prints. The local weight is then
+# chosen again with FG-NET's subject folds as a third view (a second population), after a nested
+# estimate of that choice.
 # It then records the release's own age prior (predict.py --adapt_prior).
-# About 40 minutes on 2 cores after `make data/utkface_dlib`.
+# About 55 minutes on 2 cores after `make data/utkface_dlib`.
 #   make release
 set -eu
 PYTHON=${PYTHON:-.venv/bin/python}
 ROOT=${ROOT:-runs/release_v3}
 RELEASE=${RELEASE:-models/al_dlib_resnet_utkface}
 ROOT=$ROOT PYTHON=$PYTHON sh experiments/release_v3_choices.sh
-set -- $($PYTHON scripts/choose_release.py --output=docs/results/release_v3_choices --crops=center,center_flip \
+set -- $($PYTHON scripts/choose_release.py --output=docs/results/release_v3_choices \
+  --crops=center,center_flip,shift_flip \
   $ROOT/base $ROOT/old_photo $ROOT/distill1 $ROOT/old_photo_distill1 $ROOT/distill3 $ROOT/old_photo_distill3 \
   $ROOT/distill10 $ROOT/old_photo_distill10)
 RUN=$1 CROPS=$3

@@ -238,14 +238,30 @@ def shifted_center_crop(image, size: int, dx: int, dy: int):
 
 
 CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
-# Evaluation crops: ten (the paper: corners, centre and their mirrors), the centre alone, or the
-# centre and its mirror (for networks that need their exact chip, such as dlib's, whose answers a
-# shifted corner crop spoils but a mirror does not).
-CROPS = ("ten", "center", "center_flip")
+# Evaluation crops: ten (the paper: corners, centre and their mirrors), the centre alone, the
+# centre and its mirror, or the centre moved a few pixels four ways and all five mirrored (for
+# networks that need their exact chip, such as dlib's: corner crops move it too far).
+CROPS = ("ten", "center", "center_flip", "shift_flip")
+
+
+def shift_pixels(size: int) -> int:
+    """How far `shift_flip` moves the centre crop: 1/32 of the input side (2 px at 64, chosen on
+    validation among 1, 2 and 3 px), at least 1."""
+    return max(1, round(size / 32))
+
+
+def shift_flip(image, size: int):
+    """[10, size, size, 3]: the centre moved right, left, down and up by `shift_pixels`, the centre,
+    then their mirrors; laid out like `ten_crop`, so the unmirrored centre is `CENTER_CROP`."""
+    d = shift_pixels(size)
+    crops = [shifted_center_crop(image, size, dx, dy) for dx, dy in ((d, 0), (-d, 0), (0, d), (0, -d))]
+    crops = tf.stack(crops + [center_crop(image, size)])
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
 def centre_crop_index(count: int) -> int:
-    """Index of the unmirrored centre crop among `count` evaluation crops (10: ten-crop, 2: centre_flip)."""
+    """Index of the unmirrored centre crop among `count` evaluation crops (10: ten or shift_flip,
+    2: center_flip)."""
     indices = {10: CENTER_CROP, 2: 0}
     if count not in indices:
         raise ValueError(f"no evaluation crops come {count} to a face; expected 10 or 2.")
@@ -254,7 +270,7 @@ def centre_crop_index(count: int) -> int:
 
 def crop_shape(crops: str, size: int) -> list:
     """The shape of one face's evaluation crops: [10 or 2, s, s, 3], or [s, s, 3] for the centre."""
-    counts = {"ten": [10], "center": [], "center_flip": [2]}
+    counts = {"ten": [10], "center": [], "center_flip": [2], "shift_flip": [10]}
     if crops not in counts:
         raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")
     return counts[crops] + [size, size, 3]
@@ -312,8 +328,8 @@ def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter
 
 
 def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None):
-    """Resize the shorter side to 256/224 of the input, then ten crops ([10, s, s, 3]), the centre
-    and its mirror ([2, s, s, 3]) or the centre. With `old_photo_seed`, the resized face is first
+    """Resize the shorter side to 256/224 of the input, then ten crops or `shift_flip`'s ten
+    ([10, s, s, 3]), the centre and its mirror ([2, s, s, 3]) or the centre. With `old_photo_seed`, the resized face is first
     made that `old_photo`."""
     image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
     if old_photo_seed is not None:
@@ -322,6 +338,8 @@ def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_ph
         return normalize(ten_crop(image, input_size))
     if crops == "center":
         return normalize(center_crop(image, input_size))
+    if crops == "shift_flip":
+        return normalize(shift_flip(image, input_size))
     if crops == "center_flip":
         centre = center_crop(image, input_size)
         return normalize(tf.stack([centre, tf.reverse(centre, axis=[1])]))

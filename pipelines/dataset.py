@@ -83,8 +83,8 @@ def make_dataset(
       batch_size: images per batch; training drops the last partial batch by default so
         every step has the same shape.
       input_size: model input side in pixels (224 in the paper).
-      crops: evaluation crops, "ten" ([batch, 10, s, s, 3]), "center_flip" ([batch, 2, s, s, 3]) or
-        "center" ([batch, s, s, 3]).
+      crops: evaluation crops, "ten" or "shift_flip" ([batch, 10, s, s, 3]), "center_flip"
+        ([batch, 2, s, s, 3]) or "center" ([batch, s, s, 3]).
       deterministic: fixed order for a fixed seed (slower), e.g. for reproducible runs.
       downscale: probability of shrinking a training face to 32-64 px and back
         (`augment.random_downscale`).

@@ -62,6 +62,23 @@ def test_eval_preprocessing_shapes_and_normalisation():
     np.testing.assert_array_equal(pair[1], centre.numpy()[:, ::-1])  # the mirror, not a shifted crop
 
 
+def test_shift_flip_moves_the_centre_crop_a_few_pixels_four_ways_then_mirrors_all():
+    image = augment.to_float(random_image(73, 73)).numpy()  # 64 px input: resized to 73, shift 2
+    crops = augment.shift_flip(tf.constant(image), 64).numpy()
+    assert augment.shift_pixels(64) == 2 and augment.shift_pixels(224) == 7 and augment.shift_pixels(16) == 1
+    top = left = (73 - 64) // 2
+    windows = [(top, left + 2), (top, left - 2), (top + 2, left), (top - 2, left), (top, left)]
+    expected = [image[t : t + 64, l : l + 64] for t, l in windows]
+    expected += [e[:, ::-1] for e in expected]
+    assert crops.shape == (10, 64, 64, 3)
+    for got, want in zip(crops, expected):
+        np.testing.assert_array_equal(got, want)
+    assert augment.centre_crop_index(10) == augment.CENTER_CROP  # the unmirrored centre, as in ten_crop
+    np.testing.assert_array_equal(crops[augment.CENTER_CROP], image[top : top + 64, left : left + 64])
+    evaluated = augment.preprocess_for_eval(random_image(90, 80), 64, crops="shift_flip")
+    assert evaluated.shape == tuple(augment.crop_shape("shift_flip", 64)) == (10, 64, 64, 3)
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_decoded_crop_of_the_whole_image_matches_the_decoded_image(ext):
     import cv2

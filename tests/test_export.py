@@ -73,6 +73,14 @@ def test_the_centre_and_mirror_server_averages_the_two_views_of_each_face(export
     np.testing.assert_allclose(answered["box"], np.asarray(plain["box"]), atol=1e-5)
     with pytest.raises(ValueError, match="crops must be one of"):
         export.AgeServer(model, "mirror")
+    # shift_flip: the mean over its ten crops, the box the unmirrored centre's.
+    shifted = {k: np.asarray(v) for k, v in export.AgeServer(model, "shift_flip").serve_encoded(
+        tf.constant(face_crops)).items()}
+    ten = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "shift_flip").numpy() for e in face_crops])
+    outputs = model(ten.reshape(-1, 64, 64, 3), training=False)
+    np.testing.assert_allclose(shifted["probs"], np.asarray(outputs["probs"]).reshape(len(face_crops), 10, -1).mean(1),
+                               atol=1e-5)
+    np.testing.assert_allclose(shifted["box"], np.asarray(plain["box"]), atol=1e-5)
 
 
 def test_reloaded_savedmodel_answers_like_keras_on_real_faces(exported, face_crops):
