@@ -111,3 +111,29 @@ def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr
     assert marker.exists()
+
+
+def test_choose_release_names_the_run_weight_and_crops_or_the_missing_report(tmp_path):
+    """experiments/release_v3_model.sh reads "<run> <weight> <crops>" from it; a view not yet
+    evaluated is one line naming its report."""
+    import json
+
+    def report(folder, maes):
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"folds": {"split": {"count": 10, "local_weight_mae": maes}}}))
+
+    for run, built, old in (("a", 6.0, 9.0), ("b", 5.5, 9.0)):
+        report(tmp_path / run / "held_out_as_built", {"0": built, "1": built})
+        report(tmp_path / run / "held_out_old_photo", {"0": old, "1": old})
+        report(tmp_path / run / "held_out_as_built_center_flip", {"0": built - 0.2, "1": built - 0.3})
+        report(tmp_path / run / "held_out_old_photo_center_flip", {"0": old, "1": old})
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "choose_release.py"),
+                             "--crops=center,center_flip", f"--output={tmp_path / 'choice'}", *runs],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [runs[1], "1", "center_flip"]
+    chosen = json.loads((tmp_path / "choice.json").read_text())["chosen"]
+    assert chosen == {"run": runs[1], "crops": "center_flip", "local_weight": 1.0}
+    result, ours = run_script("choose_release.py", "--crops=center,shift_flip", *runs)
+    assert_one_line(result, ours, "held_out_as_built_shift_flip", "not found")
