@@ -85,7 +85,7 @@ evidence: data/fgnet_release/manifest.json
 # The main job. Anywhere: the released model finds the faces in samples/ and prints their ages
 # (drawn photos and a CSV in runs/quickstart/). Where FG-NET is found, the user's whole day on
 # it: build, fine-tune the released model's attention branch on fold 0, evaluation with the
-# release's crops (the centre and its mirror), export for TF Serving, prediction with the exported model.
+# release's crops (the centre shifted four ways and mirrored), export for TF Serving, prediction with the exported model.
 quickstart: $(STAMP)
 	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
 	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
@@ -96,9 +96,9 @@ quickstart-fgnet: data/fgnet_release/manifest.json
 	rm -rf $(QUICK)/attention  # the day starts again from the model in models/, whichever version it now is
 	$(BIN)/python scripts/train.py --flagfile=quickstart_fgnet_attention.flags $(ARGS)
 	$(BIN)/python scripts/evaluate.py --data_dir=data/fgnet_release --fold=fold0 --run_dir=$(QUICK)/attention \
-		--crops=center_flip
+		--crops=shift_flip
 	$(BIN)/python scripts/export.py --model=$(QUICK)/attention/fold0/model.keras --export_dir=$(QUICK)/serving \
-		--model_name=age --version=1 --crops=center_flip --overwrite
+		--model_name=age --version=1 --crops=shift_flip --overwrite
 	$(BIN)/python scripts/predict.py --model=$(QUICK)/serving/age/1 --output=$(QUICK)/fgnet_photos.csv \
 		$(SHARED_DATA)/fgnet/images/001A02.JPG $(SHARED_DATA)/fgnet/images/002A29.JPG $(SHARED_DATA)/fgnet/images/004A53.JPG
 

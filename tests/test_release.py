@@ -112,7 +112,7 @@ def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_phot
     pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
     predict = photos.load_predictor(released)
     assert predict.face_crop == faces.CropSpec(256, 0.6, detector="dlib")
-    assert release.recorded_crops(released) == "center_flip"  # chosen on validation: the centre and its mirror
+    assert release.recorded_crops(released) == "shift_flip"  # chosen on validation
     detector = faces.make_detector(predict.face_crop.detector)
     result = photos.predict_photo(str(SAMPLE), predict, detector, predict.face_crop, predict.input_size)
     assert result.error is None and len(result.faces) == 1

@@ -1,0 +1,101 @@
+"""How far `--crops=shift_flip` should move the centre crop: its ten crops at several shifts.
+
+  python benchmarks/shift_crops.py --shifts=0,1,2,3      # the release on UTKFace's held-out views, ~6 minutes
+
+For each shift d (pixels at the model's input side; 0 is `center_flip`, the centre and its
+mirror), every held-out face is answered as the centre crop moved d pixels right, left, down and
+up, the centre itself, and the mirrors of all five, and the probabilities are averaged. Printed:
+the MAE of the global head, the local head and their combination at several local weights, on the
+faces as built and as fixed old prints (`--eval_view=old_photo`). `augment.shift_pixels` holds
+the chosen shift as a fraction of the input side.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from keras_alage import cli  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+flags.DEFINE_string("model", None, "Released model (default: the one in models/).")
+flags.DEFINE_string("data_dir", os.path.join(REPO, "data", "utkface_dlib"), "The build whose held-out side to answer.")
+flags.DEFINE_list("shifts", ["0", "1", "2", "3"], "Shifts in pixels at the input side (0: centre and mirror only).")
+flags.DEFINE_list("weights", ["0.25", "0.5", "1", "2", "4"], "Local weights of the combined answer.")
+FLAGS = flags.FLAGS
+
+
+def shifted_views(image, size: int, shift: int):
+    """The centre and, for shift > 0, the centre moved `shift` pixels four ways; each with its mirror."""
+    import tensorflow as tf
+
+    from pipelines import augment
+
+    moves = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else [])
+    crops = tf.stack([augment.shifted_center_crop(image, size, dx, dy) for dx, dy in moves])
+    return augment.normalize(tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0))
+
+
+def head_probs(model, data_dir: str, view: str, shift: int) -> dict:
+    """{"global", "local", "age"} of the held-out side, probabilities averaged over the views."""
+    import tensorflow as tf
+
+    from keras_alage import experiment
+    from pipelines import augment, tfrecords
+
+    size = int(model.input_shape[1])
+
+    def preprocess(serialized):
+        parsed = tfrecords.parse_example(serialized)
+        image = augment.resize_shorter(augment.to_float(augment.decode(parsed["image"])), augment.eval_resize_size(size))
+        if view == "old_photo":
+            image = augment.old_photo(image, augment.record_seed(parsed["path"]))
+        return shifted_views(image, size, shift), parsed["age"]
+
+    data = tf.data.TFRecordDataset(experiment.first_fold_files(data_dir, "test")).map(preprocess).batch(32)
+    parts = {"global": [], "local": [], "age": []}
+    for crops, ages in data:
+        count = crops.shape[1]
+        outputs = model(tf.reshape(crops, (-1, size, size, 3)), training=False)
+        for head in ("global", "local"):
+            probs = np.asarray(outputs[f"{head}_probs"])
+            parts[head].append(probs.reshape(-1, count, probs.shape[-1]).mean(axis=1))
+        parts["age"].append(ages.numpy())
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from keras_alage import metrics, model as model_lib, release
+
+    try:
+        shifts, weights = [int(s) for s in FLAGS.shifts], [float(w) for w in FLAGS.weights]
+    except ValueError:
+        raise app.UsageError(f"--shifts must be whole pixels and --weights numbers; received {FLAGS.shifts}, "
+                             f"{FLAGS.weights}.")
+    try:
+        model = release.load(FLAGS.model)[0]
+    except (OSError, ValueError) as error:
+        raise app.UsageError(f"--model: {error}")
+    classes = model_lib.class_ages_of(model)
+    header = "| view | shift (px) | global | local | " + " | ".join(f"w={w:g}" for w in weights) + " |"
+    print(header + "\n" + "|---" * (4 + len(weights)) + "|")
+    for view in ("as_built", "old_photo"):
+        for shift in shifts:
+            p = head_probs(model, FLAGS.data_dir, view, shift)
+
+            def mae(probs):
+                return metrics.mean_absolute_error(metrics.expected_age(probs, classes), p["age"])
+
+            cells = [mae((p["global"] + w * p["local"]) / (1 + w)) for w in weights]
+            print(f"| {view} | {shift} | {mae(p['global']):.3f} | {mae(p['local']):.3f} | "
+                  + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)
