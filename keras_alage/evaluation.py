@@ -28,8 +28,9 @@ def is_grouped(class_ages: Sequence[float]) -> bool:
 def average_over_crops(predict, images) -> Dict[str, tf.Tensor]:
     """The model's probabilities ("probs", "global_probs", "local_probs") and "box" for a batch.
 
-    [batch, crops, H, W, 3] inputs (ten-crop, centre and mirror) run as one batch of batch x crops images; the
-    probabilities are averaged over the crops and the box is the unmirrored centre crop's.
+    [batch, crops, H, W, 3] inputs (ten-crop, shift_flip, centre and mirror) run as one batch of
+    batch x crops images; the probabilities are averaged over the crops and the box is the
+    unmirrored centre crop's.
     [batch, H, W, 3] inputs pass straight through.
     """
     keys = list(HEADS.values())

@@ -329,8 +329,8 @@ def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter
 
 def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None):
     """Resize the shorter side to 256/224 of the input, then ten crops or `shift_flip`'s ten
-    ([10, s, s, 3]), the centre and its mirror ([2, s, s, 3]) or the centre. With `old_photo_seed`, the resized face is first
-    made that `old_photo`."""
+    ([10, s, s, 3]), the centre and its mirror ([2, s, s, 3]) or the centre. With
+    `old_photo_seed`, the resized face is first made that `old_photo`."""
     image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
     if old_photo_seed is not None:
         image = old_photo(image, old_photo_seed)
