@@ -113,12 +113,13 @@ def test_the_photo_detector_is_the_crops_own_with_its_fallback():
     assert not isinstance(photos.photo_detector(faces.CropSpec(detector="mtcnn")), faces.FallbackDetector)
 
 
-def test_a_photo_with_no_face_is_answered_whole_only_when_asked(photo_folder, model_path):
+def test_a_photo_with_no_face_is_answered_whole_only_when_asked(model_path, tmp_path):
     """--no_face=whole (ready-made face chips): the faceless photo is one face filling its centre
     square, answered as that crop; the default still reports it."""
     predict = photos.load_predictor(str(model_path), crops="center")
     detector, spec = faces.MtcnnDetector(), faces.CropSpec()
-    wall = photo_folder / "i_wall.jpg"
+    wall = tmp_path / "wall.jpg"
+    cv2.imwrite(str(wall), np.full((200, 200, 3), 120, np.uint8))
     assert photos.predict_photo(wall, predict, detector, spec, predict.input_size).error == "no face found"
     result = photos.predict_photo(wall, predict, detector, spec, predict.input_size, no_face="whole")
     assert result.error is None and [f.method for f in result.faces] == ["center"]
