@@ -58,8 +58,9 @@ data/fgnet_release/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --age_classes=utkface --protocol=subject_kfold --overwrite
 
-# Retrains the released model, v3 (experiments/release_v3_model.sh: eight attention-branch variants,
-# the one chosen on UTKFace's held-out faces as built and as old photos; about 35 minutes on 2 cores).
+# Retrains the released model, v3.1 (experiments/release_v3_model.sh: eight attention-branch variants
+# and three crop options chosen on UTKFace's held-out faces as built and as old photos, then the
+# local weight on those and FG-NET's people, nested first; about 55 minutes on 2 cores).
 release: data/utkface_dlib/manifest.json
 	PYTHON=$(BIN)/python sh experiments/release_v3_model.sh
 
