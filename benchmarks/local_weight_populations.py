@@ -103,9 +103,10 @@ def main(argv):
     sweep = {fold: {"count": len(a["age"]), "local_weight_mae": {
         f"{w:g}": metrics.mean_absolute_error(combined(a, w), a["age"]) for w in weights}} for fold, a in ages.items()}
     chosen = release.nested_local_weight(views, sweep)
-    final = release.best_local_weight(*views)  # the fixed views alone: how the release was chosen
-    both = release.lowest_weight(release.mean_of_views(
-        [release.local_weight_maes(v) for v in views] + [release.pooled_weight_maes(sweep)]))
+    pooled = release.pooled_weight_maes(sweep)
+    view_maes = [release.local_weight_maes(v) for v in views]
+    on_views = release.lowest_weight(release.mean_of_views(view_maes))  # how a one-population release chooses
+    on_both = release.lowest_weight(release.mean_of_views(view_maes + [pooled]))
     released = float(description["model"]["local_weight"])
     names = {"nested": "ours, weight chosen without the scored people (nested)",
              "released": f"ours as released (weight {released:g})", "global": "ours, global head only (weight 0)"}
@@ -119,9 +120,8 @@ def main(argv):
     if peers:
         predictions[PEER] = {p: peers.get(p) for p in true}
     table = evaluation.compare_predictors(true, subjects, predictions, reference=names["nested"])
-    pooled = release.pooled_weight_maes(sweep)
     report = {"model": model_path, "data_dir": FLAGS.data_dir, "crops": crops, "views": views, "folds": sweep,
-              "nested_choice": chosen, "choice_on_views_alone": final, "choice_on_both": both,
+              "nested_choice": chosen, "choice_on_views_alone": on_views, "choice_on_both": on_both,
               "comparison": table}
     title = (f"Local weight on two populations: {', '.join(os.path.basename(os.path.dirname(v)) for v in views)} "
              f"and {os.path.basename(FLAGS.data_dir.rstrip('/'))}'s {len(folds)} subject folds, {crops} crops")
@@ -129,13 +129,12 @@ def main(argv):
              "|---" * (len(weights) + 1) + "|",
              f"| {os.path.basename(FLAGS.data_dir.rstrip('/'))}, pooled | "
              + " | ".join(f"{pooled[f'{w:g}']:.3f}" for w in weights) + " |"]
-    for view in views:
-        maes = release.local_weight_maes(view)
-        lines.append(f"| {os.path.relpath(view, REPO)} | " + " | ".join(f"{maes[f'{w:g}']:.3f}" if f"{w:g}" in maes else "-"
-                                                  for w in weights) + " |")
+    for view, maes in zip(views, view_maes):
+        cells = [f"{maes[f'{w:g}']:.3f}" if f"{w:g}" in maes else "-" for w in weights]
+        lines.append(f"| {os.path.relpath(view, REPO)} | " + " | ".join(cells) + " |")
     lines += ["", "Nested choice per fold (fixed views and the other folds): "
               + ", ".join(f"{fold} {w:g}" for fold, w in chosen.items()) + ".",
-              f"Chosen on the fixed views alone: {final:g}; on the views and every fold: {both:g}.", ""]
+              f"Chosen on the fixed views alone: {on_views:g}; on the views and every fold: {on_both:g}.", ""]
     text = "\n".join(lines) + "\n" + evaluation.comparison_markdown(table, "The same photos, per predictor")
     command = f"python benchmarks/local_weight_populations.py --views={','.join(views)}"
     files.write_atomically(FLAGS.output + ".md", text + f"\nCommand: `{command}`\n")
