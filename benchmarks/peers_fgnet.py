@@ -83,21 +83,19 @@ def run_ours(paths, model_path: str) -> list:
     predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
     detector = photos.photo_detector(spec)  # predict.py's: MTCNN looks where dlib finds no face
-    results = [photos.predict_photo(path, predict, detector, spec, predict.input_size) for path in paths]
-    return results
+    return [photos.predict_photo(path, predict, detector, spec, predict.input_size) for path in paths]
 
 
 def held_out_photos(data_dir: str) -> list:
-    """The source photos of a build's held-out side (its first fold's test parts) as records with
-    `path`, `age` and `subject` (the photo itself where the build records no person)."""
-    import types
-
+    """The source photos of a build's held-out side (its first fold's test parts) as `AgeRecord`s;
+    the subject is the photo itself where the build records no person."""
     from pipelines import build
+    from pipelines.records import AgeRecord
 
     manifest = build.read_build_manifest(data_dir)
     test_parts = set(next(iter(manifest["folds"].values()))["test"])
-    records = [types.SimpleNamespace(path=os.path.normpath(os.path.join(REPO, e["path"])), age=float(e["age"]),
-                                     subject=e.get("subject") or e["path"])
+    records = [AgeRecord(os.path.normpath(os.path.join(REPO, e["path"])), float(e["age"]), e["label"],
+                         e.get("subject") or e["path"])
                for e in build.read_record_log(data_dir) if e.get("part") in test_parts]
     if not records:
         raise ValueError("its record log has no photo on the held-out side.")

@@ -16,7 +16,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from keras_alage import cli  # noqa: E402
@@ -29,49 +28,23 @@ flags.DEFINE_list("weights", ["0.25", "0.5", "1", "2", "4"], "Local weights of t
 FLAGS = flags.FLAGS
 
 
-def shifted_views(image, size: int, shift: int):
-    """The centre and, for shift > 0, the centre moved `shift` pixels four ways; each with its mirror."""
-    import tensorflow as tf
-
-    from pipelines import augment
-
-    moves = [(0, 0)] + ([(shift, 0), (-shift, 0), (0, shift), (0, -shift)] if shift else [])
-    crops = tf.stack([augment.shifted_center_crop(image, size, dx, dy) for dx, dy in moves])
-    return augment.normalize(tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0))
-
-
 def head_probs(model, data_dir: str, view: str, shift: int) -> dict:
-    """{"global", "local", "age"} of the held-out side, probabilities averaged over the views."""
+    """`evaluation.predict_dataset` of the held-out side: `shift_flip` at `shift` px (0: `center_flip`)."""
     import tensorflow as tf
 
-    from keras_alage import experiment
-    from pipelines import augment, tfrecords
+    from keras_alage import evaluation, experiment
+    from pipelines import dataset
 
-    size = int(model.input_shape[1])
-
-    def preprocess(serialized):
-        parsed = tfrecords.parse_example(serialized)
-        image = augment.resize_shorter(augment.to_float(augment.decode(parsed["image"])), augment.eval_resize_size(size))
-        if view == "old_photo":
-            image = augment.old_photo(image, augment.record_seed(parsed["path"]))
-        return shifted_views(image, size, shift), parsed["age"]
-
+    crops = "shift_flip" if shift else "center_flip"
+    preprocess = dataset.eval_preprocess(int(model.input_shape[1]), crops, view, shift)
     data = tf.data.TFRecordDataset(experiment.first_fold_files(data_dir, "test")).map(preprocess).batch(32)
-    parts = {"global": [], "local": [], "age": []}
-    for crops, ages in data:
-        count = crops.shape[1]
-        outputs = model(tf.reshape(crops, (-1, size, size, 3)), training=False)
-        for head in ("global", "local"):
-            probs = np.asarray(outputs[f"{head}_probs"])
-            parts[head].append(probs.reshape(-1, count, probs.shape[-1]).mean(axis=1))
-        parts["age"].append(ages.numpy())
-    return {key: np.concatenate(values) for key, values in parts.items()}
+    return evaluation.predict_dataset(model, data)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import metrics, model as model_lib, release
+    from keras_alage import evaluation, metrics, model as model_lib, release
 
     try:
         shifts, weights = [int(s) for s in FLAGS.shifts], [float(w) for w in FLAGS.weights]
@@ -88,13 +61,10 @@ def main(argv):
     for view in ("as_built", "old_photo"):
         for shift in shifts:
             p = head_probs(model, FLAGS.data_dir, view, shift)
-
-            def mae(probs):
-                return metrics.mean_absolute_error(metrics.expected_age(probs, classes), p["age"])
-
-            cells = [mae((p["global"] + w * p["local"]) / (1 + w)) for w in weights]
-            print(f"| {view} | {shift} | {mae(p['global']):.3f} | {mae(p['local']):.3f} | "
-                  + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
+            heads = [metrics.mean_absolute_error(metrics.expected_age(p[head], classes), p["age"])
+                     for head in ("global", "local")]
+            cells = heads + list(evaluation.local_weight_sweep(p, classes, weights).values())
+            print(f"| {view} | {shift} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ horizontal flip, colour jitter and AlexNet-style PCA lighting noise. Evaluation 
 Images are float32 RGB in [0, 1] here; `normalize` comes last.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -250,10 +250,11 @@ def shift_pixels(size: int) -> int:
     return max(1, round(size / 32))
 
 
-def shift_flip(image, size: int):
-    """[10, size, size, 3]: the centre moved right, left, down and up by `shift_pixels`, the centre,
-    then their mirrors; laid out like `ten_crop`, so the unmirrored centre is `CENTER_CROP`."""
-    d = shift_pixels(size)
+def shift_flip(image, size: int, shift: Optional[int] = None):
+    """[10, size, size, 3]: the centre moved right, left, down and up by `shift` pixels (None:
+    `shift_pixels`), the centre, then their mirrors; laid out like `ten_crop`, so the unmirrored
+    centre is `CENTER_CROP`."""
+    d = shift_pixels(size) if shift is None else shift
     crops = [shifted_center_crop(image, size, dx, dy) for dx, dy in ((d, 0), (-d, 0), (0, d), (0, -d))]
     crops = tf.stack(crops + [center_crop(image, size)])
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
@@ -327,10 +328,12 @@ def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter
     return normalize(image)
 
 
-def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None):
+def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_photo_seed=None,
+                        shift: Optional[int] = None):
     """Resize the shorter side to 256/224 of the input, then ten crops or `shift_flip`'s ten
-    ([10, s, s, 3]), the centre and its mirror ([2, s, s, 3]) or the centre. With
-    `old_photo_seed`, the resized face is first made that `old_photo`."""
+    ([10, s, s, 3]; `shift` its distance, None: `shift_pixels`), the centre and its mirror
+    ([2, s, s, 3]) or the centre. With `old_photo_seed`, the resized face is first made that
+    `old_photo`."""
     image = resize_shorter(to_float(image_uint8), eval_resize_size(input_size))
     if old_photo_seed is not None:
         image = old_photo(image, old_photo_seed)
@@ -339,7 +342,7 @@ def preprocess_for_eval(image_uint8, input_size: int, crops: str = "ten", old_ph
     if crops == "center":
         return normalize(center_crop(image, input_size))
     if crops == "shift_flip":
-        return normalize(shift_flip(image, input_size))
+        return normalize(shift_flip(image, input_size, shift))
     if crops == "center_flip":
         centre = center_crop(image, input_size)
         return normalize(tf.stack([centre, tf.reverse(centre, axis=[1])]))

@@ -7,7 +7,7 @@ Everything is composed here, in `make_dataset`, from the pure functions of
 import dataclasses
 import itertools
 import json
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -39,9 +39,10 @@ def training_preprocess(input_size: int, **augmentation):
 EVAL_VIEWS = ("as_built", "old_photo")
 
 
-def eval_preprocess(input_size: int, crops: str, view: str = "as_built"):
+def eval_preprocess(input_size: int, crops: str, view: str = "as_built", shift: Optional[int] = None):
     """serialized example -> (evaluation crops, labels); `view` "old_photo": each face as its
-    fixed old print first (`augment.old_photo`, seeded by its path)."""
+    fixed old print first (`augment.old_photo`, seeded by its path); `shift`: `shift_flip`'s
+    distance (`augment.preprocess_for_eval`)."""
     if view not in EVAL_VIEWS:
         raise ValueError(f"evaluation view must be one of {EVAL_VIEWS}; received {view!r}.")
 
@@ -49,7 +50,7 @@ def eval_preprocess(input_size: int, crops: str, view: str = "as_built"):
         parsed = tfrecords.parse_example(serialized)
         seed = augment.record_seed(parsed["path"]) if view == "old_photo" else None
         image = augment.preprocess_for_eval(augment.decode(parsed["image"]), input_size, crops=crops,
-                                            old_photo_seed=seed)
+                                            old_photo_seed=seed, shift=shift)
         return image, labels_of(parsed)
 
     return preprocess

@@ -26,8 +26,8 @@ flags.DEFINE_string("data_dir", None, "TFRecord build the models were trained on
 flags.DEFINE_list("fold", ["all"], "Fold(s) to evaluate, or 'all'.")
 flags.DEFINE_string("run_dir", None, "Run of scripts/train.py: <run_dir>/<fold>/model.keras per fold.")
 flags.DEFINE_string("model", None, "One .keras model for every requested fold (instead of --run_dir).")
-flags.DEFINE_enum("crops", "ten", ["ten", "center", "center_flip", "shift_flip"], "Ten-crop (the paper), the centre crop, the "
-                  "centre and its mirror, or the centre shifted 1/32 four ways and all mirrored.")
+flags.DEFINE_enum("crops", "ten", ["ten", "center", "center_flip", "shift_flip"], "Ten-crop (the paper), the "
+                  "centre crop, the centre and its mirror, or the centre shifted 1/32 four ways and all mirrored.")
 flags.DEFINE_integer("batch_size", 16, "Images per batch.")
 flags.DEFINE_string("output_dir", None, "Where results.json and results.md go; default: --run_dir for its own build "
                     "with ten crops, else <run_dir>/eval-<build>-<hash>-<crops>/ (never another evaluation's report).")

@@ -23,8 +23,9 @@ flags.DEFINE_string("model", None, "Trained .keras model.")
 flags.DEFINE_string("export_dir", "serving", "TF Serving base folder.")
 flags.DEFINE_string("model_name", "age", "Model name (the folder under --export_dir).")
 flags.DEFINE_integer("version", 1, "Version number (the folder under the model name).")
-flags.DEFINE_enum("crops", None, ["ten", "center", "center_flip", "shift_flip"], "Ten-crop (the paper), the centre crop, or "
-                  "the centre and its mirror, inside the graph; default: a released model's recorded crops, else ten.")
+flags.DEFINE_enum("crops", None, ["ten", "center", "center_flip", "shift_flip"], "Crops inside the graph: ten "
+                  "(the paper), the centre, the centre and its mirror, or the centre shifted four ways and all "
+                  "mirrored; default: a released model's recorded crops, else ten.")
 flags.DEFINE_string("warmup_images", None, "Glob of face-crop images for the warm-up requests (up to 8 used).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<model_name>-<version>.tflite (LiteRT, float input).")

@@ -24,8 +24,8 @@ from keras_alage import cli  # noqa: E402
 
 flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
                     "folder; default: the released model in models/.")
-flags.DEFINE_enum("crops", None, ["ten", "center", "center_flip", "shift_flip"], "Crops for a .keras model (default ten) or a "
-                  "released model (default: the crops it records); a SavedModel has its own.")
+flags.DEFINE_enum("crops", None, ["ten", "center", "center_flip", "shift_flip"], "Crops for a .keras model "
+                  "(default ten) or a released model (default: the crops it records); a SavedModel has its own.")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "

@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import experiment, prior_shift, release
+    from keras_alage import experiment, metrics, prior_shift, release
 
     if not release.is_release(FLAGS.model):
         raise app.UsageError(f"--model={FLAGS.model} is not a released model's folder (model.json).")
@@ -53,7 +53,7 @@ def main(argv):
                              f"{len(answers['combined'])} faces, centre crop")
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(str(error))
-    mean = sum(float(a) * p for a, p in zip(description["class_ages"], prior))
+    mean = float(metrics.expected_age([prior], description["class_ages"])[0])
     print(f"recorded the prior of {FLAGS.model} ({len(answers['combined'])} training faces; mean age {mean:.1f}, "
           f"smoothing {FLAGS.smoothing:g})")
 

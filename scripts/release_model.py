@@ -25,8 +25,8 @@ flags.DEFINE_string("output", None, "Release folder to write (models/NAME).")
 flags.DEFINE_integer("crop_size", 256, "Side of the face crops the model was trained on.")
 flags.DEFINE_float("crop_margin", None, "Box enlargement that cuts photos like the training faces.")
 flags.DEFINE_enum("detector", "mtcnn", ["mtcnn", "dlib"], "The detector whose box --crop_margin enlarges.")
-flags.DEFINE_enum("crops", "ten", ["ten", "center", "center_flip", "shift_flip"], "How prediction averages a face by default "
-                  "(choose on validation: scripts/evaluate.py --crops).")
+flags.DEFINE_enum("crops", "ten", ["ten", "center", "center_flip", "shift_flip"], "How prediction averages a "
+                  "face by default (choose on validation: scripts/evaluate.py --crops).")
 flags.DEFINE_float("local_weight", None, "The combination's local weight (the paper's lambda), if other than the "
                    "run's (choose on validation: scripts/evaluate.py --local_weights).")
 flags.DEFINE_list("local_weight_from", [], "Validation reports (results.json of scripts/evaluate.py "

@@ -64,7 +64,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"]
 flags.DEFINE_enum("mixed_precision", "off", ["off", "bfloat16", "float16"], "Mixed precision (for GPUs).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_bool("validate", True, "Watch the fold's test side each epoch (centre crop) in TensorBoard.")
-flags.DEFINE_enum("eval_crops", "ten", ["ten", "center", "center_flip", "shift_flip"], "Crops of the final evaluation.")
+flags.DEFINE_enum("eval_crops", "ten", ["ten", "center", "center_flip", "shift_flip"],
+                  "Crops of the final evaluation.")
 flags.DEFINE_integer("eval_batch_size", 16, "Images per evaluation batch.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Training shuffle buffer in records.")
 flags.DEFINE_bool("local_head_from_global", False,

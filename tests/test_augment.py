@@ -77,6 +77,9 @@ def test_shift_flip_moves_the_centre_crop_a_few_pixels_four_ways_then_mirrors_al
     np.testing.assert_array_equal(crops[augment.CENTER_CROP], image[top : top + 64, left : left + 64])
     evaluated = augment.preprocess_for_eval(random_image(90, 80), 64, crops="shift_flip")
     assert evaluated.shape == tuple(augment.crop_shape("shift_flip", 64)) == (10, 64, 64, 3)
+    # Another distance, as benchmarks/shift_crops.py compares them: 3 px right is the first crop.
+    np.testing.assert_array_equal(augment.shift_flip(tf.constant(image), 64, 3).numpy()[0],
+                                  image[top : top + 64, left + 3 : left + 67])
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])

@@ -77,3 +77,20 @@ def test_old_photo_evaluation_gives_each_face_its_own_fixed_print(fgnet_shards):
         assert np.abs(old[path] - as_built[path]).mean() > 0.02
     with pytest.raises(ValueError, match="evaluation view must be one of"):
         dataset.make_dataset(paths, training=False, batch_size=2, eval_view="sepia")
+
+
+def test_evaluation_preprocessing_passes_the_shift_on():
+    """eval_preprocess(..., shift) gives augment.preprocess_for_eval's crops at that shift, with
+    the record's labels (benchmarks/shift_crops.py compares shifts this way)."""
+    from pipelines import augment
+    from pipelines.records import AgeRecord
+
+    rng = np.random.default_rng(0)
+    photo = tf.io.encode_png(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).numpy()
+    serialized = tfrecords.encode_example(AgeRecord("face.png", 30.0, 30), photo)
+    crops, labels = dataset.eval_preprocess(64, "shift_flip", shift=3)(tf.constant(serialized))
+    expected = augment.preprocess_for_eval(augment.decode(tf.constant(photo)), 64, "shift_flip", shift=3)
+    np.testing.assert_array_equal(crops.numpy(), expected.numpy())
+    default = augment.preprocess_for_eval(augment.decode(tf.constant(photo)), 64, "shift_flip")
+    assert not np.array_equal(crops.numpy(), default.numpy())  # 3 px is not the default 2
+    assert float(labels["age"]) == 30.0 and labels["path"].numpy() == b"face.png"
