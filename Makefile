@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart quickstart-fgnet release release-v2 release-resnet18 experiment evidence demo test install clean
+.PHONY: quickstart quickstart-fgnet release release-v2 experiment evidence demo test install clean
 RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
@@ -39,12 +39,6 @@ data/fgnet_chip/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_chip --crop_margin=0.04 --protocol=subject_kfold --overwrite
 
-# All the UTKFace we have: the 200 px crop_part1 chips and the 64 px aligned chips, one build,
-# random 90/10 split (about 1 minute).
-data/utkface_all/manifest.json: | $(STAMP)
-	$(BIN)/python scripts/build_tfrecords.py --dataset=utkface --data_dir=$(SHARED_DATA)/utkface \
-		--output_dir=data/utkface_all --overwrite
-
 # All our UTKFace cut by dlib's detector and 5-point alignment at margin 0.6, so the network's
 # centre crop is dlib's face chip (the released model's cut; about 5 minutes).
 data/utkface_dlib/manifest.json: | $(STAMP)
@@ -67,10 +61,6 @@ release: data/utkface_dlib/manifest.json
 # The second release, v2 (experiments/release_dlib_model.sh; about 15 minutes on 2 cores).
 release-v2: data/utkface_dlib/manifest.json
 	PYTHON=$(BIN)/python sh experiments/release_dlib_model.sh
-
-# The first release, AL-ResNet-18 from random weights (experiments/release_model.sh; about 2 hours).
-release-resnet18: data/utkface_all/manifest.json data/fgnet_chip/manifest.json
-	PYTHON=$(BIN)/python sh experiments/release_model.sh
 
 # The CPU-scale experiment (experiments/cpu_fgnet.sh): about 2 hours 40 minutes on 2 cores.
 experiment: data/utkface/manifest.json data/fgnet_chip/manifest.json

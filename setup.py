@@ -45,4 +45,9 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     license="Apache-2.0",
+    entry_points={"console_scripts": [
+        "alage=keras_alage.cli.main:main",
+        "alage-predict=keras_alage.cli.predict:run",
+        "alage-train=keras_alage.cli.train:run",
+    ]},
 )

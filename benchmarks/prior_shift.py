@@ -9,20 +9,20 @@ populations of --faces faces whose age bands follow the fixed mixes of SCENARIOS
 each. Each population is answered as is and after `prior_shift.adapt` at every --smoothing, which
 sees the answers only, never the labels. Reported: MAE, and the change against answering as is,
 with the 2.5-97.5% range over the draws. Writes OUTPUT.json and OUTPUT.md (default
-docs/results/prior_shift).
+docs/results/releases/prior_shift).
 """
 
 import json
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from keras_alage.evaluation import metrics, run_folders
+from keras_alage.models import age_model, release
+from keras_alage.serving import prior_shift
+from pipelines import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Model (default: the released model in models/).")
@@ -31,7 +31,7 @@ flags.DEFINE_integer("faces", 500, "Faces per drawn population.")
 flags.DEFINE_integer("draws", 30, "Populations drawn per scenario.")
 flags.DEFINE_list("smoothing", ["0", "1", "3"], "Prior smoothing (classes) to compare.")
 flags.DEFINE_integer("seed", 0, "Random seed of the draws.")
-flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "prior_shift"), "Output path without extension.")
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "releases", "prior_shift"), "Output path without extension.")
 FLAGS = flags.FLAGS
 
 BANDS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60), (60, 200))
@@ -56,18 +56,16 @@ def draw_population(ages: np.ndarray, shares, count: int, rng) -> np.ndarray:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import experiment, metrics, model as model_lib, prior_shift, release
-    from pipelines import files
 
     model_path = FLAGS.model or release.default_path()
     try:
         smoothing = [float(s) for s in FLAGS.smoothing]
-        model = experiment.load_model(model_path)
-        source = prior_shift.source_prior(experiment.answer_side(model, FLAGS.data_dir, "train")["combined"])
-        held_out = experiment.answer_side(model, FLAGS.data_dir, "test")
+        model = release.load_model(model_path)
+        source = prior_shift.source_prior(run_folders.answer_side(model, FLAGS.data_dir, "train")["combined"])
+        held_out = run_folders.answer_side(model, FLAGS.data_dir, "test")
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(str(error))
-    classes = np.asarray(model_lib.class_ages_of(model), np.float64)
+    classes = np.asarray(age_model.class_ages_of(model), np.float64)
     probs, ages = held_out["combined"], held_out["age"].astype(np.float64)
     rng = np.random.default_rng(FLAGS.seed)
     table = {}
@@ -90,7 +88,8 @@ def main(argv):
     mean_change = {row: float(np.mean([table[name][row]["change"] for name in table])) for row in adapted_rows}
     chosen = min(adapted_rows, key=lambda row: (mean_change[row], row))
     result = {"chosen": chosen, "chosen_smoothing": smoothing[adapted_rows.index(chosen)],
-              "mean_change": mean_change, "model": model_path, "data_dir": FLAGS.data_dir,
+              "mean_change": mean_change, "model": files.portable_path(model_path),
+              "data_dir": files.portable_path(FLAGS.data_dir),
               "faces": FLAGS.faces, "draws": FLAGS.draws, "seed": FLAGS.seed, "scenarios": dict(SCENARIOS),
               "bands": BANDS, "results": table}
     lines = [f"# Adapting to a population's age prior: {FLAGS.faces} held-out faces per population, "

@@ -11,14 +11,13 @@ the chosen shift as a fraction of the input side.
 """
 
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from keras_alage import cli  # noqa: E402
+from keras_alage import cli
+from keras_alage.evaluation import metrics, scoring
+from keras_alage.models import age_model, release
+from pipelines import build, dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Released model (default: the one in models/).")
@@ -29,22 +28,19 @@ FLAGS = flags.FLAGS
 
 
 def head_probs(model, data_dir: str, view: str, shift: int) -> dict:
-    """`evaluation.predict_dataset` of the held-out side: `shift_flip` at `shift` px (0: `center_flip`)."""
+    """`scoring.predict_dataset` of the held-out side: `shift_flip` at `shift` px (0: `center_flip`)."""
     import tensorflow as tf
 
-    from keras_alage import evaluation, experiment
-    from pipelines import dataset
 
     crops = "shift_flip" if shift else "center_flip"
     preprocess = dataset.eval_preprocess(int(model.input_shape[1]), crops, view, shift)
-    data = tf.data.TFRecordDataset(experiment.first_fold_files(data_dir, "test")).map(preprocess).batch(32)
-    return evaluation.predict_dataset(model, data)
+    data = tf.data.TFRecordDataset(build.Build.open(data_dir, verify=True).first_fold_files("test")).map(preprocess).batch(32)
+    return scoring.predict_dataset(model, data)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from keras_alage import evaluation, metrics, model as model_lib, release
 
     try:
         shifts, weights = [int(s) for s in FLAGS.shifts], [float(w) for w in FLAGS.weights]
@@ -55,7 +51,7 @@ def main(argv):
         model = release.load(FLAGS.model)[0]
     except (OSError, ValueError) as error:
         raise app.UsageError(f"--model: {error}")
-    classes = model_lib.class_ages_of(model)
+    classes = age_model.class_ages_of(model)
     header = "| view | shift (px) | global | local | " + " | ".join(f"w={w:g}" for w in weights) + " |"
     print(header + "\n" + "|---" * (4 + len(weights)) + "|")
     for view in ("as_built", "old_photo"):
@@ -63,7 +59,7 @@ def main(argv):
             p = head_probs(model, FLAGS.data_dir, view, shift)
             heads = [metrics.mean_absolute_error(metrics.expected_age(p[head], classes), p["age"])
                      for head in ("global", "local")]
-            cells = heads + list(evaluation.local_weight_sweep(p, classes, weights).values())
+            cells = heads + list(scoring.local_weight_sweep(p, classes, weights).values())
             print(f"| {view} | {shift} | " + " | ".join(f"{c:.3f}" for c in cells) + " |", flush=True)
 
 

@@ -15,22 +15,22 @@ the training step's time goes by op type (TF profiler).
 
 import json
 import os
-import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags, logging
 
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from keras_alage import attention, batch_norm, benchmarking, cli, export, stages  # noqa: E402
-from keras_alage.model import ModelConfig, build_age_model  # noqa: E402
-from pipelines import dataset, faces, tfrecords  # noqa: E402
-from pipelines.records import AgeRecord  # noqa: E402
+from keras_alage import cli
+from keras_alage.models import age_model, attention, batch_norm
+from keras_alage.models.age_model import ModelConfig, build_age_model
+from keras_alage.serving import export
+from keras_alage.studies import benchmarking
+from keras_alage.training import loop, stages
+from pipelines import dataset, faces, tfrecords
+from pipelines.records import AgeRecord
 
 flags.DEFINE_bool("full", False, "The paper's setting: 224 px, batch 32 (slow on a CPU).")
 flags.DEFINE_integer("input_size", None, "Input side; default 112, or 224 with --full.")
@@ -39,7 +39,7 @@ flags.DEFINE_integer("depth", 34, "ResNet depth.")
 flags.DEFINE_integer("steps", 3, "Training steps per timing (best of 3 timings).")
 flags.DEFINE_integer("latency_calls", 30, "Single-image requests timed per serving path.")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled training step.")
-flags.DEFINE_enum("mixed_precision", "off", ["off", "bfloat16", "float16"], "Compute dtype of the model.")
+flags.DEFINE_enum("mixed_precision", "off", list(loop.MIXED_PRECISION), "Compute dtype of the model.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default, one per core).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_bool("profile", True, "Break the training step's time down by op type (TF profiler).")
@@ -133,7 +133,8 @@ def main(argv):
             "median of 5 alternating step pairs")
         del reference
     results["attention_train_overhead"] = benchmarking.paired_overhead(
-        benchmarking.train_step_fn(model, batch), benchmarking.train_step_fn(global_only, batch))
+        benchmarking.train_step_fn(model, batch),
+        benchmarking.train_step_fn(global_only, batch, class_ages=age_model.class_ages_of(model)))
     row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%",
         "median of 5 alternating step pairs")
     infer = benchmarking.inference_rate(model, batch, steps)

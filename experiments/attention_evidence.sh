@@ -1,6 +1,6 @@
 #!/bin/sh
 # What the attention branch adds, with every choice made on validation data (BUILD_NOTES.md, "What
-# the attention branch adds"; docs/results/fgnet_evidence.*). From the released model, on FG-NET's
+# the attention branch adds"; docs/results/attention/fgnet_evidence.*). From the released model, on FG-NET's
 # 5-fold build cut as it expects, five variants at an equal budget (same folds, start, epochs, data):
 #   a  the global head fine-tuned on the frozen network      (--stage=global_head)
 #   b  a local head on a fixed box, no LSTM: the mean box of d, and the whole map (--stage=local_head)
@@ -30,7 +30,7 @@ best=$(pick $OUT/validation/d/*/results.json)
 name=$(basename "$(dirname "$best")")   # box<b>-e<e>-lr<lr>
 box=${name%%-*}; box=${box#box}; rest=${name#*-}; e=${rest%%-*}; e=${e#e}
 echo "validation chose for d: $name"
-mean_box=$($PYTHON scripts/attention_evidence.py --print_mean_box="$(dirname "$best")" --data_dir=data/fgnet_release)
+mean_box=$($PYTHON experiments/attention_evidence.py --print_mean_box="$(dirname "$best")" --data_dir=data/fgnet_release)
 echo "d's mean box on the validation parts: $mean_box"
 
 for lr in $LRS; do
@@ -46,8 +46,8 @@ for seed in 0 1 2; do
   train $OUT/test/d/seed$seed --stage=attention $common --max_box_size=$box --learning_rate=$lr_d
 done
 
-$PYTHON scripts/attention_evidence.py --data_dir=data/fgnet_release --reference=a \
+$PYTHON experiments/attention_evidence.py --data_dir=data/fgnet_release --reference=a \
   --variant=a=$OUT/test/a --variant=b_mean=$OUT/test/b_mean --variant=b_whole=$OUT/test/b_whole \
   --variant=c=$OUT/test/c --variant=d=$OUT/test/d \
   --chosen="d: $name; a: lr $lr_a; b_mean: lr $lr_bm, box $mean_box; b_whole: lr $lr_bw; c: lr $lr_c" \
-  --validation_dir=$OUT/validation --output=docs/results/fgnet_evidence
+  --validation_dir=$OUT/validation --output=docs/results/attention/fgnet_evidence

@@ -28,7 +28,7 @@ for lr in $LRS; do
 done
 d2=$(basename "$(dirname "$(pick $OUT/validation/d2/*/results.json)")")   # box<b>-lr<lr>
 box=${d2%%-*}; box=${box#box}; lr_d=${d2#*-lr}
-mean_box=$($PYTHON scripts/attention_evidence.py --print_mean_box=$OUT/validation/d2/$d2 --data_dir=data/fgnet_release)
+mean_box=$($PYTHON experiments/attention_evidence.py --print_mean_box=$OUT/validation/d2/$d2 --data_dir=data/fgnet_release)
 echo "validation chose for d2: $d2; its mean box: $mean_box"
 for lr in $LRS; do
   controls $OUT/validation 2 lr$lr $lr $lr $lr $lr --inner_validation --init_checkpoint="$start_val/{fold}/model.keras" \
@@ -44,8 +44,8 @@ for seed in 0 1 2; do
   train $OUT/test/d2/seed$seed --stage=attention $common --max_box_size=$box --learning_rate=$lr_d
 done
 
-$PYTHON scripts/attention_evidence.py --data_dir=data/fgnet_release --reference=a2 \
+$PYTHON experiments/attention_evidence.py --data_dir=data/fgnet_release --reference=a2 \
   --variant=a2=$OUT/test/a2 --variant=b2_mean=$OUT/test/b2_mean --variant=b2_whole=$OUT/test/b2_whole \
   --variant=c2=$OUT/test/c2 --variant=d2=$OUT/test/d2 --variant=a=$OUT/test/a \
   --chosen="start: a ($(basename "$start_val")); d2: $d2; a2: lr $lr_a; b2_mean: lr $lr_bm, box $mean_box; b2_whole: lr $lr_bw; c2: lr $lr_c; $e extra epochs" \
-  --validation_dir=$OUT/validation --lever_variants=d2,c2 --grid_variant=d2 --local_weight_of=d2=$OUT/validation/d2/$d2 --output=docs/results/fgnet_evidence_after_global
+  --validation_dir=$OUT/validation --lever_variants=d2,c2 --grid_variant=d2 --local_weight_of=d2=$OUT/validation/d2/$d2 --output=docs/results/attention/fgnet_evidence_after_global

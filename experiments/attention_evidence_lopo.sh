@@ -18,6 +18,6 @@ BASE="$BASE --data_dir=$DATA --epochs=$EPOCHS --lr_decay_epochs=$((EPOCHS / 2))"
 train $OUT/a --stage=global_head --max_box_size=$BOX --learning_rate=$LR_A
 train $OUT/a2 --stage=global_head --max_box_size=$BOX --learning_rate=$LR_A2 --init_checkpoint="$OUT/a/{fold}/model.keras"
 train $OUT/d2 --stage=attention --max_box_size=$BOX --learning_rate=$LR_D2 --init_checkpoint="$OUT/a/{fold}/model.keras"
-$PYTHON scripts/attention_evidence.py --data_dir=$DATA --reference=a2 --variant=a2=$OUT/a2 --variant=d2=$OUT/d2 \
+$PYTHON experiments/attention_evidence.py --data_dir=$DATA --reference=a2 --variant=a2=$OUT/a2 --variant=d2=$OUT/d2 \
   --chosen="on the 5-fold validation parts: box bound $BOX, $EPOCHS epochs, learning rates a $LR_A, a2 $LR_A2, d2 $LR_D2" \
-  --translation_faces=8 --grid_variant=d2 --output=docs/results/fgnet_evidence_lopo
+  --translation_faces=8 --grid_variant=d2 --output=docs/results/attention/fgnet_evidence_lopo

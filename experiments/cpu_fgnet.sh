@@ -30,9 +30,9 @@ for box in 0.5:newhead 1:box100; do
     --run_dir="runs/cpu/fgnet_chip_resnet18_$name/attention" \
     --init_checkpoint="runs/cpu/fgnet_chip_resnet18/global/{fold}/model.keras"
 done
-$PYTHON scripts/report_experiment.py --data_dir=data/fgnet_chip --grid_images=48 \
+$PYTHON experiments/report_experiment.py --data_dir=data/fgnet_chip --grid_images=48 \
   --run=AL-ResNet-18=runs/cpu/fgnet_chip_resnet18 \
   --run="AL-ResNet-18, new local head"=runs/cpu/fgnet_chip_resnet18_newhead \
   --run="AL-ResNet-18, new local head, box 1"=runs/cpu/fgnet_chip_resnet18_box100 \
   --run=AL-RoR-18=runs/cpu/fgnet_chip_ror18 \
-  --output=docs/results/cpu_fgnet.md --grid=docs/results/cpu_fgnet_attention_boxes.jpg
+  --output=docs/results/attention/cpu_fgnet.md --grid=docs/results/attention/cpu_fgnet_attention_boxes.jpg

@@ -1,6 +1,6 @@
 # Shared by experiments/attention_evidence*.sh (sourced): training that skips finished runs, the
 # validation pick, and the four controls of the attention branch.
-BASE=--flagfile=configs/evidence_fgnet.flags
+BASE=--flagfile=configs/evidence/evidence_fgnet.flags
 
 train() {  # train <run folder> <flags>: skipped once the run has written its results
   dir=$1; shift
@@ -8,7 +8,7 @@ train() {  # train <run folder> <flags>: skipped once the run has written its re
 }
 
 pick() {  # pick <results.json ...>: the one with the lowest mean combined MAE over folds
-  $PYTHON scripts/pick_run.py --metric=aggregate.combined.mae.mean "$@"
+  $PYTHON experiments/pick_run.py --metric=aggregate.combined.mae.mean "$@"
 }
 
 chosen_lr() {  # chosen_lr <variant folder>: the learning rate of its validation-chosen lr<rate>/ run

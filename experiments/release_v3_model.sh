@@ -16,29 +16,29 @@ PYTHON=${PYTHON:-.venv/bin/python}
 ROOT=${ROOT:-runs/release_v3}
 RELEASE=${RELEASE:-models/al_dlib_resnet_utkface}
 ROOT=$ROOT PYTHON=$PYTHON sh experiments/release_v3_choices.sh
-set -- $($PYTHON scripts/choose_release.py --output=docs/results/release_v3_choices \
+set -- $($PYTHON experiments/choose_release.py --output=docs/results/releases/release_v3_choices \
   --crops=center,center_flip,shift_flip \
   $ROOT/base $ROOT/old_photo $ROOT/distill1 $ROOT/old_photo_distill1 $ROOT/distill3 $ROOT/old_photo_distill3 \
   $ROOT/distill10 $ROOT/old_photo_distill10)
 RUN=$1 CROPS=$3
 SUFFIX=$([ "$CROPS" = center ] && echo "" || echo "_$CROPS")
 VIEWS="$RUN/held_out_as_built$SUFFIX/results.json,$RUN/held_out_old_photo$SUFFIX/results.json"
-$PYTHON scripts/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
+$PYTHON experiments/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
   --crops="$CROPS" --local_weight_from="$VIEWS" \
-  --provenance=configs/release_dlib_provenance.json --probe_build=data/utkface_dlib
+  --provenance=configs/releases/release_dlib_provenance.json --probe_build=data/utkface_dlib
 # The local weight on two populations: those two views and FG-NET's five subject folds, cut with the
 # release's crop. The benchmark first estimates, nested, what that choice gives on people it did not
-# see (docs/results/local_weight_populations.md); the release then takes the weight chosen on all.
+# see (docs/results/releases/local_weight_populations.md); the release then takes the weight chosen on all.
 ${MAKE:-make} data/fgnet_release/manifest.json
 $PYTHON benchmarks/local_weight_populations.py --model="$RELEASE" --views="$VIEWS" > /dev/null
-$PYTHON scripts/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
-  --crops="$CROPS" --local_weight_from="$VIEWS,docs/results/local_weight_populations.json" \
-  --provenance=configs/release_dlib_provenance.json --probe_build=data/utkface_dlib
+$PYTHON experiments/release_model.py --run_dir="$RUN" --output="$RELEASE" --detector=dlib --crop_margin=0.6 \
+  --crops="$CROPS" --local_weight_from="$VIEWS,docs/results/releases/local_weight_populations.json" \
+  --provenance=configs/releases/release_dlib_provenance.json --probe_build=data/utkface_dlib
 # Its own age prior on its training faces, for predict.py --adapt_prior, with the smoothing chosen on
 # held-out faces resampled to other age mixes (benchmarks/prior_shift.py).
 $PYTHON benchmarks/prior_shift.py --model="$RELEASE" > /dev/null
-$PYTHON scripts/record_prior.py --model="$RELEASE" --data_dir=data/utkface_dlib \
-  --smoothing_from=docs/results/prior_shift.json
+$PYTHON experiments/record_prior.py --model="$RELEASE" --data_dir=data/utkface_dlib \
+  --smoothing_from=docs/results/releases/prior_shift.json
 # The model card's breakdowns, by the released model itself (fp16 weights, its recorded weight).
 for view in as_built old_photo; do
   $PYTHON scripts/evaluate.py --data_dir=data/utkface_dlib --model="$RELEASE" --crops="$CROPS" --batch_size=64 \

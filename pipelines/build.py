@@ -506,32 +506,101 @@ def read_record_log(output_dir: str) -> List[dict]:
         raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
 
 
-def fold_ages(output_dir: str, fold: str, side: str) -> List[float]:
-    """Ages of the written records of one side of one fold (e.g. for the mean-age baseline)."""
-    manifest = read_build_manifest(output_dir)
-    parts = set(manifest["folds"][fold][side])
-    return [e["age"] for e in read_record_log(output_dir) if e["status"] == "written" and e["part"] in parts]
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """A TFRecord build opened once: its manifest read and hashed in one visit, answering folds,
+    parts, shards, counts and its identity without reading the folder again.
 
+    `Build.open(path, verify=True)` also checks every shard against the manifest first
+    (`ensure_verified`), as training and evaluation do before reading one."""
 
-def fold_files(output_dir: str, fold: str, side: str) -> List[str]:
-    """The shard files of one side ("train" or "test") of one fold of a build."""
-    manifest = read_build_manifest(output_dir)
-    if fold not in manifest["folds"]:
-        raise KeyError(f"Fold {fold!r} is not in {output_dir}; it has {sorted(manifest['folds'])}.")
-    return part_files(output_dir, manifest["folds"][fold][side], manifest)
+    directory: str
+    manifest: dict
+    manifest_sha256: str
 
+    @classmethod
+    def open(cls, directory: str, verify: bool = False) -> "Build":
+        path = os.path.join(directory, MANIFEST)
+        try:
+            with open(path, "rb") as handle:
+                payload = handle.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} not found: {directory} is not a TFRecord build.") from None
+        try:
+            manifest = json.loads(payload)
+        except ValueError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        opened = cls(directory, manifest, hashlib.sha256(payload).hexdigest())
+        if verify:
+            ensure_verified(directory)
+        return opened
 
-def part_shards(output_dir: str, parts: Sequence[str], manifest: Optional[dict] = None) -> List[Tuple[str, int]]:
-    """(file, records) of every shard of the given parts of a build (`manifest`: the build's, if
-    already read)."""
-    manifest = manifest or read_build_manifest(output_dir)
-    return [(os.path.join(output_dir, shard["file"]), shard["records"])
-            for part in parts for shard in manifest["parts"][part]["shards"]]
+    @property
+    def identity(self) -> dict:
+        """The build's folder and the SHA-256 of its manifest (which lists every shard's checksum)."""
+        return {"data_dir": os.path.abspath(self.directory), "manifest_sha256": self.manifest_sha256}
 
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
 
-def part_files(output_dir: str, parts: Sequence[str], manifest: Optional[dict] = None) -> List[str]:
-    """The shard files of the given parts of a build."""
-    return [path for path, _ in part_shards(output_dir, parts, manifest)]
+    @property
+    def num_classes(self) -> int:
+        return self.manifest["num_classes"]
+
+    @property
+    def folds(self) -> List[str]:
+        return list(self.manifest["folds"])
+
+    @property
+    def crop(self) -> Optional[faces.CropSpec]:
+        """The crop its detected faces were cut with (`faces.crop_of_build`)."""
+        return faces.crop_of_build(self.manifest)
+
+    def fold_names(self, requested) -> List[str]:
+        """The requested folds (("all",): every fold), refusing one the build does not have."""
+        if tuple(requested) == ("all",):
+            return self.folds
+        unknown = [f for f in requested if f not in self.manifest["folds"]]
+        if unknown:
+            raise ValueError(f"--fold {unknown} not in {self.directory}; it has {self.folds} (or 'all').")
+        return list(requested)
+
+    def sides(self, fold: str) -> Dict[str, List[str]]:
+        """{"train": parts, "test": parts} of one fold."""
+        if fold not in self.manifest["folds"]:
+            raise KeyError(f"Fold {fold!r} is not in {self.directory}; it has {sorted(self.manifest['folds'])}.")
+        return self.manifest["folds"][fold]
+
+    def part_shards(self, parts: Sequence[str]) -> List[Tuple[str, int]]:
+        """(file, records) of every shard of the given parts."""
+        return [(os.path.join(self.directory, shard["file"]), shard["records"])
+                for part in parts for shard in self.manifest["parts"][part]["shards"]]
+
+    def part_files(self, parts: Sequence[str]) -> List[str]:
+        return [path for path, _ in self.part_shards(parts)]
+
+    def records(self, parts: Sequence[str]) -> int:
+        return sum(self.manifest["parts"][part]["records"] for part in parts)
+
+    def fold_files(self, fold: str, side: str) -> List[str]:
+        """The shard files of one side ("train" or "test") of one fold."""
+        return self.part_files(self.sides(fold)[side])
+
+    def first_fold_files(self, side: str) -> List[str]:
+        """One side of the first fold (a release's build has one fold: its split)."""
+        return self.fold_files(self.folds[0], side)
+
+    def validation_part(self, fold: str) -> str:
+        return validation_part(self.manifest, fold)
+
+    def record_log(self) -> List[dict]:
+        return read_record_log(self.directory)
+
+    def fold_ages(self, fold: str, side: str) -> List[float]:
+        """Ages of the written records of one side of one fold (e.g. for the mean-age baseline)."""
+        parts = set(self.sides(fold)[side])
+        return [e["age"] for e in self.record_log() if e["status"] == "written" and e["part"] in parts]
 
 
 def validation_part(manifest: dict, fold: str) -> str:

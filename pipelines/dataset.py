@@ -7,11 +7,12 @@ Everything is composed here, in `make_dataset`, from the pure functions of
 import dataclasses
 import itertools
 import json
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
-from pipelines import augment, epochs, tfrecords
+from pipelines import augment, build, epochs, tfrecords
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -207,3 +208,17 @@ class PlannedEpochs:
     def dataset(self, plan: epochs.EpochPlan, pipeline: int):
         return make_planned_dataset(plan.pipelines[pipeline], self.input_size, plan.epoch, pipeline, self.seed,
                                     self.shuffle_buffer, **self.augmentation)
+
+
+def centre_crops(files: Sequence[str], count: int, input_size: int) -> np.ndarray:
+    """The first `count` faces of TFRecord `files`, centre crops as a model sees them."""
+    data = make_dataset(files, False, 64, input_size, crops="center")
+    batches = [images.numpy() for images, _ in data.take(-(-count // 64))]
+    if not batches:
+        raise ValueError("it holds no face.")
+    return np.concatenate(batches)[:count]
+
+
+def first_test_faces(data: build.Build, count: int, input_size: int) -> np.ndarray:
+    """Centre crops of the first `count` faces of a build's first fold's test side (e.g. probes)."""
+    return centre_crops(data.first_fold_files("test"), count, input_size)

@@ -71,6 +71,9 @@ CROP_FILE = "face_crop.json"
 # (the face 1.2-1.6); 90% of UTKFace's faces score at least 0.2 (5%: 0.18, 25%: 0.54), so 0.2
 # counts as a face and weaker ones only as the rotation search's last resort.
 DETECTORS = {"mtcnn": ("MtcnnDetector", 0.9), "dlib": ("DlibDetector", 0.2)}
+DETECTOR_NAMES = tuple(DETECTORS)
+# What the build does with a photo where no face is found: drop it, or keep its centre crop.
+BUILD_NO_FACE = ("skip", "center")
 
 
 def write_crop_spec(directory: str, spec: CropSpec) -> str:
@@ -92,19 +95,11 @@ def read_crop_spec(directory: str) -> Optional[CropSpec]:
             raise ValueError(f"{path}: not a face-crop record ({error}).") from None
 
 
-def recorded_crop(model_path: str) -> Optional[CropSpec]:
-    """The crop recorded with a model: a released model's folder (model.json), an exported
-    SavedModel (assets.extra/face_crop.json), or a run folder / model.keras beside face_crop.json."""
-    if os.path.isfile(os.path.join(model_path, "model.json")):
-        with open(os.path.join(model_path, "model.json"), encoding="utf-8") as stream:
-            recorded = json.load(stream).get("face_crop")
-        return CropSpec.from_json(recorded) if recorded else None
-    for folder in (os.path.join(model_path, "assets.extra"), model_path, os.path.dirname(model_path)):
-        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, CROP_FILE)):
-            return read_crop_spec(folder)
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{model_path} does not exist.")
-    return None
+def recorded_crop(description: Optional[dict]) -> Optional[CropSpec]:
+    """The crop a model description records (a released model's model.json: its "face_crop"
+    entry), or None where it records none."""
+    recorded = (description or {}).get("face_crop")
+    return CropSpec.from_json(recorded) if recorded else None
 
 
 def crop_of_build(manifest: dict) -> Optional[CropSpec]:

@@ -36,3 +36,12 @@ def write_atomically(path, data: Union[str, bytes]) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def portable_path(path: str, start: Optional[str] = None) -> str:
+    """`path` as results record it: relative to `start` (the working directory, where our commands
+    run: the checkout) when it lies inside it or one folder up (../shared/data), else absolute.
+    Result files then name no machine's checkout."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, start or os.getcwd())
+    return absolute if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative

@@ -8,8 +8,8 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from keras_alage.age_classes import get_age_classes
 from pipelines import protocols
+from pipelines.age_classes import get_age_classes
 from pipelines.readers import adience, csv_files, fgnet, imdb_wiki, lap, utkface
 from pipelines.records import AgeRecord, ReadResult
 

@@ -1,4 +1,5 @@
-"""Shared test setup: two logical CPU devices (for MirroredStrategy) and the real data."""
+"""Shared test setup: two logical CPU devices (for MirroredStrategy), the real data, and a tiny
+untrained age model saved once for the tests that run commands on a model file."""
 
 import os
 import pathlib
@@ -7,6 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from keras_alage.models.age_model import ModelConfig, build_age_model  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("ALAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -43,3 +46,11 @@ def two_cpu_strategy():
     if len(devices) < 2:
         pytest.skip("needs two logical CPU devices (configured in conftest.py)")
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A .keras AL-ResNet-18 at 32 px over FG-NET's classes, untrained (global head answers)."""
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet")).save(path)
+    return str(path)

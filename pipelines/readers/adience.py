@@ -9,7 +9,7 @@ cell) is dropped and counted, never guessed.
 
 import re
 
-from keras_alage.age_classes import ADIENCE_GROUPS, get_age_classes
+from pipelines.age_classes import ADIENCE_GROUPS, get_age_classes
 from pipelines.readers.common import require_dir, require_file
 from pipelines.records import AgeRecord, ReadResult
 

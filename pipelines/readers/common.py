@@ -2,7 +2,7 @@
 
 import pathlib
 
-from keras_alage.age_classes import AgeClasses
+from pipelines.age_classes import AgeClasses
 
 
 class LabelError(ValueError):

@@ -4,7 +4,7 @@ import csv
 import pathlib
 from typing import Iterable, Optional
 
-from keras_alage.age_classes import get_age_classes
+from pipelines.age_classes import get_age_classes
 from pipelines.readers.common import LabelError, integer_label, require_file
 from pipelines.records import AgeRecord, ReadResult
 

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from keras_alage.age_classes import get_age_classes
+from pipelines.age_classes import get_age_classes
 from pipelines.readers.common import LabelError, integer_label, require_file
 from pipelines.records import AgeRecord, ReadResult
 

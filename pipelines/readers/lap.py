@@ -10,11 +10,12 @@ import csv
 import pathlib
 from typing import Dict, Iterable, Tuple
 
-from keras_alage.age_classes import get_age_classes
+from pipelines.age_classes import get_age_classes
 from pipelines.readers.common import LabelError, integer_label, require_dir, require_file
 from pipelines.records import AgeRecord, ReadResult
 
 # split -> (ground-truth file, image folder) as each edition distributes them.
+TEST_SPLITS = ("valid", "test")  # which LAP split is the test side
 LAYOUTS: Dict[str, Dict[str, Tuple[str, str]]] = {
     "2015": {
         "train": ("Train.csv", "Train"),

@@ -11,7 +11,7 @@ import os
 import pathlib
 import re
 
-from keras_alage.age_classes import get_age_classes
+from pipelines.age_classes import get_age_classes
 from pipelines.readers.common import read_named_files, require_dir
 from pipelines.records import AgeRecord, ReadResult
 

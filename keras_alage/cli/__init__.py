@@ -1,0 +1,104 @@
+"""The command-line layer: quiet TensorFlow start-up, flagfiles by short name, one way to run a main.
+
+Importing this package first (every command does) imports TensorFlow with its native start-up
+messages (CUDA probing, oneDNN notices) silenced; `ALAGE_VERBOSE=1` brings them back.
+"""
+
+import os
+import signal
+import sys
+from typing import List, Optional, Sequence
+
+from absl import app, flags
+
+from keras_alage import locations
+
+VERBOSE = os.environ.get("ALAGE_VERBOSE", "") not in ("", "0")
+
+
+def _import_tensorflow_quietly() -> None:
+    if VERBOSE:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401  (loaded here, silenced; later imports find it loaded)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+_import_tensorflow_quietly()
+
+
+def find_flagfile(path: str, search_dir: Optional[str] = None) -> Optional[str]:
+    """`path` itself where it exists, else the file of that name under configs/ (in any of its
+    sub-folders: paper/, cpu/, releases/, evidence/, quickstart/), else None."""
+    if os.path.exists(path):
+        return path
+    search_dir = search_dir or locations.configs_dir()
+    direct = os.path.join(search_dir, path)
+    if os.path.exists(direct):
+        return direct
+    for folder, _, names in sorted(os.walk(search_dir)):
+        if os.path.basename(path) in names:
+            return os.path.join(folder, os.path.basename(path))
+    return None
+
+
+def resolve_flagfiles(argv: Sequence[str], search_dir: Optional[str] = None) -> List[str]:
+    """Lets `--flagfile=morph.flags` name a file of configs/ (or of one of its sub-folders) when
+    no such file is in the working directory, so the short form works from anywhere."""
+    resolved = []
+    for arg in argv:
+        if arg.startswith("--flagfile="):
+            path = arg.split("=", 1)[1]
+            found = find_flagfile(path, search_dir)
+            if found:
+                arg = f"--flagfile={found}"
+            else:
+                places = ", ".join([os.getcwd(), search_dir or locations.configs_dir()])
+                print(f"{os.path.basename(sys.argv[0])}: --flagfile: {path} not found (looked in {places}).",
+                      file=sys.stderr)
+                sys.exit(2)
+        resolved.append(arg)
+    return resolved
+
+
+# What a user's input can get wrong: said in one line, exit status 2, no traceback.
+INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(main, argv=None) -> None:
+    """`absl.app.run` for our scripts: a usage or input error prints one line naming the flag
+    or file (no flag help, no traceback) and exits 2; SIGTERM ends a run like Ctrl-C, so its
+    cleanup (staging folders, temporary files) runs; an interrupted run exits 130."""
+    program = os.path.basename(sys.argv[0])
+
+    def guarded(args):
+        try:
+            return main(args)
+        except (app.UsageError, *INPUT_ERRORS) as error:
+            message = error.args[0] if isinstance(error, app.UsageError) and error.args else str(error)
+            print(f"{program}: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{program}: interrupted", file=sys.stderr)
+            return 130
+
+    def parse(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as error:  # an unknown flag or a bad value: one line too, not absl's two
+            print(f"{program}: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    app.run(guarded, argv=resolve_flagfiles(sys.argv if argv is None else argv), flags_parser=parse)

@@ -1,0 +1,89 @@
+"""Predicts the age of every face in photos and videos: detect, crop as in training, answer, report.
+
+  python scripts/predict.py photo.jpg                      # the released model
+  python scripts/predict.py --model=serving/age/1 photo.jpg more_photos/ --output=ages.csv --draw=drawn/
+
+--model is an exported SavedModel folder, a .keras model or a released model's folder
+(default: the released model in models/, which answers out of the box). Each face is printed with its
+age; --output writes CSV or JSON (by extension); --draw writes the photos with face boxes,
+ages and attention boxes. A file that cannot be used is reported and skipped.
+
+Videos (.mp4, .avi, .mov, .mkv, .webm, ...) and --camera=N: faces are tracked across frames and
+each track's age is smoothed; with --draw the annotated video and a per-track CSV are written.
+"""
+
+import tensorflow as tf
+from absl import app, flags
+
+from keras_alage import cli
+from keras_alage.models import release
+from keras_alage.serving import answers, photos
+from pipelines import augment, faces
+
+flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
+                    "folder; default: the released model in models/.")
+flags.DEFINE_enum("crops", None, list(augment.CROPS), "Crops for a .keras model "
+                  "(default ten) or a released model (default: the crops it records); a SavedModel has its own.")
+flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
+flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
+flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
+                   "detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
+flags.DEFINE_enum("detector", None, list(faces.DETECTOR_NAMES), "Face detector; default: the one the model's recorded crop "
+                  "was measured with (MTCNN where none is recorded).")
+flags.DEFINE_enum("fallback_detector", "mtcnn", [*faces.DETECTOR_NAMES, ""], "Where the detector finds no face, this one "
+                  "looks (its box rescaled to the detector's; '' for none).")
+flags.DEFINE_enum("no_face", "skip", list(photos.NO_FACE), "A photo where no face is found: report and skip it, or "
+                  "answer it as one face filling its centre square ('whole': for ready-made face chips, such as "
+                  "UTKFace's, whose face fills the picture).")
+flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
+                     "next photos overlaps it.")
+flags.DEFINE_bool("adapt_prior", False, "Photos of one population (a class, a ward...): move the answers to these "
+                  "faces' own age prior, estimated from the answers alone (EM; needs the released model's recorded "
+                  "prior). Each answer then depends on the other photos; video is answered as is.")
+flags.DEFINE_integer("camera", None, "Read this camera (OpenCV index) as a video instead of files.")
+flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many frames.")
+flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
+flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
+                   "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
+FLAGS = flags.FLAGS
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv):
+    if len(argv) < 2 and FLAGS.camera is None:
+        raise app.UsageError("Give one or more photos, videos or folders to predict (or --camera).")
+    model_path = FLAGS.model or release.default_path()
+    try:
+        path = answers.open_face_path(model_path, FLAGS.crops, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector,
+                                      FLAGS.fallback_detector)
+    except photos.CropMismatch as error:
+        raise app.UsageError(f"--detector={FLAGS.detector}: {error}")
+    except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:
+        raise app.UsageError(f"--model={model_path}: {error}")
+    predict, spec = path.predict, path.spec
+    prior = None
+    if FLAGS.adapt_prior:
+        prior = release.recorded_prior(model_path)
+        if prior is None:
+            raise app.UsageError(f"--adapt_prior: {model_path} records no training prior (a released model's folder "
+                                 "does, once experiments/record_prior.py has measured it).")
+    say(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
+        f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
+    summary = answers.answer_inputs(
+        argv[1:], predict, path.detector, spec,
+        answers.Outputs(FLAGS.output, FLAGS.draw), FLAGS.camera, FLAGS.min_confidence, FLAGS.batch_faces,
+        FLAGS.no_face, prior, FLAGS.max_frames, log=say)
+    if summary.answered_nothing:
+        raise app.UsageError(f"no photo could be answered ({summary.skipped} skipped; reasons above).")
+
+
+def run() -> None:
+    """The command's entry point (`scripts/predict.py`, `alage predict`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

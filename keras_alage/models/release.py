@@ -1,0 +1,214 @@
+"""Released models: a small folder in the repository that `scripts/predict.py` uses by default.
+
+    models/<name>/model.json    architecture, class ages, trained heads, face crop, provenance
+    models/<name>/weights.npz   every variable in float16 (half the size of a .keras file)
+
+`load` rebuilds the float32 model from `model.json` and checks the weights' SHA-256 and names
+against it, so a truncated or mismatched file is refused with a message, never half-loaded.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+
+from keras_alage import locations
+from keras_alage.models import age_model, attention
+from pipelines import augment, faces, files
+
+FORMAT = 1
+DEFAULT_NAME = "al_dlib_resnet_utkface"
+CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
+FINAL_MODEL = "model.keras"  # a run folder's trained model (`training.loop`)
+SAVED_MODEL = "saved_model.pb"  # an exported SavedModel folder (`serving.export`)
+CROPS = augment.CROPS
+
+
+def default_path() -> str:
+    """The released model that prediction uses when no --model is given."""
+    return os.path.join(locations.models_dir(), DEFAULT_NAME)
+
+
+def is_release(path: str) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def save(model: keras.Model, directory: str, config: age_model.ModelConfig, face_crop: Optional[faces.CropSpec],
+         provenance: dict, crops: str = "ten") -> str:
+    """Writes `model` as a release folder (atomically, file by file); returns its weights' SHA-256.
+
+    `crops` ("ten" or "center") is how prediction averages a face by default, as chosen on
+    validation data for this model."""
+    if tuple(age_model.class_ages_of(model)) != tuple(config.classes().values):
+        raise ValueError(f"{model.name}: class ages differ from age_classes={config.age_classes!r}.")
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")
+    arrays = {variable.path: np.asarray(variable.numpy(), np.float16) for variable in model.weights}
+    if len(arrays) != len(model.weights):
+        raise ValueError(f"{model.name}: variable paths are not unique; cannot name its weights.")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    os.makedirs(directory, exist_ok=True)
+    files.write_atomically(os.path.join(directory, WEIGHTS_FILE), payload)
+    description = {
+        "format": FORMAT,
+        "model": dataclasses.asdict(config),
+        "class_ages": list(age_model.class_ages_of(model)),
+        "trained_heads": list(age_model.trained_heads(model)),
+        "face_crop": face_crop.to_json() if face_crop else None,
+        "crops": crops,
+        "weights": {"file": WEIGHTS_FILE, "dtype": "float16", "sha256": digest, "variables": len(arrays)},
+        "provenance": provenance,
+    }
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    return digest
+
+
+def save_checked(model: keras.Model, directory: str, config: age_model.ModelConfig,
+                 face_crop: Optional[faces.CropSpec], provenance: dict, crops: str, probes: np.ndarray,
+                 max_age_difference: float) -> Tuple[str, float]:
+    """`save`s into a staging folder beside `directory`, reloads it in float32 and compares its ages
+    on `probes` with `model`'s; only within `max_age_difference` years does it replace `directory`
+    (an earlier release there stays otherwise). Returns (weights' SHA-256, largest difference)."""
+    directory = os.path.normpath(directory)
+    staging, retired = directory + ".staging", directory + ".retired"
+    for leftover in (staging, retired):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        digest = save(model, staging, config, face_crop, provenance, crops)
+        loaded, _, _ = load(staging)
+        difference = float(np.abs(loaded(probes)["age"].numpy() - model(probes)["age"].numpy()).max())
+        if not difference <= max_age_difference:
+            raise ValueError(f"fp16 release answers differ from the run's model by {difference:.3f} years "
+                             f"(at most {max_age_difference:g} allowed); {directory} was left as it was.")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if os.path.exists(directory):
+        os.rename(directory, retired)
+    os.rename(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)
+    return digest, difference
+
+
+def record_prior(directory: str, prior: Sequence[float], smoothing: float, measured_on: str) -> None:
+    """Stores a release's own age prior (`prior_shift.source_prior` of its answers on its training
+    faces) and the smoothing `prior_shift.adapt` uses with it, in model.json (atomically)."""
+    description = read_description(directory)
+    classes = len(description["class_ages"])
+    if len(prior) != classes or not np.isclose(float(np.sum(prior)), 1.0, atol=1e-4) or min(prior) <= 0:
+        raise ValueError(f"a prior over the model's {classes} classes must be positive and sum to 1.")
+    description["prior"] = {"source": [float(p) for p in prior], "smoothing": float(smoothing),
+                            "measured_on": measured_on}
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+
+
+def recorded_prior(path: str) -> Optional[dict]:
+    """A release's recorded prior ({"source", "smoothing", "measured_on"}) with the ages of its
+    classes ("class_ages"), as `photos.adapt_to_population` takes it; None where it has none."""
+    return open_model_path(path).prior if is_release(path) else None
+
+
+def recorded_crops(path: str) -> Optional[str]:
+    """The crops a released model predicts with ("ten" where a release predates the record);
+    None for anything that is not a release."""
+    return open_model_path(path).crops if is_release(path) else None
+
+
+def read_description(directory: str) -> dict:
+    path = os.path.join(directory, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            description = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{directory} is not a released model: no {CONFIG_FILE}.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if description.get("format") != FORMAT:
+        raise ValueError(f"{path}: release format {description.get('format')!r}, this code reads {FORMAT}.")
+    return description
+
+
+def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.CropSpec], dict]:
+    """(model in float32 with its attention memory frozen, face crop it expects, description)."""
+    directory = directory or default_path()
+    description = read_description(directory)
+    weights_path = os.path.join(directory, description["weights"]["file"])
+    try:
+        with open(weights_path, "rb") as f:
+            payload = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{weights_path} is missing (a clone without Git LFS or a partial copy?).") from None
+    if hashlib.sha256(payload).hexdigest() != description["weights"]["sha256"]:
+        raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
+    config = age_model.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()})
+    model = age_model.build_age_model(config, class_ages=description["class_ages"])
+    with np.load(io.BytesIO(payload)) as arrays:
+        names = {v.path for v in model.weights}
+        if set(arrays.files) != names:
+            missing, extra = sorted(names - set(arrays.files)), sorted(set(arrays.files) - names)
+            raise ValueError(f"{weights_path}: variables differ from the architecture (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}).")
+        for variable in model.weights:
+            variable.assign(arrays[variable.path].astype(variable.dtype))
+    age_model.set_trained_heads(model, description["trained_heads"])
+    attention.freeze_attention_state(model)
+    return model, faces.recorded_crop(description), description
+
+
+def load_model(path: str) -> keras.Model:
+    """The one loader of a trained age model: a .keras file (custom layers registered on import)
+    or a released model's folder."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model {path} not found.")
+    if is_release(path):
+        return load(path)[0]
+    return keras.models.load_model(path, compile=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPath:
+    """A model path opened once: what it is and what was recorded with it.
+
+    kind: "release" (a folder with model.json), "saved_model" (an export) or "keras" (a .keras
+    file, usually in a run folder); face_crop: how its faces were cut (model.json, or
+    face_crop.json in the export's assets.extra / beside the .keras); crops: a release's chosen
+    evaluation crops; prior: a release's recorded age prior with its class ages."""
+
+    path: str
+    kind: str
+    face_crop: Optional[faces.CropSpec]
+    crops: Optional[str] = None
+    prior: Optional[dict] = None
+    description: Optional[dict] = None
+
+    def load(self) -> keras.Model:
+        """The Keras model (a release's in float32); a SavedModel is loaded by `serving.photos`."""
+        if self.kind == "saved_model":
+            raise ValueError(f"{self.path} is an exported SavedModel, not a Keras model.")
+        return load(self.path)[0] if self.kind == "release" else keras.models.load_model(self.path, compile=False)
+
+
+def open_model_path(path: str) -> ModelPath:
+    """Reads what a model path records in one visit (see `ModelPath`)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist.")
+    if is_release(path):
+        description = read_description(path)
+        prior = dict(description["prior"], class_ages=description["class_ages"]) if "prior" in description else None
+        return ModelPath(path, "release", faces.recorded_crop(description), description.get("crops", "ten"), prior,
+                         description)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, SAVED_MODEL)):
+        return ModelPath(path, "saved_model", faces.read_crop_spec(os.path.join(path, "assets.extra")))
+    for folder in (path, os.path.dirname(path)):
+        if os.path.isdir(folder) and os.path.exists(os.path.join(folder, faces.CROP_FILE)):
+            return ModelPath(path, "keras", faces.read_crop_spec(folder))
+    return ModelPath(path, "keras", None)

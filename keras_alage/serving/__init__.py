@@ -1,0 +1,2 @@
+"""Serving: SavedModel / LiteRT / ONNX export, ages for photos and video, adapting answers to a
+population's age prior."""

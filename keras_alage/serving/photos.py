@@ -1,0 +1,352 @@
+"""Ages of the faces in ordinary photos: detect, crop as in training, predict, report, draw.
+
+Faces are cut with the same `pipelines.faces.CropSpec` as the TFRecord build and encoded as
+JPEG like the stored crops, then answered by the same graph as the exported SavedModel
+(`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from typing import Callable, Iterator, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_alage.models import attention, release
+from keras_alage.serving import export, prior_shift
+from pipelines import augment, faces, files, images
+
+
+@dataclasses.dataclass
+class FaceAge:
+    """One face of a photo and its predicted ages.
+
+    `corners` are the face box's corners in photo pixels; `attention` the attention box's
+    corners in photo pixels. `local_age` and `attention` are None for a model whose local
+    head no attention stage trained (it answers with its global head).
+    """
+
+    face: int
+    age: float
+    age_std: Optional[float]  # spread of the predicted age distribution; None from older exports
+    global_age: float
+    local_age: Optional[float]
+    confidence: float
+    method: str
+    corners: List[List[float]]
+    attention: Optional[List[List[float]]]
+    prior_faces: Optional[int] = None  # answered under the age prior of this many faces (`adapt_to_population`)
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    """A photo's faces; `probs` [faces, classes] are the combined answers (not written out)."""
+
+    path: str
+    faces: List[FaceAge]
+    error: Optional[str] = None
+    probs: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+
+
+@dataclasses.dataclass
+class Predictor:
+    """encoded face crops [n] -> outputs dict; `input_size` is the network's input side."""
+
+    answer: Callable
+    input_size: int
+    face_crop: Optional[faces.CropSpec] = None  # how the model's faces were cut, where recorded
+
+    def __call__(self, encoded: Sequence[bytes]):
+        return self.answer(tf.constant(list(encoded), tf.string))
+
+
+def load_predictor(path: str, crops: Optional[str] = None) -> Predictor:
+    """The serving graph of an exported SavedModel folder, or of a .keras model or released
+    model's folder with `crops` (None: the release's recorded crops, else ten)."""
+    opened = release.open_model_path(path)
+    if opened.kind == "saved_model":
+        loaded = tf.saved_model.load(path)
+        if not {"serving_default", "predict_preprocessed"} <= set(loaded.signatures):
+            raise ValueError(f"{path} is a SavedModel without this project's serving signatures "
+                             "(serving_default and predict_preprocessed); export it with scripts/export.py.")
+        serving = loaded.signatures["serving_default"]
+        size = loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1]
+        return Predictor(lambda encoded: serving(images=encoded), int(size), opened.face_crop)
+    model = opened.load()
+    attention.freeze_attention_state(model)
+    server = export.AgeServer(model, crops or opened.crops or "ten")
+    return Predictor(server.serve_encoded, server.input_size, opened.face_crop)
+
+
+class CropMismatch(ValueError):
+    """A detector asked for whose boxes the model's recorded margin was not measured on."""
+
+
+def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Optional[float] = None,
+                  detector: Optional[str] = None) -> faces.CropSpec:
+    """The crop to cut faces with: flags where given, else the model's recorded crop, else defaults.
+
+    A recorded margin belongs to its detector's box, so another detector needs its own margin."""
+    recorded = predict.face_crop or faces.CropSpec()
+    if predict.face_crop and detector not in (None, recorded.detector) and margin is None:
+        raise CropMismatch(
+            f"the model's crop margin {recorded.margin:g} is for {recorded.detector} boxes; give the margin that "
+            f"cuts {detector} boxes alike (scripts/measure_crop_margin.py --detector={detector} measures it)."
+        )
+    return dataclasses.replace(recorded, size=size if size is not None else recorded.size,
+                               margin=margin if margin is not None else recorded.margin,
+                               detector=detector or recorded.detector)
+
+
+def photo_detector(spec: faces.CropSpec, fallback: str = "mtcnn"):
+    """The detector `predict.py` uses: the crop's own, and where it finds no face, `fallback`
+    (its box rescaled to the crop detector's; "" or the same name for none)."""
+    detector = faces.make_detector(spec.detector)
+    if fallback and fallback != spec.detector:
+        detector = faces.FallbackDetector(detector, faces.make_detector(fallback))
+    return detector
+
+
+def find_faces(photo: np.ndarray, detector, min_confidence: Optional[float] = None) -> List[faces.Face]:
+    """Every confident upright face; if there is none, the strongest face of the rotation search
+    (`min_confidence` None: the detector's own default)."""
+    min_confidence = faces.default_confidence(detector, min_confidence)
+    upright = [f for f in faces.detect_at(photo, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
+    if upright:
+        return sorted(upright, key=lambda f: f.center[0])
+    best, _ = faces.find_face(photo, detector, min_confidence)
+    return [best] if best is not None else []
+
+
+def attention_corners(face: faces.Face, spec: faces.CropSpec, box, input_size: int) -> np.ndarray:
+    """The model's (x, y, w, h) box, fractions of the centre crop, as photo-pixel corners."""
+    resized = augment.eval_resize_size(input_size)
+    offset = (resized - input_size) / 2.0
+    x, y, w, h = [float(v) for v in box]
+    uv = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+    uv = (offset + uv * input_size) / resized  # fractions of the whole face crop
+    return faces.crop_to_photo(face, spec, uv)
+
+
+@dataclasses.dataclass
+class PhotoFaces:
+    """A photo after decoding, detection and cropping: what the network still has to answer."""
+
+    path: str
+    found: List[faces.Face]
+    crops: List[bytes]  # JPEG face crops, as stored in the TFRecords
+    error: Optional[str] = None
+
+
+NO_FACE = ("skip", "whole")
+
+
+def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None,
+                 no_face: str = "skip") -> PhotoFaces:
+    """Decode, detect and cut one photo (everything before the network); never raises.
+
+    A photo where no face is found is reported (`no_face="skip"`), or answered as one face
+    filling its centre square (`"whole"`, method "center"): ready-made face chips, which a
+    detector often misses because the face fills the picture, cut as the build cuts them."""
+    if no_face not in NO_FACE:
+        raise ValueError(f"no_face must be one of {NO_FACE}; received {no_face!r}.")
+    try:
+        _, photo = images.read_photo(path)
+    except images.ImageError as error:
+        return PhotoFaces(str(path), [], [], error.reason)
+    found = find_faces(photo, detector, min_confidence)
+    if not found and no_face == "whole":
+        found = [faces.center_face(photo.shape, spec)]
+    if not found:
+        return PhotoFaces(str(path), [], [], "no face found")
+    return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found])
+
+
+def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
+                  min_confidence: Optional[float] = None, no_face: str = "skip") -> PhotoResult:
+    """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
+    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face)], predict, spec,
+                              input_size))
+
+
+def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
+                   min_confidence: Optional[float] = None, batch_faces: int = 32,
+                   prefetch: int = 64, full_batches: bool = False, no_face: str = "skip") -> Iterator[PhotoResult]:
+    """Ages of every face of many photos, in order: decoding, detection and cropping run in a
+    worker thread while the network (which releases the GIL) answers the faces of earlier
+    photos, up to `batch_faces` in one call: whatever is ready when the network is free, or
+    only full batches with `full_batches`. Same answers as `predict_photo`."""
+    import concurrent.futures
+    import queue
+    import threading
+
+    located: "queue.Queue" = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for path in paths:
+                if stop.is_set():
+                    return
+                located.put(locate_faces(path, detector, spec, min_confidence, no_face))
+        finally:
+            located.put(None)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        producer = pool.submit(produce)
+        try:
+            pending: List[PhotoFaces] = []
+            done = False
+            while not done:
+                item = located.get()
+                done = item is None
+                if item is not None:
+                    pending.append(item)
+                waiting = sum(len(p.crops) for p in pending)
+                if pending and (done or waiting >= batch_faces or (located.empty() and not full_batches)):
+                    yield from _answer_batch(pending, predict, spec, input_size)
+                    pending = []
+            producer.result()  # re-raises an unexpected error of the worker
+        finally:
+            stop.set()
+            while producer.running():  # unblock a worker waiting on a full queue
+                try:
+                    located.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size) -> Iterator[PhotoResult]:
+    crops = [crop for item in batch for crop in item.crops]
+    outputs = {k: np.asarray(v) for k, v in predict(crops).items()} if crops else {}
+    start = 0
+    for item in batch:
+        if item.error:
+            yield PhotoResult(item.path, [], item.error)
+            continue
+        end = start + len(item.crops)
+        yield answer_faces(item, {k: v[start:end] for k, v in outputs.items()}, spec, input_size)
+        start = end
+
+
+def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input_size: int) -> PhotoResult:
+    """A photo's result from the network's outputs for its faces (in `located.found` order)."""
+    path, found = located.path, located.found
+    results = []
+    for i, face in enumerate(found):
+        local_trained = bool(np.isfinite(outputs["local_age"][i]))
+        results.append(FaceAge(
+            face=i,
+            age=float(outputs["age"][i]),
+            age_std=float(outputs["age_std"][i]) if "age_std" in outputs else None,
+            global_age=float(outputs["global_age"][i]),
+            local_age=float(outputs["local_age"][i]) if local_trained else None,
+            confidence=round(face.confidence, 4),
+            method=face.method,
+            corners=np.round(face.corners(), 1).tolist(),
+            attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
+            if local_trained else None,
+        ))
+    return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None)
+
+
+def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[PhotoResult]:
+    """The photos' answers moved to their own faces' age prior (`prior_shift.adapt`, from the
+    model's recorded training prior `prior`: `release.recorded_prior`): for many photos of one
+    population whose ages differ from the training faces'. `age` and `age_std` change; the heads'
+    own ages stay as they were."""
+
+    answered = [r for r in results if r.faces]
+    if any(r.probs is None for r in answered):
+        raise ValueError("these answers carry no class probabilities (an export without 'probs'?).")
+    if not answered:
+        return list(results)
+    stacked = np.concatenate([r.probs for r in answered])
+    adapted, _ = prior_shift.adapt(stacked, np.asarray(prior["source"]), prior["smoothing"])
+    ages = np.asarray(prior["class_ages"], np.float64)
+    mean = adapted @ ages
+    spread = np.sqrt(np.maximum(adapted @ ages ** 2 - mean ** 2, 0.0))
+    moved, start = [], 0
+    for result in results:
+        if not result.faces:
+            moved.append(result)
+            continue
+        end = start + len(result.faces)
+        faces_ = [dataclasses.replace(face, age=float(mean[i]), age_std=float(spread[i]), prior_faces=len(stacked))
+                  for face, i in zip(result.faces, range(start, end))]
+        moved.append(dataclasses.replace(result, faces=faces_, probs=adapted[start:end]))
+        start = end
+    return moved
+
+
+def _age_text(face: FaceAge) -> str:
+    return f"{face.age:.1f}" if face.age_std is None else f"{face.age:.1f} +-{face.age_std:.1f}"
+
+
+def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
+    """The photo (RGB) with each face box, its age, and the attention box drawn."""
+    canvas = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+    scale = max(1, int(round(max(photo.shape[:2]) / 500)))
+    for face in result.faces:
+        cv2.polylines(canvas, [np.int32(face.corners)], True, (0, 200, 0), 2 * scale)
+        if face.attention is not None:
+            cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
+        x, y = np.min(np.array(face.corners), axis=0)
+        cv2.putText(canvas, _age_text(face), (int(x), max(12 * scale, int(y) - 4 * scale)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
+    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+
+
+def drawing_name(path: str, taken: set) -> str:
+    """A JPEG name for the drawn copy of `path` that no other photo of the run has taken:
+    `face.jpg`, then `face.png.jpg` for face.png, then `face-2.jpg`, ... (`taken` is updated)."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    candidates = [stem + ".jpg", f"{stem}{extension}.jpg"] + [f"{stem}-{i}.jpg" for i in range(2, len(taken) + 3)]
+    name = next(c for c in candidates if c not in taken)
+    taken.add(name)
+    return name
+
+
+def image_paths(inputs: Sequence[str]) -> List[str]:
+    """Files as given, and the files of given folders (sorted); missing ones stay, to be reported."""
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            paths += sorted(os.path.join(item, n) for n in os.listdir(item) if not n.startswith("."))
+        else:
+            paths.append(item)
+    return paths
+
+
+def write_results(results: Sequence[PhotoResult], path: str) -> None:
+    """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
+    if path.endswith(".json"):
+        rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in results]
+        files.write_atomically(path, json.dumps(rows, indent=1))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box",
+                     "error", "prior_faces"])
+    for result in results:
+        if result.error:
+            writer.writerow([result.path, "", "", "", "", "", "", "", "", result.error, ""])
+        for face in result.faces:
+            writer.writerow([result.path, face.face, f"{face.age:.2f}",
+                             "" if face.age_std is None else f"{face.age_std:.2f}", f"{face.global_age:.2f}",
+                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method,
+                             json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces])
+    files.write_atomically(path, buffer.getvalue())
+
+
+def describe(result: PhotoResult) -> str:
+    if result.error:
+        return f"{result.path}: skipped ({result.error})"
+    whole = " (no face found: the whole photo)"
+    ages = ", ".join(f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
+                     for f in result.faces)
+    return f"{result.path}: {ages}"

@@ -1,0 +1,228 @@
+"""Measurements for the benchmark suite: machine peak, counted FLOPs, training and serving speed.
+
+Every speed is reported next to a reference measured in the same process (the machine's
+matmul peak, the global-only network, the Keras model), because absolute rates on a shared
+machine swing by a factor of two between runs while same-run ratios hold.
+"""
+
+import dataclasses
+import os
+import resource
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alage.models import age_model
+from keras_alage.training import loop
+
+
+def _timings(run: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
+    """Wall seconds of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return np.asarray(times)
+
+
+def _best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    return float(_timings(run, repeats, warmup).min())
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> Dict[str, float]:
+    """GFLOP/s of a float32 size x size matmul with TensorFlow and with numpy's BLAS."""
+    flops = 2.0 * size**3
+    a = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
+    b = np.random.default_rng(1).normal(size=(size, size)).astype(np.float32)
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf_seconds = _best_seconds(lambda: tf.matmul(ta, tb).numpy(), repeats)
+    np_seconds = _best_seconds(lambda: a @ b, repeats)
+    return {"tf": flops / tf_seconds / 1e9, "numpy": flops / np_seconds / 1e9}
+
+
+def forward_flops(model: keras.Model, input_size: int) -> int:
+    """Floating-point operations of one image's inference, counted by the TF profiler on the
+    frozen graph (a multiply-add counts 2)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, input_size, input_size, 3], tf.float32))
+    graph = convert_variables_to_constants_v2(concrete).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+    return int(profile.total_float_ops)
+
+
+def global_only_model(model: keras.Model) -> keras.Model:
+    """The same backbone and global head without the attention branch (shared weights); its
+    combined answer is its global one."""
+    probs = model.get_layer("global_head").output
+    return keras.Model(model.input, {"global_probs": probs, "probs": probs}, name="global_only")
+
+
+@dataclasses.dataclass
+class Rate:
+    images_per_second: float
+    seconds_per_step: float
+
+
+def train_rate(model: keras.Model, batch_size: int, steps: int, jit_compile: bool = False,
+               stage: str = "global", repeats: int = 3) -> Rate:
+    """Training images/s of one SGD step (forward, backward, update) on a fixed batch in memory."""
+    step = train_step_fn(model, batch_size, jit_compile, stage)
+
+    def run():
+        for _ in range(steps):
+            step()
+
+    seconds = _best_seconds(run, repeats) / steps
+    return Rate(batch_size / seconds, seconds)
+
+
+def paired_overhead(run_full: Callable[[], object], run_base: Callable[[], object], rounds: int = 5) -> float:
+    """full / base - 1 from alternating timings (ABAB...), the median of the per-round ratios,
+    so that the machine's drift hits both sides alike."""
+    run_full(), run_base()
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run_full()
+        middle = time.perf_counter()
+        run_base()
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    return float(np.median(ratios)) - 1.0
+
+
+def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False,
+                  stage: str = "global", class_ages=None) -> Callable[[], float]:
+    """The trainer's own compiled step (`loop.Trainer.make_train_step`: the stage's loss, weight
+    decay, SGD with Nesterov momentum) on a fixed in-memory batch, as a callable returning the
+    batch's summed loss. The model is set to `stage` (its trainable variables) as training sets it;
+    `class_ages`: the model's own (`age_model.class_ages_of`) unless given (a global-only model)."""
+    size = int(model.input_shape[1])
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype(np.float32))
+    labels = {"label": tf.constant(rng.integers(0, 2, size=batch_size).astype(np.int32)),
+              "path": tf.constant([b"benchmark"] * batch_size)}
+    run_dir = tempfile.mkdtemp(prefix="alage-benchmark-")  # the trainer's checkpoint folder; never written
+    config = loop.TrainConfig(run_dir, stage=stage, epochs=1, steps_per_epoch=1, batch_size=batch_size,
+                              learning_rate=0.001, image_summaries=0, jit_compile=jit_compile)
+    class_ages = age_model.class_ages_of(model) if class_ages is None else class_ages
+    trainer = loop.Trainer(lambda: model, class_ages, config)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    batches = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    step = trainer.make_train_step()
+
+    def run() -> float:
+        sums, _ = step(batches)
+        return float(sums["loss"])
+
+    return run
+
+
+def inference_rate(model: keras.Model, batch_size: int, steps: int, repeats: int = 3) -> Rate:
+    size = int(model.input_shape[1])
+    images = tf.constant(np.random.default_rng(0).normal(size=(batch_size, size, size, 3)).astype(np.float32))
+    predict = tf.function(lambda x: model(x, training=False))
+
+    def run():
+        for _ in range(steps):
+            outputs = predict(images)
+        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+
+    seconds = _best_seconds(run, repeats) / steps
+    return Rate(batch_size / seconds, seconds)
+
+
+def latencies(call: Callable[[], object], count: int, warmup: int = 3) -> Dict[str, float]:
+    """p50 / p99 / mean wall time in milliseconds of `count` calls after `warmup` calls."""
+    times = _timings(call, count, warmup) * 1000.0
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "mean_ms": float(times.mean())}
+
+
+def pipeline_rate(dataset, batches: int) -> float:
+    """Images/s the input pipeline delivers (after one warm-up batch)."""
+    iterator = iter(dataset)
+    next(iterator)
+    count, start = 0, time.perf_counter()
+    for _ in range(batches):
+        images, _ = next(iterator)
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+KERNEL_PREFIXES = ("_MklNative", "_Mkl")
+
+
+def canonical_op_type(kind: str) -> str:
+    """The op type without the kernel library's prefix: oneDNN's `_MklNativeConv2D` is `Conv2D`,
+    so a profile reads the same whichever kernel TensorFlow picked."""
+    for prefix in KERNEL_PREFIXES:
+        if kind.startswith(prefix):
+            return kind[len(prefix):]
+    return kind
+
+
+def op_time_profile(run: Callable[[], object], logdir: str, repeats: int = 1) -> Dict[str, float]:
+    """Where the time of `run` goes: TF profiler self-time in microseconds per op type
+    (Conv2D, Conv2DBackpropFilter, FusedBatchNormV3, ...; `canonical_op_type`), largest first,
+    idle time left out.
+
+    `run` should be warmed up (traced) before; it runs `repeats` times in one trace (a busy
+    machine can leave a single short call's ops out of the trace). The trace stays in `logdir`.
+    """
+    import glob
+    import json
+
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    tf.profiler.experimental.start(logdir)
+    try:
+        for _ in range(repeats):
+            run()
+    finally:
+        tf.profiler.experimental.stop()
+    planes = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not planes:
+        raise RuntimeError(f"The profiler wrote no trace under {logdir}.")
+    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(planes[-1:], "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"Could not read the op statistics of {planes[-1]}.")
+    table = json.loads(data)[0]
+    columns = [c["id"] for c in table["cols"]]
+    kind, self_time = columns.index("type"), columns.index("total_self_time")
+    totals: Dict[str, float] = {}
+    for row in table["rows"]:
+        cells = [c.get("v") for c in row["c"]]
+        if cells[kind] != "IDLE":
+            name = canonical_op_type(cells[kind])
+            totals[name] = totals.get(name, 0.0) + float(cells[self_time])
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflops: float,
+                     factor: float = 3.0) -> float:
+    """Achieved FLOP rate (training counts `factor` x the forward FLOPs) over the peak."""
+    return images_per_second * flops_per_image * factor / (peak_gflops * 1e9)
+
+
+__all__: List[str] = [
+    "matmul_peak", "forward_flops", "global_only_model", "train_rate", "train_step_fn", "paired_overhead",
+    "inference_rate", "latencies",
+    "pipeline_rate", "op_time_profile", "peak_rss_mib", "fraction_of_peak",
+]

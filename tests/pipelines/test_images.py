@@ -1,0 +1,68 @@
+import cv2
+import numpy as np
+import pytest
+
+from pipelines import images
+
+
+def write(path, array, ext):
+    ok, data = cv2.imencode(ext, array)
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def test_colour_conversions_give_rgb(tmp_path):
+    bgr = np.zeros((8, 6, 3), np.uint8)
+    bgr[..., 2] = 200  # red in OpenCV's BGR order
+    rgb = images.read_image(write(tmp_path / "red.png", bgr, ".png"))
+    assert rgb.shape == (8, 6, 3) and rgb[0, 0].tolist() == [200, 0, 0]
+    grey = images.read_image(write(tmp_path / "grey.png", np.full((5, 5), 90, np.uint8), ".png"))
+    assert grey.shape == (5, 5, 3) and grey[0, 0].tolist() == [90, 90, 90]
+    bgra = np.dstack([bgr, np.full((8, 6), 10, np.uint8)])
+    assert images.read_image(write(tmp_path / "alpha.png", bgra, ".png")).shape == (8, 6, 3)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(b"", "file is empty"), (b"not an image at all", "not a decodable image"), (None, "file not found")],
+)
+def test_bad_files_name_the_file_and_the_reason(tmp_path, content, reason):
+    path = tmp_path / "face.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(images.ImageError, match=reason) as info:
+        images.read_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_jpeg_is_reported(tmp_path):
+    path = write(tmp_path / "full.jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8), ".jpg")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[:40])
+    with pytest.raises(images.ImageError, match="truncated JPEG"):
+        images.read_image(cut)
+    # Cut in the middle of the pixels, OpenCV would decode it silently with grey fill.
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(images.ImageError, match="truncated JPEG"):
+        images.read_image(tmp_path / "half.jpg")
+    # Bytes after the end-of-image marker (some cameras pad) are fine.
+    (tmp_path / "padded.jpg").write_bytes(data + b"\0\0")
+    assert images.read_image(tmp_path / "padded.jpg").shape == (64, 64, 3)
+
+
+def test_center_square_resize_and_normalise():
+    image = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
+    square = images.center_square(image)
+    np.testing.assert_array_equal(square, image[:, 2:8])
+    assert images.resize(square, 4).shape == (4, 4, 3)
+    white = images.normalize(np.full((1, 1, 3), 255, np.uint8))
+    np.testing.assert_allclose(white[0, 0], (1 - images.IMAGENET_MEAN) / images.IMAGENET_STD, rtol=1e-6)
+
+
+def test_real_fgnet_photo_loads(fgnet_images):
+    greys = [p for p in fgnet_images if p.name == "001A02.JPG"]
+    batch = images.load_for_model(greys[0] if greys else fgnet_images[0], 64)
+    assert batch.shape == (64, 64, 3) and batch.dtype == np.float32
+    assert -3 < batch.min() < batch.max() < 3

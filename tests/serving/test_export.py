@@ -1,0 +1,150 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alage.models import attention
+from keras_alage.models.age_model import ModelConfig, build_age_model
+from keras_alage.serving import export
+from pipelines import augment, faces, images
+
+CONFIG = ModelConfig(depth=18, input_size=64, age_classes="fgnet")
+
+
+@pytest.fixture(scope="module")
+def face_crops(fgnet_images):
+    """Four real FG-NET faces cut with the project's crop specification (centre fallback)."""
+    spec = faces.CropSpec(size=96)
+    crops = []
+    for path in fgnet_images[:4]:
+        photo = images.read_image(path)
+        crops.append(faces.encode_jpeg(faces.crop_face(photo, faces.center_face(photo.shape, spec), spec)))
+    return crops
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, face_crops):
+    model = build_age_model(CONFIG)
+    attention.reset_attention_state(model)
+    # A memory that is not zero, to show it is frozen into the export.
+    model(np.random.default_rng(0).normal(size=(4, 64, 64, 3)).astype("float32"), training=True)
+    base = tmp_path_factory.mktemp("serving")
+    path = export.export_saved_model(model, str(base), "age", 1, crops="ten", warmup_images=face_crops[:2])
+    return model, path, base
+
+
+def _keras_ten_crop_ages(model, encoded):
+    batch = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "ten").numpy() for e in encoded])
+    outputs = model(batch.reshape(-1, 64, 64, 3), training=False)
+    probs = np.asarray(outputs["probs"]).reshape(len(encoded), 10, -1).mean(1)
+    return probs @ np.asarray(model.get_layer("age").class_ages)
+
+
+def test_layout_and_signatures_seen_by_saved_model_cli(exported):
+    _, path, base = exported
+    assert path == os.path.join(str(base), "age", "1")
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    text = shown.stdout
+    default = text[text.index("signature_def['serving_default']"):]
+    default = default[: default.index("Method name")]
+    assert "dtype: DT_STRING" in default and "shape: (-1)" in default
+    for name, shape in (("age", "(-1)"), ("age_std", "(-1)"), ("probs", "(-1, 70)"), ("box", "(-1, 4)"),
+                        ("global_age", "(-1)")):
+        block = default[default.index(f"outputs['{name}']"):]
+        assert "dtype: DT_FLOAT" in block.split("name:")[0] and f"shape: {shape}" in block.split("name:")[0]
+    assert "signature_def['predict_preprocessed']" in text and "shape: (-1, 64, 64, 3)" in text
+
+
+def test_the_centre_and_mirror_server_averages_the_two_views_of_each_face(exported, face_crops):
+    """crops="center_flip": each face's answer is the mean of the network's probabilities for its
+    centre crop and that crop mirrored; the box is the unmirrored crop's."""
+    model = exported[0]
+    server = export.AgeServer(model, "center_flip")
+    answered = {k: np.asarray(v) for k, v in server.serve_encoded(tf.constant(face_crops)).items()}
+    centre = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])
+    plain, mirrored = model(centre, training=False), model(centre[:, :, ::-1], training=False)
+    probs = (np.asarray(plain["probs"]) + np.asarray(mirrored["probs"])) / 2
+    np.testing.assert_allclose(answered["probs"], probs, atol=1e-5)
+    np.testing.assert_allclose(answered["age"], probs @ np.asarray(model.get_layer("age").class_ages), atol=1e-3)
+    np.testing.assert_allclose(answered["box"], np.asarray(plain["box"]), atol=1e-5)
+    with pytest.raises(ValueError, match="crops must be one of"):
+        export.AgeServer(model, "mirror")
+    # shift_flip: the mean over its ten crops, the box the unmirrored centre's.
+    shifted = {k: np.asarray(v) for k, v in export.AgeServer(model, "shift_flip").serve_encoded(
+        tf.constant(face_crops)).items()}
+    ten = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "shift_flip").numpy() for e in face_crops])
+    outputs = model(ten.reshape(-1, 64, 64, 3), training=False)
+    np.testing.assert_allclose(shifted["probs"], np.asarray(outputs["probs"]).reshape(len(face_crops), 10, -1).mean(1),
+                               atol=1e-5)
+    np.testing.assert_allclose(shifted["box"], np.asarray(plain["box"]), atol=1e-5)
+
+
+def test_reloaded_savedmodel_answers_like_keras_on_real_faces(exported, face_crops):
+    model, path, _ = exported
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    got = serving(images=tf.constant(face_crops))
+    np.testing.assert_allclose(got["age"].numpy(), _keras_ten_crop_ages(model, face_crops), atol=1e-3)
+    assert got["probs"].shape == (4, 70) and np.allclose(got["probs"].numpy().sum(-1), 1.0, atol=1e-5)
+    ages = np.arange(70, dtype=np.float64)
+    spread = np.sqrt((got["probs"].numpy() * (ages - got["age"].numpy()[:, None]) ** 2).sum(-1))
+    np.testing.assert_allclose(got["age_std"].numpy(), spread, atol=1e-3)
+
+    preprocessed = tf.saved_model.load(path).signatures["predict_preprocessed"]
+    batch = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])
+    np.testing.assert_allclose(preprocessed(images=tf.constant(batch))["age"].numpy(),
+                               np.asarray(model(batch, training=False)["age"]), atol=1e-3)
+
+
+def test_an_answer_does_not_depend_on_the_batch_or_its_order(exported, face_crops):
+    _, path, _ = exported
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    together = serving(images=tf.constant(face_crops))["age"].numpy()
+    alone = [serving(images=tf.constant([c]))["age"].numpy()[0] for c in face_crops]
+    reversed_ages = serving(images=tf.constant(face_crops[::-1]))["age"].numpy()[::-1]
+    np.testing.assert_allclose(alone, together, atol=1e-4)
+    np.testing.assert_allclose(reversed_ages, together, atol=1e-4)
+
+
+def test_warmup_requests_are_prediction_logs_for_serving_default(exported, face_crops):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, path, _ = exported
+    records = list(tf.data.TFRecordDataset(os.path.join(path, "assets.extra", export.WARMUP_FILE)))
+    assert len(records) == 3  # each image alone, then both as a batch
+    log = prediction_log_pb2.PredictionLog.FromString(records[-1].numpy())
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(request.inputs["images"]).tolist() == face_crops[:2]
+
+
+def test_an_existing_version_is_kept_unless_overwrite(exported):
+    model, _, base = exported
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export.export_saved_model(model, str(base), "age", 1, crops="center")
+    with pytest.raises(ValueError, match="positive"):
+        export.export_saved_model(model, str(base), "age", 0)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_tflite_and_onnx_exports_match_keras_on_real_faces(fmt, exported, face_crops, tmp_path):
+    model, _, _ = exported
+    probe = np.stack([augment.preprocess_for_eval(augment.decode(e), 64, "center").numpy() for e in face_crops])
+    writer = export.export_tflite if fmt == "tflite" else export.export_onnx
+    difference = writer(model, str(tmp_path / f"age.{fmt}"), probe)
+    assert difference < 1e-3 and (tmp_path / f"age.{fmt}").stat().st_size > 1_000_000  # weights inside
+    if fmt == "tflite":
+        again = export.run_tflite((tmp_path / "age.tflite").read_bytes(), probe[:1])
+        np.testing.assert_allclose(again["age"], np.asarray(model(probe[:1], training=False)["age"]), atol=1e-3)
+    with pytest.raises(ValueError, match="differs from Keras"):
+        writer(model, str(tmp_path / f"strict.{fmt}"), probe, tolerance=0.0)
+    assert not (tmp_path / f"strict.{fmt}").exists()
+
+
+def test_exported_folder_is_readable_by_other_users(exported):
+    _, path, _ = exported
+    assert os.stat(path).st_mode & 0o755 == 0o755

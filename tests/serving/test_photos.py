@@ -1,0 +1,219 @@
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_alage.models.age_model import ModelConfig, build_age_model
+from keras_alage.serving import export, photos
+from pipelines import augment, faces, images
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_crop_fractions_map_back_to_the_photo():
+    spec = faces.CropSpec(size=256, margin=0.4)
+    face = faces.Face((200.0, 150.0), (80.0, 100.0), angle=30.0)
+    center = faces.crop_to_photo(face, spec, [[0.5, 0.5]])[0]
+    np.testing.assert_allclose(center, (200.0, 150.0), atol=0.51)
+    corners = faces.crop_to_photo(face, spec, [[0, 0], [1, 0]])
+    assert np.linalg.norm(corners[1] - corners[0]) == pytest.approx(140.0, abs=1.0)  # 100 px * 1.4
+
+
+def _huge_png(path):
+    """A valid PNG header announcing 20000 x 20000 px (the body is never decoded)."""
+    ihdr = (20000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    data = b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+    path.write_bytes(data + b"\0" * 100)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(fgnet_images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    shutil.copy(fgnet_images[0], folder / "a_face.jpg")
+    photo = images.read_image(fgnet_images[1])
+    cv2.imwrite(str(folder / "b_grey.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+    rgba = np.dstack([cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), np.full(photo.shape[:2], 255, np.uint8)])
+    cv2.imwrite(str(folder / "c_alpha.png"), rgba)
+    (folder / "d_notes.txt").write_text("not an image")
+    (folder / "e_empty.jpg").write_bytes(b"")
+    whole = (folder / "a_face.jpg").read_bytes()
+    (folder / "f_truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "g_animation.gif").write_bytes(b"GIF89a" + b"\0" * 40)
+    _huge_png(folder / "h_huge.png")
+    cv2.imwrite(str(folder / "i_wall.jpg"), np.full((200, 200, 3), 120, np.uint8))
+    try:
+        from PIL import Image
+
+        Image.fromarray(photo).convert("CMYK").save(folder / "j_cmyk.jpg", "JPEG")
+    except ImportError:
+        pass
+    return folder
+
+
+EXPECTED_ERRORS = {
+    "d_notes.txt": "not a decodable image",
+    "e_empty.jpg": "file is empty",
+    "f_truncated.jpg": "truncated JPEG",
+    "g_animation.gif": "not a decodable image",
+    "h_huge.png": "20000x20000 px exceeds the size limit",
+    "i_wall.jpg": "no face found",
+}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_age_model(ModelConfig(depth=18, input_size=64, age_classes="fgnet")).save(path)
+    return path
+
+
+def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, model_path):
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector = faces.MtcnnDetector()
+    spec = faces.CropSpec()
+    results = {os.path.basename(r.path): r for r in (
+        photos.predict_photo(p, predict, detector, spec, predict.input_size)
+        for p in photos.image_paths([str(photo_folder)]))}
+    for name, reason in EXPECTED_ERRORS.items():
+        assert reason in results[name].error and not results[name].faces, name
+    answered = [n for n, r in results.items() if r.faces]
+    assert {"a_face.jpg", "b_grey.png", "c_alpha.png"} <= set(answered)
+    if (photo_folder / "j_cmyk.jpg").exists():
+        assert "j_cmyk.jpg" in answered
+    face = results["a_face.jpg"].faces[0]
+    assert face.confidence > 0.9 and face.method == "upright"
+    # The box lies inside the photo region of the centre crop the network saw, to a pixel.
+    detected = photos.find_faces(images.read_image(photo_folder / "a_face.jpg"), detector)[0]
+    resized = augment.eval_resize_size(predict.input_size)
+    low, high = ((resized - predict.input_size) / 2 + np.array([0, predict.input_size])) / resized
+    region = faces.crop_to_photo(detected, spec, [[low, low], [high, high]])
+    corners = np.array(face.attention)
+    assert (corners >= region.min(axis=0) - 1).all() and (corners <= region.max(axis=0) + 1).all()
+    box = np.asarray(predict([faces.encode_jpeg(faces.crop_face(images.read_image(photo_folder / "a_face.jpg"),
+                                                                detected, spec))])["box"])[0]
+    expected = photos.attention_corners(detected, spec, box, predict.input_size)
+    np.testing.assert_allclose(corners, expected, atol=0.11)  # what was answered is that crop's box
+
+
+def test_the_photo_detector_is_the_crops_own_with_its_fallback():
+    """predict.py and the peer benchmarks cut faces alike: the crop's detector, then MTCNN."""
+    pytest.importorskip("dlib", reason="the released crop's detector is dlib's (the [data] extra)")
+    detector = photos.photo_detector(faces.CropSpec(detector="dlib"))
+    assert isinstance(detector, faces.FallbackDetector) and detector.settings.endswith("+mtcnn")
+    assert detector.name == "dlib"  # the crop and confidence stay dlib's
+    assert not isinstance(photos.photo_detector(faces.CropSpec(detector="dlib"), ""), faces.FallbackDetector)
+    assert not isinstance(photos.photo_detector(faces.CropSpec(detector="mtcnn")), faces.FallbackDetector)
+
+
+def test_a_photo_with_no_face_is_answered_whole_only_when_asked(model_path, tmp_path):
+    """--no_face=whole (ready-made face chips): the faceless photo is one face filling its centre
+    square, answered as that crop; the default still reports it."""
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    wall = tmp_path / "wall.jpg"
+    cv2.imwrite(str(wall), np.full((200, 200, 3), 120, np.uint8))
+    assert photos.predict_photo(wall, predict, detector, spec, predict.input_size).error == "no face found"
+    result = photos.predict_photo(wall, predict, detector, spec, predict.input_size, no_face="whole")
+    assert result.error is None and [f.method for f in result.faces] == ["center"]
+    box = faces.center_face((200, 200), spec)
+    assert box.size[0] * (1 + spec.margin) == pytest.approx(200)  # its crop is the whole 200 px square
+    np.testing.assert_allclose(result.faces[0].corners, box.corners(), atol=0.1)
+    whole = faces.crop_face(images.read_image(wall), box, spec)
+    expected = np.asarray(predict([faces.encode_jpeg(whole)])["age"])[0]
+    assert result.faces[0].age == pytest.approx(float(expected), abs=1e-4)
+    with pytest.raises(ValueError, match="no_face"):
+        photos.locate_faces(wall, detector, spec, no_face="centre")
+
+
+def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, model_path):
+    """predict_photos batches faces across photos and detects ahead of the network; the answers,
+    the errors and their order are those of predict_photo, whatever the batch size."""
+    predict = photos.load_predictor(str(model_path), crops="center")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    paths = photos.image_paths([str(photo_folder)]) * 2  # more photos than a batch, repeats included
+    one_by_one = [photos.predict_photo(p, predict, detector, spec, predict.input_size) for p in paths]
+    for batch_faces, full in ((1, False), (2, True), (64, True), (32, False)):
+        batched = list(photos.predict_photos(paths, predict, detector, spec, predict.input_size,
+                                             batch_faces=batch_faces, prefetch=3, full_batches=full))
+        assert [r.path for r in batched] == [r.path for r in one_by_one]
+        for got, want in zip(batched, one_by_one):
+            assert got.error == want.error and len(got.faces) == len(want.faces), got.path
+            for a, b in zip(got.faces, want.faces):
+                assert a.age == pytest.approx(b.age, abs=1e-3) and a.corners == b.corners
+
+
+def test_stopping_early_leaves_no_worker_behind(photo_folder, model_path):
+    predict = photos.load_predictor(str(model_path), crops="center")
+    results = photos.predict_photos(photos.image_paths([str(photo_folder)]) * 3, predict, faces.MtcnnDetector(),
+                                    faces.CropSpec(), predict.input_size, prefetch=1)
+    first = next(results)
+    results.close()  # the generator's cleanup must not hang on the full queue
+    assert first.path.endswith("a_face.jpg")
+
+
+def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, model_path, tmp_path):
+    import keras
+
+    model = keras.models.load_model(model_path)
+    exported = export.export_saved_model(model, str(tmp_path), "age", 1, crops="ten")
+    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    from_keras = photos.predict_photo(photo_folder / "a_face.jpg", photos.load_predictor(str(model_path)),
+                                      detector, spec, 64)
+    saved = photos.load_predictor(exported)
+    assert saved.input_size == 64
+    from_saved = photos.predict_photo(photo_folder / "a_face.jpg", saved, detector, spec, 64)
+    assert from_saved.faces[0].age == pytest.approx(from_keras.faces[0].age, abs=1e-3)
+
+
+def test_predict_script_writes_csv_json_and_drawings(photo_folder, model_path, tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={model_path}", "--crops=center",
+               str(photo_folder / "a_face.jpg"), str(photo_folder / "d_notes.txt"), str(photo_folder / "missing.jpg"),
+               f"--output={tmp_path / 'ages.csv'}", f"--draw={tmp_path / 'drawn'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "a_face.jpg: face 0:" in result.stdout and "missing.jpg: skipped (file not found)" in result.stdout
+    rows = (tmp_path / "ages.csv").read_text().splitlines()
+    assert rows[0].startswith("path,face,age") and len(rows) == 4
+    drawn = cv2.imread(str(tmp_path / "drawn" / "a_face.jpg"))
+    assert drawn is not None and drawn.shape[:2] == images.read_image(photo_folder / "a_face.jpg").shape[:2]
+    json_path = tmp_path / "ages.json"
+    photos.write_results([photos.PhotoResult("x.jpg", [], "no face found")], str(json_path))
+    assert json.loads(json_path.read_text()) == [{"path": "x.jpg", "faces": [], "error": "no face found"}]
+
+
+def test_the_face_crop_travels_from_the_run_to_the_export_to_prediction(model_path, tmp_path):
+    import shutil
+
+    import keras
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(model_path, run / "model.keras")
+    spec = faces.CropSpec(size=200, margin=0.04)
+    faces.write_crop_spec(str(run), spec)  # what training writes beside model.keras
+    from_keras = photos.load_predictor(str(run / "model.keras"), crops="center")
+    assert from_keras.face_crop == spec and photos.face_crop_for(from_keras) == spec
+    assert photos.face_crop_for(from_keras, margin=0.4) == faces.CropSpec(200, 0.4)  # a flag wins
+    model = keras.models.load_model(run / "model.keras")
+    exported = export.export_saved_model(model, str(tmp_path / "serving"), "age", 1, crops="center", face_crop=spec)
+    assert photos.load_predictor(exported).face_crop == spec
+    bare = photos.load_predictor(str(model_path), crops="center")
+    assert bare.face_crop is None and photos.face_crop_for(bare) == faces.CropSpec()
+
+
+def test_a_whole_map_box_is_drawn_over_exactly_the_centre_crop_the_network_saw():
+    spec = faces.CropSpec(size=256, margin=0.4)
+    face = faces.Face((300.0, 200.0), (100.0, 120.0), angle=0.0)
+    size = 64
+    resized = augment.eval_resize_size(size)
+    low, high = ((resized - size) / 2 + np.array([0, size])) / resized
+    region = faces.crop_to_photo(face, spec, [[low, low], [high, low], [high, high], [low, high]])
+    np.testing.assert_allclose(photos.attention_corners(face, spec, (0.0, 0.0, 1.0, 1.0), size), region, atol=1e-6)

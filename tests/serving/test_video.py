@@ -1,0 +1,91 @@
+"""Ages in video: one track per face across frames, smoothed ages, annotated video and CSV."""
+
+import csv
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_alage.serving import photos, video
+from pipelines import faces, images
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_tracker_follows_a_moving_box_and_starts_new_tracks_for_others():
+    tracker = video.Tracker(min_overlap=0.3, max_missed=2)
+    first = tracker.assign(0, [np.array([10, 10, 60, 60.0]), np.array([200, 10, 250, 60.0])])
+    for track, box in zip(first, ([10, 10, 60, 60.0], [200, 10, 250, 60.0])):
+        track.update(0, np.array(box), 30.0, 4.0, tracker.forgetting)
+    moved = tracker.assign(1, [np.array([205, 12, 255, 62.0]), np.array([14, 12, 64, 62.0])])
+    assert [t.id for t in moved] == [first[1].id, first[0].id]
+    for track, box in zip(moved, ([205, 12, 255, 62.0], [14, 12, 64, 62.0])):
+        track.update(1, np.array(box), 30.0, 4.0, tracker.forgetting)
+    elsewhere = tracker.assign(2, [np.array([400, 300, 450, 350.0])])
+    assert elsewhere[0].id not in (first[0].id, first[1].id)
+    later = tracker.assign(10, [np.array([14, 12, 64, 62.0])])  # gone for more than max_missed frames
+    assert later[0].id not in (first[0].id, first[1].id)
+
+
+def test_smoothing_weighs_answers_by_their_certainty():
+    track = video.Track(0, np.zeros(4), 0, 0)
+    rng = np.random.default_rng(0)
+    for frame, age in enumerate(30.0 + rng.normal(0, 3, 40)):
+        track.update(frame, np.zeros(4), float(age), 3.0, forgetting=0.9)
+    assert np.std(track.smoothed_ages[10:]) < 0.5 * np.std(track.raw_ages[10:])
+    assert abs(track.age - 30.0) < 2.0
+    sure = video.Track(1, np.zeros(4), 0, 0)
+    sure.update(0, np.zeros(4), 20.0, 1.0, forgetting=1.0)
+    sure.update(1, np.zeros(4), 40.0, 10.0, forgetting=1.0)  # a flat, unsure answer moves it little
+    assert sure.age == pytest.approx((20.0 / 1.0 + 40.0 / 100.0) / (1.0 + 1.0 / 100.0))
+
+
+@pytest.fixture(scope="module")
+def panned_video(fgnet_images, tmp_path_factory):
+    """20 frames of 320x240 panning and zooming over a real FG-NET photo."""
+    photo = images.read_image(fgnet_images[3])
+    height, width = photo.shape[:2]
+    path = tmp_path_factory.mktemp("video") / "pan.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(20):
+        zoom = 1.0 - 0.01 * i
+        w, h = int(width * zoom), int(width * zoom * 0.75)
+        x, y = int((width - w) * i / 19), max(0, (height - h) // 2)
+        frame = cv2.resize(photo[y : y + h, x : x + w], (320, 240))
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_a_panned_face_keeps_one_track_and_its_smoothed_age_jitters_less(panned_video, tiny_model, tmp_path):
+    predict = photos.load_predictor(tiny_model, "center")
+    output = tmp_path / "drawn.mp4"
+    report = video.predict_video(str(panned_video), predict, faces.MtcnnDetector(), faces.CropSpec(), str(output))
+    assert report.frames == 20 and report.frames_per_second > 0
+    assert len(report.tracks) == 1 and report.tracks[0].frames == 20
+    track = report.tracks[0]
+    assert np.std(track.raw_ages) > 0 and np.std(track.smoothed_ages) < np.std(track.raw_ages)
+    written = list(video.frames(str(output)))
+    assert len(written) == 20 and written[0][1].shape == (240, 320, 3)
+    video.write_tracks(report, str(tmp_path / "tracks.csv"))
+    rows = list(csv.DictReader((tmp_path / "tracks.csv").open()))
+    assert len(rows) == 1 and int(rows[0]["frames"]) == 20
+    assert float(rows[0]["smoothed_age_std"]) < float(rows[0]["per_frame_age_std"])
+
+
+def test_predict_script_reads_videos_beside_photos(panned_video, tiny_model, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={tiny_model}",
+                             f"--draw={tmp_path}", "--max_frames=5", str(panned_video)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "5 frames" in result.stdout and "track 0:" in result.stdout
+    assert (tmp_path / "pan.mp4").exists() and (tmp_path / "pan.tracks.csv").exists()
+
+
+def test_an_unreadable_video_is_reported(tmp_path):
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="broken.mp4"):
+        list(video.frames(str(tmp_path / "broken.mp4")))

