@@ -81,7 +81,6 @@ def run_peer(paths) -> dict:
 
 
 def run_ours(paths, model_path: str) -> list:
-
     predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
     detector = photos.photo_detector(spec)  # predict.py's: MTCNN looks where dlib finds no face
@@ -131,7 +130,6 @@ def uncertainty_check(ages: dict, spreads: dict, true: dict) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-
 
     if FLAGS.held_out_build:
         try:

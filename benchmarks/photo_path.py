@@ -52,7 +52,6 @@ FGNET_AGE = re.compile(r"^\d+A(\d+)", re.IGNORECASE)
 
 
 def make_detector(name: str):
-
     if name == "dlib+mtcnn":  # predict.py's default: MTCNN where dlib finds no face
         return faces.FallbackDetector(faces.DlibDetector(), faces.MtcnnDetector())
     if name == "dlib-adaptive":
@@ -107,7 +106,6 @@ def one_at_a_time(paths, predict, detector, spec) -> dict:
 
 
 def batched(paths, predict, detector, spec) -> dict:
-
     started = time.perf_counter()
     ages = {}
     for result in photos.predict_photos(paths, predict, detector, spec, predict.input_size,
@@ -125,7 +123,6 @@ def true_ages(paths) -> dict:
 def benchmark_clip(paths, frames: int, folder: str) -> str:
     """A 320x240 clip panning and zooming over a few photos, 12 frames each."""
     import cv2
-
 
     path = os.path.join(folder, "clip.mp4")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))

@@ -31,7 +31,6 @@ def head_probs(model, data_dir: str, view: str, shift: int) -> dict:
     """`scoring.predict_dataset` of the held-out side: `shift_flip` at `shift` px (0: `center_flip`)."""
     import tensorflow as tf
 
-
     crops = "shift_flip" if shift else "center_flip"
     preprocess = dataset.eval_preprocess(int(model.input_shape[1]), crops, view, shift)
     data = tf.data.TFRecordDataset(build.Build.open(data_dir, verify=True).first_fold_files("test")).map(preprocess).batch(32)

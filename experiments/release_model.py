@@ -47,7 +47,6 @@ def main(argv):
 
     import numpy as np
 
-
     model_path = os.path.join(FLAGS.run_dir, "model.keras")
     flags_path = os.path.join(FLAGS.run_dir, "flags.txt")
     for path in (model_path, flags_path):

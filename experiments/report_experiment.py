@@ -53,7 +53,6 @@ def main(argv):
         raise app.UsageError(f"--grid must end in .png, .jpg or .jpeg; received {FLAGS.grid!r}.")
     import cv2
 
-
     try:
         rows = reporting.comparison_rows(FLAGS.data_dir, runs)
     except (ValueError, FileNotFoundError) as error:

@@ -69,7 +69,6 @@ def main(argv):
     if FLAGS.tflite or FLAGS.onnx:
         import numpy as np
 
-
         size = int(model.input_shape[1])
         if warmup:
             probe = np.stack([augment.preprocess_for_eval(augment.decode(e), size, "center").numpy() for e in warmup])

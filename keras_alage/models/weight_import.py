@@ -119,7 +119,6 @@ def build_keras_hub_resnet(depth: int, input_shape: Optional[tuple] = None):
     """A randomly initialised keras-hub ResNetBackbone with the layout of `depth`."""
     import keras_hub
 
-
     block_type, blocks = resnet.block_spec(depth)
     return keras_hub.models.ResNetBackbone(
         input_conv_filters=[64],

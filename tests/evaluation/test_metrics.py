@@ -73,7 +73,6 @@ def test_subject_bootstrap_resamples_people_not_photos():
 
 
 def test_predictors_are_compared_on_the_photos_all_of_them_answered():
-
     true = {"p1": 10.0, "p2": 20.0, "p3": 30.0, "p4": 40.0}
     subjects = {"p1": "a", "p2": "a", "p3": "b", "p4": "c"}
     predictions = {"ours": {"p1": 12.0, "p2": 20.0, "p3": 33.0, "p4": 40.0},
@@ -94,7 +93,6 @@ def test_rank_correlation_reads_monotone_relations_and_ties():
 
 
 def test_local_weight_sweep_scores_each_combination_of_the_two_heads():
-
     ages = np.arange(0.0, 31.0)
     one_hot = lambda age: np.eye(len(ages))[[age]]  # noqa: E731
     predictions = {"global": one_hot(10), "local": one_hot(20), "age": np.array([12.0])}

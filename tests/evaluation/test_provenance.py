@@ -142,7 +142,6 @@ def test_a_finished_run_restores_a_missing_final_model_and_its_best_score(builds
 
 
 def test_model_saves_are_atomic(tmp_path, monkeypatch):
-
     model = build_age_model(TINY)
     path = tmp_path / "model.keras"
     loop.save_model_atomically(model, str(path))
@@ -218,7 +217,6 @@ def test_a_run_recorded_before_a_setting_existed_resumes_as_its_default(builds, 
 
 
 def test_an_attention_stage_without_memory_keeps_a_zero_state(builds, tmp_path):
-
     kfold, _ = builds
     _run(kfold, tmp_path / "global")
     _run(kfold, tmp_path / "run", stage="attention", attention_memory=False,

@@ -71,7 +71,6 @@ def test_inputs_the_kernel_does_not_take_fall_back_to_keras(shape, dtype):
 
 
 def test_a_model_copied_with_keras_batch_norm_computes_the_same_function():
-
     model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet"))
     copy = with_keras_batch_norm(model)
     kinds = {type(layer).__name__ for layer in copy.get_layer("backbone").layers}

@@ -178,7 +178,6 @@ def test_dlib_layout_computes_dlibs_whole_network(dlib_layout_model, dlib_output
 
 
 def test_zero_pad_add_pads_the_smaller_map_at_the_end():
-
     a = np.ones((1, 7, 7, 64), np.float32)
     b = np.full((1, 6, 6, 128), 2.0, np.float32)
     out = np.asarray(ZeroPadAdd()([a, b]))

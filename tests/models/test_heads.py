@@ -25,7 +25,6 @@ def test_negative_local_weight_is_rejected():
 
 
 def test_age_std_is_the_spread_of_the_predicted_distribution():
-
     ages = list(range(101))
     probs = np.zeros((3, 101), np.float32)
     probs[0, [20, 30]] = 0.5  # half at 20, half at 30: mean 25, std 5

@@ -56,7 +56,6 @@ def test_depth_mismatch_is_refused_before_copying():
 
 
 def test_age_model_imports_into_its_backbone():
-
     model = build_age_model(ModelConfig(depth=18, input_size=64))
     hub = weight_import.build_keras_hub_resnet(18)
     randomise(hub, seed=4)

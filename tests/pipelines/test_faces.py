@@ -326,5 +326,4 @@ def test_the_fallback_detector_looks_only_where_the_first_finds_nothing_and_spea
 
 
 def photos_find(image, detector):
-
     return photos.find_faces(image, detector)

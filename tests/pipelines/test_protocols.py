@@ -73,7 +73,6 @@ def test_subject_protocols_refuse_records_without_subjects():
 
 
 def test_fgnet_builds_by_the_papers_protocol_unless_told_otherwise(fgnet_records):
-
     default = sources.make_split(fgnet_records, sources.SOURCES["fgnet"].protocol)
     assert default.protocol == "lopo" and len(default.folds) == 82
     assert_partition(default, fgnet_records)

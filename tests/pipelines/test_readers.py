@@ -124,7 +124,6 @@ def _lap_2016(root):
 
 
 def test_lap_2016_reads_mean_std_and_official_splits(tmp_path):
-
     _lap_2016(tmp_path)
     result = lap.read_lap(tmp_path, "2016")
     assert len(result.records) == 4
@@ -143,7 +142,6 @@ def test_lap_2016_reads_mean_std_and_official_splits(tmp_path):
 
 
 def test_lap_2015_semicolon_files_without_header(tmp_path):
-
     (tmp_path / "Train").mkdir()
     (tmp_path / "Train.csv").write_text("image_1.jpg;26.5;4.3\r\nimage_2.jpg;61;7.0\r\nimage_3.jpg;12\r\n")
     result = lap.read_lap(tmp_path, "2015", splits=["train"])
@@ -197,7 +195,6 @@ def _write_imdb_mat(path, key="imdb"):
 
 @pytest.mark.parametrize("key", ["imdb", "wiki"])
 def test_imdb_wiki_ages_from_matlab_dates_and_face_filters(tmp_path, key):
-
     _write_imdb_mat(tmp_path / f"{key}.mat", key)
     result = imdb_wiki.read_imdb_wiki(tmp_path / f"{key}.mat")
     assert result.dataset == key
@@ -217,7 +214,6 @@ def test_imdb_wiki_ages_from_matlab_dates_and_face_filters(tmp_path, key):
 
 
 def test_imdb_wiki_birth_year_and_bad_files(tmp_path):
-
     assert imdb_wiki.birth_year(_matlab_datenum(1899, 12, 31) + 0.75) == 1899
     (tmp_path / "imdb.mat").write_bytes(b"not a MATLAB file")
     with pytest.raises(ValueError, match="imdb.mat"):
