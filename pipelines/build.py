@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipelines import faces, files, images, protocols
+from pipelines import faces, files, images, protocols, quiet
 from pipelines.records import AgeRecord
 
 MANIFEST = "manifest.json"
@@ -159,6 +159,7 @@ def _make_fn(config: BuildConfig):
             self.cache = None
 
         def setup(self):
+            quiet.import_tensorflow_quietly()  # a worker process: its own TensorFlow start-up
             if self.config.policy.detect:
                 self.detector = self.config.detector or faces.make_detector(self.config.crop.detector)
             if self.config.cache_dir:

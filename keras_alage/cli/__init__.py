@@ -1,7 +1,8 @@
 """The command-line layer: quiet TensorFlow start-up, flagfiles by short name, one way to run a main.
 
 Importing this package first (every command does) imports TensorFlow with its native start-up
-messages (CUDA probing, oneDNN notices) silenced; `ALAGE_VERBOSE=1` brings them back.
+messages (CUDA probing, oneDNN notices) silenced (`pipelines.quiet`); `ALAGE_VERBOSE=1` brings
+them back.
 """
 
 import os
@@ -12,26 +13,9 @@ from typing import List, Optional, Sequence
 from absl import app, flags
 
 from keras_alage import locations
+from pipelines import quiet
 
-VERBOSE = os.environ.get("ALAGE_VERBOSE", "") not in ("", "0")
-
-
-def _import_tensorflow_quietly() -> None:
-    if VERBOSE:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(null, 2)
-    try:
-        import tensorflow  # noqa: F401  (loaded here, silenced; later imports find it loaded)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-_import_tensorflow_quietly()
+quiet.import_tensorflow_quietly()
 
 
 def find_flagfile(path: str, search_dir: Optional[str] = None) -> Optional[str]:

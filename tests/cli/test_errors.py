@@ -1,5 +1,6 @@
 """What a user sees when the input is wrong: one line naming the flag or file, a non-zero exit."""
 
+import os
 import pathlib
 import signal
 import subprocess
@@ -33,6 +34,15 @@ def assert_one_line(result, ours, *expected):
 def test_an_unknown_flag_or_a_bad_value_is_one_line(args, expected):
     result, ours = run_script("predict.py", *args, "photo.jpg")
     assert_one_line(result, ours, expected)
+
+
+def test_a_command_prints_no_tensorflow_start_up_noise():
+    result, ours = run_script("train.py", "--flagfile=no_such_experiment.flags", "--batch_size=2")
+    assert result.stderr.strip().splitlines() == ours, result.stderr[-2000:]  # our one line, nothing of TF's
+    user = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ALAGE_VERBOSE")}
+    result = subprocess.run([sys.executable, "-c", "import keras_alage.cli, tensorflow as tf; tf.constant(1)"],
+                            capture_output=True, text=True, timeout=300, env=user)  # a user's shell
+    assert result.returncode == 0 and "cuInit" not in result.stderr and "I0000" not in result.stderr, result.stderr
 
 
 def test_a_missing_flagfile_is_one_line():
