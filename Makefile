@@ -78,7 +78,7 @@ evidence: data/fgnet_release/manifest.json
 # it: build, fine-tune the released model's attention branch on fold 0, evaluation with the
 # release's crops (the centre shifted four ways and mirrored), export for TF Serving, prediction with the exported model.
 quickstart: $(STAMP)
-	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn
+	$(BIN)/python scripts/predict.py samples/*.jpg --output=$(QUICK)/samples.csv --draw=$(QUICK)/drawn --overwrite
 	@if [ -d "$(SHARED_DATA)/fgnet/images" ]; then $(MAKE) --no-print-directory quickstart-fgnet; else \
 		echo "FG-NET not found at $(SHARED_DATA)/fgnet (the FG-NET Aging Database, distributed for research use;" \
 		"put it there or pass SHARED_DATA=...): stopping after the sample photos."; fi
@@ -90,7 +90,7 @@ quickstart-fgnet: data/fgnet_release/manifest.json
 		--crops=shift_flip
 	$(BIN)/python scripts/export.py --model=$(QUICK)/attention/fold0/model.keras --export_dir=$(QUICK)/serving \
 		--model_name=age --version=1 --crops=shift_flip --overwrite
-	$(BIN)/python scripts/predict.py --model=$(QUICK)/serving/age/1 --output=$(QUICK)/fgnet_photos.csv \
+	$(BIN)/python scripts/predict.py --model=$(QUICK)/serving/age/1 --output=$(QUICK)/fgnet_photos.csv --overwrite \
 		$(SHARED_DATA)/fgnet/images/001A02.JPG $(SHARED_DATA)/fgnet/images/002A29.JPG $(SHARED_DATA)/fgnet/images/004A53.JPG
 
 demo: $(STAMP)

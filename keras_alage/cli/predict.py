@@ -25,6 +25,7 @@ flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .kera
 flags.DEFINE_enum("crops", None, list(augment.CROPS), "Crops for a .keras model "
                   "(default ten) or a released model (default: the crops it records); a SavedModel has its own.")
 flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output file (it is kept otherwise).")
 flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
                    "detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
@@ -75,7 +76,7 @@ def main(argv):
     summary = answers.answer_inputs(
         argv[1:], predict, path.detector, spec,
         answers.Outputs(FLAGS.output, FLAGS.draw), FLAGS.camera, FLAGS.min_confidence, FLAGS.batch_faces,
-        FLAGS.no_face, prior, FLAGS.max_frames, log=say)
+        FLAGS.no_face, prior, FLAGS.max_frames, log=say, overwrite=FLAGS.overwrite)
     if summary.answered_nothing:
         raise app.UsageError(f"no photo could be answered ({summary.skipped} skipped; reasons above).")
 

@@ -9,8 +9,6 @@ import dataclasses
 import os
 from typing import Callable, List, Optional, Sequence, Union
 
-import cv2
-
 from keras_alage.models import release
 from keras_alage.serving import photos, prior_shift, video
 from pipelines import faces, images
@@ -66,11 +64,17 @@ def age_photos(paths: Sequence[str], model_path: Optional[str] = None) -> List[p
 
 def answer_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
                  outputs: Outputs, min_confidence: Optional[float], max_frames: Optional[int],
-                 log: Callable[[str], None] = print) -> bool:
+                 log: Callable[[str], None] = print, taken: Optional[set] = None) -> bool:
     """Tracks and ages in one video (file or camera), logged; with `outputs.drawings` the annotated
-    video and its per-track CSV are written there. False if the video could not be read."""
-    name = f"camera{source}" if isinstance(source, int) else os.path.splitext(os.path.basename(source))[0]
-    drawn = os.path.join(outputs.drawings, f"{name}.mp4") if outputs.drawings else None
+    video and its per-track CSV are written there, under a name no other output of the run (in
+    `taken`) has. False if the video could not be read."""
+    name = f"camera{source}" if isinstance(source, int) else os.path.basename(source)
+    drawn = None
+    if outputs.drawings:
+        taken = set() if taken is None else taken
+        drawn = os.path.join(outputs.drawings, photos.drawing_name(name, taken, ".mp4"))
+        tracks = os.path.splitext(drawn)[0] + ".tracks.csv"
+        taken.add(os.path.basename(tracks))
     try:
         report = video.predict_video(source, predict, detector, spec, drawn, min_confidence, max_frames)
     except ValueError as error:
@@ -81,8 +85,8 @@ def answer_video(source: Union[str, int], predict: photos.Predictor, detector, s
         log(f"  track {track.id}: {track.age:.1f} years over {track.frames} frames "
             f"({track.first_frame}-{track.last_frame})")
     if drawn:
-        video.write_tracks(report, os.path.join(outputs.drawings, f"{name}.tracks.csv"))
-        log(f"  wrote {drawn} and {name}.tracks.csv")
+        video.write_tracks(report, tracks)
+        log(f"  wrote {drawn} and {os.path.basename(tracks)}")
     return True
 
 
@@ -106,32 +110,57 @@ def answer_photos(paths: Sequence[str], predict: photos.Predictor, detector, spe
     return photos.adapt_to_population(answered, prior)
 
 
+def check_outputs(outputs: Outputs, inputs: Sequence[str], overwrite: bool = False) -> None:
+    """Before any answer: an existing table is kept unless `overwrite`, the table is none of the
+    inputs, and both places are writable. Raises FileExistsError / PermissionError naming the flag."""
+    if outputs.table:
+        exists = os.path.exists(outputs.table)
+        if exists and any(os.path.exists(p) and os.path.samefile(p, outputs.table) for p in inputs):
+            raise FileExistsError(f"--output={outputs.table} is one of the inputs; name another file.")
+        if exists and not overwrite:
+            raise FileExistsError(f"--output={outputs.table} exists; pass --overwrite to replace it.")
+    for flag, folder in (("--output", os.path.dirname(os.path.abspath(outputs.table)) if outputs.table else None),
+                         ("--draw", outputs.drawings)):
+        if folder is None:
+            continue
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            raise PermissionError(f"{flag}: cannot create {folder} ({error.strerror}).") from None
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{flag}: {folder} is not writable.")
+
+
 def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, spec: faces.CropSpec,
                   outputs: Outputs = Outputs(), camera: Optional[int] = None, min_confidence: Optional[float] = None,
                   batch_faces: int = 32, no_face: str = "skip", prior: Optional[dict] = None,
-                  max_frames: Optional[int] = None, log: Callable[[str], None] = print) -> Summary:
-    """Answers every photo, folder and video of `inputs` (and `camera`), logging each answer."""
+                  max_frames: Optional[int] = None, log: Callable[[str], None] = print,
+                  overwrite: bool = False) -> Summary:
+    """Answers every photo, folder and video of `inputs` (and `camera`), logging each answer. The
+    table is written as answers come (`photos.ResultsWriter`); drawings never take an input's name
+    nor each other's; `check_outputs` runs first."""
     paths = photos.image_paths(inputs)
+    check_outputs(outputs, paths, overwrite)
+    taken = photos.inputs_in(outputs.drawings, paths) if outputs.drawings else set()
     sources: List[Union[str, int]] = [p for p in paths if video.is_video(p)] + ([camera] if camera is not None else [])
     summary = Summary()
-    summary.videos = sum(answer_video(s, predict, detector, spec, outputs, min_confidence, max_frames, log)
+    summary.videos = sum(answer_video(s, predict, detector, spec, outputs, min_confidence, max_frames, log, taken)
                          for s in sources)
     stills = [p for p in paths if not video.is_video(p)]
-    results, drawn_names = [], set()
+    table = photos.ResultsWriter(outputs.table) if outputs.table else None
     for result in answer_photos(stills, predict, detector, spec, min_confidence, batch_faces, no_face, prior, log):
-        results.append(result)
+        summary.photos += 1
+        summary.skipped += bool(result.error)
+        summary.faceless += result.error == "no face found"
         log(photos.describe(result))
         if outputs.drawings and result.faces:
-            os.makedirs(outputs.drawings, exist_ok=True)
             drawn = photos.draw(images.read_image(result.path), result)
-            name = photos.drawing_name(result.path, drawn_names)
-            cv2.imwrite(os.path.join(outputs.drawings, name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    if outputs.table:
-        photos.write_results(results, outputs.table)
-    summary.photos = len(results)
-    summary.skipped = sum(1 for r in results if r.error)
-    summary.faceless = sum(1 for r in results if r.error == "no face found")
-    if results:
+            photos.write_drawing(os.path.join(outputs.drawings, photos.drawing_name(result.path, taken)), drawn)
+        if table:
+            table.add(result)
+    if table:
+        table.close()
+    if summary.photos:
         log(f"{summary.photos - summary.skipped} photo(s) with faces, {summary.skipped} skipped")
     if summary.faceless:
         log(f"{summary.faceless} photo(s) with no face found: if they are face crops already, --no_face=whole "

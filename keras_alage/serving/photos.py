@@ -7,7 +7,6 @@ JPEG like the stored crops, then answered by the same graph as the exported Save
 
 import csv
 import dataclasses
-import io
 import json
 import os
 from typing import Callable, Iterator, List, Optional, Sequence
@@ -301,14 +300,30 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
-def drawing_name(path: str, taken: set) -> str:
-    """A JPEG name for the drawn copy of `path` that no other photo of the run has taken:
-    `face.jpg`, then `face.png.jpg` for face.png, then `face-2.jpg`, ... (`taken` is updated)."""
-    stem, extension = os.path.splitext(os.path.basename(path))
-    candidates = [stem + ".jpg", f"{stem}{extension}.jpg"] + [f"{stem}-{i}.jpg" for i in range(2, len(taken) + 3)]
+def drawing_name(path: str, taken: set, extension: str = ".jpg") -> str:
+    """A name for the drawn copy of `path` that no other output of the run has taken (nor an input
+    that lives in the drawings' folder, when `taken` holds those too): `face.jpg`, then
+    `face.png.jpg` for face.png, then `face-2.jpg`, ... (`taken` is updated)."""
+    stem, own = os.path.splitext(os.path.basename(path))
+    candidates = [stem + extension, f"{stem}{own}{extension}"] + [
+        f"{stem}-{i}{extension}" for i in range(2, len(taken) + 3)]
     name = next(c for c in candidates if c not in taken)
     taken.add(name)
     return name
+
+
+def inputs_in(folder: str, paths: Sequence[str]) -> set:
+    """The names of those `paths` that are files of `folder`: a drawing must never take one."""
+    here = os.path.realpath(folder)
+    return {os.path.basename(p) for p in paths if os.path.realpath(os.path.dirname(os.path.abspath(p))) == here}
+
+
+def write_drawing(path: str, drawn: np.ndarray) -> None:
+    """The drawn photo as JPEG, atomically; raises OSError when it cannot be written whole."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: the drawing could not be encoded.")
+    files.write_atomically(path, encoded.tobytes())
 
 
 def image_paths(inputs: Sequence[str]) -> List[str]:
@@ -322,25 +337,67 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
+CSV_COLUMNS = ("path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box", "error",
+               "prior_faces")
+
+
+def spreadsheet_safe(cell) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with =, +, -, @ (from a file name) gets a
+    leading apostrophe, so it is never run as a formula; numbers are written as they are."""
+    text = str(cell)
+    if isinstance(cell, (int, float)) or not text or text[0] not in "=+-@\t\r":
+        return text
+    return "'" + text
+
+
+def csv_rows(result: PhotoResult) -> List[list]:
+    """One row per face, or one for a photo that failed."""
+    if result.error:
+        return [[result.path, "", "", "", "", "", "", "", "", result.error, ""]]
+    return [[result.path, face.face, f"{face.age:.2f}", "" if face.age_std is None else f"{face.age_std:.2f}",
+             f"{face.global_age:.2f}", "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence,
+             face.method, json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces]
+            for face in result.faces]
+
+
+class ResultsWriter:
+    """Writes results as they come: CSV rows are appended and flushed to `<path>.partial`, which
+    becomes `path` when the run closes the writer; an interrupted run leaves what it answered in
+    the .partial file. JSON (by extension) is written whole, atomically, at close."""
+
+    def __init__(self, path: str):
+        self.path, self.results = path, []
+        self.partial = None if path.endswith(".json") else path + ".partial"
+        if self.partial:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.stream = open(self.partial, "w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.stream)
+            self.writer.writerow(CSV_COLUMNS)
+
+    def add(self, result: PhotoResult) -> None:
+        if not self.partial:
+            self.results.append(result)
+            return
+        for row in csv_rows(result):
+            self.writer.writerow([spreadsheet_safe(cell) for cell in row])
+        self.stream.flush()
+
+    def close(self) -> None:
+        if not self.partial:
+            rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in self.results]
+            files.write_atomically(self.path, json.dumps(rows, indent=1))
+            return
+        self.stream.close()
+        os.chmod(self.partial, 0o644)
+        os.replace(self.partial, self.path)
+
+
 def write_results(results: Sequence[PhotoResult], path: str) -> None:
     """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
-    if path.endswith(".json"):
-        rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in results]
-        files.write_atomically(path, json.dumps(rows, indent=1))
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box",
-                     "error", "prior_faces"])
+    writer = ResultsWriter(path)
     for result in results:
-        if result.error:
-            writer.writerow([result.path, "", "", "", "", "", "", "", "", result.error, ""])
-        for face in result.faces:
-            writer.writerow([result.path, face.face, f"{face.age:.2f}",
-                             "" if face.age_std is None else f"{face.age_std:.2f}", f"{face.global_age:.2f}",
-                             "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence, face.method,
-                             json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces])
-    files.write_atomically(path, buffer.getvalue())
+        writer.add(result)
+    writer.close()
 
 
 def describe(result: PhotoResult) -> str:
