@@ -1,9 +1,13 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Writing files so that a crash never leaves a half-written one behind, paths as results record
+them, and a folder held by one process at a time."""
 
+import contextlib
+import fcntl
 import importlib.util
 import os
+import socket
 import tempfile
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 
 def package_folder(name: str) -> Optional[str]:
@@ -45,3 +49,32 @@ def portable_path(path: str, start: Optional[str] = None) -> str:
     absolute = os.path.abspath(path)
     relative = os.path.relpath(absolute, start or os.getcwd())
     return absolute if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
+
+
+class FolderBusy(RuntimeError):
+    """Another live process holds the folder (`folder_lock`)."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str, what: str) -> Iterator[None]:
+    """Holds `folder` for this process while the block runs: a second process asking for it stops
+    at once with FolderBusy naming the holder's PID and host. The lock is the kernel's (`flock` on
+    `<folder>/.lock`), so it is released on any exit, a kill included, and never goes stale; it
+    holds between processes of one machine (and on file systems that pass `flock` through)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 256, 0).decode("utf-8", "replace").strip() or "another process"
+            raise FolderBusy(f"{folder} is in use by {holder}; wait for it to finish or use another folder.") from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"process {os.getpid()} on {socket.gethostname()} ({what})".encode(), 0)
+        yield
+    finally:
+        os.close(handle)  # releases the lock

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 from absl import app, flags
 
 from keras_alage import locations
-from pipelines import quiet
+from pipelines import files, quiet
 
 quiet.import_tensorflow_quietly()
 
@@ -53,7 +53,8 @@ def resolve_flagfiles(argv: Sequence[str], search_dir: Optional[str] = None) -> 
 
 
 # What a user's input can get wrong: said in one line, exit status 2, no traceback.
-INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+                files.FolderBusy)
 
 
 def raise_interrupt(signum, frame):

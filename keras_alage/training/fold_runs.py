@@ -230,14 +230,24 @@ def run(spec: RunSpec, config: loop.TrainConfig, strategy=None, log=print, verbo
         flags_text: Optional[str] = None) -> Dict[str, dict]:
     """Trains and evaluates each requested fold under `config.run_dir/<fold>`; `flags_text` (the
     command's flags) is written to flags.txt once every fold's run.json agrees with the command.
+    The run folder is held for the run's life (`files.folder_lock`, by the chief: the only worker
+    that writes it), so a second command on it stops at once (`files.FolderBusy`).
 
     Returns:
       fold name -> evaluation result (see `scoring.score`); with several folds the
       aggregate is written to `config.run_dir/results.{json,md}`.
     """
+    strategy = strategy or loop.make_strategy("default")
+    if not loop.is_chief(strategy):
+        return _run_folds(spec, config, strategy, log, verbose, flags_text)
+    with files.folder_lock(config.run_dir, "training"):
+        return _run_folds(spec, config, strategy, log, verbose, flags_text)
+
+
+def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: int,
+               flags_text: Optional[str]) -> Dict[str, dict]:
     data = build.Build.open(spec.data_dir, verify=True)
     folds = validate(spec, data)
-    strategy = strategy or loop.make_strategy("default")
     classes = spec.model.classes()
     grouped = not classes.is_integer_ages
     crop = data.crop

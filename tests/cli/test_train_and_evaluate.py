@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import build, faces, protocols
+from pipelines import build, faces, files, protocols
 from pipelines.age_classes import get_age_classes
 from pipelines.records import AgeRecord
 
@@ -291,3 +291,29 @@ def test_a_fixed_box_outside_the_map_is_one_line(tiny_build, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--fixed_box: Box 0.9,0.1,0.3,0.3 reaches outside the feature map: on a 2x2 map" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_training_on_a_held_run_folder_stops_at_once_and_the_first_goes_on(tiny_build, tmp_path):
+    run_dir = tmp_path / "run"
+    command = _train_command(tiny_build, run_dir, "--epochs=500", "--fold=fold0")  # far longer than the test
+    first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while len(_history(run_dir)) < 1:  # the first is training
+            assert first.poll() is None and time.time() < deadline, first.stdout.read().decode()[-3000:]
+            time.sleep(0.2)
+        second = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run ended before the second was tried"
+        assert second.returncode == 2, second.stderr[-2000:]
+        ours = [line for line in second.stderr.splitlines() if line.startswith("train.py:")]
+        assert len(ours) == 1 and f"process {first.pid} on" in ours[0] and "Traceback" not in second.stderr
+        trained = len(_history(run_dir))
+        while len(_history(run_dir)) <= trained:  # and it goes on training, unharmed
+            assert first.poll() is None and time.time() < deadline, first.stdout.read().decode()[-3000:]
+            time.sleep(0.2)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=300)
+    assert first.returncode == 130
+    epochs = [h["epoch"] for h in _history(run_dir)]
+    assert epochs == list(range(1, len(epochs) + 1))
