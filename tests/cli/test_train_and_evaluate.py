@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import build, faces, files, protocols
+from pipelines import build, faces, protocols
 from pipelines.age_classes import get_age_classes
 from pipelines.records import AgeRecord
 
