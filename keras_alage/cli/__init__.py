@@ -52,6 +52,14 @@ def resolve_flagfiles(argv: Sequence[str], search_dir: Optional[str] = None) -> 
     return resolved
 
 
+def require_positive(*names: str, flag_values=flags.FLAGS) -> None:
+    """Checks, when flags are parsed, that these integer flags are at least 1 where given: a size
+    of 0 is refused before anything is opened or recorded."""
+    for name in names:
+        flags.register_validator(name, lambda value: value is None or value >= 1,
+                                 message=f"--{name} must be at least 1", flag_values=flag_values)
+
+
 # What a user's input can get wrong: said in one line, exit status 2, no traceback.
 INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
                 files.FolderBusy)

@@ -65,6 +65,7 @@ flags.DEFINE_enum("runner", "direct", runners.RUNNERS, "direct: --workers local 
                   "--dask_scheduler, or on a local cluster of --workers worker processes when none is given.")
 flags.DEFINE_string("dask_scheduler", None, "A distributed scheduler's address (tcp://host:8786) for --runner=dask.")
 flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
+cli.require_positive("folds", "crop_size", "workers", "records_per_shard", "limit")
 FLAGS = flags.FLAGS
 
 
@@ -86,9 +87,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)  # Beam's runner chatter
     source = sources.get_source(FLAGS.dataset)
-    result = sources.read_source(
-        FLAGS.dataset, FLAGS.data_dir, FLAGS.image_root, FLAGS.morph_races, FLAGS.min_face_score, FLAGS.age_classes
-    )
+    try:
+        result = sources.read_source(
+            FLAGS.dataset, FLAGS.data_dir, FLAGS.image_root, FLAGS.morph_races, FLAGS.min_face_score, FLAGS.age_classes
+        )
+    except ValueError as error:  # a data set that contradicts itself
+        raise app.UsageError(f"--data_dir={FLAGS.data_dir}: {error}")
     logging.info(result.summary())
     records = result.records
     if FLAGS.limit:

@@ -36,6 +36,7 @@ flags.DEFINE_enum("group_head", "combined", list(scoring.HEADS), "Head whose MAE
 flags.DEFINE_enum("eval_view", "as_built", list(dataset.EVAL_VIEWS), "Faces as built, or each as its fixed old "
                   "scanned print (a shifted population made from the build, for choices without the test set).")
 flags.mark_flags_as_required(["data_dir"])
+cli.require_positive("batch_size")
 FLAGS = flags.FLAGS
 
 

@@ -30,6 +30,7 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<model_name>-<version>.tflite (LiteRT, float input).")
 flags.DEFINE_bool("onnx", False, "Also write <export_dir>/<model_name>-<version>.onnx (float input).")
 flags.mark_flags_as_required(["model"])
+cli.require_positive("version")
 FLAGS = flags.FLAGS
 
 

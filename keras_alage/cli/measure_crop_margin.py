@@ -21,6 +21,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the draw.")
 flags.DEFINE_float("min_confidence", None, "Detector score a face needs to be measured (default: the detector's own).")
 flags.DEFINE_enum("detector", "mtcnn", list(faces.DETECTOR_NAMES), "Whose box the margin is measured against.")
 flags.mark_flags_as_required(["images"])
+cli.require_positive("limit")
 FLAGS = flags.FLAGS
 
 

@@ -46,6 +46,7 @@ flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
 flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
                    "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
+cli.require_positive("batch_faces", "max_frames", "crop_size")
 FLAGS = flags.FLAGS
 
 

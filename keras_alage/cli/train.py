@@ -80,6 +80,7 @@ flags.DEFINE_bool("attention_memory", True, "Carry the LSTM's state from image t
 flags.DEFINE_bool("audit_input", False, "Each worker writes, per epoch, the face paths it trained on and a digest of "
                   "its weights to <run>/input_audit/ (to check that an epoch saw every face once).")
 flags.mark_flags_as_required(["data_dir", "run_dir"])
+cli.require_positive("epochs", "batch_size", "steps_per_epoch", "eval_batch_size", "shuffle_buffer", "input_size", "depth")
 FLAGS = flags.FLAGS
 
 

@@ -123,6 +123,17 @@ def recorded_crops(path: str) -> Optional[str]:
     return open_model_path(path).crops if is_release(path) else None
 
 
+def inside(directory: str, name: str) -> str:
+    """A file a model description names, refused unless it resolves inside the model's folder
+    (before anything opens it)."""
+    folder = os.path.realpath(directory)
+    path = os.path.realpath(os.path.join(directory, str(name)))
+    if os.path.commonpath([folder, path]) != folder or path == folder:
+        raise ValueError(f"{os.path.join(directory, CONFIG_FILE)} names {name!r}, which is outside its folder; "
+                         "refused.")
+    return path
+
+
 def read_description(directory: str) -> dict:
     path = os.path.join(directory, CONFIG_FILE)
     try:
@@ -141,7 +152,7 @@ def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.C
     """(model in float32 with its attention memory frozen, face crop it expects, description)."""
     directory = directory or default_path()
     description = read_description(directory)
-    weights_path = os.path.join(directory, description["weights"]["file"])
+    weights_path = inside(directory, description["weights"]["file"])
     try:
         with open(weights_path, "rb") as f:
             payload = f.read()

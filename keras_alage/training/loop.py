@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -403,7 +404,9 @@ class Trainer:
             steps = config.steps_per_epoch
             if planned:
                 iterator, steps = self._planned_iterator(train_input, epoch)
-            bar = keras.utils.Progbar(steps, verbose=verbose if self.chief else 0, stateful_metrics=["loss", "mae"])
+            # a bar only on a terminal; in a log file the epoch's line below says it all
+            bar = keras.utils.Progbar(steps, verbose=verbose if self.chief and sys.stdout.isatty() else 0,
+                                      stateful_metrics=["loss", "mae"])
             totals: Dict[str, float] = {}
             seen: List[bytes] = []
             train_step = self._train_step(with_paths=config.audit_input)

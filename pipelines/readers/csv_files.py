@@ -1,6 +1,8 @@
 """CSV-labelled sets: MORPH Album 2's published CSV, and a generic `path,age[,subject]` CSV."""
 
 import csv
+import math
+import os
 import pathlib
 from typing import Iterable, Optional
 
@@ -29,8 +31,8 @@ def _age(text: str) -> float:
         age = float(text)
     except ValueError:
         raise LabelError("age is not a number") from None
-    if age != age or age < 0:
-        raise LabelError("age is not a number")
+    if not math.isfinite(age) or age < 0:
+        raise LabelError("age is not a finite, non-negative number")
     return age
 
 
@@ -72,7 +74,7 @@ def read_age_csv(csv_path, classes=None, dataset: str = "custom") -> ReadResult:
     """
     classes = classes or get_age_classes("utkface")
     csv_path = require_file(csv_path, "age CSV")
-    records, dropped = [], []
+    records, dropped, seen = [], [], {}
     for number, row in _rows(csv_path, ("path", "age")):
         where = f"{csv_path.name}:{number}"
         if not row["path"]:
@@ -87,5 +89,14 @@ def read_age_csv(csv_path, classes=None, dataset: str = "custom") -> ReadResult:
             continue
         path = pathlib.Path(row["path"])
         path = path if path.is_absolute() else csv_path.parent / path
+        key = os.path.normpath(str(path))
+        if key in seen:
+            line, seen_age = seen[key]
+            if seen_age != age:
+                raise ValueError(f"{where}: {row['path']} is listed again with age {age:g} (line {line} gives "
+                                 f"{seen_age:g}); one photo has one age.")
+            dropped.append((where, f"duplicate of line {line}"))
+            continue
+        seen[key] = (number, age)
         records.append(AgeRecord(str(path), age, label, subject=row.get("subject", ""), age_std=std))
     return ReadResult(dataset, records, dropped)

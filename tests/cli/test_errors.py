@@ -1,5 +1,6 @@
 """What a user sees when the input is wrong: one line naming the flag or file, a non-zero exit."""
 
+import json
 import os
 import pathlib
 import signal
@@ -8,6 +9,8 @@ import sys
 
 import pytest
 
+from keras_alage.models import release
+from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import photos
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -136,3 +139,50 @@ def test_choose_release_names_the_run_weight_and_crops_or_the_missing_report(tmp
     assert chosen == {"run": runs[1], "crops": "center_flip", "local_weight": 1.0}
     result, ours = run_script("choose_release.py", "--crops=center,shift_flip", *runs, folder="experiments")
     assert_one_line(result, ours, "held_out_as_built_shift_flip", "not found")
+
+
+# --- the fault table: each case is one line naming the culprit, exit 2, and nothing left behind ----
+
+
+def _foreign_saved_model(tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "foreign"), signatures={"serving_default": module.f})
+    return [f"--model={tmp_path / 'foreign'}", str(SAMPLE_PHOTO)]
+
+
+def _escaping_release(tmp_path):
+    model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet"))
+    release.save(model, str(tmp_path / "r"), ModelConfig(depth=18, input_size=32, age_classes="fgnet"), None, {})
+    description = json.loads((tmp_path / "r" / "model.json").read_text())
+    description["weights"]["file"] = "../../../../etc/passwd"
+    (tmp_path / "r" / "model.json").write_text(json.dumps(description))
+    return [f"--model={tmp_path / 'r'}", str(SAMPLE_PHOTO)]
+
+
+def _conflicting_csv(tmp_path):
+    (tmp_path / "ages.csv").write_text("path,age\na.jpg,30\na.jpg,31\n")
+    return ["--dataset=csv", f"--data_dir={tmp_path / 'ages.csv'}", f"--output_dir={tmp_path / 'out'}"]
+
+
+FAULTS = {
+    "a zero batch": ("train.py", lambda t: ["--data_dir=d", f"--run_dir={t / 'run'}", "--batch_size=0"],
+                     ["--batch_size must be at least 1"]),
+    "a zero face batch": ("predict.py", lambda t: ["--batch_faces=0", "x.jpg"], ["--batch_faces must be at least 1"]),
+    "a SavedModel that is not ours": ("predict.py", _foreign_saved_model, ["without this project's serving signatures"]),
+    "a description pointing outside its folder": ("predict.py", _escaping_release, ["outside its folder"]),
+    "one photo with two ages": ("build_tfrecords.py", _conflicting_csv, ["--data_dir", "listed again with age 31"]),
+}
+SAMPLE_PHOTO = REPO / "samples" / "astronaut_eileen_collins.jpg"
+
+
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
+    script, arguments, expected = FAULTS[case]
+    args = arguments(tmp_path)
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))  # what the case itself set up
+    result, ours = run_script(script, *args, cwd=tmp_path)
+    assert_one_line(result, ours, *expected)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == made, "the failed command left files"

@@ -1,6 +1,7 @@
 """Released models, the rule that only trained heads answer, and the face crop a model records."""
 
 import csv
+import json
 import os
 import pathlib
 import subprocess
@@ -143,7 +144,7 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
     # The released model records its prior; one face is too few to estimate a population's.
     assert release.recorded_prior(released)["smoothing"] > 0
-    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior",
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior", "--overwrite",
                           f"--output={output}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0 and "1 faces are too few to estimate their age prior" in run.stdout, run.stderr[-2000:]
     assert list(csv.DictReader(output.open()))[0]["age"] == rows[0]["age"]
@@ -287,3 +288,15 @@ def test_a_recorded_prior_moves_answers_to_their_populations_ages(tmp_path):
     photos.write_results(moved, str(tmp_path / "ages.csv"))
     assert list(csv.DictReader((tmp_path / "ages.csv").open()))[0]["prior_faces"] == "150"
     photos.write_results(moved, str(tmp_path / "ages.json"))  # the answers' probabilities stay out of files
+
+
+def test_a_description_may_not_point_outside_its_folder(tmp_path):
+    release.save(tiny_model(), str(tmp_path / "r"), TINY, None, {})
+    description = json.loads((tmp_path / "r" / "model.json").read_text())
+    secret = tmp_path / "secret.npz"
+    secret.write_bytes(b"not yours")
+    for name in ("../secret.npz", str(secret), "."):
+        description["weights"]["file"] = name
+        (tmp_path / "r" / "model.json").write_text(json.dumps(description))
+        with pytest.raises(ValueError, match="outside its folder"):
+            release.load(str(tmp_path / "r"))

@@ -242,3 +242,16 @@ def test_utkface_shared_root_has_both_folders_and_no_name_twice(shared_data):
     assert folders == {"crop_part1", "aligned_64px"}
     names = [utkface.face_name(r.path) for r in result.records]
     assert len(names) == len(set(names)) > 22000
+
+
+def test_an_age_csv_refuses_one_photo_with_two_ages_and_drops_impossible_ages(tmp_path):
+    table = tmp_path / "ages.csv"
+    table.write_text("path,age\na.jpg,30\nb.jpg,inf\nc.jpg,-3\na.jpg,30\nd.jpg,nan\n")
+    result = csv_files.read_age_csv(table)
+    assert [r.path for r in result.records] == [str(tmp_path / "a.jpg")]
+    reasons = dict(result.dropped)
+    assert reasons["ages.csv:3"].startswith("age is not a finite") and reasons["ages.csv:4"].startswith("age is not")
+    assert reasons["ages.csv:5"] == "duplicate of line 2" and reasons["ages.csv:6"].startswith("age is not")
+    table.write_text("path,age\na.jpg,30\n./a.jpg,31\n")
+    with pytest.raises(ValueError, match="ages.csv:3: ./a.jpg is listed again with age 31 \\(line 2 gives 30\\)"):
+        csv_files.read_age_csv(table)
