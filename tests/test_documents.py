@@ -76,3 +76,12 @@ def test_result_files_name_no_machine_checkout():
         if found:
             tied[str(path.relative_to(REPO))] = found[0][0]
     assert not tied, f"absolute checkout paths in result files: {tied}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_file_of_the_repository_a_document_names_exists(document):
+    pattern = re.compile(r"(?:scripts|experiments|benchmarks|configs|keras_alage|pipelines|tests)/[\w/]+\.(?:py|sh|flags|json)")
+    items = re.split(r"\n(?=\s*- |\n)", document.read_text())  # bullets and paragraphs
+    text = "\n".join(item for item in items if "etired" not in item)  # what names retired files, as retired
+    missing = sorted({name for name in pattern.findall(text) if not (REPO / name).exists()})
+    assert not missing, f"{document.name} names files that are not in the repository: {missing}"
