@@ -75,6 +75,8 @@ def read_photo(path) -> tuple:
     (decompression bombs), and JPEGs without their end-of-image marker (OpenCV decodes a
     truncated JPEG silently, filling the rest with grey). Raises ImageError.
     """
+    if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+        raise ImageError(path, "not a regular file (a pipe, socket or device): skipped")  # opening may block
     try:
         with open(path, "rb") as handle:
             data = handle.read()

@@ -1,3 +1,6 @@
+import os
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -66,3 +69,25 @@ def test_real_fgnet_photo_loads(fgnet_images):
     batch = images.load_for_model(greys[0] if greys else fgnet_images[0], 64)
     assert batch.shape == (64, 64, 3) and batch.dtype == np.float32
     assert -3 < batch.min() < batch.max() < 3
+
+
+def test_a_pipe_named_like_a_photo_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "b.jpg"
+    os.mkfifo(fifo)  # opening it for reading blocks until someone writes
+    outcome = []
+
+    def read():
+        try:
+            images.read_photo(str(fifo))
+        except images.ImageError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # it blocked: unblock it, then fail
+        with open(fifo, "wb"):
+            pass
+        reader.join(timeout=10)
+        pytest.fail("reading a pipe named like a photo blocked")
+    assert outcome and "not a regular file" in outcome[0]
