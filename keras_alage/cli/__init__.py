@@ -5,6 +5,7 @@ messages (CUDA probing, oneDNN notices) silenced (`pipelines.quiet`); `ALAGE_VER
 them back.
 """
 
+import errno
 import os
 import signal
 import sys
@@ -65,6 +66,11 @@ INPUT_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirec
                 files.FolderBusy)
 
 
+# Where a user's files are can fail too: a read-only or full disk, no permission, a quota.
+PLACE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
+                errno.ENOTDIR, errno.EISDIR}
+
+
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -81,6 +87,11 @@ def run(main, argv=None) -> None:
         except (app.UsageError, *INPUT_ERRORS) as error:
             message = error.args[0] if isinstance(error, app.UsageError) and error.args else str(error)
             print(f"{program}: {message}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            if error.errno not in PLACE_ERRNOS:
+                raise  # not the user's doing: a bug shows its traceback
+            print(f"{program}: {error.filename or 'a file'}: {error.strerror}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{program}: interrupted", file=sys.stderr)

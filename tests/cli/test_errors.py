@@ -115,6 +115,20 @@ def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
     assert marker.exists()
 
 
+def test_a_full_or_read_only_disk_is_one_line_and_a_bug_keeps_its_traceback():
+    code = ("import errno, sys\n"
+            "from keras_alage import cli\n"
+            "def main(argv):\n"
+            "    raise OSError(errno.ENOSPC if sys.argv[1] == 'full' else errno.EBADF, 'No space left on device',\n"
+            "                  '/data/out/shard-00001')\n"
+            "cli.run(main, argv=['command.py', sys.argv[1]])\n")
+    full = subprocess.run([sys.executable, "-c", code, "full"], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 2 and "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1] == "-c: /data/out/shard-00001: No space left on device"
+    bug = subprocess.run([sys.executable, "-c", code, "bug"], capture_output=True, text=True, timeout=300)
+    assert bug.returncode == 1 and "Traceback" in bug.stderr
+
+
 def test_choose_release_names_the_run_weight_and_crops_or_the_missing_report(tmp_path):
     """experiments/release_v3_model.sh reads "<run> <weight> <crops>" from it; a view not yet
     evaluated is one line naming its report."""
