@@ -374,11 +374,18 @@ def build_tfrecords(
     dataset: str,
     reader_dropped: Sequence[Tuple[str, str]] = (),
 ) -> dict:
-    """Builds the TFRecords of `records` in the parts of `split` and returns the manifest.
+    """Builds the TFRecords of `records` in the parts of `split` and returns the manifest. The
+    output is held for the build's life (`files.place_lock`): a second build of it stops at once.
 
     Raises:
       FileExistsError: the output exists and `config.overwrite` is False.
+      files.FolderBusy: another process is building it.
     """
+    with files.place_lock(os.path.abspath(config.output_dir), "building TFRecords"):
+        return _build(split, records, config, dataset, reader_dropped)
+
+
+def _build(split, records, config: BuildConfig, dataset: str, reader_dropped) -> dict:
     output = os.path.abspath(config.output_dir)
     config = dataclasses.replace(  # workers elsewhere (a cluster) resolve paths as this process does
         config, base_dir=config.base_dir or os.getcwd(),

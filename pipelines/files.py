@@ -59,22 +59,33 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str, what: str) -> Iterator[None]:
-    """Holds `folder` for this process while the block runs: a second process asking for it stops
-    at once with FolderBusy naming the holder's PID and host. The lock is the kernel's (`flock` on
-    `<folder>/.lock`), so it is released on any exit, a kill included, and never goes stale; it
-    holds between processes of one machine (and on file systems that pass `flock` through)."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, LOCK_FILE)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _hold(lock_path: str, shown: str, what: str) -> Iterator[None]:
+    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(handle, 256, 0).decode("utf-8", "replace").strip() or "another process"
-            raise FolderBusy(f"{folder} is in use by {holder}; wait for it to finish or use another folder.") from None
+            raise FolderBusy(f"{shown} is in use by {holder}; wait for it to finish or use another folder.") from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"process {os.getpid()} on {socket.gethostname()} ({what})".encode(), 0)
         yield
     finally:
         os.close(handle)  # releases the lock
+
+
+def folder_lock(folder: str, what: str):
+    """Holds `folder` for this process while the block runs: a second process asking for it stops
+    at once with FolderBusy naming the holder's PID and host. The lock is the kernel's (`flock` on
+    `<folder>/.lock`), so it is released on any exit, a kill included, and never goes stale; it
+    holds between processes of one machine (and on file systems that pass `flock` through)."""
+    os.makedirs(folder, exist_ok=True)
+    return _hold(os.path.join(folder, LOCK_FILE), folder, what)
+
+
+def place_lock(path: str, what: str):
+    """`folder_lock` for an output that is replaced whole (a build renamed into place): the lock
+    file lies beside it, `.<name>.lock` in its parent folder."""
+    parent, name = os.path.split(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    return _hold(os.path.join(parent, f".{name}.lock"), path, what)

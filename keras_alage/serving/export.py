@@ -12,6 +12,7 @@ requests came before or what else is in the batch. Warm-up requests are written 
 real request.
 """
 
+import glob
 import os
 import shutil
 import tempfile
@@ -106,7 +107,14 @@ def export_saved_model(
     attention.freeze_attention_state(model)
     server = AgeServer(model, crops)
     parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
+    with files.folder_lock(parent, "exporting"):  # one export of this model at a time
+        for leftover in glob.glob(os.path.join(parent, f".{version}.exporting-*")):  # of a killed export
+            shutil.rmtree(leftover, ignore_errors=True)
+        return _export(server, target, model_name, version, warmup_images, face_crop)
+
+
+def _export(server: "AgeServer", target: str, model_name: str, version: int, warmup_images, face_crop) -> str:
+    parent = os.path.dirname(target)
     staging = tempfile.mkdtemp(prefix=f".{version}.exporting-", dir=parent)
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
     try:

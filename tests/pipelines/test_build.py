@@ -2,13 +2,15 @@ import collections
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import build, dataset, faces, protocols, runners, tfrecords
+from pipelines import build, dataset, faces, files, protocols, runners, tfrecords
 from pipelines.readers import fgnet
 from pipelines.records import AgeRecord
 
@@ -111,7 +113,7 @@ def test_existing_output_is_kept_unless_overwrite_and_a_failed_build_leaves_it_i
         build.build_tfrecords(split, records, _config(out, overwrite=True), "tiny")
     assert build.read_build_manifest(str(out))["created"] == first["created"]
     build.verify_shards(str(out))
-    assert sorted(os.listdir(tmp_path)) == sorted([f"p{i}.jpg" for i in range(4)] + ["out"])  # no staging left
+    assert sorted(os.listdir(tmp_path)) == sorted([f"p{i}.jpg" for i in range(4)] + ["out", ".out.lock"])  # no staging
 
     monkeypatch.undo()
     second = build.build_tfrecords(split, records, _config(out, overwrite=True, records_per_shard=1), "tiny")
@@ -206,7 +208,7 @@ def test_a_build_without_records_fails_and_writes_nothing(tmp_path):
     records = [AgeRecord(str(tmp_path / "bad" / f"missing{i}.jpg"), 10.0, 10) for i in range(3)]
     with pytest.raises(ValueError, match="no photo gave a record \\(3 file not found\\)"):
         build.build_tfrecords(protocols.random_split(records, 0.4), records, _config(tmp_path / "out"), "tiny")
-    assert sorted(os.listdir(tmp_path)) == ["bad"]  # no output, no staging folder
+    assert sorted(os.listdir(tmp_path)) == [".out.lock", "bad"]  # no output, no staging folder (the lock is free)
 
 
 def test_staging_left_by_a_killed_build_is_removed_by_the_next(tmp_path):
@@ -296,3 +298,17 @@ def test_the_build_on_a_dask_cluster_equals_the_direct_runners_byte_for_byte(sha
     with pytest.raises(ValueError, match="runner must be one of"):
         with runners.beam_args("spark", workers=2):
             pass
+
+
+def test_a_build_another_process_is_writing_is_refused_at_once(tmp_path):
+    hold = ("import sys, time\nfrom pipelines import files\n"
+            "with files.place_lock(sys.argv[1], 'building TFRecords'):\n    print('holding', flush=True); time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(files.FolderBusy, match=f"out is in use by process {holder.pid}"):
+            build.build_tfrecords(None, [], _config(tmp_path / "out"), "tiny")
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert not (tmp_path / "out").exists()

@@ -122,6 +122,15 @@ def test_warmup_requests_are_prediction_logs_for_serving_default(exported, face_
     assert tf.make_ndarray(request.inputs["images"]).tolist() == face_crops[:2]
 
 
+def test_a_killed_exports_leftover_is_removed_by_the_next_export(exported, tmp_path):
+    model, _, _ = exported
+    leftover = tmp_path / "age" / ".1.exporting-killed"
+    (leftover / "variables").mkdir(parents=True)  # what a SIGKILL mid-save leaves
+    target = export.export_saved_model(model, str(tmp_path), "age", 1, crops="center")
+    assert not leftover.exists() and sorted(os.listdir(tmp_path / "age")) == [".lock", "1"]
+    assert os.path.exists(os.path.join(target, "saved_model.pb"))
+
+
 def test_an_existing_version_is_kept_unless_overwrite(exported):
     model, _, base = exported
     with pytest.raises(FileExistsError, match="--overwrite"):
