@@ -10,11 +10,12 @@ from typing import Union
 import cv2
 import numpy as np
 
+from pipelines import MAX_PIXELS
+
 # fb.resnet.torch / torchvision ImageNet statistics on [0, 1] RGB, which the ImageNet
 # weights that users import expect.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-MAX_PIXELS = 100_000_000  # refuse decompression bombs
 
 
 class ImageError(ValueError):
@@ -35,7 +36,10 @@ def decode_image(data: np.ndarray, path="<bytes>") -> np.ndarray:
     """Decodes encoded image bytes (uint8 array) to RGB uint8 [H, W, 3]."""
     if data.size == 0:
         raise ImageError(path, "file is empty")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV's pixel budget (`pipelines.MAX_PIXELS`), read from the header
+        raise ImageError(path, f"image exceeds the size limit of {MAX_PIXELS:,} pixels") from None
     if image is None:
         raise ImageError(path, "not a decodable image (corrupt, truncated or unsupported format)")
     if image.size > MAX_PIXELS * 4:
