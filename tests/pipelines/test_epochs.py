@@ -32,6 +32,7 @@ def _indices(plan, counts):
     ([500, 10, 10], 2, 1, 16),  # uneven shards: by record
     ([7, 6, 8, 5], 2, 2, 8),  # two replicas per worker
     ([33], 3, 1, 32),  # a last step that would leave a replica empty
+    ([10, 7, 8, 7, 10, 10], 2, 1, 1),  # balanced files (27 and 25) but 26 steps: by file one would run dry
 ])
 def test_every_record_once_per_epoch_and_no_empty_batch(counts, pipelines, per_pipeline, batch):
     files = [f"f{i}" for i in range(len(counts))]

@@ -89,3 +89,17 @@ def test_an_unreadable_video_is_reported(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="broken.mp4"):
         list(video.frames(str(tmp_path / "broken.mp4")))
+
+
+def test_a_face_missed_for_up_to_max_missed_frames_keeps_its_track_and_not_one_more():
+    box = np.array([10.0, 10.0, 50.0, 50.0])
+    tracker = video.Tracker(max_missed=2)
+
+    def seen(frame):
+        track = tracker.assign(frame, [box])[0]
+        track.update(frame, box, 30.0, 2.0, tracker.forgetting)
+        return track
+
+    first = seen(0)
+    assert seen(3) is first  # missed in frames 1 and 2: still the same face
+    assert seen(7) is not first  # missed in frames 4, 5 and 6: one frame too many, a new face
