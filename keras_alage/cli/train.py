@@ -14,7 +14,7 @@ from absl import app, flags, logging
 
 from keras_alage import cli
 from keras_alage.evaluation import provenance
-from keras_alage.models import resnet
+from keras_alage.models import resnet, weight_import
 from keras_alage.training import fold_runs, loop, stages
 from pipelines import augment
 
@@ -102,7 +102,7 @@ def main(argv):
         raise app.UsageError(str(error))
     try:
         fold_runs.run(spec, config, strategy, flags_text=FLAGS.flags_into_string())
-    except provenance.RunMismatch as error:
+    except (provenance.RunMismatch, weight_import.CheckpointError) as error:
         raise app.UsageError(str(error))
 
 

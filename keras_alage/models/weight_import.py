@@ -204,6 +204,10 @@ def transfer_weights(target: keras.Model, source: keras.Model) -> ImportReport:
     return ImportReport(copied, new, zeroed, mapped)
 
 
+class CheckpointError(ValueError):
+    """A starting checkpoint that cannot be loaded safely: the user's file, named in one line."""
+
+
 def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
     """Initialises `target` from a saved age model (.keras), a released model's folder
     (`keras_alage.models.release`) or a same-architecture .weights.h5."""
@@ -216,7 +220,11 @@ def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
         names = list(_all_weighted_layers(target))
         return ImportReport(names, [], [])
     if path.endswith(".keras"):
-        source = keras.models.load_model(path, compile=False)
+        try:
+            source = keras.models.load_model(path, compile=False)
+        except (ValueError, TypeError) as error:  # unsafe (a Python lambda), foreign or unregistered parts
+            first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise CheckpointError(f"--init_checkpoint={path}: Keras will not load it safely ({first.strip()[:300]})")
         return transfer_weights(target, source)
     raise ValueError(
         f"--init_checkpoint must be a .keras model, a released model's folder or a .weights.h5 file; received {path!r}."

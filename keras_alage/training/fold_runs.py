@@ -188,7 +188,7 @@ def _check_classes(data: build.Build, model: ModelConfig) -> None:
 def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
     """Checks the build (`data`: the spec's, where already open), its class count, the requested
     folds and their starting checkpoints; returns the fold names."""
-    data = data or build.Build.open(spec.data_dir)
+    data = data or build.Build.open(spec.data_dir, verify=True)
     _check_classes(data, spec.model)
     folds = data.fold_names(spec.folds)
     missing = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c and not os.path.exists(c)]

@@ -317,3 +317,28 @@ def test_a_second_training_on_a_held_run_folder_stops_at_once_and_the_first_goes
     assert first.returncode == 130
     epochs = [h["epoch"] for h in _history(run_dir)]
     assert epochs == list(range(1, len(epochs) + 1))
+
+
+def test_an_unsafe_start_or_a_damaged_build_is_one_line_before_anything_is_recorded(tiny_build, tmp_path):
+    import keras
+
+    unsafe = tmp_path / "lambda.keras"  # a Python lambda runs code when loaded: Keras' safe mode refuses it
+    keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)]).save(unsafe)
+    result = subprocess.run(_train_command(tiny_build, tmp_path / "run", "--epochs=1", "--fold=fold0",
+                                           f"--init_checkpoint={unsafe}"),
+                            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(ours) == 1 and f"--init_checkpoint={unsafe}" in ours[0] and "safely" in ours[0]
+    copy = tmp_path / "copied_build"  # a build damaged in a copy: one shard's bytes changed
+    shutil.copytree(tiny_build, copy)
+    shard = sorted(copy.glob("*.tfrecord"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = subprocess.run(_train_command(copy, tmp_path / "run2", "--epochs=1", "--fold=fold0"),
+                            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(ours) == 1 and shard.name in ours[0] and "checksum" in ours[0]
+    assert not (tmp_path / "run2" / "fold0" / "run.json").exists()  # nothing recorded
