@@ -70,7 +70,7 @@ def peer_answers(path: str) -> dict:
         return {}
     with open(path, encoding="utf-8") as f:
         answers = json.load(f)["answers"]
-    return {os.path.normpath(p): row.get(PEER) for p, row in answers.items()}
+    return {source_path(p): row.get(PEER) for p, row in answers.items()}  # keys as the build's paths
 
 
 def main(argv):
