@@ -287,6 +287,9 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
                 train_files, True, config.batch_size, spec.model.input_size,
                 shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True, **augmentation)
             steps = config.steps_per_epoch or loop.steps_per_epoch(train_records, config.batch_size)
+        if loop.is_chief(strategy):  # the folder is ours (`run` holds it): what a killed run left goes
+            for leftover in loop.remove_leftovers(run_dir):
+                log(f"removed {leftover}, left by a killed save")
         fold_config = dataclasses.replace(config, run_dir=run_dir, steps_per_epoch=steps)
         log(f"fold {fold}: {train_records} training records, {steps} steps per epoch"
             f"{' (exact passes split over the workers)' if planned else ''} -> {run_dir}")

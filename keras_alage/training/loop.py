@@ -27,6 +27,7 @@ A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `m
 """
 
 import dataclasses
+import glob
 import hashlib
 import json
 import math
@@ -491,6 +492,23 @@ def write_history(run_dir: str, history: List[dict]) -> None:
     """One JSON line per epoch, replaced atomically."""
     text = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in history)
     files.write_atomically(os.path.join(run_dir, HISTORY), text)
+
+
+# What a killed save leaves in a run folder: our temporary model and weights files, the atomic
+# writer's temporaries, and TensorFlow's half-written checkpoint folders.
+LEFTOVERS = (".model-*.keras", "*.partial.weights.h5", ".*.tmp", os.path.join(CHECKPOINTS, "ckpt-*_temp"))
+
+
+def remove_leftovers(run_dir: str) -> List[str]:
+    """Removes what killed saves left in `run_dir` (`LEFTOVERS`); returns them. Only for a folder
+    this process holds (`files.folder_lock`): another run's saves in progress look the same."""
+    found = sorted(path for pattern in LEFTOVERS for path in glob.glob(os.path.join(run_dir, pattern)))
+    for path in found:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+    return found
 
 
 def save_model_atomically(model, path: str) -> None:

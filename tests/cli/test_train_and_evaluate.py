@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_alage.training import loop
 from pipelines import build, faces, protocols
 from pipelines.age_classes import get_age_classes
 from pipelines.records import AgeRecord
@@ -94,6 +95,8 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
     assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-4")
     for name in ("model.keras", "best.weights.h5", "evaluation.json", "history.jsonl"):
         assert (fold / name).exists(), name
+    left = [p for pattern in loop.LEFTOVERS for p in fold.glob(pattern)]
+    assert not left, f"the kill's leftovers are still there: {left}"
     flags_text = (run_dir / "flags.txt").read_text()
     assert "--epochs=4" in flags_text and "--stage=global" in flags_text
     rates = [h["learning_rate"] for h in _history(run_dir)]

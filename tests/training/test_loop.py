@@ -215,3 +215,17 @@ def test_distillation_pulls_the_local_head_towards_the_global_heads_answer(tmp_p
     teacher = np.exp(teacher_logits) / np.exp(teacher_logits).sum()
     # One Nesterov SGD step moves w by -lr (1 + momentum) g; the local answer starts uniform (1/8).
     np.testing.assert_allclose(biases[2.0] - biases[0.0], -0.01 * 1.9 * 2.0 * (1.0 / 8.0 - teacher), atol=1e-5)
+
+
+def test_what_killed_saves_leave_is_removed_and_nothing_else(tmp_path):
+    run = tmp_path / "fold0"
+    (run / "checkpoints" / "ckpt-3_temp").mkdir(parents=True)
+    leftovers = [run / ".model-abc123.keras", run / "best.partial.weights.h5", run / ".history.jsonl-x1.tmp",
+                 run / "checkpoints" / "ckpt-3_temp"]
+    kept = [run / "model.keras", run / "best.weights.h5", run / "history.jsonl", run / ".lock",
+            run / "checkpoints" / "ckpt-2.index", run / "checkpoints" / "checkpoint"]
+    for path in leftovers[:3] + kept:
+        path.write_text("x")
+    removed = loop.remove_leftovers(str(run))
+    assert sorted(removed) == sorted(str(p) for p in leftovers)
+    assert not any(p.exists() for p in leftovers) and all(p.exists() for p in kept)
