@@ -71,6 +71,15 @@ PLACE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQU
                 errno.ENOTDIR, errno.EISDIR}
 
 
+def full_disk_line(message: str) -> Optional[str]:
+    """The line of an error's message that says the disk or quota is full, or None."""
+    for reason in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT)):
+        for line in message.splitlines():
+            if reason in line:
+                return line.strip()[:400]
+    return None
+
+
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -96,6 +105,12 @@ def run(main, argv=None) -> None:
         except KeyboardInterrupt:
             print(f"{program}: interrupted", file=sys.stderr)
             return 130
+        except Exception as error:  # a full disk under TensorFlow's or Beam's writers: their own error types
+            line = full_disk_line(str(error))
+            if line is None:
+                raise
+            print(f"{program}: {line}", file=sys.stderr)
+            return 2
 
     def parse(args):
         try:

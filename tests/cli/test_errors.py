@@ -138,6 +138,16 @@ def test_a_full_or_read_only_disk_is_one_line_and_a_bug_keeps_its_traceback():
     assert full.stderr.strip().splitlines()[-1] == "-c: /data/out/shard-00001: No space left on device"
     bug = subprocess.run([sys.executable, "-c", code, "bug"], capture_output=True, text=True, timeout=300)
     assert bug.returncode == 1 and "Traceback" in bug.stderr
+    writer = ("import tensorflow as tf\n"
+              "from keras_alage import cli\n"
+              "def main(argv):\n"
+              "    raise tf.errors.ResourceExhaustedError(None, None, 'data/.out.building-1/train-00003.tfrecord; '\n"
+              "                                           'No space left on device')\n"
+              "cli.run(main, argv=['command.py'])\n")
+    full = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-2000:]
+    assert full.stderr.strip().splitlines()[-1] == (
+        "-c: data/.out.building-1/train-00003.tfrecord; No space left on device")
 
 
 def test_choose_release_names_the_run_weight_and_crops_or_the_missing_report(tmp_path):
