@@ -152,12 +152,12 @@ def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, sp
         summary.photos += 1
         summary.skipped += bool(result.error)
         summary.faceless += result.error == "no face found"
+        if table:  # saved before it is shown: an answer printed is an answer kept
+            table.add(result)
         log(photos.describe(result))
         if outputs.drawings and result.faces:
             drawn = photos.draw(images.read_image(result.path), result)
             photos.write_drawing(os.path.join(outputs.drawings, photos.drawing_name(result.path, taken)), drawn)
-        if table:
-            table.add(result)
     if table:
         table.close()
     if summary.photos:
