@@ -117,8 +117,10 @@ def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False
     config = loop.TrainConfig(run_dir, stage=stage, epochs=1, steps_per_epoch=1, batch_size=batch_size,
                               learning_rate=0.001, image_summaries=0, jit_compile=jit_compile)
     class_ages = age_model.class_ages_of(model) if class_ages is None else class_ages
-    trainer = loop.Trainer(lambda: model, class_ages, config)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        trainer = loop.Trainer(lambda: model, class_ages, config)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
     batches = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
     step = trainer.make_train_step()
 
