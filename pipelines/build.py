@@ -495,12 +495,7 @@ def describe(manifest: dict, output_dir: str) -> str:
 
 
 def read_build_manifest(output_dir: str) -> dict:
-    path = os.path.join(output_dir, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
+    return Build.open(output_dir).manifest
 
 
 def read_record_log(output_dir: str) -> List[dict]:

@@ -68,7 +68,7 @@ def main(argv):
     predict, spec = path.predict, path.spec
     prior = None
     if FLAGS.adapt_prior:
-        prior = release.recorded_prior(model_path)
+        prior = predict.prior  # read with the model, in the same visit
         if prior is None:
             raise app.UsageError(f"--adapt_prior: {model_path} records no training prior (a released model's folder "
                                  "does, once experiments/record_prior.py has measured it).")

@@ -58,6 +58,7 @@ class Predictor:
     answer: Callable
     input_size: int
     face_crop: Optional[faces.CropSpec] = None  # how the model's faces were cut, where recorded
+    prior: Optional[dict] = None  # a release's recorded age prior (`release.ModelPath.prior`)
 
     def __call__(self, encoded: Sequence[bytes]):
         return self.answer(tf.constant(list(encoded), tf.string))
@@ -78,7 +79,7 @@ def load_predictor(path: str, crops: Optional[str] = None) -> Predictor:
     model = opened.load()
     attention.freeze_attention_state(model)
     server = export.AgeServer(model, crops or opened.crops or "ten")
-    return Predictor(server.serve_encoded, server.input_size, opened.face_crop)
+    return Predictor(server.serve_encoded, server.input_size, opened.face_crop, opened.prior)
 
 
 class CropMismatch(ValueError):
