@@ -15,6 +15,7 @@ COMMANDS = {
     "export": "export",
     "predict": "predict",
     "measure-crop-margin": "measure_crop_margin",
+    "measure-faceapi-cut": "measure_faceapi_cut",
 }
 
 

@@ -22,6 +22,7 @@ from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_alage import locations
 from keras_alage.models import xception
@@ -185,8 +186,6 @@ def import_faceapi_age(model: keras.Model, weights: Optional[FaceApiWeights] = N
 def cut_box(image, box):
     """face-api's `extractFaceTensors` of one box (x, y, width, height in pixels): clipped at the
     image's borders, each value floored, then sliced. `image` [h, w, c], a tensor."""
-    import tensorflow as tf
-
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     x, y, w, h = (tf.cast(v, tf.float32) for v in box)
     x0, y0 = tf.maximum(x, 0.0), tf.maximum(y, 0.0)
@@ -202,8 +201,6 @@ def net_input(face, size: int = xception.INPUT_SIZE):
     half-pixel centres (TF.js `resizeBilinear(.., false, false)`), then ImageNet-normalised as
     every input of this project (the network's first layer takes face-api's own normalisation
     from there)."""
-    import tensorflow as tf
-
     face = tf.cast(face, tf.float32)
     height, width = tf.shape(face)[0], tf.shape(face)[1]
     difference = tf.abs(height - width)
@@ -215,3 +212,31 @@ def net_input(face, size: int = xception.INPUT_SIZE):
     resized = tf.raw_ops.ResizeBilinear(images=square[None], size=[size, size], align_corners=False,
                                         half_pixel_centers=False)[0]
     return (resized / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceApiCut:
+    """face-api's rectangle as fractions of a square face crop (x, y, width, height): where its own
+    pipeline would cut the face inside the crop (measured by `studies.faceapi_cut`)."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+    def __post_init__(self):
+        if not (0 < self.width <= 2 and 0 < self.height <= 2 and -1 < self.x < 1 and -1 < self.y < 1):
+            raise ValueError(f"face-api's cut {self} is not a rectangle inside the face crop.")
+
+    def pixels(self, side):
+        return [self.x * side, self.y * side, self.width * side, self.height * side]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cut_face(crop, cut: FaceApiCut):
+    """The network's input for one square face crop [s, s, 3] (0-255): the fixed rectangle cut
+    as face-api cuts a box, padded and resized as it does."""
+    side = tf.cast(tf.shape(crop)[0], tf.float32)
+    return net_input(cut_box(crop, cut.pixels(side)))

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from keras_alage import locations
-from keras_alage.models import age_model, attention
+from keras_alage.models import age_model, attention, xception
 from pipelines import augment, faces, files
 
 FORMAT = 1
@@ -99,6 +99,65 @@ def save_checked(model: keras.Model, directory: str, config: age_model.ModelConf
     return digest, difference
 
 
+FACEAPI_FILE = "faceapi_weights.npz"
+
+
+def save_faceapi(directory: str, net: keras.Model, cut: dict, combination: dict, source: str) -> str:
+    """Adds face-api's imported network (every variable in float32: its uint8 weights dequantised
+    exactly) to a release folder, with the rectangle it cuts from the release's face crop and the
+    rule that combines its age with the AL model's; returns the weights' SHA-256."""
+    description = read_description(directory)
+    arrays = {variable.path: np.asarray(variable.numpy(), np.float32) for variable in net.weights}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    files.write_atomically(os.path.join(directory, FACEAPI_FILE), payload)
+    description["faceapi"] = {
+        "weights": {"file": FACEAPI_FILE, "dtype": "float32", "sha256": digest, "variables": len(arrays)},
+        "input_size": int(net.input_shape[1]), "cut": dict(cut), "combination": dict(combination),
+        "source": source,
+    }
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    return digest
+
+
+def record_intervals(directory: str, table: dict) -> None:
+    """Stores a calibrated interval table (`evaluation.intervals.IntervalTable.to_json`) in model.json."""
+    description = read_description(directory)
+    description["intervals"] = dict(table)
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+
+
+def load_faceapi(directory: str, description: dict) -> Optional[keras.Model]:
+    """A release's face-api network, checked like the main weights; None for a one-network release."""
+    member = description.get("faceapi")
+    if member is None:
+        return None
+    weights_path = inside(directory, member["weights"]["file"])
+    try:
+        with open(weights_path, "rb") as f:
+            payload = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{weights_path} is missing (a partial copy of the release?).") from None
+    if hashlib.sha256(payload).hexdigest() != member["weights"]["sha256"]:
+        raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
+    net = xception.build_faceapi_age_net(int(member["input_size"]))
+    _assign_all(net, payload, weights_path)
+    return net
+
+
+def _assign_all(model: keras.Model, payload: bytes, weights_path: str) -> None:
+    with np.load(io.BytesIO(payload)) as arrays:
+        names = {v.path for v in model.weights}
+        if set(arrays.files) != names:
+            missing, extra = sorted(names - set(arrays.files)), sorted(set(arrays.files) - names)
+            raise ValueError(f"{weights_path}: variables differ from the architecture (missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}).")
+        for variable in model.weights:
+            variable.assign(arrays[variable.path].astype(variable.dtype))
+
+
 def record_prior(directory: str, prior: Sequence[float], smoothing: float, measured_on: str) -> None:
     """Stores a release's own age prior (`prior_shift.source_prior` of its answers on its training
     faces) and the smoothing `prior_shift.adapt` uses with it, in model.json (atomically)."""
@@ -162,14 +221,7 @@ def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.C
         raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
     config = age_model.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()})
     model = age_model.build_age_model(config, class_ages=description["class_ages"])
-    with np.load(io.BytesIO(payload)) as arrays:
-        names = {v.path for v in model.weights}
-        if set(arrays.files) != names:
-            missing, extra = sorted(names - set(arrays.files)), sorted(set(arrays.files) - names)
-            raise ValueError(f"{weights_path}: variables differ from the architecture (missing {missing[:3]}, "
-                             f"unexpected {extra[:3]}).")
-        for variable in model.weights:
-            variable.assign(arrays[variable.path].astype(variable.dtype))
+    _assign_all(model, payload, weights_path)
     age_model.set_trained_heads(model, description["trained_heads"])
     attention.freeze_attention_state(model)
     return model, faces.recorded_crop(description), description

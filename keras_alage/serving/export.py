@@ -56,13 +56,15 @@ class AgeServer(tf.Module):
         return self._outputs(self.model(images, training=False))
 
     def _serve_encoded(self, images):
+        return self.serve_decoded(images, encoded=True)
+
+    def serve_decoded(self, images, encoded: bool = False):
+        """Outputs for face crops: encoded bytes [n] (`encoded`), or decoded uint8 [n, h, w, 3]."""
         size = self.input_size
         shape = augment.crop_shape(self.crops, size)
-        batch = tf.map_fn(
-            lambda encoded: augment.preprocess_for_eval(augment.decode(encoded), size, self.crops),
-            images,
-            fn_output_signature=tf.TensorSpec(shape, tf.float32),
-        )
+        prepare = (lambda e: augment.preprocess_for_eval(augment.decode(e), size, self.crops)) if encoded else (
+            lambda image: augment.preprocess_for_eval(image, size, self.crops))
+        batch = tf.map_fn(prepare, images, fn_output_signature=tf.TensorSpec(shape, tf.float32))
         if self.crops == "center":
             return self._serve_preprocessed(batch)
         averaged = scoring.average_over_crops(lambda x: self.model(x, training=False), batch)
@@ -75,6 +77,9 @@ class AgeServer(tf.Module):
             # The box of the unmirrored centre crop, as fractions of that crop.
             "box": averaged["box"],
         })
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve_encoded, "predict_preprocessed": self.serve_preprocessed}
 
 
 def version_dir(base_dir: str, model_name: str, version: int) -> str:
@@ -101,11 +106,16 @@ def export_saved_model(
       face_crop: the `faces.CropSpec` the model's faces were cut with, recorded in
         `assets.extra/face_crop.json` for clients (scripts/predict.py reads it).
     """
+    attention.freeze_attention_state(model)
+    return export_server(AgeServer(model, crops), base_dir, model_name, version, warmup_images, overwrite, face_crop)
+
+
+def export_server(server: tf.Module, base_dir: str, model_name: str, version: int, warmup_images=(),
+                  overwrite: bool = False, face_crop=None) -> str:
+    """`export_saved_model` of a built serving module (`AgeServer`, `ensemble.EnsembleServer`)."""
     target = version_dir(base_dir, model_name, version)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite or a new --version.")
-    attention.freeze_attention_state(model)
-    server = AgeServer(model, crops)
     parent = os.path.dirname(target)
     with files.folder_lock(parent, "exporting"):  # one export of this model at a time
         for leftover in glob.glob(os.path.join(parent, f".{version}.exporting-*")):  # of a killed export
@@ -113,7 +123,7 @@ def export_saved_model(
         return _export(server, target, model_name, version, warmup_images, face_crop)
 
 
-def _export(server: "AgeServer", target: str, model_name: str, version: int, warmup_images, face_crop) -> str:
+def _export(server: tf.Module, target: str, model_name: str, version: int, warmup_images, face_crop) -> str:
     parent = os.path.dirname(target)
     staging = tempfile.mkdtemp(prefix=f".{version}.exporting-", dir=parent)
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
@@ -121,10 +131,7 @@ def _export(server: "AgeServer", target: str, model_name: str, version: int, war
         tf.saved_model.save(
             server,
             staging,
-            signatures={
-                "serving_default": server.serve_encoded,
-                "predict_preprocessed": server.serve_preprocessed,
-            },
+            signatures=server.signatures(),
         )
         if warmup_images:
             write_warmup_requests(os.path.join(staging, "assets.extra", WARMUP_FILE), model_name, warmup_images)

@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from keras_alage.models import attention, release
-from keras_alage.serving import export, prior_shift
+from keras_alage.evaluation import intervals
+from keras_alage.models import attention, faceapi_import, release
+from keras_alage.serving import ensemble, export, prior_shift
 from pipelines import augment, faces, files, images
 
 
@@ -39,6 +40,9 @@ class FaceAge:
     corners: List[List[float]]
     attention: Optional[List[List[float]]]
     prior_faces: Optional[int] = None  # answered under the age prior of this many faces (`adapt_to_population`)
+    age_low: Optional[float] = None  # the release's calibrated interval (`evaluation.intervals`), where it has one
+    age_high: Optional[float] = None
+    faceapi_age: Optional[float] = None  # face-api's own answer, in a two-network release
 
 
 @dataclasses.dataclass
@@ -66,20 +70,41 @@ class Predictor:
 
 def load_predictor(path: str, crops: Optional[str] = None) -> Predictor:
     """The serving graph of an exported SavedModel folder, or of a .keras model or released
-    model's folder with `crops` (None: the release's recorded crops, else ten)."""
+    model's folder with `crops` (None: the release's recorded crops, else ten). A two-network
+    release answers through `ensemble.EnsembleServer`."""
     opened = release.open_model_path(path)
     if opened.kind == "saved_model":
         loaded = tf.saved_model.load(path)
-        if not {"serving_default", "predict_preprocessed"} <= set(loaded.signatures):
+        signatures = set(loaded.signatures)
+        if "serving_default" not in signatures or not signatures & {"predict_preprocessed", "predict_crops"}:
             raise ValueError(f"{path} is a SavedModel without this project's serving signatures "
-                             "(serving_default and predict_preprocessed); export it with scripts/export.py.")
+                             "(serving_default and predict_preprocessed or predict_crops); export it with "
+                             "scripts/export.py.")
         serving = loaded.signatures["serving_default"]
-        size = loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1]
-        return Predictor(lambda encoded: serving(images=encoded), int(size), opened.face_crop)
+        if "predict_crops" in signatures:
+            size = int(loaded.al_input_size.numpy())
+        else:
+            size = int(loaded.signatures["predict_preprocessed"].structured_input_signature[1]["images"].shape[1])
+        return Predictor(lambda encoded: serving(images=encoded), size, opened.face_crop)
+    server = serving_module(opened, crops)
+    return Predictor(server.serve_encoded, server.input_size, opened.face_crop, opened.prior)
+
+
+def serving_module(opened: release.ModelPath, crops: Optional[str] = None) -> tf.Module:
+    """The serving graph of an opened Keras model or release (`export.AgeServer`, or
+    `ensemble.EnsembleServer` for a release with face-api's network)."""
     model = opened.load()
     attention.freeze_attention_state(model)
-    server = export.AgeServer(model, crops or opened.crops or "ten")
-    return Predictor(server.serve_encoded, server.input_size, opened.face_crop, opened.prior)
+    crops = crops or opened.crops or "ten"
+    faceapi_net = release.load_faceapi(opened.path, opened.description) if opened.kind == "release" else None
+    if faceapi_net is None:
+        return export.AgeServer(model, crops)
+    member = opened.description["faceapi"]
+    table = opened.description.get("intervals")
+    return ensemble.EnsembleServer(
+        model, crops, faceapi_net, faceapi_import.FaceApiCut(**member["cut"]),
+        ensemble.Combination(**member["combination"]),
+        intervals.IntervalTable.from_json(table) if table else None)
 
 
 class CropMismatch(ValueError):
@@ -250,6 +275,7 @@ def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input
             corners=np.round(face.corners(), 1).tolist(),
             attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
             if local_trained else None,
+            **{key: float(outputs[key][i]) for key in ("age_low", "age_high", "faceapi_age") if key in outputs},
         ))
     return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None)
 
@@ -284,6 +310,8 @@ def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[Pho
 
 
 def _age_text(face: FaceAge) -> str:
+    if face.age_low is not None:
+        return f"{face.age:.1f} ({face.age_low:.0f}-{face.age_high:.0f})"
     return f"{face.age:.1f}" if face.age_std is None else f"{face.age:.1f} +-{face.age_std:.1f}"
 
 
@@ -338,8 +366,8 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
-CSV_COLUMNS = ("path", "face", "age", "age_std", "global_age", "local_age", "confidence", "method", "box", "error",
-               "prior_faces")
+CSV_COLUMNS = ("path", "face", "age", "age_low", "age_high", "age_std", "global_age", "local_age", "faceapi_age",
+               "confidence", "method", "box", "error", "prior_faces")
 
 
 def spreadsheet_safe(cell) -> str:
@@ -354,9 +382,13 @@ def spreadsheet_safe(cell) -> str:
 def csv_rows(result: PhotoResult) -> List[list]:
     """One row per face, or one for a photo that failed."""
     if result.error:
-        return [[result.path, "", "", "", "", "", "", "", "", result.error, ""]]
-    return [[result.path, face.face, f"{face.age:.2f}", "" if face.age_std is None else f"{face.age_std:.2f}",
-             f"{face.global_age:.2f}", "" if face.local_age is None else f"{face.local_age:.2f}", face.confidence,
+        return [[result.path] + [""] * (CSV_COLUMNS.index("error") - 1) + [result.error, ""]]
+
+    def years(value):
+        return "" if value is None else f"{value:.2f}"
+
+    return [[result.path, face.face, years(face.age), years(face.age_low), years(face.age_high), years(face.age_std),
+             years(face.global_age), years(face.local_age), years(face.faceapi_age), face.confidence,
              face.method, json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces]
             for face in result.faces]
 

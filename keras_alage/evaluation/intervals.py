@@ -1,0 +1,135 @@
+"""Age intervals that hold: split-conformal, per band of the predicted age (Mondrian).
+
+On calibration faces (labelled, used for nothing else) the residuals r = true - predicted are
+gathered per band of the *predicted* age (serving knows only that). A band's interval is
+[predicted + lower, predicted + upper] with `lower` the floor((n + 1) a/2)-th smallest residual and
+`upper` the ceil((n + 1)(1 - a/2))-th: for faces exchangeable with the band's calibration faces
+each side misses at most a/2 of true ages, so the interval holds at least 1 - a of them (Vovk et
+al.; Lei et al. 2018). Bands with fewer than `min_faces` calibration faces take the residuals of
+all bands. Nothing guarantees coverage on another population: `coverage` measures it where
+labels exist.
+"""
+
+import dataclasses
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+BAND_EDGES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0)  # predicted-age bands: <10, 10-19, ..., 60+
+COVERAGE = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class IntervalTable:
+    """Per predicted-age band, the residual offsets (years) of a calibrated interval."""
+
+    edges: Tuple[float, ...]
+    lower: Tuple[float, ...]  # one per band (len(edges) + 1)
+    upper: Tuple[float, ...]
+    coverage: float
+    counts: Tuple[int, ...]  # calibration faces per band (0 where the pooled residuals were used)
+    measured_on: str = ""
+
+    def __post_init__(self):
+        bands = len(self.edges) + 1
+        if not (len(self.lower) == len(self.upper) == len(self.counts) == bands):
+            raise ValueError(f"an interval table over {bands} bands needs {bands} lower, upper and count values.")
+        if list(self.edges) != sorted(self.edges) or not 0 < self.coverage < 1:
+            raise ValueError("band edges must rise and coverage lie in (0, 1).")
+        if any(lo > hi for lo, hi in zip(self.lower, self.upper)):
+            raise ValueError("a band's lower offset exceeds its upper one.")
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "IntervalTable":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def band_of(predicted, edges: Sequence[float] = BAND_EDGES) -> np.ndarray:
+    """Band index of each predicted age (0: below the first edge)."""
+    return np.searchsorted(np.asarray(edges, np.float64), np.asarray(predicted, np.float64), side="right")
+
+
+def conformal_offsets(residuals, coverage: float) -> Tuple[float, float]:
+    """(lower, upper) residual quantiles of split-conformal with a/2 on each side; with too few
+    residuals for that coverage the extreme residual stands in (then no guarantee holds)."""
+    r = np.sort(np.asarray(residuals, np.float64))
+    n = len(r)
+    if n == 0:
+        raise ValueError("no calibration residuals.")
+    miss = (1.0 - coverage) / 2.0
+    low_rank = max(1, math.floor((n + 1) * miss + 1e-9))  # 1e-9: (n + 1) * 0.95 is 95.00000000000001
+    high_rank = min(n, math.ceil((n + 1) * (1.0 - miss) - 1e-9))
+    return float(r[low_rank - 1]), float(r[high_rank - 1])
+
+
+def fit(predicted, truth, coverage: float = COVERAGE, edges: Sequence[float] = BAND_EDGES,
+        min_faces: int = 50, measured_on: str = "") -> IntervalTable:
+    """The table of calibration faces' (predicted, true) ages."""
+    predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
+    if predicted.shape != truth.shape or predicted.ndim != 1 or not len(predicted):
+        raise ValueError("predicted and true ages must be two equal, non-empty lists.")
+    if not (np.isfinite(predicted).all() and np.isfinite(truth).all()):
+        raise ValueError("calibration ages must be finite.")
+    residuals = truth - predicted
+    bands = band_of(predicted, edges)
+    pooled = conformal_offsets(residuals, coverage)
+    lower, upper, counts = [], [], []
+    for band in range(len(edges) + 1):
+        own = residuals[bands == band]
+        lo, hi = conformal_offsets(own, coverage) if len(own) >= min_faces else pooled
+        lower.append(lo)
+        upper.append(hi)
+        counts.append(int(len(own)) if len(own) >= min_faces else 0)
+    return IntervalTable(tuple(float(e) for e in edges), tuple(lower), tuple(upper), coverage, tuple(counts),
+                         measured_on)
+
+
+def apply(table: IntervalTable, predicted) -> Tuple[np.ndarray, np.ndarray]:
+    """(low, high) of each predicted age; ages are never negative."""
+    predicted = np.asarray(predicted, np.float64)
+    bands = band_of(predicted, table.edges)
+    low = predicted + np.asarray(table.lower)[bands]
+    high = predicted + np.asarray(table.upper)[bands]
+    return np.maximum(low, 0.0), np.maximum(high, 0.0)
+
+
+def apply_tf(table: IntervalTable, predicted):
+    """`apply` inside a serving graph (float32 tensors)."""
+    import tensorflow as tf
+
+    bands = tf.searchsorted(tf.constant(table.edges, tf.float32), predicted, side="right")
+    low = predicted + tf.gather(tf.constant(table.lower, tf.float32), bands)
+    high = predicted + tf.gather(tf.constant(table.upper, tf.float32), bands)
+    return tf.maximum(low, 0.0), tf.maximum(high, 0.0)
+
+
+def wilson(hits: int, n: int, z: float = 1.959964) -> Tuple[float, float]:
+    """95 % Wilson score interval of a proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def coverage(low, high, truth, groups: Optional[Sequence] = None) -> Dict[str, dict]:
+    """Share of true ages inside their intervals, with its 95 % interval and the mean width; by
+    group where `groups` is given (e.g. true-age bands), "all" always."""
+    low, high, truth = (np.asarray(v, np.float64) for v in (low, high, truth))
+    inside = (truth >= low) & (truth <= high)
+    width = high - low
+    keys = np.asarray(groups, dtype=object) if groups is not None else None
+    result = {}
+    names = ["all"] + (sorted(set(keys.tolist()), key=str) if keys is not None else [])
+    for name in names:
+        chosen = np.ones(len(truth), bool) if name == "all" else keys == name
+        n, hits = int(chosen.sum()), int(inside[chosen].sum())
+        result[str(name)] = {"faces": n, "coverage": hits / n if n else float("nan"),
+                             "coverage_95": list(wilson(hits, n)),
+                             "mean_width": float(width[chosen].mean()) if n else float("nan")}
+    return result

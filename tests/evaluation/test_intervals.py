@@ -1,0 +1,85 @@
+"""Split-conformal intervals per predicted-age band: the ranks, the coverage they promise on
+exchangeable faces, the bands, and the graph's copy of the table."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alage.evaluation import intervals
+
+
+def test_offsets_are_the_conformal_ranks():
+    # n = 99: floor(100 * 0.05) = 5th and ceil(100 * 0.95) = 95th smallest residual.
+    residuals = np.random.default_rng(0).permutation(np.arange(1.0, 100.0))
+    assert intervals.conformal_offsets(residuals, 0.9) == (5.0, 95.0)
+    # n = 19: the 1st and the 19th, i.e. the extremes.
+    assert intervals.conformal_offsets(np.arange(1.0, 20.0), 0.9) == (1.0, 19.0)
+    assert intervals.conformal_offsets(np.arange(1.0, 100.0), 0.5) == (25.0, 75.0)
+
+
+def simulated(rng, n):
+    """Ages 0-80 predicted with noise that grows with age and a bias after 40."""
+    truth = rng.uniform(0, 80, n)
+    predicted = truth + rng.normal(0, 1 + truth / 8, n) - np.where(truth > 40, 3.0, 0.0)
+    return predicted, truth
+
+
+def test_coverage_holds_on_faces_exchangeable_with_the_calibration_faces():
+    rng = np.random.default_rng(1)
+    covered, widths = [], {}
+    for _ in range(200):
+        table = intervals.fit(*simulated(rng, 1000), min_faces=50)
+        predicted, truth = simulated(rng, 500)
+        low, high = intervals.apply(table, predicted)
+        covered.append(np.mean((truth >= low) & (truth <= high)))
+        for band, (lo, hi) in enumerate(zip(table.lower, table.upper)):
+            widths.setdefault(band, []).append(hi - lo)
+    assert 0.895 <= np.mean(covered) <= 0.92
+    # The bands follow the noise: old faces get wider intervals than children.
+    assert np.mean(widths[6]) > 2.5 * np.mean(widths[0])
+
+
+def test_a_pooled_interval_would_miss_the_old_and_waste_width_on_children():
+    rng = np.random.default_rng(2)
+    pooled = intervals.fit(*simulated(rng, 3000), edges=(), min_faces=50)
+    banded = intervals.fit(*simulated(rng, 3000), min_faces=50)
+    predicted, truth = simulated(rng, 3000)
+    old = truth > 60
+    for table, expect_old in ((pooled, False), (banded, True)):
+        low, high = intervals.apply(table, predicted)
+        holds = np.mean(((truth >= low) & (truth <= high))[old]) >= 0.85
+        assert holds == expect_old
+
+
+def test_thin_bands_take_the_pooled_residuals():
+    predicted = np.concatenate([np.full(100, 25.0), np.full(10, 75.0)])
+    truth = predicted + np.concatenate([np.linspace(-5, 5, 100), np.linspace(-50, 50, 10)])
+    table = intervals.fit(predicted, truth, min_faces=50)
+    assert table.counts[2] == 100 and table.counts[6] == 0
+    assert (table.lower[6], table.upper[6]) == intervals.conformal_offsets(truth - predicted, 0.9)
+
+
+def test_the_graph_applies_the_same_table():
+    rng = np.random.default_rng(3)
+    table = intervals.fit(*simulated(rng, 800))
+    predicted = np.array([0.0, 9.99, 10.0, 35.5, 59.9, 60.0, 99.0, 2.0], np.float32)
+    low, high = intervals.apply(table, predicted)
+    graph_low, graph_high = intervals.apply_tf(table, tf.constant(predicted))
+    np.testing.assert_allclose(graph_low.numpy(), low, atol=1e-4)
+    np.testing.assert_allclose(graph_high.numpy(), high, atol=1e-4)
+    assert (low >= 0).all()
+    assert intervals.IntervalTable.from_json(table.to_json()) == table
+
+
+def test_coverage_report_and_its_wilson_interval():
+    report = intervals.coverage([0, 0, 0, 0], [1, 1, 1, 1], [0.5, 2, 1, -1], groups=["a", "a", "b", "b"])
+    assert report["all"]["coverage"] == 0.5 and report["a"]["coverage"] == 0.5 and report["b"]["faces"] == 2
+    low, high = intervals.wilson(90, 100)
+    assert abs(low - 0.8256) < 1e-3 and abs(high - 0.9448) < 1e-3
+
+
+def test_bad_calibration_data_is_refused():
+    with pytest.raises(ValueError, match="finite"):
+        intervals.fit([1.0, np.nan], [1.0, 2.0])
+    with pytest.raises(ValueError, match="equal"):
+        intervals.fit([1.0], [1.0, 2.0])
