@@ -106,7 +106,7 @@ def main(argv):
               + f". Chosen (lowest): {chosen}."]
     command = (f"python benchmarks/prior_shift.py --faces={FLAGS.faces} --draws={FLAGS.draws} "
                f"--smoothing={','.join(FLAGS.smoothing)}")
-    lines += ["", f"Band shares (0-9, ..., 60+): " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()),
+    lines += ["", "Band shares (0-9, ..., 60+): " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()),
               "", f"Command: `{command}`"]
     files.write_atomically(FLAGS.output + ".json", json.dumps(result, indent=1))
     files.write_atomically(FLAGS.output + ".md", "\n".join(lines) + "\n")

@@ -11,6 +11,8 @@ all of --fgnet's photos are the validation faces; no other face is read.
 """
 
 import json
+import os
+import sys
 
 from absl import app, flags
 
@@ -44,12 +46,15 @@ def main(argv):
         raise app.UsageError(str(error))
     report["cut"] = cut
     release_v4.finish(staging, FLAGS.output, report)
+    report["command"] = " ".join(["python experiments/release_v4_model.py"] + sys.argv[1:])
     files.write_atomically(FLAGS.report, json.dumps(report, indent=1) + "\n")
+    files.write_atomically(os.path.splitext(FLAGS.report)[0] + ".md", release_v4.markdown(report, report["command"]))
     for name, table in report["errors"].items():
         print(f"{name}: MAE " + ", ".join(f"{k} {v['all']['mae']:.2f}" for k, v in table.items() if "all" in v
                                           and "mae" in v["all"]))
-    print("cross-population coverage: " + ", ".join(f"{k} {v['all']['coverage']:.3f}"
-                                                    for k, v in report["cross_population"].items()))
+    chosen = report["candidates"][str(report["chosen_scale_floor"])]
+    print(f"interval scale floor {report['chosen_scale_floor']} (chosen on cross-population coverage): " + ", ".join(
+        f"{k} {v['all']['coverage']:.3f}" for k, v in chosen.items()))
     print(f"wrote {FLAGS.output} and {FLAGS.report}")
 
 

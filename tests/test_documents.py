@@ -28,7 +28,15 @@ def headline_numbers(load=load):
     chips = load("peers/peers_utkface_dlib_held_out.json")["predictors"]
     evidence = load("attention/fgnet_evidence_after_global.json")["variants"]
     branch = evidence["d2"]["combined_minus_reference"]
+    v4 = load("releases/release_v4.json")["errors"]
+
+    def v4_row(population):
+        row = v4[population]["age"]["all"]
+        return interval([row["mae"], *row["mae_95"]])
+
     return {
+        "v4 on UTKFace held-out": v4_row("utkface_held_out"),
+        "v4 on FG-NET": v4_row("fgnet"),
         "FG-NET nested": interval((nested["mae"], nested["mae_low"], nested["mae_high"])),
         "FG-NET peer": interval((peer["mae"], peer["mae_low"], peer["mae_high"])),
         "UTKFace chips, ours": interval([chips["keras-alage (ours)"][k] for k in ("mae", "mae_low", "mae_high")]),

@@ -15,7 +15,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.models import release
-from keras_alage.serving import export
+from keras_alage.serving import export, photos
 from pipelines import augment, images
 
 flags.DEFINE_string("model", None, "Trained .keras model.")
@@ -59,11 +59,15 @@ def main(argv):
         warmup = [warmup_image(p) for p in paths]
     try:
         opened = release.open_model_path(FLAGS.model)  # the crop: written by training, or in model.json
-        model, crops, face_crop = opened.load(), FLAGS.crops or opened.crops or "ten", opened.face_crop
-        target = export.export_saved_model(
-            model, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, crops, warmup, FLAGS.overwrite,
-            face_crop,
-        )
+        two_networks = bool(opened.description and "faceapi" in opened.description)
+        if two_networks and (FLAGS.tflite or FLAGS.onnx):
+            raise app.UsageError(f"--tflite/--onnx: {FLAGS.model} answers with two networks on encoded crops; those "
+                                 "float-input formats cover one-network models (e.g. models/al_dlib_resnet_utkface).")
+        crops, face_crop = FLAGS.crops or opened.crops or "ten", opened.face_crop
+        server = photos.serving_module(opened, crops)  # one network: export.AgeServer; two: ensemble.EnsembleServer
+        model = server.model if isinstance(server, export.AgeServer) else server.al.model
+        target = export.export_server(server, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, warmup,
+                                      FLAGS.overwrite, face_crop)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
     print(f"exported {target}; face crop: {face_crop or 'not recorded beside the model'}")

@@ -8,6 +8,11 @@ each side misses at most a/2 of true ages, so the interval holds at least 1 - a 
 al.; Lei et al. 2018). Bands with fewer than `min_faces` calibration faces take the residuals of
 all bands. Nothing guarantees coverage on another population: `coverage` measures it where
 labels exist.
+
+With `scale_floor` the residuals are first divided by (floor + spread), where spread is a
+label-free measure of doubt known at serving (in a two-network release: how far the two answers
+lie apart), and the offsets are multiplied back by it: intervals widen where the networks
+disagree, which on a new population is where they err (normalised conformal; Papadopoulos et al.).
 """
 
 import dataclasses
@@ -30,6 +35,15 @@ class IntervalTable:
     coverage: float
     counts: Tuple[int, ...]  # calibration faces per band (0 where the pooled residuals were used)
     measured_on: str = ""
+    scale_floor: Optional[float] = None  # offsets are in units of (scale_floor + spread) years
+
+    def scale(self, spread):
+        """The factor each face's offsets take (1 without a scale)."""
+        if self.scale_floor is None:
+            return 1.0
+        if spread is None:
+            raise ValueError("this interval table scales by a spread; give it.")
+        return self.scale_floor + spread
 
     def __post_init__(self):
         bands = len(self.edges) + 1
@@ -39,6 +53,8 @@ class IntervalTable:
             raise ValueError("band edges must rise and coverage lie in (0, 1).")
         if any(lo > hi for lo, hi in zip(self.lower, self.upper)):
             raise ValueError("a band's lower offset exceeds its upper one.")
+        if self.scale_floor is not None and not self.scale_floor > 0:
+            raise ValueError(f"scale_floor must be positive; received {self.scale_floor}.")
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -67,14 +83,19 @@ def conformal_offsets(residuals, coverage: float) -> Tuple[float, float]:
 
 
 def fit(predicted, truth, coverage: float = COVERAGE, edges: Sequence[float] = BAND_EDGES,
-        min_faces: int = 50, measured_on: str = "") -> IntervalTable:
-    """The table of calibration faces' (predicted, true) ages."""
+        min_faces: int = 50, measured_on: str = "", spread=None, scale_floor: Optional[float] = None
+        ) -> IntervalTable:
+    """The table of calibration faces' (predicted, true) ages (and spreads, with `scale_floor`)."""
     predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
     if predicted.shape != truth.shape or predicted.ndim != 1 or not len(predicted):
         raise ValueError("predicted and true ages must be two equal, non-empty lists.")
     if not (np.isfinite(predicted).all() and np.isfinite(truth).all()):
         raise ValueError("calibration ages must be finite.")
     residuals = truth - predicted
+    if scale_floor is not None:
+        if spread is None:
+            raise ValueError("a scaled table (scale_floor) is fitted on the faces' spreads; give them.")
+        residuals = residuals / (scale_floor + np.asarray(spread, np.float64))
     bands = band_of(predicted, edges)
     pooled = conformal_offsets(residuals, coverage)
     lower, upper, counts = [], [], []
@@ -85,25 +106,27 @@ def fit(predicted, truth, coverage: float = COVERAGE, edges: Sequence[float] = B
         upper.append(hi)
         counts.append(int(len(own)) if len(own) >= min_faces else 0)
     return IntervalTable(tuple(float(e) for e in edges), tuple(lower), tuple(upper), coverage, tuple(counts),
-                         measured_on)
+                         measured_on, scale_floor)
 
 
-def apply(table: IntervalTable, predicted) -> Tuple[np.ndarray, np.ndarray]:
+def apply(table: IntervalTable, predicted, spread=None) -> Tuple[np.ndarray, np.ndarray]:
     """(low, high) of each predicted age; ages are never negative."""
     predicted = np.asarray(predicted, np.float64)
+    scale = table.scale(None if spread is None else np.asarray(spread, np.float64))
     bands = band_of(predicted, table.edges)
-    low = predicted + np.asarray(table.lower)[bands]
-    high = predicted + np.asarray(table.upper)[bands]
+    low = predicted + scale * np.asarray(table.lower)[bands]
+    high = predicted + scale * np.asarray(table.upper)[bands]
     return np.maximum(low, 0.0), np.maximum(high, 0.0)
 
 
-def apply_tf(table: IntervalTable, predicted):
+def apply_tf(table: IntervalTable, predicted, spread=None):
     """`apply` inside a serving graph (float32 tensors)."""
     import tensorflow as tf
 
+    scale = table.scale(spread)
     bands = tf.searchsorted(tf.constant(table.edges, tf.float32), predicted, side="right")
-    low = predicted + tf.gather(tf.constant(table.lower, tf.float32), bands)
-    high = predicted + tf.gather(tf.constant(table.upper, tf.float32), bands)
+    low = predicted + scale * tf.gather(tf.constant(table.lower, tf.float32), bands)
+    high = predicted + scale * tf.gather(tf.constant(table.upper, tf.float32), bands)
     return tf.maximum(low, 0.0), tf.maximum(high, 0.0)
 
 

@@ -23,7 +23,7 @@ from keras_alage.models import age_model, attention, xception
 from pipelines import augment, faces, files
 
 FORMAT = 1
-DEFAULT_NAME = "al_dlib_resnet_utkface"
+DEFAULT_NAME = "al_dlib_faceapi_v4"  # v3.1 (al_dlib_resnet_utkface) and face-api's network
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
 FINAL_MODEL = "model.keras"  # a run folder's trained model (`training.loop`)
 SAVED_MODEL = "saved_model.pb"  # an exported SavedModel folder (`serving.export`)

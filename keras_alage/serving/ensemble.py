@@ -5,7 +5,7 @@ any face was scored, with a calibrated interval.
       -> AL model (its crops, `export.AgeServer`)                     -> al_age, probs, box, ...
       -> face-api's rectangle of the crop (`faceapi_import.cut_face`) -> faceapi_age
       age = (1 - w) al_age + w faceapi_age          (w = 0.5: the plain mean, fixed in advance)
-      age_low, age_high = `intervals.apply_tf` of the release's table
+      age_low, age_high = `intervals.apply_tf` of the release's table (scaled by |al_age - faceapi_age|)
 
 Why a fixed mean: the only labelled faces here (FG-NET, UTKFace) are face-api's training data,
 so any weight chosen on them would favour it; two estimators of similar error whose mistakes
@@ -51,6 +51,11 @@ def combine(al_age, faceapi_age, combination: Combination = Combination()):
     return (1.0 - w) * al_age + w * faceapi_age
 
 
+def spread(al_age, faceapi_age):
+    """How far the two answers lie apart: the doubt an interval table may scale by."""
+    return abs(al_age - faceapi_age)
+
+
 class EnsembleServer(tf.Module):
     """The serving graph of a two-network release. Signatures: `serving_default` (encoded face
     crops) and `predict_crops` (decoded uint8 face crops [n, s, s, 3])."""
@@ -84,7 +89,8 @@ class EnsembleServer(tf.Module):
         outputs["faceapi_age"] = self.faceapi_ages(images, encoded)
         outputs["age"] = combine(outputs["al_age"], outputs["faceapi_age"], self.combination)
         if self.table is not None:
-            outputs["age_low"], outputs["age_high"] = intervals.apply_tf(self.table, outputs["age"])
+            outputs["age_low"], outputs["age_high"] = intervals.apply_tf(
+                self.table, outputs["age"], spread(outputs["al_age"], outputs["faceapi_age"]))
         return outputs
 
     def signatures(self) -> dict:

@@ -83,3 +83,27 @@ def test_bad_calibration_data_is_refused():
         intervals.fit([1.0, np.nan], [1.0, 2.0])
     with pytest.raises(ValueError, match="equal"):
         intervals.fit([1.0], [1.0, 2.0])
+
+
+def test_a_scaled_table_widens_where_the_spread_says_doubt():
+    rng = np.random.default_rng(4)
+
+    def draw(n):
+        spread = rng.exponential(3.0, n)
+        truth = rng.uniform(20, 40, n)
+        return truth + rng.normal(0, 1 + spread, n), truth, spread
+
+    predicted, truth, spread = draw(4000)
+    scaled = intervals.fit(predicted, truth, spread=spread, scale_floor=1.0)
+    plain = intervals.fit(predicted, truth)
+    predicted, truth, spread = draw(4000)
+    doubtful = spread > 6
+    for table, holds_where_doubtful in ((scaled, True), (plain, False)):
+        low, high = intervals.apply(table, predicted, spread)
+        inside = (truth >= low) & (truth <= high)
+        assert 0.88 <= inside.mean() <= 0.93
+        assert (inside[doubtful].mean() >= 0.85) == holds_where_doubtful
+    graph_low, _ = intervals.apply_tf(scaled, tf.constant(predicted[:5], tf.float32), tf.constant(spread[:5], tf.float32))
+    np.testing.assert_allclose(graph_low.numpy(), intervals.apply(scaled, predicted[:5], spread[:5])[0], atol=1e-3)
+    with pytest.raises(ValueError, match="spread"):
+        intervals.apply(scaled, predicted)

@@ -142,12 +142,25 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert "face crop: dlib box, size 256, margin 0.6" in run.stdout
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
-    # The released model records its prior; one face is too few to estimate a population's.
-    assert release.recorded_prior(released)["smoothing"] > 0
+    # The default release answers with two networks and a calibrated interval around their mean.
+    row = rows[0]
+    assert float(row["age_low"]) < float(row["age"]) < float(row["age_high"])
+    assert float(row["age"]) == pytest.approx((float(row["global_age"]) + float(row["faceapi_age"])) / 2, abs=0.02)
+    # Its prior shift is refused in one line: it would move one network's distribution only.
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode != 0 and "records no training prior" in run.stderr and "Traceback" not in run.stderr
+    # v3.1 records its prior; one face is too few to estimate a population's.
+    v3 = str(REPO / "models" / "al_dlib_resnet_utkface")
+    assert release.recorded_prior(v3)["smoothing"] > 0
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), f"--model={v3}",
+                          "--overwrite", f"--output={output}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    alone = list(csv.DictReader(output.open()))[0]["age"]
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior", "--overwrite",
-                          f"--output={output}"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                          f"--model={v3}", f"--output={output}"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
     assert run.returncode == 0 and "1 faces are too few to estimate their age prior" in run.stdout, run.stderr[-2000:]
-    assert list(csv.DictReader(output.open()))[0]["age"] == rows[0]["age"]
+    assert list(csv.DictReader(output.open()))[0]["age"] == alone
 
 
 def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
