@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
@@ -262,11 +263,12 @@ class Trainer:
 
     # -- steps --
 
-    def _replica_step(self, images, labels, global_count):
-        """One replica's share of a step; `global_count` is the step's global batch (all
-        replicas), which varies in planned epochs, so each face weighs alike."""
+    def _replica_gradients(self, images, labels, global_count):
+        """One replica's loss gradients and metric sums; `global_count` is the step's global
+        batch (all replicas), which varies in planned epochs, so each face weighs alike. Pure
+        computation: XLA compiles it (`jit_compile`), the update stays outside, where a
+        distribution strategy can all-reduce the gradients."""
         config, model = self.config, self.model
-        variables = model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
             per_example = tf.cast(keras.losses.sparse_categorical_crossentropy(
@@ -279,22 +281,24 @@ class Trainer:
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        decay = config.weight_decay / self.strategy.num_replicas_in_sync  # gradients are summed
-        gradients = with_weight_decay(gradients, variables, decay, self.optimizer)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return _batch_sums(outputs, labels, self.spec, self.class_ages)
+        return tape.gradient(scaled, model.trainable_variables), _batch_sums(outputs, labels, self.spec, self.class_ages)
 
     def make_train_step(self, with_paths: bool = False):
         """The compiled step `fit` runs: (iterator of (images, labels)) -> summed metrics (and the
         batch's paths where `with_paths`). Benchmarks time this same step."""
-        step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile else self._replica_step
+        gradients_of = (tf.function(self._replica_gradients, jit_compile=True) if self.config.jit_compile
+                        else self._replica_gradients)
+        variables = self.model.trainable_variables
+        decay = self.config.weight_decay / self.strategy.num_replicas_in_sync  # gradients are summed
 
         def replica_step(images, labels):
             count = tf.cast(tf.shape(labels["label"])[0], tf.float32)
             global_count = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
             # Only numeric labels enter the step: XLA has no string tensors (the image paths).
-            sums = step(images, {k: v for k, v in labels.items() if v.dtype != tf.string}, global_count)
+            gradients, sums = gradients_of(images, {k: v for k, v in labels.items() if v.dtype != tf.string},
+                                           global_count)
+            gradients = with_weight_decay(gradients, variables, decay, self.optimizer)
+            self.optimizer.apply_gradients(zip(gradients, variables))
             return (sums, labels["path"]) if with_paths else (sums, ())
 
         @tf.function
@@ -402,6 +406,7 @@ class Trainer:
             iterator = iter(self.strategy.experimental_distribute_dataset(train_input.with_options(options)))
         writers = _summary_writers(config.run_dir) if self.chief else None
         for epoch in range(start, config.epochs):
+            started = time.perf_counter()
             steps = config.steps_per_epoch
             if planned:
                 iterator, steps = self._planned_iterator(train_input, epoch)
@@ -420,7 +425,8 @@ class Trainer:
                 running = _means(totals)
                 bar.update(step + 1, [("loss", running["loss"]), ("mae", running["mae"])])
             last_step = int(self.optimizer.iterations.numpy()) - 1
-            entry = {"epoch": epoch + 1, "learning_rate": learning_rate_at(self.schedule, last_step)}
+            entry = {"epoch": epoch + 1, "learning_rate": learning_rate_at(self.schedule, last_step),
+                     "train_seconds": time.perf_counter() - started}  # the epoch's steps (compiling too, in the first)
             entry |= {f"train_{k}": v for k, v in _means(totals).items()}
             if validation_dataset is not None:
                 entry |= {f"val_{k}": v for k, v in self.evaluate(validation_dataset).items()}

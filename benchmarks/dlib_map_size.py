@@ -1,0 +1,51 @@
+"""Does dlib's age network keep its accuracy at a size whose last map is 7x7? Its layout is fully
+convolutional, so the released model's weights run at any input; at 120 px its map is 7x7 (64 px:
+3x3). Scores the global head (dlib's network) on UTKFace's held-out faces, centre view, at each size.
+
+  python benchmarks/dlib_map_size.py --data_dir=data/utkface_dlib --sizes=64,96,120
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from keras_alage import cli
+from keras_alage.models import age_model, release
+from pipelines import build, dataset, files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+flags.DEFINE_string("model", os.path.join(REPO, "models", "al_dlib_resnet_utkface"), "A one-network dlib-layout release.")
+flags.DEFINE_string("data_dir", "data/utkface_dlib", "Its build (the held-out part is scored).")
+flags.DEFINE_list("sizes", ["64", "96", "120"], "Input sizes.")
+flags.DEFINE_string("output", os.path.join(REPO, "docs", "results", "attention", "dlib_map_size.json"), "JSON output.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    released, _, description = release.load(FLAGS.model)
+    files_ = build.Build.open(FLAGS.data_dir, verify=True).part_files(["test"])
+    rows = {}
+    for size in (int(s) for s in FLAGS.sizes):
+        config = age_model.ModelConfig(**dict(description["model"], input_size=size,
+                                             crop_size=tuple(description["model"]["crop_size"])))
+        model = age_model.build_age_model(config, class_ages=description["class_ages"])
+        model.set_weights(released.get_weights())
+        errors = []
+        for images, labels in dataset.make_dataset(files_, False, 64, size, crops="center"):
+            errors.append(np.abs(model(images, training=False)["global_age"].numpy() - labels["age"].numpy()))
+        errors = np.concatenate(errors)
+        rows[str(size)] = {"map": list(model.get_layer("backbone").output_shape[1:3]), "faces": int(len(errors)),
+                           "global_head_mae": float(errors.mean())}
+        print(f"{size} px: map {rows[str(size)]['map']}, MAE {errors.mean():.3f} on {len(errors)} faces", flush=True)
+    report = {"model": os.path.relpath(FLAGS.model, REPO), "sizes": rows,
+              "command": " ".join(["python benchmarks/dlib_map_size.py"] + sys.argv[1:])}
+    files.write_atomically(FLAGS.output, json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)

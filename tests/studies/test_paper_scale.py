@@ -1,0 +1,42 @@
+"""The GPU script's tiny mode runs its whole path on a CPU: MirroredStrategy, bf16, XLA, timing,
+FLOPs, evaluation, and the step-parity check (skipped without a GPU, saying so)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_alage.studies import paper_scale
+from pipelines import build, faces, protocols
+from pipelines.records import AgeRecord
+
+pytest.importorskip("apache_beam")
+
+
+@pytest.fixture(scope="module")
+def utk_like_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("utk")
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(24):
+        age = int(rng.integers(1, 90))
+        path = root / f"{age}_0_0_{i}.jpg"
+        cv2.imwrite(str(path), np.clip(40 + age * 2 + rng.normal(0, 10, (40, 40, 3)), 0, 255).astype(np.uint8))
+        records.append(AgeRecord(str(path), float(age), age))
+    config = build.BuildConfig(str(root / "build"), 101, faces.CropSpec(size=40), faces.FacePolicy(detect=False))
+    build.build_tfrecords(protocols.random_split(records, 0.25, 0), records, config, "utkface")
+    return str(root / "build")
+
+
+def test_the_tiny_mode_runs_the_gpu_path_on_a_cpu(utk_like_build):
+    result = paper_scale.run(utk_like_build, paper_scale.TINY)
+    assert result["images_per_second"] > 0 and result["forward_gflops_per_image"] > 0
+    assert len(result["epoch_seconds"]) == paper_scale.TINY.epochs
+    assert np.isfinite(result["test_mae_global_head"]) and result["test_faces"] > 0
+    assert result["step_parity"] == {"skipped": "no GPU"}
+    assert result["share_of_bf16_peak"] is None  # no known GPU: no made-up peak
+
+
+def test_the_peak_comes_from_the_device_name_or_not_at_all():
+    assert paper_scale.device_peak_tflops(["NVIDIA H200"]) == 989.0
+    assert paper_scale.device_peak_tflops(["NVIDIA H200", "NVIDIA H200"]) == 1978.0
+    assert paper_scale.device_peak_tflops(["Some Accelerator"]) is None
