@@ -134,17 +134,24 @@ def load_faceapi(directory: str, description: dict) -> Optional[keras.Model]:
     member = description.get("faceapi")
     if member is None:
         return None
-    weights_path = inside(directory, member["weights"]["file"])
+    weights_path, payload = _checked_weights(directory, member["weights"])
+    net = xception.build_faceapi_age_net(int(member["input_size"]))
+    _assign_all(net, payload, weights_path)
+    return net
+
+
+def _checked_weights(directory: str, record: dict) -> Tuple[str, bytes]:
+    """(path, bytes) of a weights file model.json names, refused unless inside the folder, present
+    and of the recorded SHA-256."""
+    weights_path = inside(directory, record["file"])
     try:
         with open(weights_path, "rb") as f:
             payload = f.read()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{weights_path} is missing (a partial copy of the release?).") from None
-    if hashlib.sha256(payload).hexdigest() != member["weights"]["sha256"]:
+        raise FileNotFoundError(f"{weights_path} is missing (a clone without Git LFS or a partial copy?).") from None
+    if hashlib.sha256(payload).hexdigest() != record["sha256"]:
         raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
-    net = xception.build_faceapi_age_net(int(member["input_size"]))
-    _assign_all(net, payload, weights_path)
-    return net
+    return weights_path, payload
 
 
 def _assign_all(model: keras.Model, payload: bytes, weights_path: str) -> None:
@@ -211,14 +218,7 @@ def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.C
     """(model in float32 with its attention memory frozen, face crop it expects, description)."""
     directory = directory or default_path()
     description = read_description(directory)
-    weights_path = inside(directory, description["weights"]["file"])
-    try:
-        with open(weights_path, "rb") as f:
-            payload = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{weights_path} is missing (a clone without Git LFS or a partial copy?).") from None
-    if hashlib.sha256(payload).hexdigest() != description["weights"]["sha256"]:
-        raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
+    weights_path, payload = _checked_weights(directory, description["weights"])
     config = age_model.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()})
     model = age_model.build_age_model(config, class_ages=description["class_ages"])
     _assign_all(model, payload, weights_path)
