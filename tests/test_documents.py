@@ -29,6 +29,7 @@ def headline_numbers(load=load):
     evidence = load("attention/fgnet_evidence_after_global.json")["variants"]
     branch = evidence["d2"]["combined_minus_reference"]
     v4 = load("releases/release_v4.json")["errors"]
+    seven = load("attention/fgnet_evidence_7x7.json")["variants"]
 
     def v4_row(population):
         row = v4[population]["age"]["all"]
@@ -37,6 +38,8 @@ def headline_numbers(load=load):
     return {
         "v4 on UTKFace held-out": v4_row("utkface_held_out"),
         "v4 on FG-NET": v4_row("fgnet"),
+        "7x7 branch": interval([seven["d2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
+        "7x7 global head": interval([seven["a2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
         "FG-NET nested": interval((nested["mae"], nested["mae_low"], nested["mae_high"])),
         "FG-NET peer": interval((peer["mae"], peer["mae_low"], peer["mae_high"])),
         "UTKFace chips, ours": interval([chips["keras-alage (ours)"][k] for k in ("mae", "mae_low", "mae_high")]),

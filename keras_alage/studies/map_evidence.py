@@ -301,13 +301,16 @@ class Study:
                 row["heads"][head] = {"mae": mean, "mae_low": low, "mae_high": high}
             mean, low, high = metrics.subject_bootstrap(errors[variant]["combined"] - reference, subjects)
             row["combined_minus_a2"] = {"mean": mean, "low": low, "high": high}
+            if STAGE[variant] != "global_head":  # the local head alone against the same reference
+                mean, low, high = metrics.subject_bootstrap(errors[variant]["local"] - reference, subjects)
+                row["local_minus_a2"] = {"mean": mean, "low": low, "high": high}
             edges = [self.choices[variant][f]["at_grid_edge"] for f in folds]
             row["choices_at_grid_edge"] = int(sum(edges))
             result["variants"][variant] = row
         for variant in boxes:
             result["variants"][variant]["boxes"] = reporting.box_movement(np.concatenate(boxes[variant]))
             result["variants"][variant]["translation_slope"] = {
-                axis: float(np.mean([t[axis] for t in translation[variant]])) for axis in ("x", "y")}
+                axis: float(np.mean([t[f"slope_{axis}"] for t in translation[variant]])) for axis in ("x", "y")}
         return result
 
 
@@ -316,15 +319,15 @@ def markdown(result: dict, command: str) -> str:
              f"({result['faces']} test faces, {len(result['folds'])} subject folds, {len(result['seeds'])} seeds)", "",
              "MAE of each head, errors averaged over seeds per face, 95 % intervals from resampling people. "
              "Every setting and epoch count was chosen per fold on that fold's own held-out training part.", "",
-             "| variant | global | local | combined | combined - a2 | choices at the grid's edge |",
-             "|---|---|---|---|---|---|"]
+             "| variant | global | local | combined | combined - a2 | local - a2 | choices at the grid's edge |",
+             "|---|---|---|---|---|---|---|"]
     for name, row in result["variants"].items():
         cells = [f"{row['heads'][h]['mae']:.3f} [{row['heads'][h]['mae_low']:.3f}, {row['heads'][h]['mae_high']:.3f}]"
                  for h in HEADS]
-        diff = row["combined_minus_a2"]
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] | "
-                       f"{row['choices_at_grid_edge']} of {len(result['folds'])} |")
+        diffs = [row.get(key) for key in ("combined_minus_a2", "local_minus_a2")]
+        shown = [f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "-" for d in diffs]
+        lines.append(f"| {name} | " + " | ".join(cells + shown)
+                     + f" | {row['choices_at_grid_edge']} of {len(result['folds'])} |")
     lines.append("")
     for name in ("d2", "c2"):
         row = result["variants"][name]
