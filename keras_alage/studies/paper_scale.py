@@ -89,12 +89,14 @@ def step_parity(config: ModelConfig, batch: int = 8, seed: int = 0) -> Dict[str,
         keras.mixed_precision.set_global_policy(policy)
 
 
-def run(data_dir: str, settings: Settings = Settings(), run_dir: Optional[str] = None) -> dict:
-    """Trains the global stage on the build's first fold and measures it (see the module doc)."""
+def run(data_dir: str, settings: Settings = Settings(), run_dir: Optional[str] = None, strategy=None) -> dict:
+    """Trains the global stage on the build's first fold and measures it (see the module doc);
+    `strategy`: a `MirroredStrategy` over every GPU (or the CPU) unless given (one per process:
+    TensorFlow's collective keys clash when a second is made)."""
     data = build.Build.open(data_dir, verify=True)
     fold = data.folds[0]
     train_files, test_files = data.fold_files(fold, "train"), data.fold_files(fold, "test")
-    strategy = tf.distribute.MirroredStrategy()
+    strategy = strategy or tf.distribute.MirroredStrategy()
     replicas = strategy.num_replicas_in_sync
     batch = settings.batch_per_replica * replicas
     records = data.records(data.sides(fold)["train"])

@@ -27,8 +27,10 @@ def utk_like_build(tmp_path_factory):
     return str(root / "build")
 
 
-def test_the_tiny_mode_runs_the_gpu_path_on_a_cpu(utk_like_build):
-    result = paper_scale.run(utk_like_build, paper_scale.TINY)
+def test_the_tiny_mode_runs_the_gpu_path_on_a_cpu(utk_like_build, two_cpu_strategy):
+    # The session's MirroredStrategy over two logical CPUs (a second one per process breaks TF's collectives).
+    result = paper_scale.run(utk_like_build, paper_scale.TINY, strategy=two_cpu_strategy)
+    assert result["replicas"] == 2
     assert result["images_per_second"] > 0 and result["forward_gflops_per_image"] > 0
     assert len(result["epoch_seconds"]) == paper_scale.TINY.epochs
     assert np.isfinite(result["test_mae_global_head"]) and result["test_faces"] > 0
