@@ -75,18 +75,20 @@ class EnsembleServer(tf.Module):
             lambda images: self._serve(images, encoded=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
 
-    def faceapi_ages(self, images, encoded: bool):
-        size = xception.INPUT_SIZE
-        cut = (lambda e: faceapi_import.cut_face(augment.decode(e), self.cut)) if encoded else (
-            lambda image: faceapi_import.cut_face(image, self.cut))
-        batch = tf.map_fn(cut, images, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        return tf.reshape(tf.cast(self.faceapi(batch, training=False)["age"], tf.float32), [-1])
-
     def _serve(self, images, encoded: bool) -> Dict[str, tf.Tensor]:
-        outputs = dict(self.al.serve_decoded(images, encoded=encoded))
+        size = xception.INPUT_SIZE
+
+        def prepare(item):  # each crop decoded once, then cut for both networks
+            image = augment.decode(item) if encoded else item
+            return self.al.prepare(image), faceapi_import.cut_face(image, self.cut)
+
+        views, faceapi_inputs = tf.map_fn(prepare, images, fn_output_signature=(
+            self.al.views_spec(), tf.TensorSpec([size, size, 3], tf.float32)))
+        outputs = dict(self.al.answer_views(views))
         outputs.pop("age_std")  # the AL distribution's spread says nothing of the combined answer
         outputs["al_age"] = outputs["age"]
-        outputs["faceapi_age"] = self.faceapi_ages(images, encoded)
+        outputs["faceapi_age"] = tf.reshape(tf.cast(self.faceapi(faceapi_inputs, training=False)["age"], tf.float32),
+                                            [-1])
         outputs["age"] = combine(outputs["al_age"], outputs["faceapi_age"], self.combination)
         if self.table is not None:
             outputs["age_low"], outputs["age_high"] = intervals.apply_tf(

@@ -56,15 +56,18 @@ class AgeServer(tf.Module):
         return self._outputs(self.model(images, training=False))
 
     def _serve_encoded(self, images):
-        return self.serve_decoded(images, encoded=True)
+        batch = tf.map_fn(lambda e: self.prepare(augment.decode(e)), images, fn_output_signature=self.views_spec())
+        return self.answer_views(batch)
 
-    def serve_decoded(self, images, encoded: bool = False):
-        """Outputs for face crops: encoded bytes [n] (`encoded`), or decoded uint8 [n, h, w, 3]."""
-        size = self.input_size
-        shape = augment.crop_shape(self.crops, size)
-        prepare = (lambda e: augment.preprocess_for_eval(augment.decode(e), size, self.crops)) if encoded else (
-            lambda image: augment.preprocess_for_eval(image, size, self.crops))
-        batch = tf.map_fn(prepare, images, fn_output_signature=tf.TensorSpec(shape, tf.float32))
+    def prepare(self, image):
+        """One decoded uint8 face crop [h, w, 3] -> the network's views of it (`crops`)."""
+        return augment.preprocess_for_eval(image, self.input_size, self.crops)
+
+    def views_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec(augment.crop_shape(self.crops, self.input_size), tf.float32)
+
+    def answer_views(self, batch):
+        """Outputs for a batch of `prepare`d views (averaged over the crops where there are several)."""
         if self.crops == "center":
             return self._serve_preprocessed(batch)
         averaged = scoring.average_over_crops(lambda x: self.model(x, training=False), batch)
