@@ -59,13 +59,11 @@ def main(argv):
         warmup = [warmup_image(p) for p in paths]
     try:
         opened = release.open_model_path(FLAGS.model)  # the crop: written by training, or in model.json
-        two_networks = bool(opened.description and "faceapi" in opened.description)
-        if two_networks and (FLAGS.tflite or FLAGS.onnx):
+        if opened.two_networks and (FLAGS.tflite or FLAGS.onnx):
             raise app.UsageError(f"--tflite/--onnx: {FLAGS.model} answers with two networks on encoded crops; those "
                                  "float-input formats cover one-network models (e.g. models/al_dlib_resnet_utkface).")
         crops, face_crop = FLAGS.crops or opened.crops or "ten", opened.face_crop
         server = photos.serving_module(opened, crops)  # one network: export.AgeServer; two: ensemble.EnsembleServer
-        model = server.model if isinstance(server, export.AgeServer) else server.al.model
         target = export.export_server(server, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, warmup,
                                       FLAGS.overwrite, face_crop)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
@@ -74,6 +72,7 @@ def main(argv):
     if FLAGS.tflite or FLAGS.onnx:
         import numpy as np
 
+        model = server.model  # an AgeServer: two-network releases were refused above
         size = int(model.input_shape[1])
         if warmup:
             probe = np.stack([augment.preprocess_for_eval(augment.decode(e), size, "center").numpy() for e in warmup])

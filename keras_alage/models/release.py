@@ -49,13 +49,7 @@ def save(model: keras.Model, directory: str, config: age_model.ModelConfig, face
         raise ValueError(f"{model.name}: class ages differ from age_classes={config.age_classes!r}.")
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {CROPS}; received {crops!r}.")
-    arrays = {variable.path: np.asarray(variable.numpy(), np.float16) for variable in model.weights}
-    if len(arrays) != len(model.weights):
-        raise ValueError(f"{model.name}: variable paths are not unique; cannot name its weights.")
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    payload = buffer.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
+    payload, digest, count = _weights_payload(model, np.float16)
     os.makedirs(directory, exist_ok=True)
     files.write_atomically(os.path.join(directory, WEIGHTS_FILE), payload)
     description = {
@@ -65,10 +59,10 @@ def save(model: keras.Model, directory: str, config: age_model.ModelConfig, face
         "trained_heads": list(age_model.trained_heads(model)),
         "face_crop": face_crop.to_json() if face_crop else None,
         "crops": crops,
-        "weights": {"file": WEIGHTS_FILE, "dtype": "float16", "sha256": digest, "variables": len(arrays)},
+        "weights": {"file": WEIGHTS_FILE, "dtype": "float16", "sha256": digest, "variables": count},
         "provenance": provenance,
     }
-    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    write_description(directory, description)
     return digest
 
 
@@ -79,9 +73,8 @@ def save_checked(model: keras.Model, directory: str, config: age_model.ModelConf
     on `probes` with `model`'s; only within `max_age_difference` years does it replace `directory`
     (an earlier release there stays otherwise). Returns (weights' SHA-256, largest difference)."""
     directory = os.path.normpath(directory)
-    staging, retired = directory + ".staging", directory + ".retired"
-    for leftover in (staging, retired):
-        shutil.rmtree(leftover, ignore_errors=True)
+    staging = directory + ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
         digest = save(model, staging, config, face_crop, provenance, crops)
         loaded, _, _ = load(staging)
@@ -92,11 +85,19 @@ def save_checked(model: keras.Model, directory: str, config: age_model.ModelConf
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    replace_folder(staging, directory)
+    return digest, difference
+
+
+def replace_folder(staging: str, directory: str) -> None:
+    """Moves a complete `staging` folder to `directory`, the earlier one there set aside first and
+    removed after, so `directory` is never half old and half new."""
+    retired = os.path.normpath(directory) + ".retired"
+    shutil.rmtree(retired, ignore_errors=True)
     if os.path.exists(directory):
         os.rename(directory, retired)
     os.rename(staging, directory)
     shutil.rmtree(retired, ignore_errors=True)
-    return digest, difference
 
 
 FACEAPI_FILE = "faceapi_weights.npz"
@@ -107,18 +108,14 @@ def save_faceapi(directory: str, net: keras.Model, cut: dict, combination: dict,
     exactly) to a release folder, with the rectangle it cuts from the release's face crop and the
     rule that combines its age with the AL model's; returns the weights' SHA-256."""
     description = read_description(directory)
-    arrays = {variable.path: np.asarray(variable.numpy(), np.float32) for variable in net.weights}
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    payload = buffer.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
+    payload, digest, count = _weights_payload(net, np.float32)
     files.write_atomically(os.path.join(directory, FACEAPI_FILE), payload)
     description["faceapi"] = {
-        "weights": {"file": FACEAPI_FILE, "dtype": "float32", "sha256": digest, "variables": len(arrays)},
+        "weights": {"file": FACEAPI_FILE, "dtype": "float32", "sha256": digest, "variables": count},
         "input_size": int(net.input_shape[1]), "cut": dict(cut), "combination": dict(combination),
         "source": source,
     }
-    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    write_description(directory, description)
     return digest
 
 
@@ -126,7 +123,7 @@ def record_intervals(directory: str, table: dict) -> None:
     """Stores a calibrated interval table (`evaluation.intervals.IntervalTable.to_json`) in model.json."""
     description = read_description(directory)
     description["intervals"] = dict(table)
-    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    write_description(directory, description)
 
 
 def load_faceapi(directory: str, description: dict) -> Optional[keras.Model]:
@@ -174,7 +171,7 @@ def record_prior(directory: str, prior: Sequence[float], smoothing: float, measu
         raise ValueError(f"a prior over the model's {classes} classes must be positive and sum to 1.")
     description["prior"] = {"source": [float(p) for p in prior], "smoothing": float(smoothing),
                             "measured_on": measured_on}
-    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    write_description(directory, description)
 
 
 def recorded_prior(path: str) -> Optional[dict]:
@@ -198,6 +195,22 @@ def inside(directory: str, name: str) -> str:
         raise ValueError(f"{os.path.join(directory, CONFIG_FILE)} names {name!r}, which is outside its folder; "
                          "refused.")
     return path
+
+
+def _weights_payload(model: keras.Model, dtype) -> Tuple[bytes, str, int]:
+    """(compressed .npz of every variable by path in `dtype`, its SHA-256, variable count)."""
+    arrays = {variable.path: np.asarray(variable.numpy(), dtype) for variable in model.weights}
+    if len(arrays) != len(model.weights):
+        raise ValueError(f"{model.name}: variable paths are not unique; cannot name its weights.")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    payload = buffer.getvalue()
+    return payload, hashlib.sha256(payload).hexdigest(), len(arrays)
+
+
+def write_description(directory: str, description: dict) -> None:
+    """model.json, atomically."""
+    files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
 
 
 def read_description(directory: str) -> dict:
@@ -252,6 +265,11 @@ class ModelPath:
     crops: Optional[str] = None
     prior: Optional[dict] = None
     description: Optional[dict] = None
+
+    @property
+    def two_networks(self) -> bool:
+        """A release whose answer combines the AL model with face-api's network (`load_faceapi`)."""
+        return bool(self.description and "faceapi" in self.description)
 
     def load(self) -> keras.Model:
         """The Keras model (a release's in float32); a SavedModel is loaded by `serving.photos`."""

@@ -96,9 +96,9 @@ def serving_module(opened: release.ModelPath, crops: Optional[str] = None) -> tf
     model = opened.load()
     attention.freeze_attention_state(model)
     crops = crops or opened.crops or "ten"
-    faceapi_net = release.load_faceapi(opened.path, opened.description) if opened.kind == "release" else None
-    if faceapi_net is None:
+    if not opened.two_networks:
         return export.AgeServer(model, crops)
+    faceapi_net = release.load_faceapi(opened.path, opened.description)
     member = opened.description["faceapi"]
     table = opened.description.get("intervals")
     return ensemble.EnsembleServer(

@@ -14,7 +14,6 @@ Errors and coverage are reported per age band and sex with bootstrap intervals. 
 are face-api's training data, so its numbers on them are optimistic (the card says so).
 """
 
-import json
 import os
 import shutil
 import zlib
@@ -26,7 +25,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import faceapi_import, release, xception
 from keras_alage.serving import ensemble, photos
-from pipelines import build, files, tfrecords
+from pipelines import build, tfrecords
 
 AGE_BANDS = (10, 20, 30, 40, 50, 60, 70)  # true-age bands for the error tables: 0-9, ..., 70+
 ANSWERS = ("age", "al_age", "faceapi_age", "global_age", "local_age")
@@ -99,7 +98,7 @@ def assemble(v3_dir: str, output_dir: str, cut: dict, faceapi_source=None) -> st
     description = release.read_description(staging)
     description.pop("prior", None)
     description["provenance"]["name"] = "v4"
-    files.write_atomically(os.path.join(staging, release.CONFIG_FILE), json.dumps(description, indent=1) + "\n")
+    release.write_description(staging, description)
     net = xception.build_faceapi_age_net()
     faceapi_import.import_faceapi_age(net, path=faceapi_source)
     source = f"{faceapi_import.PACKAGE}@{faceapi_import.VERSION} (MIT), model/age_gender_model.bin"
@@ -199,12 +198,7 @@ def _halves(answered) -> Dict[str, np.ndarray]:
 def finish(staging: str, output_dir: str, report: dict) -> None:
     """Records the final interval table and moves the folder into place."""
     release.record_intervals(staging, report["intervals"])
-    retired = output_dir.rstrip("/") + ".retired"
-    shutil.rmtree(retired, ignore_errors=True)
-    if os.path.exists(output_dir):
-        os.rename(output_dir, retired)
-    os.rename(staging, output_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+    release.replace_folder(staging, output_dir)
 
 
 def markdown(report: dict, command: str) -> str:
