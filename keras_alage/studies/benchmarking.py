@@ -103,16 +103,18 @@ def paired_overhead(run_full: Callable[[], object], run_base: Callable[[], objec
 
 
 def train_step_fn(model: keras.Model, batch_size: int, jit_compile: bool = False,
-                  stage: str = "global", class_ages=None) -> Callable[[], float]:
+                  stage: str = "global", class_ages=None, batch=None) -> Callable[[], float]:
     """The trainer's own compiled step (`loop.Trainer.make_train_step`: the stage's loss, weight
     decay, SGD with Nesterov momentum) on a fixed in-memory batch, as a callable returning the
     batch's summed loss. The model is set to `stage` (its trainable variables) as training sets it;
-    `class_ages`: the model's own (`age_model.class_ages_of`) unless given (a global-only model)."""
+    `class_ages`: the model's own (`age_model.class_ages_of`) unless given (a global-only model);
+    `batch`: (images, class labels) to step on, else random ones."""
     size = int(model.input_shape[1])
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.normal(size=(batch_size, size, size, 3)).astype(np.float32))
-    labels = {"label": tf.constant(rng.integers(0, 2, size=batch_size).astype(np.int32)),
-              "path": tf.constant([b"benchmark"] * batch_size)}
+    images, classes = batch if batch is not None else (
+        rng.normal(size=(batch_size, size, size, 3)).astype(np.float32), rng.integers(0, 2, size=batch_size))
+    images = tf.constant(images)
+    labels = {"label": tf.constant(np.asarray(classes, np.int32)), "path": tf.constant([b"benchmark"] * batch_size)}
     run_dir = tempfile.mkdtemp(prefix="alage-benchmark-")  # the trainer's checkpoint folder; never written
     config = loop.TrainConfig(run_dir, stage=stage, epochs=1, steps_per_epoch=1, batch_size=batch_size,
                               learning_rate=0.001, image_summaries=0, jit_compile=jit_compile)

@@ -70,16 +70,7 @@ def step_parity(config: ModelConfig, batch: int = 8, seed: int = 0) -> Dict[str,
             with tf.device(device):
                 model = build_age_model(config)
                 model.set_weights(start)
-                trainer_dir = tempfile.mkdtemp(prefix="alage-parity-")
-                try:
-                    trainer = loop.Trainer(lambda m=model: m, config.classes().values, loop.TrainConfig(
-                        trainer_dir, stage="global", epochs=1, steps_per_epoch=1, batch_size=batch,
-                        learning_rate=0.01, image_summaries=0))
-                    data = iter(tf.data.Dataset.from_tensors((images, {"label": labels, "path": np.array(
-                        [b"parity"] * batch)})).repeat())
-                    trainer.make_train_step()(data)
-                finally:
-                    shutil.rmtree(trainer_dir, ignore_errors=True)
+                benchmarking.train_step_fn(model, batch, False, "global", batch=(images, labels))()
                 after[device] = model.get_weights()
         change = max(float(np.abs(a - s).max()) for a, s in zip(after["/CPU:0"], start))
         difference = max(float(np.abs(a - b).max()) for a, b in zip(after["/CPU:0"], after["/GPU:0"]))
