@@ -63,7 +63,7 @@ def test_parity_with_face_apis_own_runtime(shared_data, net):
     ours = net(inputs)
     for i, ref in enumerate(reference):
         their_map = np.array(ref["map"], np.float32).reshape(ref["map_shape"])[0]
-        assert np.abs(ours["map"][i].numpy() - their_map).max() <= 1e-4 * np.abs(their_map).max()
+        assert np.abs(ours["map"][i].numpy() - their_map).max() <= max(1e-4 * np.abs(their_map).max(), 1e-5)
         assert abs(float(ours["age"][i]) - ref["age"]) <= 0.01
         np.testing.assert_allclose(ours["gender"][i].numpy(), ref["gender"], atol=1e-4)
     # Real faces, real answers: not a network that says one age for all.
