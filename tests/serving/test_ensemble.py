@@ -3,6 +3,7 @@ the crop, the interval columns, and the checks of its files."""
 
 import csv
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,18 +26,21 @@ def tiny_al_model():
 
 
 def random_faceapi_net(seed=0):
-    """face-api's layout with random weights and an age bias of 30 years (its weights need npm)."""
-    keras_rng = np.random.default_rng(seed)
+    """face-api's layout with Keras' random initial weights and an age bias of 30 years (its
+    weights need npm); its age head is scaled so different inputs get ages years apart."""
+    keras.utils.set_random_seed(seed)
     net = xception.build_faceapi_age_net()
-    for variable in net.weights:
-        variable.assign(keras_rng.normal(0, 0.05, variable.shape).astype(np.float32))
-    net.get_layer("fc_age").bias.assign([30.0])
+    head = net.get_layer("fc_age")
+    head.kernel.assign(head.kernel.numpy() * 1e4 / max(float(np.abs(head.kernel.numpy()).sum()), 1e-12))
+    head.bias.assign([30.0])
     return net
 
 
 def crops(n=3, side=96):
     rng = np.random.default_rng(1)
-    images = [np.clip(rng.normal(128, 50, (side, side, 3)), 0, 255).astype(np.uint8) for _ in range(n)]
+    rows = np.linspace(0, 1, side)[:, None, None]  # dark top, bright bottom: a face-like up and down
+    images = [np.clip(40 + 60 * i + 120 * rows + rng.normal(0, 30, (side, side, 3)), 0, 255).astype(np.uint8)
+              for i in range(n)]
     return images, [faces.encode_jpeg(image) for image in images]
 
 
@@ -54,6 +58,7 @@ def test_the_answer_is_the_mean_of_both_networks_own_answers():
     decoded = [augment.decode(e) for e in encoded]
     own = net(np.stack([faceapi_import.cut_face(d, CUT).numpy() for d in decoded]))["age"].numpy().reshape(-1)
     np.testing.assert_allclose(out["faceapi_age"], own, atol=1e-4)
+    assert np.ptp(own) > 0.5  # the answer depends on the face, so a wrong cut cannot pass
     np.testing.assert_allclose(out["age"], 0.5 * out["al_age"] + 0.5 * out["faceapi_age"], atol=1e-4)
     low, high = intervals.apply(table(), out["age"])
     np.testing.assert_allclose(out["age_low"], low, atol=1e-4)
