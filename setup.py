@@ -10,6 +10,8 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "absl-py==2.5.1",
     "opencv-python-headless==5.0.0.93",
+    # libjpeg-turbo with a stop-on-warning mode: how a damaged JPEG is told from a good one.
+    "simplejpeg==1.9.0",
 ]
 
 EXTRAS_REQUIRE = {

@@ -115,15 +115,18 @@ def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
     assert marker.exists()
 
 
-def test_an_image_over_the_pixel_budget_is_refused_from_its_header_whatever_its_format(tiny_model, tmp_path):
+def test_an_oversized_or_damaged_image_is_skipped_with_its_reason(tiny_model, tmp_path):
     import cv2
     import numpy as np
 
     ok, encoded = cv2.imencode(".tiff", np.zeros((12000, 12000), np.uint8))  # 144 Mpx, a few MB on disk
     (tmp_path / "big.jpg").write_bytes(encoded.tobytes())  # any name: the format is read from the bytes
-    result, ours = run_script("predict.py", f"--model={tiny_model}", str(tmp_path / "big.jpg"))
+    whole = SAMPLE_PHOTO.read_bytes()
+    (tmp_path / "damaged.jpg").write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")  # end marker kept
+    result, ours = run_script("predict.py", f"--model={tiny_model}", str(tmp_path))
     assert_one_line(result, ours, "no photo could be answered")
     assert "big.jpg: skipped (image exceeds the size limit" in result.stdout
+    assert "damaged.jpg: skipped (damaged or unsupported JPEG" in result.stdout
 
 
 def test_a_full_or_read_only_disk_is_one_line_and_a_bug_keeps_its_traceback():

@@ -38,6 +38,7 @@ def _good_and_bad(tmp_path):
 
     whole = (tmp_path / "good0.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "damaged.jpg").write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")  # end marker kept
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(400) + b"\xff\xd9")
     (tmp_path / "notes.txt").write_text("not an image\n")
@@ -47,7 +48,8 @@ def _good_and_bad(tmp_path):
         "missing.jpg": ("file not found", 25),
         "truncated.jpg": ("truncated JPEG (no end-of-image marker)", 25),
         "empty.jpg": ("file is empty", 25),
-        "corrupt.jpg": ("not a decodable image (corrupt, truncated or unsupported format)", 25),
+        "damaged.jpg": ("damaged or unsupported JPEG (libjpeg: Corrupt JPEG data", 25),
+        "corrupt.jpg": ("damaged or unsupported JPEG", 25),
         "notes.txt": ("not a decodable image (corrupt, truncated or unsupported format)", 25),
         "folder.jpg": ("is a directory, not an image file", 25),
         "label.jpg": ("label 250 outside 0-100", 250),
@@ -70,7 +72,9 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_written(tmp_path):
     manifest = build.build_tfrecords(split, records, _config(tmp_path / "out", records_per_shard=3), "mixed")
 
     skipped = {entry["path"]: entry["reason"] for entry in manifest["skipped"]}
-    assert {p: r for p, r in skipped.items() if p in expected} == expected
+    assert sorted(p for p in skipped if p in expected) == sorted(expected)
+    for path, reason in expected.items():  # libjpeg's own words follow ours
+        assert skipped[path].startswith(reason), (path, skipped[path])
     written = [r for r in records if r.path not in skipped]
     assert manifest["records"] == len(written) == 8  # greyscale and alpha PNGs are fine
     assert sum(part["records"] + part["skipped"] for part in manifest["parts"].values()) == len(records)

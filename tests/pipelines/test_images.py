@@ -55,6 +55,35 @@ def test_truncated_jpeg_is_reported(tmp_path):
     assert images.read_image(tmp_path / "padded.jpg").shape == (64, 64, 3)
 
 
+def test_a_jpeg_damaged_inside_with_its_end_marker_kept_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    smooth = cv2.resize(rng.integers(0, 255, (8, 8, 3), np.uint8), (96, 96), interpolation=cv2.INTER_CUBIC)
+    data = write(tmp_path / "full.jpg", smooth, ".jpg").read_bytes()
+    middle = len(data) // 2
+    damaged = {
+        "cut.jpg": data[:middle] + b"\xff\xd9",  # OpenCV decodes it with a grey lower part
+        "gap.jpg": data[:middle] + data[middle + 32:],  # 32 bytes lost in a copy
+    }
+    # Damage that still decodes as valid codes (64 zero bytes here) is beyond any decoder's check.
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        assert cv2.imread(str(tmp_path / name)) is not None  # what a plain decode accepts
+        with pytest.raises(images.ImageError, match="damaged or unsupported JPEG") as info:
+            images.read_image(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)
+    grey = write(tmp_path / "grey.jpg", smooth[..., 0], ".jpg")
+    assert images.read_image(grey).shape == (96, 96, 3)
+    np.testing.assert_array_equal(images.read_image(tmp_path / "full.jpg"),
+                                  cv2.cvtColor(cv2.imread(str(tmp_path / "full.jpg")), cv2.COLOR_BGR2RGB))
+
+
+def test_real_photos_decode_to_opencvs_pixels_and_none_is_taken_for_damaged(fgnet_images):
+    for path in fgnet_images:  # 175 of them greyscale
+        opencv = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        opencv = cv2.cvtColor(opencv, cv2.COLOR_GRAY2RGB if opencv.ndim == 2 else cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(images.read_image(path), opencv, err_msg=path.name)
+
+
 def test_center_square_resize_and_normalise():
     image = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
     square = images.center_square(image)

@@ -46,6 +46,7 @@ def photo_folder(fgnet_images, tmp_path_factory):
     (folder / "e_empty.jpg").write_bytes(b"")
     whole = (folder / "a_face.jpg").read_bytes()
     (folder / "f_truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "k_damaged.jpg").write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")  # cut, end marker kept
     (folder / "g_animation.gif").write_bytes(b"GIF89a" + b"\0" * 40)
     _huge_png(folder / "h_huge.png")
     cv2.imwrite(str(folder / "i_wall.jpg"), np.full((200, 200, 3), 120, np.uint8))
@@ -65,6 +66,7 @@ EXPECTED_ERRORS = {
     "g_animation.gif": "not a decodable image",
     "h_huge.png": "20000x20000 px exceeds the size limit",
     "i_wall.jpg": "no face found",
+    "k_damaged.jpg": "damaged or unsupported JPEG",
 }
 
 
