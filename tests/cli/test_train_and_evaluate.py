@@ -91,6 +91,8 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
     # The rerun starts after fold0's last checkpoint: epoch 1 is trained once more only
     # for fold1.
     assert log.count("epoch 1 -") == 1 and log.index("fold fold1") < log.index("epoch 1 -")
+    # Output to a pipe or a log file gets a line per epoch and no progress bar.
+    assert "\x1b" not in log and "\r" not in log and "\u2501" not in log, log[-2000:]
     fold = run_dir / "fold0"
     assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-4")
     for name in ("model.keras", "best.weights.h5", "evaluation.json", "history.jsonl"):
