@@ -28,8 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     if not os.path.isdir(os.path.join(FLAGS.fgnet_dir, "images")):
         raise app.UsageError(f"--fgnet_dir={FLAGS.fgnet_dir} has no images/ folder.")

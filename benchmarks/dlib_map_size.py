@@ -10,7 +10,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from keras_alage import cli
 from keras_alage.models import age_model, release
@@ -25,8 +25,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     released, _, description = release.load(FLAGS.model)
     files_ = build.Build.open(FLAGS.data_dir, verify=True).part_files(["test"])
     rows = {}

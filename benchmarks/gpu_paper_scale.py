@@ -29,8 +29,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     settings = paper_scale.TINY if FLAGS.tiny else paper_scale.Settings()
     changes = {k: getattr(FLAGS, k) for k in ("epochs", "max_steps_per_epoch", "batch_per_replica")
                if getattr(FLAGS, k) is not None}

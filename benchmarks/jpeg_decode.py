@@ -8,7 +8,6 @@ copies damaged in the middle (end marker kept) each refuses.
 Writes OUTPUT.json (default docs/results/serving/jpeg_decode.json).
 """
 
-import glob
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ import time
 
 import cv2
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from keras_alage import cli
 from pipelines import files, images
@@ -66,16 +65,13 @@ def same_pixels(data) -> bool:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     steps = {"opencv": lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
              "ours": lambda data: images.decode_image(np.frombuffer(data, np.uint8))}
     report = {"rounds": FLAGS.rounds, "cpu_count": os.cpu_count(), "sets": {},
               "command": " ".join(["python benchmarks/jpeg_decode.py"] + sys.argv[1:])}
     for pattern in FLAGS.photos:
-        paths = sorted(glob.glob(pattern))[: FLAGS.limit]
-        if not paths:
-            raise app.UsageError(f"--photos={pattern} matches no file.")
+        paths = cli.matching_files(pattern, "photos", FLAGS.limit)
         encoded = [open(path, "rb").read() for path in paths]
         totals = {name: 0.0 for name in steps}
         for _ in range(FLAGS.rounds):

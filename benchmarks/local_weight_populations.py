@@ -74,8 +74,7 @@ def peer_answers(path: str) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     model_path = FLAGS.model or release.default_path()
     if not FLAGS.views:

@@ -128,8 +128,7 @@ def uncertainty_check(ages: dict, spreads: dict, true: dict) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     if FLAGS.held_out_build:
         try:

@@ -164,12 +164,9 @@ def markdown(report: dict) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
-    paths = sorted(glob.glob(FLAGS.photos))[: FLAGS.limit]
-    if not paths:
-        raise app.UsageError(f"--photos={FLAGS.photos} matches no file.")
+    paths = cli.matching_files(FLAGS.photos, "photos", FLAGS.limit)
     model_path = FLAGS.model or release.default_path()
     predict = photos.load_predictor(model_path)
     recorded = photos.face_crop_for(predict)

@@ -54,8 +54,7 @@ def draw_population(ages: np.ndarray, shares, count: int, rng) -> np.ndarray:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     model_path = FLAGS.model or release.default_path()
     try:

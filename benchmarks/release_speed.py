@@ -8,7 +8,6 @@ MTCNN where it finds none, faces batched 32 at a time); the network alone is tim
 faces' crops. Writes OUTPUT.json (default docs/results/serving/release_speed.json).
 """
 
-import glob
 import json
 import os
 import sys
@@ -45,11 +44,8 @@ def timed_network(predict, crops) -> float:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    paths = sorted(glob.glob(FLAGS.photos))[: FLAGS.limit]
-    if not paths:
-        raise app.UsageError(f"--photos={FLAGS.photos} matches no file.")
+    cli.no_arguments(argv)
+    paths = cli.matching_files(FLAGS.photos, "photos", FLAGS.limit)
     releases = {"old": photos.load_predictor(FLAGS.old), "new": photos.load_predictor(FLAGS.new)}
     if releases["old"].face_crop != releases["new"].face_crop:
         raise app.UsageError("the two releases cut faces differently; their photo paths are not comparable.")

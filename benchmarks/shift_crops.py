@@ -38,8 +38,7 @@ def head_probs(model, data_dir: str, view: str, shift: int) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     try:
         shifts, weights = [int(s) for s in FLAGS.shifts], [float(w) for w in FLAGS.weights]

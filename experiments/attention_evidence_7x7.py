@@ -31,8 +31,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     try:
         study = map_evidence.Study.from_build(FLAGS.data_dir, FLAGS.run_dir, FLAGS.faceapi,
                                               log=lambda text: print(text, flush=True))

@@ -27,8 +27,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     if not release.is_release(FLAGS.model):
         raise app.UsageError(f"--model={FLAGS.model} is not a released model's folder (model.json).")

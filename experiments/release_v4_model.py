@@ -32,8 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     try:
         with open(FLAGS.cut, encoding="utf-8") as f:
             cut = json.load(f)["cut"]

@@ -45,8 +45,7 @@ def _runs(values):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     runs = _runs(FLAGS.run)
     extension = os.path.splitext(FLAGS.grid or "")[1].lower()
     if FLAGS.grid and extension not in (".png", ".jpg", ".jpeg"):

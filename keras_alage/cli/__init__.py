@@ -6,6 +6,7 @@ them back.
 """
 
 import errno
+import glob
 import os
 import signal
 import sys
@@ -51,6 +52,20 @@ def resolve_flagfiles(argv: Sequence[str], search_dir: Optional[str] = None) -> 
                 sys.exit(2)
         resolved.append(arg)
     return resolved
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+    """Refuses words left over after the flags (a flag without its dashes, a stray path)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (every setting is a --flag)")
+
+
+def matching_files(pattern: str, flag: str, limit: Optional[int] = None) -> List[str]:
+    """The files a glob flag names, sorted, the first `limit` of them; refuses a glob that matches none."""
+    paths = sorted(glob.glob(pattern))[:limit]
+    if not paths:
+        raise app.UsageError(f"--{flag}={pattern} matches no file.")
+    return paths
 
 
 def require_positive(*names: str, flag_values=flags.FLAGS) -> None:

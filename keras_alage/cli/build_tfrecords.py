@@ -83,8 +83,7 @@ def crop_spec() -> faces.CropSpec:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)  # Beam's runner chatter
     source = sources.get_source(FLAGS.dataset)
     try:

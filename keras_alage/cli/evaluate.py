@@ -41,8 +41,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     if bool(FLAGS.run_dir) == bool(FLAGS.model):
         raise app.UsageError("Give exactly one of --run_dir and --model.")
 

@@ -8,7 +8,6 @@ Writes serving/age/1/ with the `serving_default` (encoded face crops) and
 --warmup_images (face crops, e.g. a few records of the build). See the README for serving.
 """
 
-import glob
 import os
 
 from absl import app, flags
@@ -48,14 +47,11 @@ def warmup_image(path: str) -> bytes:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
 
     warmup = []
     if FLAGS.warmup_images:
-        paths = sorted(glob.glob(FLAGS.warmup_images))[:8]
-        if not paths:
-            raise app.UsageError(f"--warmup_images={FLAGS.warmup_images} matches no file.")
+        paths = cli.matching_files(FLAGS.warmup_images, "warmup_images", limit=8)
         warmup = [warmup_image(p) for p in paths]
     try:
         opened = release.open_model_path(FLAGS.model)  # the crop: written by training, or in model.json

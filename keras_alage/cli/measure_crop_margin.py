@@ -7,10 +7,9 @@ to a data set that scripts/build_tfrecords.py detects and crops only when both a
 build the second with the printed --crop_margin (BUILD_NOTES.md, "Real results at CPU scale").
 """
 
-import glob
 import random
 
-from absl import app, flags
+from absl import flags
 
 from keras_alage import cli
 from pipelines import faces, images
@@ -26,11 +25,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    paths = sorted(glob.glob(FLAGS.images))
-    if not paths:
-        raise app.UsageError(f"--images={FLAGS.images!r} matches no file.")
+    cli.no_arguments(argv)
+    paths = cli.matching_files(FLAGS.images, "images")
     random.Random(FLAGS.seed).shuffle(paths)
     crops, unreadable = [], 0
     for path in paths[: FLAGS.limit]:

@@ -31,8 +31,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     reason = faceapi_runtime.unavailable()
     if reason:
         raise app.UsageError(f"face-api's runtime is needed: {reason}.")

@@ -88,8 +88,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter; progress is printed
     try:
         spec, config = fold_runs.specs_from_flags(FLAGS)

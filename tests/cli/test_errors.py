@@ -208,6 +208,8 @@ def _conflicting_csv(tmp_path):
 FAULTS = {
     "a zero batch": ("train.py", lambda t: ["--data_dir=d", f"--run_dir={t / 'run'}", "--batch_size=0"],
                      ["--batch_size must be at least 1"]),
+    "a setting without its dashes": ("train.py", lambda t: ["--data_dir=d", f"--run_dir={t / 'run'}", "epochs=3"],
+                                     ["unexpected arguments: epochs=3"]),
     "a zero face batch": ("predict.py", lambda t: ["--batch_faces=0", "x.jpg"], ["--batch_faces must be at least 1"]),
     "a SavedModel that is not ours": ("predict.py", _foreign_saved_model, ["without this project's serving signatures"]),
     "a description pointing outside its folder": ("predict.py", _escaping_release, ["outside its folder"]),
