@@ -1,10 +1,11 @@
-"""Small synthetic TFRecord files in the project's schema, for training tests."""
+"""Small synthetic TFRecord files in the project's schema, and small real builds of synthetic faces,
+for training tests."""
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from pipelines import tfrecords
+from pipelines import build, faces, tfrecords
 from pipelines.records import AgeRecord
 
 
@@ -23,3 +24,20 @@ def write_records(path, count: int, num_classes: int, size: int = 48, seed: int 
             writer.write(tfrecords.encode_example(record, encoded.tobytes()))
             records.append(record)
     return records
+
+
+def synthetic_build(root, rows, num_classes: int, split, dataset: str, noise: float = 15.0, size: int = 40):
+    """A real build (Beam, no face detection) of flat synthetic faces under root/build.
+
+    `rows` are (file name, age, label, subject, brightness); `split` maps the records to the
+    protocol's parts (e.g. `lambda r: protocols.subject_kfold(r, 2, seed=0)`).
+    """
+    rng = np.random.default_rng(0)
+    records = []
+    for name, age, label, subject, brightness in rows:
+        path = root / name
+        cv2.imwrite(str(path), np.clip(brightness + rng.normal(0, noise, (size, size, 3)), 0, 255).astype(np.uint8))
+        records.append(AgeRecord(str(path), float(age), label, subject=subject))
+    config = build.BuildConfig(str(root / "build"), num_classes, faces.CropSpec(size=size), faces.FacePolicy(detect=False))
+    build.build_tfrecords(split(records), records, config, dataset)
+    return root / "build"

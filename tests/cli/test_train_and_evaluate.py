@@ -12,14 +12,13 @@ import sys
 import time
 
 import cv2
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_alage.training import loop
-from pipelines import build, faces, protocols
+from pipelines import build, protocols
 from pipelines.age_classes import get_age_classes
-from pipelines.records import AgeRecord
+from tests.record_utils import synthetic_build
 
 pytest.importorskip("apache_beam")
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -29,19 +28,9 @@ GROUP_AGES = get_age_classes("adience").values
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory):
     """A real build (Beam, no detection) of 48 synthetic faces in 8 age groups, 2 folds."""
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(48):
-        label = i % 8
-        image = np.clip(30 + 25 * label + rng.normal(0, 15, (40, 40, 3)), 0, 255).astype(np.uint8)
-        path = root / f"face{i:02d}.jpg"
-        cv2.imwrite(str(path), image)
-        records.append(AgeRecord(str(path), GROUP_AGES[label], label, subject=f"s{i % 6}"))
-    out = root / "build"
-    config = build.BuildConfig(str(out), 8, faces.CropSpec(size=40), faces.FacePolicy(detect=False))
-    build.build_tfrecords(protocols.subject_kfold(records, 2, seed=0), records, config, "tiny")
-    return out
+    rows = [(f"face{i:02d}.jpg", GROUP_AGES[i % 8], i % 8, f"s{i % 6}", 30 + 25 * (i % 8)) for i in range(48)]
+    return synthetic_build(tmp_path_factory.mktemp("faces"), rows, 8, lambda r: protocols.subject_kfold(r, 2, seed=0),
+                           "tiny")
 
 
 def _train_command(data_dir, run_dir, *extra, steps=3):

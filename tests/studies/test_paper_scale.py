@@ -1,30 +1,22 @@
 """The GPU script's tiny mode runs its whole path on a CPU: MirroredStrategy, bf16, XLA, timing,
 FLOPs, evaluation, and the step-parity check (skipped without a GPU, saying so)."""
 
-import cv2
 import numpy as np
 import pytest
 
 from keras_alage.studies import paper_scale
-from pipelines import build, faces, protocols
-from pipelines.records import AgeRecord
+from pipelines import protocols
+from tests.record_utils import synthetic_build
 
 pytest.importorskip("apache_beam")
 
 
 @pytest.fixture(scope="module")
 def utk_like_build(tmp_path_factory):
-    root = tmp_path_factory.mktemp("utk")
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(24):
-        age = int(rng.integers(1, 90))
-        path = root / f"{age}_0_0_{i}.jpg"
-        cv2.imwrite(str(path), np.clip(40 + age * 2 + rng.normal(0, 10, (40, 40, 3)), 0, 255).astype(np.uint8))
-        records.append(AgeRecord(str(path), float(age), age))
-    config = build.BuildConfig(str(root / "build"), 101, faces.CropSpec(size=40), faces.FacePolicy(detect=False))
-    build.build_tfrecords(protocols.random_split(records, 0.25, 0), records, config, "utkface")
-    return str(root / "build")
+    ages = np.random.default_rng(0).integers(1, 90, 24)
+    rows = [(f"{age}_0_0_{i}.jpg", age, int(age), "", 40 + age * 2) for i, age in enumerate(ages)]
+    return str(synthetic_build(tmp_path_factory.mktemp("utk"), rows, 101, lambda r: protocols.random_split(r, 0.25, 0),
+                               "utkface", noise=10.0))
 
 
 def test_the_tiny_mode_runs_the_gpu_path_on_a_cpu(utk_like_build, two_cpu_strategy):
