@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import pathlib
@@ -135,11 +136,26 @@ def test_a_photo_with_no_face_is_answered_whole_only_when_asked(model_path, tmp_
         photos.locate_faces(wall, detector, spec, no_face="centre")
 
 
+class RememberingMtcnn(faces.MtcnnDetector):
+    """MTCNN that answers an image it has already seen from memory: the batching test passes the
+    same photos through five times, and what it checks is the batching, not the detector."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = {}
+
+    def detect(self, image):
+        key = (image.shape, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        if key not in self.seen:
+            self.seen[key] = super().detect(image)
+        return list(self.seen[key])
+
+
 def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, model_path):
     """predict_photos batches faces across photos and detects ahead of the network; the answers,
     the errors and their order are those of predict_photo, whatever the batch size."""
     predict = photos.load_predictor(str(model_path), crops="center")
-    detector, spec = faces.MtcnnDetector(), faces.CropSpec()
+    detector, spec = RememberingMtcnn(), faces.CropSpec()
     paths = photos.image_paths([str(photo_folder)]) * 2  # more photos than a batch, repeats included
     one_by_one = [photos.predict_photo(p, predict, detector, spec, predict.input_size) for p in paths]
     for batch_faces, full in ((1, False), (2, True), (64, True), (32, False)):
