@@ -23,9 +23,11 @@ def test_ten_crop_predictions_average_the_crops_per_head():
     predictions = scoring.predict_dataset(model, data)
     flat = model(crops.reshape(30, 64, 64, 3), training=False)
     for head, key in scoring.HEADS.items():
-        # Probabilities reach 1e-24: an absolute floor, as kernels may round them differently.
+        # A batch of 3x10 against one of 30: kernels round differently by batch shape (1.6e-5 of a
+        # 0.03 probability was seen on a loaded machine), and probabilities reach 1e-24: bounds for
+        # that, far under what averaging the wrong crops or heads gives.
         np.testing.assert_allclose(predictions[head], np.asarray(flat[key]).reshape(3, 10, -1).mean(1),
-                                   rtol=1e-5, atol=1e-7)
+                                   rtol=2e-4, atol=1e-6)
     result = scoring.score(predictions, TINY.classes().values, grouped=True)
     assert set(result) == {"count", "global", "local", "combined"} and result["count"] == 3
     assert {"mae", "cs5", "bands", "exact_accuracy", "one_off_accuracy"} <= set(result["combined"])

@@ -45,7 +45,7 @@ def test_mirrored_attention_training_matches_one_device(two_cpu_strategy, tmp_pa
     weights = build_age_model(TINY).get_weights()
     single, single_history = _train(tf.distribute.get_strategy(), weights, tmp_path / "one")
     mirrored, mirrored_history = _train(two_cpu_strategy, weights, tmp_path / "two")
-    assert mirrored_history[0]["train_loss"] == pytest.approx(single_history[0]["train_loss"], rel=1e-5)
+    assert mirrored_history[0]["train_loss"] == pytest.approx(single_history[0]["train_loss"], rel=1e-4, abs=1e-6)
     # Summation order differs between one device and two replicas; over 3 steps a few weights of
     # the location layer drifted by 0.4% under a loaded machine. A wrong reduction (gradients
     # averaged twice, memory not all-reduced) is off by tens of percent.
