@@ -124,8 +124,10 @@ quickstart-fgnet: data/fgnet_release/manifest.json
 demo: $(STAMP)
 	$(BIN)/python scripts/predict.py samples/*.jpg $(ARGS)
 
+# Two processes, each taking whole files (module fixtures are built once); TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests $(ARGS)
+	$(BIN)/python -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

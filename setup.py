@@ -33,7 +33,9 @@ EXTRAS_REQUIRE = {
         "onnx==1.23.2",
         "onnxruntime==1.32.0",
     ],
-    "dev": ["pytest==9.2.0"],
+    # The suite runs in two processes, one file each at a time (`make test`): a third of its time is
+    # starting Python and TensorFlow in subprocesses, which one core does while the other computes.
+    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
 }
 
 setup(
