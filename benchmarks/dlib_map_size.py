@@ -9,10 +9,10 @@ import json
 import os
 import sys
 
-import numpy as np
 from absl import flags
 
 from keras_alage import cli
+from keras_alage.evaluation import scoring
 from keras_alage.models import age_model, release
 from pipelines import build, dataset, files
 
@@ -34,13 +34,12 @@ def main(argv):
                                              crop_size=tuple(description["model"]["crop_size"])))
         model = age_model.build_age_model(config, class_ages=description["class_ages"])
         model.set_weights(released.get_weights())
-        errors = []
-        for images, labels in dataset.make_dataset(files_, False, 64, size, crops="center"):
-            errors.append(np.abs(model(images, training=False)["global_age"].numpy() - labels["age"].numpy()))
-        errors = np.concatenate(errors)
-        rows[str(size)] = {"map": list(model.get_layer("backbone").output_shape[1:3]), "faces": int(len(errors)),
-                           "global_head_mae": float(errors.mean())}
-        print(f"{size} px: map {rows[str(size)]['map']}, MAE {errors.mean():.3f} on {len(errors)} faces", flush=True)
+        scores = scoring.evaluate_model(model, dataset.make_dataset(files_, False, 64, size, crops="center"),
+                                        description["class_ages"])
+        rows[str(size)] = {"map": list(model.get_layer("backbone").output_shape[1:3]), "faces": scores["count"],
+                           "global_head_mae": scores["global"]["mae"]}
+        print(f"{size} px: map {rows[str(size)]['map']}, MAE {scores['global']['mae']:.3f} on {scores['count']} faces",
+              flush=True)
     report = {"model": os.path.relpath(FLAGS.model, REPO), "sizes": rows,
               "command": " ".join(["python benchmarks/dlib_map_size.py"] + sys.argv[1:])}
     files.write_atomically(FLAGS.output, json.dumps(report, indent=1) + "\n")

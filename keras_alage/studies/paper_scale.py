@@ -5,6 +5,7 @@ peak, peak device memory, the MAE after its epochs, and whether one training ste
 matches the same step on the CPU. `TINY` runs the same path on a CPU in seconds (the test suite).
 """
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alage.evaluation import metrics, scoring
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.studies import benchmarking
 from keras_alage.training import loop
@@ -36,6 +38,8 @@ class Settings:
     eval_faces: int = 2048
 
 
+EVAL_BATCH = 64
+
 TINY = Settings(depth=18, input_size=32, batch_per_replica=4, epochs=2, max_steps_per_epoch=2, learning_rate=0.01,
                 eval_faces=16)
 
@@ -51,6 +55,19 @@ def gpu_names():
             for d in tf.config.list_physical_devices("GPU")]
 
 
+@contextlib.contextmanager
+def dtype_policy(name: Optional[str]):
+    """Keras' global dtype policy set to `name` inside the block (None: left as it is), the
+    previous one restored after."""
+    previous = keras.mixed_precision.global_policy()
+    if name:
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def step_parity(config: ModelConfig, batch: int = 8, seed: int = 0) -> Dict[str, object]:
     """One float32 SGD step of the global stage from the same weights on the same batch, on the
     GPU and on the CPU: the largest weight difference after it, relative to the largest change
@@ -60,9 +77,7 @@ def step_parity(config: ModelConfig, batch: int = 8, seed: int = 0) -> Dict[str,
     rng = np.random.default_rng(seed)
     images = rng.normal(size=(batch, config.input_size, config.input_size, 3)).astype(np.float32)
     labels = rng.integers(0, config.classes().num_classes, batch).astype(np.int32)
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with dtype_policy("float32"):
         keras.utils.set_random_seed(seed)
         start = build_age_model(config).get_weights()
         after = {}
@@ -74,10 +89,8 @@ def step_parity(config: ModelConfig, batch: int = 8, seed: int = 0) -> Dict[str,
                 after[device] = model.get_weights()
         change = max(float(np.abs(a - s).max()) for a, s in zip(after["/CPU:0"], start))
         difference = max(float(np.abs(a - b).max()) for a, b in zip(after["/CPU:0"], after["/GPU:0"]))
-        return {"largest_weight_change": change, "largest_cpu_gpu_difference": difference,
-                "relative": difference / max(change, 1e-12)}
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+    return {"largest_weight_change": change, "largest_cpu_gpu_difference": difference,
+            "relative": difference / max(change, 1e-12)}
 
 
 def run(data_dir: str, settings: Settings = Settings(), run_dir: Optional[str] = None, strategy=None) -> dict:
@@ -97,30 +110,25 @@ def run(data_dir: str, settings: Settings = Settings(), run_dir: Optional[str] =
     config = ModelConfig(depth=settings.depth, input_size=settings.input_size, age_classes="utkface")
     if config.classes().num_classes != data.num_classes:
         raise ValueError(f"{data_dir} has {data.num_classes} classes; this study trains UTKFace's 101 ages.")
-    policy = keras.mixed_precision.global_policy()
-    if settings.mixed_precision != "off":
-        keras.mixed_precision.set_global_policy(f"mixed_{settings.mixed_precision}")
     own_dir = run_dir is None
     run_dir = run_dir or tempfile.mkdtemp(prefix="alage-paper-scale-")
     try:
-        train_config = loop.TrainConfig(run_dir, stage="global", epochs=settings.epochs, steps_per_epoch=steps,
-                                        batch_size=batch, learning_rate=settings.learning_rate, lr_decay_epochs=(),
-                                        jit_compile=settings.jit_compile, image_summaries=0)
-        trainer = loop.Trainer(lambda: build_age_model(config), config.classes().values, train_config, strategy)
-        history = trainer.fit(dataset.make_dataset(train_files, True, batch, settings.input_size, repeat=True),
-                              verbose=0)
-        timed = history[1:] or history  # the first epoch compiles
-        images_per_second = steps * batch * len(timed) / sum(h["train_seconds"] for h in timed)
-        errors = []
-        for images, labels in dataset.make_dataset(test_files, False, 64, settings.input_size, crops="center"):
-            errors.append(np.abs(trainer.model(images, training=False)["global_age"].numpy() - labels["age"].numpy()))
-            if sum(len(e) for e in errors) >= settings.eval_faces:
-                break
-        errors = np.concatenate(errors)[: settings.eval_faces]
+        with dtype_policy(None if settings.mixed_precision == "off" else f"mixed_{settings.mixed_precision}"):
+            train_config = loop.TrainConfig(run_dir, stage="global", epochs=settings.epochs, steps_per_epoch=steps,
+                                            batch_size=batch, learning_rate=settings.learning_rate, lr_decay_epochs=(),
+                                            jit_compile=settings.jit_compile, image_summaries=0)
+            trainer = loop.Trainer(lambda: build_age_model(config), config.classes().values, train_config, strategy)
+            history = trainer.fit(dataset.make_dataset(train_files, True, batch, settings.input_size, repeat=True),
+                                  verbose=0)
+            timed = history[1:] or history  # the first epoch compiles
+            images_per_second = steps * batch * len(timed) / sum(h["train_seconds"] for h in timed)
+            test = dataset.make_dataset(test_files, False, EVAL_BATCH, settings.input_size, crops="center")
+            predictions = scoring.predict_dataset(trainer.model, test.take(-(-settings.eval_faces // EVAL_BATCH)))
     finally:
-        keras.mixed_precision.set_global_policy(policy)
         if own_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+    predicted = metrics.expected_age(predictions["global"], config.classes().values)[: settings.eval_faces]
+    errors = np.abs(predicted - predictions["age"][: settings.eval_faces])
     flops = benchmarking.forward_flops(build_age_model(config), settings.input_size)
     names = gpu_names()
     peak = device_peak_tflops(names)
