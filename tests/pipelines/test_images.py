@@ -77,6 +77,17 @@ def test_a_jpeg_damaged_inside_with_its_end_marker_kept_is_refused(tmp_path):
                                   cv2.cvtColor(cv2.imread(str(tmp_path / "full.jpg")), cv2.COLOR_BGR2RGB))
 
 
+def test_a_jpeg_announcing_too_many_pixels_is_refused_before_decoding(tmp_path):
+    data = bytearray(write(tmp_path / "small.jpg", np.zeros((16, 16, 3), np.uint8), ".jpg").read_bytes())
+    frame = data.index(b"\xff\xc0")  # baseline start of frame: precision, height, width
+    data[frame + 5 : frame + 9] = (20000).to_bytes(2, "big") * 2
+    (tmp_path / "huge.jpg").write_bytes(data)
+    for read in (lambda: images.read_image(tmp_path / "huge.jpg"),  # the file's checks, then the decoder's
+                 lambda: images.decode_image(np.frombuffer(bytes(data), np.uint8), "huge.jpg")):  # bytes alone
+        with pytest.raises(images.ImageError, match="20000x20000 px exceeds the size limit"):
+            read()
+
+
 def test_real_photos_decode_to_opencvs_pixels_and_none_is_taken_for_damaged(fgnet_images):
     for path in fgnet_images:  # 175 of them greyscale
         opencv = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
