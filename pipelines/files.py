@@ -1,11 +1,14 @@
 """Writing files so that a crash never leaves a half-written one behind, paths as results record
-them, and a folder held by one process at a time."""
+them, and a folder held by one process at a time. What we write replaces only a regular file: never
+a device, and never through a symbolic link."""
 
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import os
 import socket
+import stat
 import tempfile
 from typing import Iterator, Optional, Union
 
@@ -19,11 +22,61 @@ def package_folder(name: str) -> Optional[str]:
     return list(spec.submodule_search_locations)[0]
 
 
+def named(error: OSError, path: str) -> OSError:
+    """`error` naming `path` where it names no file (a write's "No space left on device" names
+    none), so the user's one line says which file could not be written."""
+    if error.filename is None and error.errno is not None:
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+    return error
+
+
+def is_regular(path) -> bool:
+    """True for a regular file itself (a symbolic link is not, whatever it points to)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def check_replaceable(path, shown: str) -> None:
+    """Refuses an output path that exists and is not a regular file (a device such as /dev/null,
+    a pipe, a folder, a symbolic link): an output replaces only a regular file. `shown` names it
+    in the message ("--output=ages.csv")."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode) else
+                "not a regular file")
+        raise FileExistsError(f"{shown} is {kind}; an output only replaces a regular file: name another.")
+
+
+def open_regular(path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` that never follows a symbolic link at `path` and never opens anything but a
+    regular file (a pipe is not waited on): a link planted where we write is refused, not
+    written through. Raises FileExistsError naming the file."""
+    try:
+        handle = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise FileExistsError(f"{path} is a symbolic link; refused (we never write through one).") from None
+        if error.errno in (errno.ENXIO, errno.EISDIR):
+            raise FileExistsError(f"{path} is not a regular file; refused.") from None
+        raise
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise FileExistsError(f"{path} is not a regular file; refused.")
+    os.set_blocking(handle, True)
+    return handle
+
+
 def write_atomically(path, data: Union[str, bytes]) -> None:
     """Writes `data` to a temporary file beside `path`, then renames it over `path`.
 
     Readers see the old file or the new one, never part of it. The file gets the usual
-    0644 mode (a temporary file is private).
+    0644 mode (a temporary file is private). A failed write (a full disk) names `path`.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -36,10 +89,26 @@ def write_atomically(path, data: Union[str, bytes]) -> None:
             out.write(data)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise named(error, path) from None
     except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        _remove_quietly(temporary)
         raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def overlaps(output: str, given: str) -> bool:
+    """True where `output` (a folder a command writes or replaces) is `given`, lies inside it, or
+    holds it (a folder or file the command reads), symbolic links resolved."""
+    a, b = os.path.realpath(output), os.path.realpath(given)
+    return os.path.commonpath([a, b]) in (a, b)
 
 
 def portable_path(path: str, start: Optional[str] = None) -> str:
@@ -59,14 +128,14 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def _hold(lock_path: str, shown: str, what: str) -> Iterator[None]:
-    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def _hold(lock_path: str, shown: str, what: str, other: str = "another folder") -> Iterator[None]:
+    handle = open_regular(lock_path, os.O_RDWR | os.O_CREAT)  # a link planted there is refused, not truncated
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(handle, 256, 0).decode("utf-8", "replace").strip() or "another process"
-            raise FolderBusy(f"{shown} is in use by {holder}; wait for it to finish or use another folder.") from None
+            raise FolderBusy(f"{shown} is in use by {holder}; wait for it to finish or use {other}.") from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"process {os.getpid()} on {socket.gethostname()} ({what})".encode(), 0)
         yield
@@ -83,9 +152,10 @@ def folder_lock(folder: str, what: str):
     return _hold(os.path.join(folder, LOCK_FILE), folder, what)
 
 
-def place_lock(path: str, what: str):
-    """`folder_lock` for an output that is replaced whole (a build renamed into place): the lock
-    file lies beside it, `.<name>.lock` in its parent folder."""
+def place_lock(path: str, what: str, other: str = "another folder"):
+    """`folder_lock` for an output that is replaced whole (a build renamed into place, a table of
+    answers): the lock file lies beside it, `.<name>.lock` in its parent folder; `other` is what
+    the refusal suggests instead."""
     parent, name = os.path.split(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    return _hold(os.path.join(parent, f".{name}.lock"), path, what)
+    return _hold(os.path.join(parent, f".{name}.lock"), path, what, other)
