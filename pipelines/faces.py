@@ -379,6 +379,48 @@ def _rotate_expanded(image: np.ndarray, angle: float) -> Tuple[np.ndarray, np.nd
     return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR), matrix
 
 
+# Detection runs on a copy of the photo whose longer side is at most this many pixels, whatever the
+# detector: its cost then has a bound (dlib's HOG took 1.6 s on 12 Mpx and minutes on 100 Mpx, all in
+# native code that holds the interpreter, so not even SIGTERM was heard), and so has each rotated
+# canvas of the search. The faces' boxes are scaled back and crops cut from the full photo. Photos
+# within the bound (FG-NET's, UTKFace's, a camera's 1080p) are searched as they are. A face must be
+# at least dlib's ~80 px (MTCNN's ~20 px at its own 800 px) in the copy to be found.
+DETECTION_MAX_SIDE = 1600
+# The smallest face side, in pixels, that counts: no face is looked for in a photo whose detection
+# copy has a side shorter than this (a 1 x 100000 strip: no detector finds one there, and resizing it
+# to nothing made OpenCV assert inside MTCNN), and the build stores no face smaller (`locate_face`).
+MIN_FACE_SIDE = 16
+
+
+class NarrowPhoto(ValueError):
+    """A photo too thin to hold a face: said per photo, never searched."""
+
+
+def detection_copy(image: np.ndarray, max_side: int = DETECTION_MAX_SIDE) -> Tuple[np.ndarray, float]:
+    """(the photo shrunk so its longer side is at most `max_side`, the scale applied); the photo
+    itself and 1.0 where it is within the bound. Raises NarrowPhoto where the copy would have a
+    side under `MIN_FACE_SIDE`."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if min(height, width) * scale < MIN_FACE_SIDE:
+        raise NarrowPhoto(f"image of {width}x{height} px is too narrow to hold a face (a side under "
+                          f"{MIN_FACE_SIDE} px once the longer is {min(max(height, width), max_side)})")
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def to_full_photo(face: Face, scale: float) -> Face:
+    """A face found on a `detection_copy` made at `scale`, in the full photo's pixels (pixel centres
+    map through their edges: x_full = (x_copy + 0.5) / scale - 0.5)."""
+    if scale == 1.0:
+        return face
+    (cx, cy), (w, h) = face.center, face.size
+    return dataclasses.replace(face, center=((cx + 0.5) / scale - 0.5, (cy + 0.5) / scale - 0.5),
+                               size=(w / scale, h / scale))
+
+
 def detect_at(image: np.ndarray, detector, angle: float) -> List[Face]:
     """Faces found with the photo rotated by `angle`, as boxes in the photo's coordinates."""
     if angle == UPRIGHT:
@@ -399,23 +441,25 @@ def find_face(
     image: np.ndarray, detector, min_confidence: Optional[float] = None, full_search: bool = False
 ) -> Tuple[Optional[Face], int]:
     """The strongest face, searching rotations only when upright finds no confident one
-    (`min_confidence` None: the detector's `default_confidence`).
+    (`min_confidence` None: the detector's `default_confidence`), on the photo's `detection_copy`
+    (raises NarrowPhoto for a photo too thin to hold a face).
 
     Returns:
       (face or None, number of detector calls made).
     """
     min_confidence = default_confidence(detector, min_confidence)
+    image, scale = detection_copy(image)
     faces = detect_at(image, detector, UPRIGHT)
     calls = 1
     best = max(faces, key=lambda f: f.confidence, default=None)
     if best is not None and best.confidence >= min_confidence and not full_search:
-        return best, calls
+        return to_full_photo(best, scale), calls
     for angle in ROTATIONS:
         calls += 1
         for face in detect_at(image, detector, angle):
             if best is None or face.confidence > best.confidence:
                 best = face
-    return best, calls
+    return (to_full_photo(best, scale) if best is not None else None), calls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,25 +581,42 @@ class NoFaceError(ValueError):
 
 
 def locate_face(image: np.ndarray, data: bytes, policy: FacePolicy, spec: CropSpec, detector=None, cache=None):
-    """The face to crop from a decoded photo under `policy`; raises NoFaceError to skip it.
+    """The face to crop from a decoded photo under `policy`; raises NoFaceError to skip it (no face
+    found, a photo too thin to hold one, a face under `MIN_FACE_SIDE`).
 
     Returns:
       (face, detector calls made; 0 when cached or not detecting).
     """
     if not policy.detect:
-        return center_face(image.shape, spec), 0
-    key = cache.key(data, policy.cache_settings(detector)) if cache else None
+        return _big_enough(center_face(image.shape, spec), 0), 0
+    settings = policy.cache_settings(detector)
+    if max(image.shape[:2]) > DETECTION_MAX_SIDE:  # searched on a smaller copy: not what a cache of before found
+        settings += f"|copy{DETECTION_MAX_SIDE}"
+    key = cache.key(data, settings) if cache else None
     found, face = cache.get(key) if cache else (False, None)
-    calls = 0
+    calls, reason = 0, "no face found"
     if not found:
-        face, calls = find_face(image, detector, policy.confidence(detector), policy.full_search)
-        if cache:
-            cache.put(key, face)
+        try:
+            face, calls = find_face(image, detector, policy.confidence(detector), policy.full_search)
+        except NarrowPhoto as error:
+            reason = str(error)
+        else:
+            if cache:
+                cache.put(key, face)
     if face is None:
         if policy.no_face == "skip":
-            raise NoFaceError("no face found", calls)
+            raise NoFaceError(reason, calls)
         face = center_face(image.shape, spec)
-    return face, calls
+    return _big_enough(face, calls), calls
+
+
+def _big_enough(face: Face, calls: int) -> Face:
+    """`face`, unless a side of its box is under `MIN_FACE_SIDE` px (a 1 px "face" cut from a thin
+    strip would be stored as a blur of one row); raises NoFaceError to skip the photo."""
+    if min(face.size) < MIN_FACE_SIDE:
+        raise NoFaceError(f"face of {face.size[0]:.0f}x{face.size[1]:.0f} px is under the {MIN_FACE_SIDE} px "
+                          "minimum", calls)
+    return face
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:

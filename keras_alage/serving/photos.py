@@ -53,6 +53,7 @@ class PhotoResult:
     faces: List[FaceAge]
     error: Optional[str] = None
     probs: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+    note: Optional[str] = None  # what was left out of an answered photo (`MAX_FACES`)
 
 
 @dataclasses.dataclass
@@ -138,13 +139,15 @@ def photo_detector(spec: faces.CropSpec, fallback: str = "mtcnn"):
 
 def find_faces(photo: np.ndarray, detector, min_confidence: Optional[float] = None) -> List[faces.Face]:
     """Every confident upright face; if there is none, the strongest face of the rotation search
-    (`min_confidence` None: the detector's own default)."""
+    (`min_confidence` None: the detector's own default). The search runs on the photo's bounded
+    `faces.detection_copy` (raises faces.NarrowPhoto for a photo too thin to hold a face)."""
     min_confidence = faces.default_confidence(detector, min_confidence)
-    upright = [f for f in faces.detect_at(photo, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
+    copy, scale = faces.detection_copy(photo)
+    upright = [f for f in faces.detect_at(copy, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
     if upright:
-        return sorted(upright, key=lambda f: f.center[0])
-    best, _ = faces.find_face(photo, detector, min_confidence)
-    return [best] if best is not None else []
+        return sorted((faces.to_full_photo(f, scale) for f in upright), key=lambda f: f.center[0])
+    best, _ = faces.find_face(copy, detector, min_confidence)
+    return [faces.to_full_photo(best, scale)] if best is not None else []
 
 
 def attention_corners(face: faces.Face, spec: faces.CropSpec, box, input_size: int) -> np.ndarray:
@@ -165,9 +168,33 @@ class PhotoFaces:
     found: List[faces.Face]
     crops: List[bytes]  # JPEG face crops, as stored in the TFRecords
     error: Optional[str] = None
+    note: Optional[str] = None  # what was left out of an answered photo (`MAX_FACES`)
 
 
 NO_FACE = ("skip", "whole")
+# Faces answered in one photo: the most confident this many (a crowd fits; a mosaic of 1,024 faces
+# would otherwise hold them all in memory and in the network's batch at once).
+MAX_FACES = 256
+
+
+class SearchStopped(Exception):
+    """Raised in place of a detector call once the run has been told to stop (`predict_photos`)."""
+
+
+class _Stoppable:
+    """`detector`, refusing further calls once `stop` is set: a photo's search (up to 28 detector
+    calls, each bounded by `faces.detection_copy`) ends at the next call instead of at its end."""
+
+    def __init__(self, detector, stop):
+        self._detector, self._stop = detector, stop
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+    def detect(self, image):
+        if self._stop.is_set():
+            raise SearchStopped()
+        return self._detector.detect(image)
 
 
 def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None,
@@ -183,19 +210,27 @@ def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[
         _, photo = images.read_photo(path)
     except images.ImageError as error:
         return PhotoFaces(str(path), [], [], error.reason)
-    found = find_faces(photo, detector, min_confidence)
+    try:
+        found = find_faces(photo, detector, min_confidence)
+    except faces.NarrowPhoto as error:
+        return PhotoFaces(str(path), [], [], str(error))
+    note = None
+    if len(found) > MAX_FACES:
+        note = f"{len(found)} faces found; the {MAX_FACES} most confident answered"
+        kept = sorted(found, key=lambda f: -f.confidence)[:MAX_FACES]
+        found = sorted(kept, key=lambda f: f.center[0])
     if not found and no_face == "whole":
         found = [faces.center_face(photo.shape, spec)]
     if not found:
         return PhotoFaces(str(path), [], [], "no face found")
-    return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found])
+    return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found], note=note)
 
 
 def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
                   min_confidence: Optional[float] = None, no_face: str = "skip") -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
     return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face)], predict, spec,
-                              input_size))
+                              input_size, 32))
 
 
 def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
@@ -212,12 +247,16 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
     located: "queue.Queue" = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
 
+    stoppable = _Stoppable(detector, stop)
+
     def produce():
         try:
             for path in paths:
                 if stop.is_set():
                     return
-                located.put(locate_faces(path, detector, spec, min_confidence, no_face))
+                located.put(locate_faces(path, stoppable, spec, min_confidence, no_face))
+        except SearchStopped:
+            return
         finally:
             located.put(None)
 
@@ -233,21 +272,25 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
                     pending.append(item)
                 waiting = sum(len(p.crops) for p in pending)
                 if pending and (done or waiting >= batch_faces or (located.empty() and not full_batches)):
-                    yield from _answer_batch(pending, predict, spec, input_size)
+                    yield from _answer_batch(pending, predict, spec, input_size, batch_faces)
                     pending = []
             producer.result()  # re-raises an unexpected error of the worker
         finally:
-            stop.set()
+            stop.set()  # a SIGTERM or a caller that stops early: the worker ends at its next detector call
             while producer.running():  # unblock a worker waiting on a full queue
                 try:
-                    located.get_nowait()
+                    located.get(timeout=0.05)
                 except queue.Empty:
                     pass
 
 
-def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size) -> Iterator[PhotoResult]:
+def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size, batch_faces: int) -> Iterator[PhotoResult]:
+    """The photos' results, their faces answered `batch_faces` at a time: memory is bounded by the
+    batch, not by a photo's faces."""
     crops = [crop for item in batch for crop in item.crops]
-    outputs = {k: np.asarray(v) for k, v in predict(crops).items()} if crops else {}
+    parts = [{k: np.asarray(v) for k, v in predict(crops[i : i + batch_faces]).items()}
+             for i in range(0, len(crops), batch_faces)]
+    outputs = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]} if parts else {}
     start = 0
     for item in batch:
         if item.error:
@@ -277,7 +320,8 @@ def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input
             if local_trained else None,
             **{key: float(outputs[key][i]) for key in ("age_low", "age_high", "faceapi_age") if key in outputs},
         ))
-    return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None)
+    return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None,
+                       note=located.note)
 
 
 def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[PhotoResult]:
@@ -439,4 +483,4 @@ def describe(result: PhotoResult) -> str:
     whole = " (no face found: the whole photo)"
     ages = ", ".join(f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
                      for f in result.faces)
-    return f"{result.path}: {ages}"
+    return f"{result.path}: {ages}" + (f" ({result.note})" if result.note else "")

@@ -327,3 +327,72 @@ def test_the_fallback_detector_looks_only_where_the_first_finds_nothing_and_spea
 
 def photos_find(image, detector):
     return photos.find_faces(image, detector)
+
+
+# --- a bounded cost per photo ------------------------------------------------------------------------
+
+
+def test_a_large_photo_is_searched_on_a_bounded_copy_and_its_face_mapped_back():
+    """A 10000 x 10000 photo held dlib's detector for minutes: every detector call, upright and
+    rotated, sees at most DETECTION_MAX_SIDE px; the face comes back in the full photo's pixels."""
+    image = np.zeros((3000, 4000, 3), np.uint8)
+    y, x = np.mgrid[-60:61, -60:61]
+    image[940:1061, 2940:3061] = (255 * np.exp(-(x ** 2 + y ** 2) / 800.0))[..., None]  # one peak at (3000, 1000)
+    detector = DotDetector({0.0: 0.5, 30.0: 0.95}, box=(40, 40))
+    face, calls = faces.find_face(image, detector, min_confidence=0.9)
+    assert calls == 28 and max(max(shape[:2]) for shape in detector.calls) <= 1.5 * faces.DETECTION_MAX_SIDE
+    assert max(detector.calls[0][:2]) == faces.DETECTION_MAX_SIDE  # the upright canvas is the copy itself
+    assert face.center == pytest.approx((3000, 1000), abs=2.5)  # a pixel of the copy
+    assert face.size == pytest.approx((100, 100))  # 40 px in the copy at scale 0.4
+    upright = photos.find_faces(image, DotDetector({0.0: 0.95}, box=(40, 40)))
+    assert [f.center for f in upright] == [pytest.approx((3000, 1000), abs=2.5)]
+
+
+def test_a_photo_within_the_bound_is_searched_as_it_is(dlib_detector):
+    """FG-NET's and UTKFace's photos are far within the bound: their boxes are exactly as before."""
+    photo = images.read_image(str(SAMPLE))
+    assert max(photo.shape[:2]) <= faces.DETECTION_MAX_SIDE
+    copy, scale = faces.detection_copy(photo)
+    assert copy is photo and scale == 1.0
+    before = [f for f in faces.detect_at(photo, dlib_detector, faces.UPRIGHT) if f.confidence >= 0.2]
+    assert before and photos.find_faces(photo, dlib_detector) == sorted(before, key=lambda f: f.center[0])
+
+
+@pytest.mark.parametrize("shape", [(1, 100000), (100000, 1), (20, 4000)])
+def test_a_strip_too_thin_for_a_face_is_refused_before_any_detector_sees_it(shape):
+    """A 1 x 100000 PNG made OpenCV assert inside MTCNN's resize, ending the whole run."""
+    strip = np.full(shape + (3,), 120, np.uint8)
+    with pytest.raises(faces.NarrowPhoto, match=f"{shape[1]}x{shape[0]} px is too narrow"):
+        photos.find_faces(strip, faces.MtcnnDetector())  # its resize asserts before its model loads
+    with pytest.raises(faces.NarrowPhoto):
+        faces.find_face(strip, DotDetector({}))
+
+
+def test_the_build_stores_no_face_under_the_minimum_size():
+    """A 1 px "face" (the centre of a 1 x 100000 chip, or a detector's speck) is never a record."""
+    chip = np.full((1, 2000, 3), 120, np.uint8)
+    with pytest.raises(faces.NoFaceError, match="under the 16 px minimum"):
+        faces.locate_face(chip, b"chip", faces.FacePolicy(detect=False), faces.CropSpec(), None, None)
+    with pytest.raises(faces.NoFaceError, match="too narrow to hold a face"):
+        faces.locate_face(chip, b"chip", faces.FacePolicy(no_face="skip"), faces.CropSpec(), DotDetector({}), None)
+    speck = DotDetector({0.0: 0.99}, box=(8, 8))
+    with pytest.raises(faces.NoFaceError, match="face of 8x8 px is under"):
+        faces.locate_face(_dot_image(), b"photo", faces.FacePolicy(), faces.CropSpec(), speck, None)
+    face, _ = faces.locate_face(_dot_image(), b"photo", faces.FacePolicy(), faces.CropSpec(),
+                                DotDetector({0.0: 0.99}, box=(16, 16)), None)
+    assert face.size == (16, 16)
+
+
+def test_a_cached_detection_of_a_large_photo_is_keyed_on_the_bounded_copy(tmp_path):
+    """Detections cached before the bound were made on the full photo: they are not reused for one."""
+    cache = faces.DetectionCache(tmp_path)
+    policy = faces.FacePolicy(min_confidence=0.9)
+    large = np.zeros((1000, faces.DETECTION_MAX_SIDE + 1, 3), np.uint8)
+    large[500, 500] = 255
+    old_key = cache.key(b"large", policy.cache_settings(DotDetector()))
+    cache.put(old_key, faces.Face((1.0, 1.0), (50.0, 50.0), confidence=0.99))
+    face, calls = faces.locate_face(large, b"large", policy, faces.CropSpec(), DotDetector({0.0: 0.95}), cache)
+    assert calls == 1 and face.center != (1.0, 1.0)
+    small = _dot_image()
+    cache.put(cache.key(b"small", policy.cache_settings(DotDetector())), faces.Face((1.0, 1.0), (50.0, 50.0)))
+    assert faces.locate_face(small, b"small", policy, faces.CropSpec(), DotDetector({}), cache)[1] == 0

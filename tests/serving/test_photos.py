@@ -235,3 +235,84 @@ def test_a_whole_map_box_is_drawn_over_exactly_the_centre_crop_the_network_saw()
     low, high = ((resized - size) / 2 + np.array([0, size])) / resized
     region = faces.crop_to_photo(face, spec, [[low, low], [high, low], [high, high], [low, high]])
     np.testing.assert_allclose(photos.attention_corners(face, spec, (0.0, 0.0, 1.0, 1.0), size), region, atol=1e-6)
+
+
+# --- a bounded cost per photo --------------------------------------------------------------------------
+
+
+class GridDetector:
+    """Reports `count` faces in a grid over the canvas, the i-th with confidence i / count; each
+    call waits `delay` seconds (a slow photo) and is counted."""
+
+    name = "grid"
+
+    def __init__(self, count, delay=0.0):
+        self.count, self.delay, self.calls = count, delay, 0
+
+    def detect(self, canvas):
+        import time
+
+        self.calls += 1
+        time.sleep(self.delay)
+        if not self.count:
+            return []
+        side = int(np.ceil(np.sqrt(self.count)))
+        step = min(canvas.shape[:2]) / side
+        return [((i % side) * step, (i // side) * step, step * 0.8, step * 0.8, (i + 1) / self.count)
+                for i in range(self.count)]
+
+
+def fake_network(sizes):
+    """A predictor's stand-in that records how many faces each call got."""
+
+    def answer(crops):
+        sizes.append(len(crops))
+        n = len(crops)
+        return {"age": np.full(n, 30.0), "global_age": np.full(n, 30.0), "local_age": np.full(n, np.nan),
+                "box": np.zeros((n, 4)), "probs": np.full((n, 2), 0.5)}
+
+    return answer
+
+
+def test_a_photo_of_many_faces_keeps_the_most_confident_and_its_batches_bound_memory(tmp_path):
+    """A 4000 x 4000 mosaic of 1,024 faces used 7.2 GB: faces per photo are capped (the most
+    confident kept, and said), and the network sees `batch_faces` at a time, not a photo's faces."""
+    mosaic = tmp_path / "mosaic.png"
+    cv2.imwrite(str(mosaic), np.full((1200, 1200, 3), 120, np.uint8))
+    spec = faces.CropSpec(size=32)
+    located = photos.locate_faces(mosaic, GridDetector(300), spec, min_confidence=0.0)
+    assert len(located.found) == len(located.crops) == photos.MAX_FACES
+    assert min(f.confidence for f in located.found) == pytest.approx(45 / 300)  # the 44 weakest left out
+    assert located.note == "300 faces found; the 256 most confident answered"
+    sizes = []
+    results = list(photos.predict_photos([str(mosaic)], fake_network(sizes), GridDetector(300), spec, 32,
+                                         min_confidence=0.0, batch_faces=16))
+    assert sizes == [16] * 16 and len(results[0].faces) == 256
+    assert photos.describe(results[0]).endswith("(300 faces found; the 256 most confident answered)")
+
+
+def test_a_strip_too_thin_for_a_face_is_skipped_and_the_run_goes_on(tmp_path):
+    """A 1 x 100000 PNG made OpenCV assert inside MTCNN: the photo is reported, the next answered."""
+    cv2.imwrite(str(tmp_path / "a_strip.png"), np.full((1, 100000, 3), 120, np.uint8))
+    cv2.imwrite(str(tmp_path / "b_photo.png"), np.full((200, 200, 3), 120, np.uint8))
+    results = list(photos.predict_photos(photos.image_paths([str(tmp_path)]), fake_network([]), faces.MtcnnDetector(),
+                                         faces.CropSpec(size=32), 32, no_face="whole"))
+    assert "100000x1 px is too narrow to hold a face" in results[0].error and not results[0].faces
+    assert results[1].error is None and [f.method for f in results[1].faces] == ["center"]
+
+
+def test_stopping_ends_a_slow_photos_search_at_its_next_detector_call(tmp_path):
+    """SIGTERM during a slow photo's search (28 detector calls) waited for the whole search: the
+    worker now stops at the next call, and the answers so far are kept by the caller."""
+    import time
+
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((64, 64, 3), 120, np.uint8))
+    detector = GridDetector(0, delay=0.2)  # no face: each photo is a 28-call, 5.6 s search
+    results = photos.predict_photos([str(tmp_path / "a.png"), str(tmp_path / "b.png")], fake_network([]), detector,
+                                    faces.CropSpec(size=32), 32)
+    first = next(results)  # a.png answered; b.png's search is under way
+    assert first.error == "no face found" and detector.calls >= 28
+    started = time.monotonic()
+    results.close()
+    assert time.monotonic() - started < 1.0 and detector.calls < 2 * 28
