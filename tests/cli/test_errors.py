@@ -115,6 +115,37 @@ def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
     assert marker.exists()
 
 
+def test_sigterm_while_a_slow_photo_is_in_the_detector_ends_predict_within_seconds(tiny_model, tmp_path):
+    """A faceless photo is a 28-call rotation search (16 s with MTCNN at the 1600 px bound; a
+    100 Mpx one held dlib for minutes, and SIGTERM with it): the run ends at the next detector call,
+    keeping the answer it had written."""
+    import csv
+    import time
+
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((1600, 1600, 3), 120, np.uint8))
+    table = tmp_path / "ages.csv"
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={tiny_model}",
+                                f"--output={table}", str(SAMPLE_PHOTO), str(tmp_path / "wall.png")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "face 0" not in process.stdout.readline():  # the sample is answered: the wall is being searched
+            assert process.poll() is None, process.stderr.read()[-2000:]
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "predict.py: interrupted" in stderr and "Traceback" not in stderr
+    assert took < 8.0, f"{took:.1f} s after SIGTERM"  # the search had some 14 s left
+    rows = list(csv.DictReader((tmp_path / "ages.csv.partial").open()))
+    assert [r["path"] for r in rows] == [str(SAMPLE_PHOTO)]
+
+
 def test_an_oversized_or_damaged_image_is_skipped_with_its_reason(tiny_model, tmp_path):
     import cv2
     import numpy as np
