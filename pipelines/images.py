@@ -11,12 +11,16 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from pipelines import MAX_PIXELS
+from pipelines import MAX_PIXELS, inputs
 
 # fb.resnet.torch / torchvision ImageNet statistics on [0, 1] RGB, which the ImageNet
 # weights that users import expect.
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# The largest image file read: an uncompressed image of MAX_PIXELS at 16 bits per channel with alpha
+# (a TIFF), and room for its metadata. A larger file is refused from its size, before it is read (a
+# 3 GiB sparse file named .jpg was read whole, 3.8 GB, then refused as undecodable).
+MAX_FILE_BYTES = 8 * MAX_PIXELS + (16 << 20)
 
 
 class ImageError(ValueError):
@@ -106,16 +110,20 @@ def header_size(data: bytes):
 def read_photo(path) -> tuple:
     """A photo's bytes and RGB pixels, after the checks decoding alone misses.
 
-    Refuses images whose header announces more than MAX_PIXELS before decoding them
+    Refuses files larger than any image within the pixel budget (`MAX_FILE_BYTES`) before reading
+    them, images whose header announces more than MAX_PIXELS before decoding them
     (decompression bombs), JPEGs without their end-of-image marker, and JPEGs whose compressed
     data libjpeg finds damaged (`decode_jpeg`): OpenCV decodes both silently, filling the rest
     with grey. Raises ImageError.
     """
-    if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
-        raise ImageError(path, "not a regular file (a pipe, socket or device): skipped")  # opening may block
+    if os.path.isdir(path):
+        raise ImageError(path, "is a directory, not an image file")
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = inputs.read_bounded(path, MAX_FILE_BYTES, f"an image of at most {MAX_PIXELS:,} pixels", shown="file")
+    except inputs.NotRegularFile:
+        raise ImageError(path, "not a regular file (a pipe, socket or device): skipped") from None  # never waited on
+    except inputs.TooLarge as error:
+        raise ImageError(path, str(error).rstrip(".")) from None
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except IsADirectoryError:

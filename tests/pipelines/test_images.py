@@ -131,3 +131,15 @@ def test_a_pipe_named_like_a_photo_is_refused_without_waiting(tmp_path):
         reader.join(timeout=10)
         pytest.fail("reading a pipe named like a photo blocked")
     assert outcome and "not a regular file" in outcome[0]
+
+
+def test_a_file_larger_than_any_image_is_refused_from_its_size_before_it_is_read(tmp_path):
+    """A 3 GiB sparse file named .jpg was read whole (3.8 GB resident), then called undecodable."""
+    sparse = tmp_path / "holiday.jpg"
+    with open(sparse, "wb") as handle:
+        handle.truncate(3 << 30)  # 3 GiB of holes: nothing on disk
+    with pytest.raises(images.ImageError) as info:
+        images.read_photo(str(sparse))
+    assert "file is 3.0 GiB, more than an image of at most 100,000,000 pixels can be" in info.value.reason
+    assert info.value.reason.endswith("refused unread")  # read, it would be "grew past" or undecodable
+    assert images.MAX_FILE_BYTES >= 8 * 100_000_000  # a 16-bit RGBA TIFF of the whole budget still fits
