@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from pipelines import protocols
 from pipelines.age_classes import get_age_classes
-from pipelines.readers import adience, csv_files, fgnet, imdb_wiki, lap, utkface
+from pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
 from pipelines.records import AgeRecord, ReadResult
 
 
@@ -35,6 +35,7 @@ SOURCES = {
     "fgnet": Source("fgnet", True, "lopo", "the FG-NET folder holding images/"),
     "utkface": Source("utkface", False, "random", "a UTKFace folder of face crops (e.g. crop_part1)"),
     "adience": Source("adience", False, "adience_5fold", "the Adience folder with fold_*_data.txt and faces/"),
+    "fairface": Source("utkface", True, "random", "the FairFace folder holding images/ and labels.json"),
     "morph": Source("morph", True, "random", "the MORPH Album 2 CSV file"),
     "lap2015": Source("lap", True, "official", "the LAP 2015 folder with Train.csv and Train/"),
     "lap2016": Source("lap", True, "official", "the LAP 2016 folder with train_gt.csv and train/"),
@@ -72,6 +73,8 @@ def read_source(
         return utkface.read_utkface(data_path, classes)
     if name == "adience":
         return adience.read_adience(data_path)
+    if name == "fairface":
+        return fairface.read_fairface(data_path, classes)
     if name == "morph":
         return csv_files.read_morph(data_path, image_root, classes, races=morph_races)
     if name in ("lap2015", "lap2016"):

@@ -17,7 +17,7 @@ disagree, which on a new population is where they err (normalised conformal; Pap
 
 import dataclasses
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,15 +27,23 @@ COVERAGE = 0.9
 
 @dataclasses.dataclass(frozen=True)
 class IntervalTable:
-    """Per predicted-age band, the residual offsets (years) of a calibrated interval."""
+    """Per group (e.g. predicted sex) and predicted-age band, the residual offsets (years) of a
+    calibrated interval. Offsets are stored group by group: index = group * bands + band; a table
+    without `groups` has one group."""
 
     edges: Tuple[float, ...]
-    lower: Tuple[float, ...]  # one per band (len(edges) + 1)
+    lower: Tuple[float, ...]  # one per group and band
     upper: Tuple[float, ...]
     coverage: float
-    counts: Tuple[int, ...]  # calibration faces per band (0 where the pooled residuals were used)
+    counts: Tuple[int, ...]  # calibration faces behind each band's offsets (its borrowed span's)
     measured_on: str = ""
     scale_floor: Optional[float] = None  # offsets are in units of (scale_floor + spread) years
+    groups: Tuple[str, ...] = ()  # names of the groups, in order (`group_index` gives a face's)
+    nominal: Optional[float] = None  # the conformal level fitted, where it differs from `coverage`
+
+    @property
+    def bands(self) -> int:
+        return len(self.edges) + 1
 
     def scale(self, spread):
         """The factor each face's offsets take (1 without a scale)."""
@@ -46,15 +54,35 @@ class IntervalTable:
         return self.scale_floor + spread
 
     def __post_init__(self):
-        bands = len(self.edges) + 1
-        if not (len(self.lower) == len(self.upper) == len(self.counts) == bands):
-            raise ValueError(f"an interval table over {bands} bands needs {bands} lower, upper and count values.")
+        cells = self.bands * max(1, len(self.groups))
+        if not (len(self.lower) == len(self.upper) == len(self.counts) == cells):
+            raise ValueError(f"an interval table over {cells} groups and bands needs {cells} lower, upper and count "
+                             "values.")
         if list(self.edges) != sorted(self.edges) or not 0 < self.coverage < 1:
             raise ValueError("band edges must rise and coverage lie in (0, 1).")
         if any(lo > hi for lo, hi in zip(self.lower, self.upper)):
             raise ValueError("a band's lower offset exceeds its upper one.")
         if self.scale_floor is not None and not self.scale_floor > 0:
             raise ValueError(f"scale_floor must be positive; received {self.scale_floor}.")
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"group names repeat: {self.groups}.")
+
+    def cells(self, predicted, group=None) -> np.ndarray:
+        """Index into lower/upper of each face: its group (an index into `groups`) and band."""
+        bands = band_of(predicted, self.edges)
+        if not self.groups:
+            return bands
+        if group is None:
+            raise ValueError(f"this interval table is per group ({', '.join(self.groups)}); give each face's.")
+        return np.asarray(group, np.int64) * self.bands + bands
+
+    def group_index(self, names) -> np.ndarray:
+        """Group names -> indices into `groups` (refused for a name the table does not have)."""
+        index = {name: i for i, name in enumerate(self.groups)}
+        try:
+            return np.array([index[name] for name in names], np.int64)
+        except KeyError as error:
+            raise ValueError(f"group {error} is not one of the table's {self.groups}.") from None
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -82,51 +110,87 @@ def conformal_offsets(residuals, coverage: float) -> Tuple[float, float]:
     return float(r[low_rank - 1]), float(r[high_rank - 1])
 
 
+def borrowed_spans(counts: Sequence[int], min_faces: int) -> List[List[int]]:
+    """For each band, the bands whose residuals it uses: itself where it has `min_faces` faces,
+    else itself widened one neighbour at a time (the side with more faces first) until the span
+    holds enough or covers every band. A thin band borrows from the bands next to it; a band with
+    enough faces keeps its own."""
+    spans = []
+    for band in range(len(counts)):
+        low = high = band
+        while sum(counts[low:high + 1]) < min_faces and (low > 0 or high < len(counts) - 1):
+            left = counts[low - 1] if low > 0 else -1
+            right = counts[high + 1] if high < len(counts) - 1 else -1
+            if right > left:
+                high += 1
+            else:
+                low -= 1
+        spans.append(list(range(low, high + 1)))
+    return spans
+
+
 def fit(predicted, truth, coverage: float = COVERAGE, edges: Sequence[float] = BAND_EDGES,
-        min_faces: int = 50, measured_on: str = "", spread=None, scale_floor: Optional[float] = None
-        ) -> IntervalTable:
-    """The table of calibration faces' (predicted, true) ages (and spreads, with `scale_floor`)."""
+        min_faces: int = 50, measured_on: str = "", spread=None, scale_floor: Optional[float] = None,
+        groups=None, nominal: Optional[float] = None) -> IntervalTable:
+    """The table of calibration faces' (predicted, true) ages (and spreads, with `scale_floor`).
+
+    `groups`: each face's group name (e.g. its predicted sex), fitted apart; `nominal`: the
+    conformal level to fit (default `coverage`), higher where the table is meant to hold on
+    populations less kind than the calibration faces (chosen on held-out populations)."""
     predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
     if predicted.shape != truth.shape or predicted.ndim != 1 or not len(predicted):
         raise ValueError("predicted and true ages must be two equal, non-empty lists.")
     if not (np.isfinite(predicted).all() and np.isfinite(truth).all()):
         raise ValueError("calibration ages must be finite.")
+    level = coverage if nominal is None else nominal
+    if not 0 < level < 1:
+        raise ValueError(f"the nominal level must lie in (0, 1); received {level}.")
     residuals = truth - predicted
     if scale_floor is not None:
         if spread is None:
             raise ValueError("a scaled table (scale_floor) is fitted on the faces' spreads; give them.")
         residuals = residuals / (scale_floor + np.asarray(spread, np.float64))
     bands = band_of(predicted, edges)
-    pooled = conformal_offsets(residuals, coverage)
+    names = tuple(sorted(set(np.asarray(groups, dtype=object).tolist()))) if groups is not None else ()
+    members = (np.asarray(groups, dtype=object) if groups is not None else np.zeros(len(truth), object))
     lower, upper, counts = [], [], []
-    for band in range(len(edges) + 1):
-        own = residuals[bands == band]
-        lo, hi = conformal_offsets(own, coverage) if len(own) >= min_faces else pooled
-        lower.append(lo)
-        upper.append(hi)
-        counts.append(int(len(own)) if len(own) >= min_faces else 0)
+    for name in (names or (0,)):
+        own = residuals[members == name]
+        own_bands = bands[members == name]
+        per_band = [int((own_bands == b).sum()) for b in range(len(edges) + 1)]
+        for span in borrowed_spans(per_band, min_faces):
+            chosen = np.isin(own_bands, span)
+            lo, hi = conformal_offsets(own[chosen] if chosen.any() else residuals, level)
+            lower.append(lo)
+            upper.append(hi)
+            counts.append(int(chosen.sum()))
     return IntervalTable(tuple(float(e) for e in edges), tuple(lower), tuple(upper), coverage, tuple(counts),
-                         measured_on, scale_floor)
+                         measured_on, scale_floor, names, None if nominal is None else float(nominal))
 
 
-def apply(table: IntervalTable, predicted, spread=None) -> Tuple[np.ndarray, np.ndarray]:
-    """(low, high) of each predicted age; ages are never negative."""
+def apply(table: IntervalTable, predicted, spread=None, group=None) -> Tuple[np.ndarray, np.ndarray]:
+    """(low, high) of each predicted age; ages are never negative. `group`: each face's index into
+    `table.groups` (a table with groups needs it)."""
     predicted = np.asarray(predicted, np.float64)
     scale = table.scale(None if spread is None else np.asarray(spread, np.float64))
-    bands = band_of(predicted, table.edges)
-    low = predicted + scale * np.asarray(table.lower)[bands]
-    high = predicted + scale * np.asarray(table.upper)[bands]
+    cells = table.cells(predicted, group)
+    low = predicted + scale * np.asarray(table.lower)[cells]
+    high = predicted + scale * np.asarray(table.upper)[cells]
     return np.maximum(low, 0.0), np.maximum(high, 0.0)
 
 
-def apply_tf(table: IntervalTable, predicted, spread=None):
-    """`apply` inside a serving graph (float32 tensors)."""
+def apply_tf(table: IntervalTable, predicted, spread=None, group=None):
+    """`apply` inside a serving graph (float32 tensors; `group` int32 indices where the table has groups)."""
     import tensorflow as tf
 
     scale = table.scale(spread)
-    bands = tf.searchsorted(tf.constant(table.edges, tf.float32), predicted, side="right")
-    low = predicted + scale * tf.gather(tf.constant(table.lower, tf.float32), bands)
-    high = predicted + scale * tf.gather(tf.constant(table.upper, tf.float32), bands)
+    cells = tf.searchsorted(tf.constant(table.edges, tf.float32), predicted, side="right")
+    if table.groups:
+        if group is None:
+            raise ValueError(f"this interval table is per group ({', '.join(table.groups)}); give each face's.")
+        cells = tf.cast(group, cells.dtype) * table.bands + cells
+    low = predicted + scale * tf.gather(tf.constant(table.lower, tf.float32), cells)
+    high = predicted + scale * tf.gather(tf.constant(table.upper, tf.float32), cells)
     return tf.maximum(low, 0.0), tf.maximum(high, 0.0)
 
 

@@ -51,12 +51,50 @@ def test_a_pooled_interval_would_miss_the_old_and_waste_width_on_children():
         assert holds == expect_old
 
 
-def test_thin_bands_take_the_pooled_residuals():
-    predicted = np.concatenate([np.full(100, 25.0), np.full(10, 75.0)])
-    truth = predicted + np.concatenate([np.linspace(-5, 5, 100), np.linspace(-50, 50, 10)])
-    table = intervals.fit(predicted, truth, min_faces=50)
-    assert table.counts[2] == 100 and table.counts[6] == 0
-    assert (table.lower[6], table.upper[6]) == intervals.conformal_offsets(truth - predicted, 0.9)
+def test_thin_bands_merge_with_their_neighbour_not_with_everyone():
+    # 100 faces at 25 (band 2), 60 at 45 (band 4), 10 at 75 (band 6, thin): the old band borrows from
+    # its nearest populated neighbours, never the children's tight residuals.
+    predicted = np.concatenate([np.full(100, 25.0), np.full(60, 45.0), np.full(10, 75.0)])
+    residuals = np.concatenate([np.linspace(-1, 1, 100), np.linspace(-5, 5, 60), np.linspace(-50, 50, 10)])
+    table = intervals.fit(predicted, predicted + residuals, min_faces=50)
+    assert table.counts[2] == 100 and table.counts[4] == 60
+    assert table.counts[6] == 70  # band 6 borrowed bands 5 (empty) and 4
+    assert (table.lower[6], table.upper[6]) == pytest.approx(intervals.conformal_offsets(residuals[100:], 0.9))
+    assert (table.lower[4], table.upper[4]) == pytest.approx(intervals.conformal_offsets(residuals[100:160], 0.9))
+    assert (table.lower[2], table.upper[2]) == pytest.approx(intervals.conformal_offsets(residuals[:100], 0.9))
+    assert intervals.borrowed_spans([100, 0, 0, 60, 10], 50) == [[0], [0, 1], [2, 3], [3], [3, 4]]
+    assert intervals.borrowed_spans([10, 10, 10], 50) == [[0, 1, 2]] * 3
+    assert intervals.borrowed_spans([60, 60], 50) == [[0], [1]]
+
+
+def test_upper_rank_is_the_ceiling_of_n_plus_one_times_the_level():
+    # n = 50 at 90 %: ceil(51 * 0.95) = 49th residual, not ceil(50 * 0.95) = 48th; floor(51 * 0.05) = 2nd.
+    assert intervals.conformal_offsets(np.arange(1.0, 51.0), 0.9) == (2.0, 49.0)
+
+
+def test_groups_get_their_own_offsets_and_the_graph_applies_them_scaled_on_both_sides():
+    rng = np.random.default_rng(4)
+    predicted = rng.uniform(5, 75, 2000)
+    women = rng.random(2000) < 0.5
+    truth = predicted + rng.normal(0, 1, 2000) + np.where(women, 8.0, 0.0)  # women read 8 years young
+    spread = rng.uniform(0, 6, 2000)
+    names = np.where(women, "female", "male")
+    table = intervals.fit(predicted, truth, groups=names, spread=spread, scale_floor=2.0, nominal=0.95)
+    assert table.groups == ("female", "male") and len(table.lower) == 2 * table.bands
+    group = table.group_index(names)
+    low, high = intervals.apply(table, predicted, spread, group)
+    inside = (truth >= low) & (truth <= high)
+    assert inside[women].mean() > 0.93 and inside[~women].mean() > 0.93
+    assert np.mean(low[women] - predicted[women]) > np.mean(low[~women] - predicted[~women]) + 5
+    graph_low, graph_high = intervals.apply_tf(table, tf.constant(predicted, tf.float32),
+                                               tf.constant(spread, tf.float32), tf.constant(group, tf.int32))
+    np.testing.assert_allclose(graph_low.numpy(), low, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(graph_high.numpy(), high, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="per group"):
+        intervals.apply(table, predicted, spread)
+    with pytest.raises(ValueError, match="not one of"):
+        table.group_index(["unknown"])
+    assert intervals.IntervalTable.from_json(table.to_json()) == table
 
 
 def test_the_graph_applies_the_same_table():

@@ -1,8 +1,11 @@
+import collections
+import json
+
 import numpy as np
 import pytest
 
 from pipelines import protocols
-from pipelines.readers import adience, csv_files, fgnet, imdb_wiki, lap, utkface
+from pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
 
 # --- real data ----------------------------------------------------------------------
 
@@ -255,3 +258,28 @@ def test_an_age_csv_refuses_one_photo_with_two_ages_and_drops_impossible_ages(tm
     table.write_text("path,age\na.jpg,30\n./a.jpg,31\n")
     with pytest.raises(ValueError, match="ages.csv:3: ./a.jpg is listed again with age 31 \\(line 2 gives 30\\)"):
         csv_files.read_age_csv(table)
+
+
+def test_fairface_reads_age_groups_with_their_bounds_and_drops_bad_rows(tmp_path):
+    (tmp_path / "images").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / "images" / name).write_bytes(b"x")
+    rows = [{"id": "a", "filename": "a.jpg", "age": "3-9", "gender": "Female"},
+            {"id": "b", "filename": "b.jpg", "age": "70+", "gender": "Male"},
+            {"id": "c", "filename": "c.jpg", "age": "old", "gender": "Male"},
+            {"id": "d", "filename": "d.jpg", "age": "20-29", "gender": "Male"},
+            {"id": "e", "filename": "../a.jpg", "age": "20-29", "gender": "Male"}]
+    (tmp_path / "labels.json").write_text(json.dumps(rows))
+    result = fairface.read_fairface(tmp_path)
+    assert [(r.subject, r.age, r.attributes["age_low"], r.attributes["age_high"], r.attributes["gender"])
+            for r in result.records] == [("a", 6.0, "3", "9", "female"), ("b", 79.5, "70", "89", "male")]
+    assert sorted(result.drop_counts()) == ["age group 'old' is not LOW-HIGH or LOW+", "image missing",
+                                            "no plain file name"]
+    assert fairface.group_bounds("0-2") == (0.0, 2.0)
+
+
+def test_fairface_shared_sample_is_balanced(shared_data):
+    result = fairface.read_fairface(shared_data / "fairface")
+    assert len(result.records) == 270 and not result.dropped
+    groups = collections.Counter((r.attributes["age_group"], r.attributes["gender"]) for r in result.records)
+    assert set(groups.values()) == {15} and len(groups) == 18
