@@ -27,6 +27,7 @@ A custom loop (`strategy.run` + GradientTape + a Keras optimizer) rather than `m
 """
 
 import dataclasses
+import errno
 import glob
 import hashlib
 import json
@@ -158,7 +159,12 @@ def with_weight_decay(gradients, variables, decay: float, optimizer):
 
 
 def learning_rate_schedule(config: TrainConfig):
-    boundaries = [int(e * config.steps_per_epoch) for e in sorted(config.lr_decay_epochs)]
+    """The rate of each optimizer step (Keras counts steps from 0): `learning_rate`, multiplied by
+    `lr_decay` from the first step of each epoch of `lr_decay_epochs` on (counted from 0, in any
+    order): with 60 and 90, epochs 0-59 train at the full rate, 60-89 at a tenth, as Torch's
+    MultiStepLR and the paper's schedule have it. Keras' piecewise schedule changes after its
+    boundary, so each boundary is that epoch's first step minus one."""
+    boundaries = [int(e * config.steps_per_epoch) - 1 for e in sorted(config.lr_decay_epochs)]
     values = [config.learning_rate * config.lr_decay**i for i in range(len(boundaries) + 1)]
     if not boundaries:
         return config.learning_rate
@@ -519,11 +525,13 @@ def remove_leftovers(run_dir: str) -> List[str]:
 
 def save_model_atomically(model, path: str) -> None:
     """`model.save` to a temporary .keras file beside `path`, then a rename: a kill leaves the
-    old file or none, never a truncated one that a rerun would take as finished."""
+    old file or none, never a truncated one that a rerun would take as finished. The model gets
+    the 0644 of other outputs; a full disk names `path`."""
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".model-", suffix=".keras")
     os.close(handle)
     try:
-        model.save(temporary)
+        _naming_the_file(lambda: model.save(temporary), path, temporary)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -533,8 +541,24 @@ def save_model_atomically(model, path: str) -> None:
 
 def _save_weights_atomically(model, path: str) -> None:
     temporary = path.replace(".weights.h5", ".partial.weights.h5")
-    model.save_weights(temporary)
+    _naming_the_file(lambda: model.save_weights(temporary), path, temporary)
     os.replace(temporary, path)
+
+
+def _naming_the_file(save: Callable[[], None], path: str, temporary: str) -> None:
+    """Runs `save`; a full disk (or another failed write) is an OSError naming `path`, the file
+    the user knows, not the temporary one, nor none (Keras' and h5py's writers wrap it in theirs)."""
+    try:
+        save()
+    except Exception as error:
+        code = error.errno if isinstance(error, OSError) else None
+        if code is None:  # a writer's own error: a full disk only by its message
+            code = next((e for e in (errno.ENOSPC, errno.EDQUOT) if os.strerror(e) in str(error)), None)
+            if code is None:
+                raise
+        elif error.filename not in (None, temporary):
+            raise
+        raise OSError(code, os.strerror(code), path) from None
 
 
 def _summary_writers(run_dir: str):

@@ -1,3 +1,4 @@
+import os
 import pathlib
 
 import keras
@@ -85,10 +86,46 @@ def test_global_batch_must_split_evenly(two_cpu_strategy, tmp_path):
 
 
 def test_learning_rate_steps_down_at_the_decay_epochs(tmp_path):
-    config = loop.TrainConfig(str(tmp_path), steps_per_epoch=10, learning_rate=0.01, lr_decay_epochs=(60, 90))
-    schedule = loop.learning_rate_schedule(config)
-    rates = [float(schedule(step)) for step in (0, 599, 600, 601, 900, 901, 5000)]
-    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    # Epochs and steps count from 0: epoch 60's first step is step 600, and from it on the rate is a
+    # tenth (Torch's MultiStepLR, the paper's "from epoch 60 on"), in whatever order the epochs come.
+    for order in ((60, 90), (90, 60)):
+        config = loop.TrainConfig(str(tmp_path), steps_per_epoch=10, learning_rate=0.01, lr_decay_epochs=order)
+        schedule = loop.learning_rate_schedule(config)
+        rates = [float(schedule(step)) for step in (0, 599, 600, 601, 899, 900, 5000)]
+        assert rates == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001]), order
+
+
+def test_the_optimizer_takes_the_decayed_rate_from_the_epochs_first_step(tmp_path):
+    config = loop.TrainConfig(str(tmp_path), steps_per_epoch=2, learning_rate=1.0, lr_decay=0.1, lr_decay_epochs=(1,))
+    weight = keras.Variable(0.0)
+    optimizer = keras.optimizers.SGD(learning_rate=loop.learning_rate_schedule(config))
+    moves = []
+    for _ in range(4):  # epoch 0: steps 0, 1; epoch 1: steps 2, 3
+        before = float(weight.numpy())
+        optimizer.apply_gradients([(tf.constant(-1.0), weight)])
+        moves.append(float(weight.numpy()) - before)
+    assert moves == pytest.approx([1.0, 1.0, 0.1, 0.1])
+
+
+def test_the_final_model_is_0644_like_other_outputs(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        loop.save_model_atomically(build_age_model(TINY), str(tmp_path / "model.keras"))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model.keras").stat().st_mode & 0o777 == 0o644 and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_a_full_disk_while_saving_names_the_model(tmp_path, monkeypatch):
+    model = build_age_model(TINY)
+
+    def fills_the_disk(self, filepath, *args, **kwargs):  # as Keras' zip writer wraps it
+        raise RuntimeError(f"Error writing {filepath}: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(type(model), "save", fills_the_disk)
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        loop.save_model_atomically(model, str(tmp_path / "model.keras"))
+    assert raised.value.filename == str(tmp_path / "model.keras") and os.listdir(tmp_path) == []
 
 
 def test_attention_stage_trains_only_the_branch_and_carries_state(tmp_path):
