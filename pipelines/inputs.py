@@ -55,8 +55,13 @@ def read_bounded(path, limit: int, what: str = "a file of its kind", shown=None)
         if status.st_size > limit:
             raise TooLarge(f"{shown} is {describe_size(status.st_size)}, more than {what} can be "
                            f"({describe_size(limit)} at most); refused unread.")
-        with os.fdopen(handle, "rb", closefd=False) as stream:
-            data = stream.read(limit + 1)
+        with os.fdopen(handle, "rb", buffering=0, closefd=False) as stream:
+            data = stream.read(status.st_size)  # never a buffer of `limit` for a small file
+            while len(data) <= limit:  # a file that grows after fstat is read on only up to the bound
+                more = stream.read(min(1 << 20, limit + 1 - len(data)))
+                if not more:
+                    break
+                data += more
     finally:
         os.close(handle)
     if len(data) > limit:

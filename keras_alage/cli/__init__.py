@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 from absl import app, flags
 
 from keras_alage import locations
-from pipelines import files, quiet
+from pipelines import files, inputs, quiet
 
 quiet.import_tensorflow_quietly()
 
@@ -44,6 +44,11 @@ def resolve_flagfiles(argv: Sequence[str], search_dir: Optional[str] = None) -> 
             path = arg.split("=", 1)[1]
             found = find_flagfile(path, search_dir)
             if found:
+                try:  # absl would open a pipe and wait on it
+                    inputs.check_regular(found, f"--flagfile={path}")
+                except inputs.NotRegularFile as error:
+                    print(f"{os.path.basename(sys.argv[0])}: {error}", file=sys.stderr)
+                    sys.exit(2)
                 arg = f"--flagfile={found}"
             else:
                 places = ", ".join([os.getcwd(), search_dir or locations.configs_dir()])

@@ -33,10 +33,13 @@ def checkpoint_digest(path: Optional[str]) -> Optional[str]:
     replaced in place (a new version) then cannot silently restart an old run's folds."""
     if not path:
         return None
-    description = os.path.join(path, "model.json")
-    if os.path.isdir(path) and os.path.exists(description):
-        with open(description, encoding="utf-8") as handle:
-            return json.load(handle)["weights"]["sha256"]
+    from keras_alage.models import release, weight_import  # the one reader of model.json, which checks its shape
+
+    if release.is_release(path):
+        try:
+            return release.read_description(path)["weights"]["sha256"]
+        except ValueError as error:
+            raise weight_import.CheckpointError(f"--init_checkpoint={path}: {error}") from None
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

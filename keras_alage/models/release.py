@@ -12,15 +12,18 @@ import hashlib
 import io
 import json
 import os
+import math
 import shutil
-from typing import Optional, Sequence, Tuple
+import zipfile
+import zlib
+from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 
 from keras_alage import locations
 from keras_alage.models import age_model, attention, xception
-from pipelines import augment, faces, files
+from pipelines import augment, faces, files, inputs
 
 FORMAT = 1
 DEFAULT_NAME = "al_dlib_faceapi_v4"  # v3.1 (al_dlib_resnet_utkface) and face-api's network
@@ -131,35 +134,93 @@ def load_faceapi(directory: str, description: dict) -> Optional[keras.Model]:
     member = description.get("faceapi")
     if member is None:
         return None
-    weights_path, payload = _checked_weights(directory, member["weights"])
     net = xception.build_faceapi_age_net(int(member["input_size"]))
-    _assign_all(net, payload, weights_path)
+    _assign_all(net, *_checked_weights(directory, member["weights"], net))
     return net
 
 
-def _checked_weights(directory: str, record: dict) -> Tuple[str, bytes]:
-    """(path, bytes) of a weights file model.json names, refused unless inside the folder, present
-    and of the recorded SHA-256."""
+# Room an .npy member needs besides its data (numpy pads its header to 64 or 128 bytes), and what a
+# zip archive may add to each member and in all: a weights file is refused, unread, beyond these.
+NPY_HEADER_BYTES = 4096
+ZIP_MEMBER_BYTES = 1024
+
+
+def _checked_weights(directory: str, record: dict, model: keras.Model) -> Tuple[str, Dict[str, np.ndarray]]:
+    """(path, arrays by variable path) of a weights file model.json names for `model`'s variables,
+    refused unless inside the folder, a regular file no larger than those variables can be stored
+    in, of the recorded SHA-256, and holding exactly those arrays in the recorded dtype, each
+    member's declared inflated size checked before it is inflated (a zip bomb inflated to 13 GB
+    before it was refused). Memory stays within the file and the model's own size."""
     weights_path = inside(directory, record["file"])
+    dtype = np.dtype(record["dtype"])
+    shapes = {v.path: tuple(int(d) for d in v.shape) for v in model.weights}
+    needs = {name: math.prod(shape) * dtype.itemsize + NPY_HEADER_BYTES for name, shape in shapes.items()}
+    limit = sum(needs.values()) + ZIP_MEMBER_BYTES * len(needs) + (1 << 20)
     try:
-        with open(weights_path, "rb") as f:
-            payload = f.read()
+        payload = inputs.read_bounded(weights_path, limit, f"the {len(needs)} variables {CONFIG_FILE} describes")
     except FileNotFoundError:
         raise FileNotFoundError(f"{weights_path} is missing (a clone without Git LFS or a partial copy?).") from None
     if hashlib.sha256(payload).hexdigest() != record["sha256"]:
         raise ValueError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}; the file is damaged or not this model's.")
-    return weights_path, payload
+    return weights_path, _npz_arrays(payload, weights_path, shapes, needs, dtype)
 
 
-def _assign_all(model: keras.Model, payload: bytes, weights_path: str) -> None:
-    with np.load(io.BytesIO(payload)) as arrays:
-        names = {v.path for v in model.weights}
-        if set(arrays.files) != names:
-            missing, extra = sorted(names - set(arrays.files)), sorted(set(arrays.files) - names)
+def _npz_arrays(payload: bytes, weights_path: str, shapes: Dict[str, tuple], needs: Dict[str, int],
+                dtype: np.dtype) -> Dict[str, np.ndarray]:
+    """The arrays of an .npz payload, each member's inflated size, shape and dtype checked against
+    the variable it is for before its data is read; raises ValueError naming the file."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+    except zipfile.BadZipFile:
+        raise ValueError(f"{weights_path}: not an .npz archive.") from None
+    with archive:
+        members = {(info.filename[:-4] if info.filename.endswith(".npy") else info.filename): info
+                   for info in archive.infolist()}
+        if set(members) != set(shapes) or len(members) != len(archive.infolist()):
+            missing, extra = sorted(set(shapes) - set(members)), sorted(set(members) - set(shapes))
             raise ValueError(f"{weights_path}: variables differ from the architecture (missing {missing[:3]}, "
                              f"unexpected {extra[:3]}).")
-        for variable in model.weights:
-            variable.assign(arrays[variable.path].astype(variable.dtype))
+        for name, info in members.items():
+            if info.file_size > needs[name]:
+                raise ValueError(f"{weights_path}: {info.filename} inflates to {info.file_size:,} bytes where "
+                                 f"{name} {shapes[name]} needs {needs[name]:,}; refused before inflating it.")
+        arrays = {}
+        for name, info in members.items():
+            try:
+                with archive.open(info) as member:
+                    data = member.read(needs[name] + 1)  # zipfile stops at the declared size and checks its CRC
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                raise ValueError(f"{weights_path}: {info.filename} cannot be inflated ({error}).") from None
+            if len(data) > needs[name]:
+                raise ValueError(f"{weights_path}: {info.filename} inflates past the {needs[name]:,} bytes {name} "
+                                 "needs; refused.")
+            arrays[name] = _npy_array(data, f"{weights_path}: {info.filename}", shapes[name], dtype)
+    return arrays
+
+
+def _npy_array(data: bytes, shown: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """An .npy member's array, its header's shape and dtype checked before its data is read."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"npy format version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        found_shape, _, found_dtype = read_header(stream)
+    except ValueError as error:
+        raise ValueError(f"{shown} is not an array file ({error}).") from None
+    if tuple(found_shape) != shape or found_dtype != dtype:
+        raise ValueError(f"{shown} holds {tuple(found_shape)} {found_dtype} where its variable is {shape} {dtype}.")
+    stream.seek(0)
+    try:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{shown} is not an array file ({error}).") from None
+
+
+def _assign_all(model: keras.Model, weights_path: str, arrays: Dict[str, np.ndarray]) -> None:
+    for variable in model.weights:
+        variable.assign(arrays[variable.path].astype(variable.dtype))
 
 
 def record_prior(directory: str, prior: Sequence[float], smoothing: float, measured_on: str) -> None:
@@ -213,29 +274,114 @@ def write_description(directory: str, description: dict) -> None:
     files.write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(description, indent=1) + "\n")
 
 
+MAX_DESCRIPTION_BYTES = 16 << 20  # model.json: ours are tens of kilobytes
+WEIGHT_DTYPES = ("float16", "float32")
+# What a description may ask to be built: far beyond any release, far below what fills a machine.
+MODEL_BOUNDS = {"depth": (1, 1000), "ror_levels": (1, 3), "input_size": (32, 1024), "lstm_units": (1, 4096)}
+
+
 def read_description(directory: str) -> dict:
+    """A release's model.json, refused in one ValueError naming it unless it is a regular file of at
+    most MAX_DESCRIPTION_BYTES holding a description of this format in the shape `check_description`
+    reads (never a pipe waited on, a list, a missing key or JSON nested past the parser's depth)."""
     path = os.path.join(directory, CONFIG_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
-            description = json.load(f)
+        text = inputs.read_bounded(path, MAX_DESCRIPTION_BYTES, "a model description")
     except FileNotFoundError:
         raise FileNotFoundError(f"{directory} is not a released model: no {CONFIG_FILE}.") from None
+    try:
+        description = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text.") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deep to be a model description.") from None
+    if not isinstance(description, dict):
+        raise ValueError(f"{path} holds a JSON {type(description).__name__}, not a model description.")
     if description.get("format") != FORMAT:
         raise ValueError(f"{path}: release format {description.get('format')!r}, this code reads {FORMAT}.")
+    check_description(path, description)
     return description
+
+
+def _weights_record(path: str, record, where: str) -> None:
+    if not (isinstance(record, dict) and isinstance(record.get("file"), str)
+            and isinstance(record.get("sha256"), str) and len(record["sha256"]) == 64
+            and record.get("dtype") in WEIGHT_DTYPES):
+        raise ValueError(f"{path}: {where} must name a file, its sha256 and a dtype of {WEIGHT_DTYPES}; "
+                         f"found {str(record)[:80]}.")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_description(path: str, description: dict) -> None:
+    """Refuses (ValueError naming `path`) a description whose entries are not of the shape the
+    loaders read: checked here, once, so no loader meets a list for a dict, a missing key or an
+    architecture too large to build."""
+    def refuse(what: str):
+        raise ValueError(f"{path}: {what}.")
+
+    missing = [key for key in ("model", "class_ages", "trained_heads", "weights") if key not in description]
+    if missing:
+        refuse(f"no {', '.join(missing)} (not a complete model description)")
+    _weights_record(path, description["weights"], "'weights'")
+    config = description["model"]
+    defaults = {field.name: field.default for field in dataclasses.fields(age_model.ModelConfig)}
+    if not isinstance(config, dict) or set(config) - set(defaults):
+        refuse(f"'model' must be an object of {sorted(defaults)}; found {str(config)[:80]}")
+    for key, value in config.items():
+        default = defaults[key]
+        fits = (_number(value) if isinstance(default, float) else
+                isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
+                isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 1 <= v <= 64 for v in value)
+                if isinstance(default, tuple) else isinstance(value, type(default)))
+        low, high = MODEL_BOUNDS.get(key, (None, None))
+        if not fits or (low is not None and not low <= value <= high):
+            refuse(f"'model' {key} {value!r} is not a value this model builds")
+    ages = description["class_ages"]
+    if not (isinstance(ages, list) and 2 <= len(ages) <= 1000 and all(_number(a) for a in ages)):
+        refuse("'class_ages' must be a list of 2 to 1000 numbers")
+    heads = description["trained_heads"]
+    if not (isinstance(heads, list) and all(isinstance(h, str) for h in heads)):
+        refuse("'trained_heads' must be a list of head names")
+    if description.get("face_crop") is not None:
+        try:
+            faces.CropSpec.from_json(description["face_crop"])
+        except (TypeError, ValueError) as error:
+            refuse(f"'face_crop' is not a face crop ({error})")
+    if description.get("crops", "ten") not in CROPS:
+        refuse(f"'crops' must be one of {CROPS}")
+    member = description.get("faceapi")
+    if member is not None:
+        if not (isinstance(member, dict) and isinstance(member.get("cut"), dict)
+                and isinstance(member.get("combination", {}), dict)
+                and isinstance(member.get("input_size"), int) and 32 <= member["input_size"] <= 1024):
+            refuse("'faceapi' must hold its weights, an input_size of 32-1024 px and a cut")
+        _weights_record(path, member.get("weights"), "'faceapi' weights")
+    for key in ("intervals", "prior", "provenance"):
+        if description.get(key) is not None and not isinstance(description[key], dict):
+            refuse(f"'{key}' must be an object")
+    prior = description.get("prior")
+    if prior is not None and not (isinstance(prior.get("source"), list) and len(prior["source"]) == len(ages)
+                                  and all(_number(p) for p in prior["source"]) and _number(prior.get("smoothing"))):
+        refuse("'prior' must hold a source probability per class and a smoothing number")
 
 
 def load(directory: Optional[str] = None) -> Tuple[keras.Model, Optional[faces.CropSpec], dict]:
     """(model in float32 with its attention memory frozen, face crop it expects, description)."""
     directory = directory or default_path()
     description = read_description(directory)
-    weights_path, payload = _checked_weights(directory, description["weights"])
-    config = age_model.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()})
-    model = age_model.build_age_model(config, class_ages=description["class_ages"])
-    _assign_all(model, payload, weights_path)
-    age_model.set_trained_heads(model, description["trained_heads"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in description["model"].items()}
+    try:
+        config = age_model.ModelConfig(**config)
+        model = age_model.build_age_model(config, class_ages=description["class_ages"])
+        age_model.set_trained_heads(model, description["trained_heads"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{os.path.join(directory, CONFIG_FILE)}: not a model this code builds ({error}).") from None
+    _assign_all(model, *_checked_weights(directory, description["weights"], model))
     attention.freeze_attention_state(model)
     return model, faces.recorded_crop(description), description
 

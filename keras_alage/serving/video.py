@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from keras_alage.serving import photos
-from pipelines import faces, files
+from pipelines import faces, files, inputs
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -32,7 +32,11 @@ def is_video(path: str) -> bool:
 
 
 def frames(source: Union[str, int], max_frames: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
-    """(index, RGB frame) from a video file or a camera index; raises ValueError if it cannot open."""
+    """(index, RGB frame) from a video file or a camera index; raises ValueError if it cannot open,
+    and for a pipe, socket or device named like a video before anything opens it (OpenCV would wait
+    on a pipe for a writer that may never come)."""
+    if isinstance(source, str) and os.path.exists(source):
+        inputs.check_regular(source)  # NotRegularFile is a ValueError: the video is skipped
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise ValueError(f"{source}: cannot be opened as a video (unsupported, missing or no camera).")

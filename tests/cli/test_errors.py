@@ -249,6 +249,61 @@ FAULTS = {
 SAMPLE_PHOTO = REPO / "samples" / "astronaut_eileen_collins.jpg"
 
 
+def _tiny_release(tmp_path):
+    config = ModelConfig(depth=18, input_size=32, age_classes="fgnet")
+    release.save(build_age_model(config), str(tmp_path / "r"), config, None, {})
+    return tmp_path / "r"
+
+
+def _a_description_that_is_a_list(tmp_path):
+    (_tiny_release(tmp_path) / "model.json").write_text("[1, 2]")
+    return [f"--model={tmp_path / 'r'}", str(SAMPLE_PHOTO)]
+
+
+def _a_description_nested_too_deep(tmp_path):
+    (_tiny_release(tmp_path) / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    return [f"--model={tmp_path / 'r'}", f"--export_dir={tmp_path / 'serving'}"]
+
+
+def _weights_that_are_a_pipe(tmp_path):
+    (_tiny_release(tmp_path) / "weights.npz").unlink()
+    os.mkfifo(tmp_path / "r" / "weights.npz")  # opened, it would wait for a writer
+    return [f"--model={tmp_path / 'r'}", str(SAMPLE_PHOTO)]
+
+
+def _a_flagfile_that_is_a_pipe(tmp_path):
+    os.mkfifo(tmp_path / "run.flags")
+    return [f"--flagfile={tmp_path / 'run.flags'}"]
+
+
+FAULTS.update({
+    "a description that is a list": ("predict.py", _a_description_that_is_a_list,
+                                     ["--model=", "model.json holds a JSON list, not a model description"]),
+    "a description nested 100,000 deep": ("export.py", _a_description_nested_too_deep,
+                                          ["model.json is nested too deep to be a model description"]),
+    "model weights that are a pipe": ("predict.py", _weights_that_are_a_pipe,
+                                      ["--model=", "weights.npz is a pipe, not a regular file; refused."]),
+    "a flagfile that is a pipe": ("train.py", _a_flagfile_that_is_a_pipe, ["run.flags is a pipe, not a regular file"]),
+})
+
+
+def test_a_starting_checkpoint_whose_description_lacks_its_weights_is_one_line(tmp_path):
+    """train --init_checkpoint=<release> whose model.json has no "weights": a KeyError traceback before."""
+    from pipelines import protocols
+    from tests.record_utils import synthetic_build
+
+    rows = [(f"face{i:02d}.jpg", float(i), i, f"s{i % 4}", 40 + 4 * i) for i in range(16)]
+    data = synthetic_build(tmp_path, rows, 70, lambda r: protocols.subject_kfold(r, 2, seed=0), "tiny")
+    folder = _tiny_release(tmp_path)
+    description = json.loads((folder / "model.json").read_text())
+    del description["weights"]
+    (folder / "model.json").write_text(json.dumps(description))
+    result, ours = run_script("train.py", f"--data_dir={data}", f"--run_dir={tmp_path / 'run'}", "--depth=18",
+                              "--input_size=32", "--batch_size=4", "--steps_per_epoch=1", "--epochs=1",
+                              f"--init_checkpoint={folder}")
+    assert_one_line(result, ours, f"--init_checkpoint={folder}", "model.json: no weights")
+
+
 @pytest.mark.parametrize("case", sorted(FAULTS))
 def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
     script, arguments, expected = FAULTS[case]

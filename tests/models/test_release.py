@@ -313,3 +313,140 @@ def test_a_description_may_not_point_outside_its_folder(tmp_path):
         (tmp_path / "r" / "model.json").write_text(json.dumps(description))
         with pytest.raises(ValueError, match="outside its folder"):
             release.load(str(tmp_path / "r"))
+
+
+# --- model files read with a bound and by shape ---------------------------------------------------------
+
+
+def _rewrite(folder, **changes):
+    """model.json with `changes` (None deletes a key), as a hostile or damaged file might have it."""
+    description = json.loads((folder / "model.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            description.pop(key)
+        else:
+            description[key] = value
+    (folder / "model.json").write_text(json.dumps(description))
+
+
+def _sign(folder, payload: bytes):
+    """weights.npz replaced by `payload`, with model.json's SHA-256 made to match (a forged folder)."""
+    import hashlib
+
+    (folder / "weights.npz").write_bytes(payload)
+    description = json.loads((folder / "model.json").read_text())
+    _rewrite(folder, weights=dict(description["weights"], sha256=hashlib.sha256(payload).hexdigest()))
+
+
+def test_a_zip_bomb_of_weights_is_refused_from_its_declared_sizes_before_it_is_inflated(tmp_path):
+    """A weights.npz small on disk that inflates to gigabytes drove the process to 13 GB before it
+    was refused; each member's declared size is now checked against its variable first."""
+    import io
+    import zipfile
+
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    with np.load(folder / "weights.npz") as arrays:
+        real = {name: arrays[name] for name in arrays.files}
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in real.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array)
+                if name == next(iter(real)):
+                    for _ in range(256):  # 256 MiB of zeros after the array: 256 KB compressed
+                        member.write(bytes(1 << 20))
+    assert len(bomb.getvalue()) < (folder / "weights.npz").stat().st_size + (1 << 20)  # about as small on disk
+    _sign(folder, bomb.getvalue())
+    with pytest.raises(ValueError, match=r"inflates to 268,[\d,]+ bytes where .* needs [\d,]+; refused before inflating"):
+        release.load(str(folder))
+
+
+def test_weights_whose_arrays_differ_in_shape_or_dtype_are_refused_before_their_data_is_read(tmp_path):
+    import io
+
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    with np.load(folder / "weights.npz") as arrays:
+        real = {name: arrays[name] for name in arrays.files}
+    name = max(real, key=lambda n: real[n].size)
+    for wrong in (real[name].reshape(-1), real[name].view(np.int16)):  # as many bytes: only the header differs
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **dict(real, **{name: wrong}))
+        _sign(folder, buffer.getvalue())
+        with pytest.raises(ValueError, match=f"{name}.npy holds .* where its variable is"):
+            release.load(str(folder))
+
+
+def test_a_weights_file_larger_than_its_variables_can_be_is_refused_unread(tmp_path):
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    with open(folder / "weights.npz", "r+b") as handle:
+        handle.truncate(3 << 30)  # sparse: nothing written
+    with pytest.raises(ValueError, match=r"weights.npz is 3.0 GiB, more than the \d+ variables model.json describes"):
+        release.load(str(folder))
+
+
+@pytest.mark.parametrize("name", ["model.json", "weights.npz"])
+def test_a_model_file_that_is_a_pipe_is_refused_without_waiting(tmp_path, name):
+    import threading
+
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    (folder / name).unlink()
+    os.mkfifo(folder / name)  # opening it for reading waits for a writer that never comes
+    outcome = []
+
+    def load():
+        try:
+            release.load(str(folder))
+        except ValueError as error:
+            outcome.append(str(error))
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():
+        with open(folder / name, "wb"):  # unblock it, then fail
+            pass
+        pytest.fail(f"a {name} that is a pipe was waited on")
+    assert outcome == [f"{folder / name} is a pipe, not a regular file; refused."]
+
+
+BAD_DESCRIPTIONS = {
+    "a list": (lambda folder: (folder / "model.json").write_text("[1, 2]"), "holds a JSON list, not a model description"),
+    "no weights": (lambda folder: _rewrite(folder, weights=None), "no weights (not a complete model description)"),
+    "nested 100,000 deep": (lambda folder: (folder / "model.json").write_text("[" * 100_000 + "]" * 100_000),
+                            "nested too deep to be a model description"),
+    "weights as a list": (lambda folder: _rewrite(folder, weights=["weights.npz"]), "'weights' must name a file"),
+    "an unknown model setting": (lambda folder: _rewrite(folder, model={"depth": 18, "width": 9}),
+                                 "'model' must be an object of"),
+    "an LSTM too large to build": (lambda folder: _rewrite(folder, model={"lstm_units": 10 ** 9}),
+                                   "'model' lstm_units 1000000000 is not a value this model builds"),
+    "class ages as text": (lambda folder: _rewrite(folder, class_ages="0-100"), "'class_ages' must be a list"),
+    "a crop of another shape": (lambda folder: _rewrite(folder, face_crop={"size": 256, "colour": "red"}),
+                                "'face_crop' is not a face crop"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DESCRIPTIONS))
+def test_a_description_of_the_wrong_shape_is_one_error_naming_model_json(tmp_path, case):
+    """A model.json that is a list, lacks its weights or nests 100,000 deep ended in a traceback
+    (KeyError, AttributeError, RecursionError) through predict, export and train."""
+    damage, expected = BAD_DESCRIPTIONS[case]
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    damage(folder)
+    for read in (release.load, release.open_model_path):
+        with pytest.raises(ValueError) as info:
+            read(str(folder))
+        assert str(info.value).startswith(str(folder / "model.json")) and expected in str(info.value), str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_a_description_of_a_model_that_cannot_be_built_is_one_error_naming_model_json(tmp_path):
+    folder = tmp_path / "r"
+    release.save(tiny_model(), str(folder), TINY, None, {})
+    _rewrite(folder, model={"depth": 7, "layout": "torch"})
+    with pytest.raises(ValueError, match="model.json: not a model this code builds"):
+        release.load(str(folder))

@@ -46,3 +46,13 @@ def test_a_file_is_read_only_within_its_bound(tmp_path):
     assert inputs.check_regular(str(path)).st_size == 100
     os.symlink(path, tmp_path / "link.json")  # a link to a regular file is read like it
     assert inputs.read_bounded(str(tmp_path / "link.json"), 100) == b"x" * 100
+
+
+def test_a_file_that_grows_after_its_size_was_seen_is_read_only_up_to_the_bound(tmp_path, monkeypatch):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"x" * 110)
+    real_fstat = os.fstat  # as if it were 10 bytes when looked at, and grew by 100 since
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
+    with pytest.raises(inputs.TooLarge, match="grew past 50 bytes"):
+        inputs.read_bounded(str(path), 50)
+    assert inputs.read_bounded(str(path), 200) == b"x" * 110

@@ -103,3 +103,32 @@ def test_a_face_missed_for_up_to_max_missed_frames_keeps_its_track_and_not_one_m
     first = seen(0)
     assert seen(3) is first  # missed in frames 1 and 2: still the same face
     assert seen(7) is not first  # missed in frames 4, 5 and 6: one frame too many, a new face
+
+
+def test_a_pipe_named_like_a_video_is_skipped_without_being_waited_on(tmp_path):
+    """A FIFO named pipe.mp4 was opened by OpenCV, which waited for a writer (photo FIFOs were skipped)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def answer():
+        logged = []
+        outcome.append((video_answered(str(fifo), logged), logged))
+
+    def video_answered(path, logged):
+        from keras_alage.serving import answers
+
+        return answers.answer_video(path, None, None, faces.CropSpec(), answers.Outputs(), None, None, logged.append)
+
+    worker = threading.Thread(target=answer, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        with open(fifo, "wb"):  # unblock it, then fail
+            pass
+        pytest.fail("a pipe named like a video was waited on")
+    answered, logged = outcome[0]
+    assert not answered and logged == [f"{fifo}: skipped ({fifo} is a pipe, not a regular file; refused.)"]
