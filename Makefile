@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart quickstart-fgnet release release-v3 release-v2 experiment evidence evidence-7x7 demo test install clean
+.PHONY: quickstart quickstart-fgnet release release-v4 release-v3 release-v2 experiment evidence evidence-7x7 demo test install clean
 RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
@@ -57,12 +57,27 @@ data/fgnet_release/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --age_classes=utkface --protocol=subject_kfold --overwrite
 
-# Release v4, the default model: v3.1's AL model (retrained by `make release-v3`) and face-api's
-# network on its own cut of the face (measured with face-api's pipeline), answered by their mean,
-# with a 90 % interval calibrated on UTKFace's held-out faces and FG-NET (about 40 minutes on 2 cores,
-# most of it face-api's detector in Node measuring the cut).
+# Release v5, the default model: v4's two networks and HSE's faceres-deep (npm, MIT; measured cut
+# inside the release's crop), combined by a rule chosen leaving one of UTKFace held-out, FG-NET and
+# FairFace out, with a 90 % interval per predicted sex and age band (experiments/release_v5_model.py;
+# about 15 minutes on 2 cores; answers cached in runs/release_v5).
+V5 := models/al_dlib_faceapi_faceres_v5
+release: data/utkface_dlib/manifest.json data/fgnet_release/manifest.json data/fairface_release/manifest.json
+	$(BIN)/python experiments/release_v5_model.py --v4=$(V4) --fgnet_photos=$(SHARED_DATA)/fgnet \
+		--utkface=data/utkface_dlib --fgnet=data/fgnet_release --fairface=data/fairface_release \
+		--fairface_labels=$(SHARED_DATA)/fairface --output=$(V5) --report=docs/results/releases/release_v5.json
+
+# FairFace's 270 faces cut as the release cuts (the balanced population no member saw; CC BY 4.0).
+data/fairface_release/manifest.json: | $(STAMP)
+	$(BIN)/python scripts/build_tfrecords.py --dataset=fairface --data_dir=$(SHARED_DATA)/fairface \
+		--output_dir=data/fairface_release --crop_from_model=$(RELEASE) --no_face=center --overwrite
+
+# Release v4 (v5's first two members): v3.1's AL model (retrained by `make release-v3`) and
+# face-api's network on its own cut of the face (measured with face-api's pipeline), answered by
+# their mean, with a 90 % interval calibrated on UTKFace's held-out faces and FG-NET (about 40
+# minutes on 2 cores, most of it face-api's detector in Node measuring the cut).
 V4 := models/al_dlib_faceapi_v4
-release: data/utkface_dlib/manifest.json data/fgnet_release/manifest.json
+release-v4: data/utkface_dlib/manifest.json data/fgnet_release/manifest.json
 	$(BIN)/python scripts/measure_faceapi_cut.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet --limit=400 \
 		--model=$(RELEASE) --output=docs/results/releases/faceapi_cut_fgnet.json
 	$(BIN)/python experiments/release_v4_model.py --v3=$(RELEASE) --cut=docs/results/releases/faceapi_cut_fgnet.json \

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from keras_alage import locations
-from keras_alage.models import age_model, attention, xception
+from keras_alage.models import age_model, attention, faceres_import, xception
 from pipelines import augment, faces, files, inputs
 
 FORMAT = 1
@@ -120,6 +120,48 @@ def save_faceapi(directory: str, net: keras.Model, cut: dict, combination: dict,
     }
     write_description(directory, description)
     return digest
+
+
+FACERES_FILE = "faceres_weights.npz"
+
+
+def save_faceres(directory: str, net: keras.Model, cut: dict, readout: str, source: str) -> str:
+    """Adds HSE's faceres-deep (imported, float16: its float32 weights halved, answers checked by
+    the release build) with its rectangle of the release's crop and its readout; returns the
+    weights' SHA-256."""
+    if readout not in faceres_import.READOUTS:
+        raise ValueError(f"faceres readout must be one of {faceres_import.READOUTS}; received {readout!r}.")
+    description = read_description(directory)
+    payload, digest, count = _weights_payload(net, np.float16)
+    files.write_atomically(os.path.join(directory, FACERES_FILE), payload)
+    description["faceres"] = {
+        "weights": {"file": FACERES_FILE, "dtype": "float16", "sha256": digest, "variables": count},
+        "input_size": faceres_import.INPUT_SIZE, "cut": dict(cut), "readout": readout, "source": source,
+    }
+    write_description(directory, description)
+    return digest
+
+
+def load_faceres(directory: str, description: dict) -> Optional[keras.Model]:
+    """A release's faceres-deep network, checked like the main weights; None where it has none."""
+    member = description.get("faceres")
+    if member is None:
+        return None
+    net = faceres_import.build_faceres_net()
+    _assign_all(net, *_checked_weights(directory, member["weights"], net))
+    return net
+
+
+def record_combination(directory: str, combination: dict) -> None:
+    """Stores how a release's members are combined (`serving.ensemble.Combination.to_json`)."""
+    description = read_description(directory)
+    description["combination"] = dict(combination)
+    write_description(directory, description)
+
+
+def recorded_combination(description: dict) -> dict:
+    """A release's combination: its own record, else where release v4 kept it (face-api's entry)."""
+    return dict(description.get("combination") or description["faceapi"]["combination"])
 
 
 def record_intervals(directory: str, table: dict) -> None:
@@ -361,7 +403,13 @@ def check_description(path: str, description: dict) -> None:
                 and isinstance(member.get("input_size"), int) and 32 <= member["input_size"] <= 1024):
             refuse("'faceapi' must hold its weights, an input_size of 32-1024 px and a cut")
         _weights_record(path, member.get("weights"), "'faceapi' weights")
-    for key in ("intervals", "prior", "provenance"):
+    member = description.get("faceres")
+    if member is not None:
+        if not (isinstance(member, dict) and isinstance(member.get("cut"), dict)
+                and member.get("readout") in faceres_import.READOUTS and "faceapi" in description):
+            refuse(f"'faceres' must hold its weights, a cut and a readout of {faceres_import.READOUTS}, beside 'faceapi'")
+        _weights_record(path, member.get("weights"), "'faceres' weights")
+    for key in ("intervals", "prior", "provenance", "combination"):
         if description.get(key) is not None and not isinstance(description[key], dict):
             refuse(f"'{key}' must be an object")
     prior = description.get("prior")

@@ -1,70 +1,174 @@
-"""Two networks, one answer: the AL model's age and face-api's, combined by a rule fixed before
-any face was scored, with a calibrated interval.
+"""Several networks, one answer: the AL model's age, face-api's and HSE's faceres-deep's, combined
+by a recorded rule, with a calibrated interval per predicted sex and age band.
 
     encoded face crop (the release's cut) -> decode
       -> AL model (its crops, `export.AgeServer`)                     -> al_age, probs, box, ...
-      -> face-api's rectangle of the crop (`faceapi_import.cut_face`) -> faceapi_age
-      age = (1 - w) al_age + w faceapi_age          (w = 0.5: the plain mean, fixed in advance)
-      age_low, age_high = `intervals.apply_tf` of the release's table (scaled by |al_age - faceapi_age|)
+      -> face-api's rectangle of the crop (`faceapi_import.cut_face`) -> faceapi_age, faceapi_female
+      -> faceres's rectangle of the crop (`faceres_import.cut_face`)  -> faceres_age (its readout)
+      age = the `Combination` of the members' ages (a mean, a median, or weights per band of the
+            members' median age)
+      age_low, age_high = `intervals.apply_tf` of the release's table, per face-api's predicted sex
+            where the table has groups, scaled by the members' spread (max - min) where it scales
 
-Why a fixed mean: the only labelled faces here (FG-NET, UTKFace) are face-api's training data,
-so any weight chosen on them would favour it; two estimators of similar error whose mistakes
-differ (dlib's network is better on children, face-api's on people over 50) gain from the mean
-without a choice to overfit.
+Release v4 combined two members by their plain mean (recorded as {"rule": "mean",
+"faceapi_weight": 0.5}); release v5 records its rule, chosen across populations
+(`studies.release_v5`).
 """
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_alage.evaluation import intervals
-from keras_alage.models import faceapi_import, xception
+from keras_alage.models import faceapi_import, faceres_import, xception
 from keras_alage.serving import export
 from pipelines import augment
 
-RULE = "mean"
-FACEAPI_WEIGHT = 0.5
-EXTRA_OUTPUTS = ("al_age", "faceapi_age", "age_low", "age_high")
+MEMBERS = ("al", "faceapi", "faceres")  # each member answers `<member>_age`
+RULES = ("mean", "median", "banded")
+SEX_GROUPS = ("female", "male")  # an interval table's groups, by face-api's predicted sex
+EXTRA_OUTPUTS = ("al_age", "faceapi_age", "faceres_age", "faceapi_female", "age_low", "age_high")
 
 
 @dataclasses.dataclass(frozen=True)
 class Combination:
-    """How the two answers become one (recorded in a release's model.json)."""
+    """How the members' answers become one (recorded in a release's model.json).
 
-    rule: str = RULE
-    faceapi_weight: float = FACEAPI_WEIGHT
+    rule: "mean" (equal weights), "median", or "banded": per band of the members' median age
+    (`edges`), one weight per member (`weights`, a row per band, each summing to 1)."""
+
+    rule: str = "mean"
+    members: Tuple[str, ...] = ("al", "faceapi")
+    edges: Tuple[float, ...] = ()
+    weights: Tuple[Tuple[float, ...], ...] = ()
 
     def __post_init__(self):
-        if self.rule != RULE or not 0.0 <= self.faceapi_weight <= 1.0:
-            raise ValueError(f"the combination is rule {RULE!r} with a face-api weight in [0, 1]; "
-                             f"received {self.rule!r}, {self.faceapi_weight}.")
+        if self.rule not in RULES:
+            raise ValueError(f"the combination rule must be one of {RULES}; received {self.rule!r}.")
+        if len(self.members) < 2 or len(set(self.members)) != len(self.members) or not set(self.members) <= set(
+                MEMBERS):
+            raise ValueError(f"a combination takes two or more distinct members of {MEMBERS}; received "
+                             f"{self.members}.")
+        if self.rule == "banded":
+            if list(self.edges) != sorted(self.edges) or len(self.weights) != len(self.edges) + 1:
+                raise ValueError(f"a banded combination needs rising edges and one weight row per band; received "
+                                 f"{len(self.edges)} edges and {len(self.weights)} rows.")
+            for row in self.weights:
+                if len(row) != len(self.members) or min(row) < 0 or abs(sum(row) - 1.0) > 1e-6:
+                    raise ValueError(f"each band's weights must be {len(self.members)} non-negative values summing "
+                                     f"to 1; received {row}.")
+        elif self.edges or self.weights:
+            raise ValueError(f"rule {self.rule!r} takes no edges or weights.")
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"rule": self.rule, "members": list(self.members), "edges": list(self.edges),
+                "weights": [list(row) for row in self.weights]}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "Combination":
+        data = dict(data)
+        if "faceapi_weight" in data:  # release v4: {"rule": "mean", "faceapi_weight": w}
+            weight = float(data.pop("faceapi_weight"))
+            if data.get("rule") != "mean" or not 0.0 <= weight <= 1.0:
+                raise ValueError(f"a v4 combination is rule 'mean' with a face-api weight in [0, 1]; received {data}.")
+            if weight == 0.5:
+                return cls("mean", ("al", "faceapi"))
+            return cls("banded", ("al", "faceapi"), (), ((1.0 - weight, weight),))
+        return cls(data.get("rule", "mean"), tuple(data.get("members", ("al", "faceapi"))),
+                   tuple(float(e) for e in data.get("edges", ())),
+                   tuple(tuple(float(w) for w in row) for row in data.get("weights", ())))
 
 
-def combine(al_age, faceapi_age, combination: Combination = Combination()):
-    """The combined age (numpy or tensors alike)."""
-    w = combination.faceapi_weight
-    return (1.0 - w) * al_age + w * faceapi_age
+def _stack(ages: Mapping[str, object], members: Sequence[str]):
+    values = [ages[member] for member in members]
+    if any(isinstance(v, tf.Tensor) for v in values):
+        return tf.stack([tf.cast(v, tf.float32) for v in values], axis=-1)
+    return np.stack([np.asarray(v, np.float64) for v in values], axis=-1)
 
 
-def spread(al_age, faceapi_age):
-    """How far the two answers lie apart: the doubt an interval table may scale by."""
-    return abs(al_age - faceapi_age)
+def median(stacked):
+    """Median over the last axis (members), numpy or TF alike."""
+    if not isinstance(stacked, tf.Tensor):
+        return np.median(stacked, axis=-1)
+    ordered = tf.sort(stacked, axis=-1)
+    count = stacked.shape[-1]
+    return (ordered[..., (count - 1) // 2] + ordered[..., count // 2]) / 2.0
+
+
+def member_weights(combination: Combination, stacked):
+    """Each face's weight per member [..., members] (numpy or TF as `stacked`)."""
+    count = len(combination.members)
+    if combination.rule != "banded":
+        uniform = np.full(count, 1.0 / count)
+        return tf.ones_like(stacked) * tf.constant(uniform, tf.float32) if isinstance(stacked, tf.Tensor) \
+            else np.broadcast_to(uniform, stacked.shape)
+    reference = median(stacked)
+    if isinstance(stacked, tf.Tensor):
+        bands = (tf.searchsorted(tf.constant(combination.edges, tf.float32), reference, side="right")
+                 if combination.edges else tf.zeros_like(reference, tf.int32))
+        return tf.gather(tf.constant(combination.weights, tf.float32), bands)
+    bands = np.searchsorted(np.asarray(combination.edges, np.float64), reference, side="right")
+    return np.asarray(combination.weights, np.float64)[bands]
+
+
+def combine(ages: Mapping[str, object], combination: Combination = Combination()):
+    """The combined age of each face from the members' ages (numpy arrays or tensors alike)."""
+    stacked = _stack(ages, combination.members)
+    if combination.rule == "median":
+        return median(stacked)
+    weights = member_weights(combination, stacked)
+    if isinstance(stacked, tf.Tensor):
+        return tf.reduce_sum(weights * stacked, axis=-1)
+    return np.sum(weights * stacked, axis=-1)
+
+
+def spread(*ages):
+    """How far the members' answers lie apart (largest minus smallest): the doubt an interval table
+    may scale by."""
+    if any(isinstance(v, tf.Tensor) for v in ages):
+        stacked = tf.stack([tf.cast(v, tf.float32) for v in ages], axis=-1)
+        return tf.reduce_max(stacked, axis=-1) - tf.reduce_min(stacked, axis=-1)
+    stacked = np.stack([np.asarray(v, np.float64) for v in ages], axis=-1)
+    return stacked.max(axis=-1) - stacked.min(axis=-1)
+
+
+def sex_group(female_probability, table: intervals.IntervalTable):
+    """Each face's group index in a per-sex table, from face-api's probability of female."""
+    female, male = table.group_index(SEX_GROUPS)
+    if isinstance(female_probability, tf.Tensor):
+        return tf.where(female_probability >= 0.5, int(female), int(male))
+    return np.where(np.asarray(female_probability) >= 0.5, female, male)
+
+
+@dataclasses.dataclass(frozen=True)
+class Faceres:
+    """HSE's faceres-deep as a member: its network, its rectangle of the release's crop, its readout."""
+
+    net: keras.Model
+    cut: faceapi_import.FaceApiCut
+    readout: str = "top2"
 
 
 class EnsembleServer(tf.Module):
-    """The serving graph of a two-network release. Signatures: `serving_default` (encoded face
-    crops) and `predict_crops` (decoded uint8 face crops [n, s, s, 3])."""
+    """The serving graph of a release with several networks. Signatures: `serving_default` (encoded
+    face crops) and `predict_crops` (decoded uint8 face crops [n, s, s, 3])."""
 
     def __init__(self, model: keras.Model, crops: str, faceapi_net: keras.Model, cut: faceapi_import.FaceApiCut,
-                 combination: Combination = Combination(), table: Optional[intervals.IntervalTable] = None):
+                 combination: Combination = Combination(), table: Optional[intervals.IntervalTable] = None,
+                 faceres: Optional[Faceres] = None):
         super().__init__(name="ensemble_server")
+        missing = set(combination.members) - {"al", "faceapi"} - ({"faceres"} if faceres else set())
+        if missing:
+            raise ValueError(f"the combination names members this release does not have: {sorted(missing)}.")
+        if table is not None and table.groups and set(table.groups) != set(SEX_GROUPS):
+            raise ValueError(f"an interval table's groups must be {SEX_GROUPS}; received {table.groups}.")
         self.al = export.AgeServer(model, crops)
         self.faceapi = faceapi_net
+        self.faceres = faceres
+        self.faceres_net = faceres.net if faceres else None  # tracked, so an export saves its variables
         self.cut, self.combination, self.table = cut, combination, table
         self.input_size = self.al.input_size
         self.al_input_size = tf.Variable(self.input_size, trainable=False, name="al_input_size")
@@ -76,23 +180,32 @@ class EnsembleServer(tf.Module):
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
 
     def _serve(self, images, encoded: bool) -> Dict[str, tf.Tensor]:
-        size = xception.INPUT_SIZE
+        size, faceres = xception.INPUT_SIZE, self.faceres
 
-        def prepare(item):  # each crop decoded once, then cut for both networks
+        def prepare(item):  # each crop decoded once, then cut for every network
             image = augment.decode(item) if encoded else item
-            return self.al.prepare(image), faceapi_import.cut_face(image, self.cut)
+            views = (self.al.prepare(image), faceapi_import.cut_face(image, self.cut))
+            return views + ((faceres_import.cut_face(image, faceres.cut),) if faceres else ())
 
-        views, faceapi_inputs = tf.map_fn(prepare, images, fn_output_signature=(
-            self.al.views_spec(), tf.TensorSpec([size, size, 3], tf.float32)))
-        outputs = dict(self.al.answer_views(views))
+        signature = (self.al.views_spec(), tf.TensorSpec([size, size, 3], tf.float32))
+        if faceres:
+            signature += (tf.TensorSpec([faceres_import.INPUT_SIZE] * 2 + [3], tf.float32),)
+        views = tf.map_fn(prepare, images, fn_output_signature=signature)
+        outputs = dict(self.al.answer_views(views[0]))
         outputs.pop("age_std")  # the AL distribution's spread says nothing of the combined answer
         outputs["al_age"] = outputs["age"]
-        outputs["faceapi_age"] = tf.reshape(tf.cast(self.faceapi(faceapi_inputs, training=False)["age"], tf.float32),
-                                            [-1])
-        outputs["age"] = combine(outputs["al_age"], outputs["faceapi_age"], self.combination)
+        answered = self.faceapi(views[1], training=False)
+        outputs["faceapi_age"] = tf.reshape(tf.cast(answered["age"], tf.float32), [-1])
+        outputs["faceapi_female"] = tf.cast(answered["gender"][:, 1], tf.float32)
+        if faceres:
+            probs = tf.cast(faceres.net(views[2], training=False)["age_probs"], tf.float32)
+            outputs["faceres_age"] = tf.cast(faceres_import.readout(probs, faceres.readout), tf.float32)
+        members = {f"{m}": outputs[f"{m}_age"] for m in self.combination.members}
+        outputs["age"] = combine(members, self.combination)
         if self.table is not None:
+            group = sex_group(outputs["faceapi_female"], self.table) if self.table.groups else None
             outputs["age_low"], outputs["age_high"] = intervals.apply_tf(
-                self.table, outputs["age"], spread(outputs["al_age"], outputs["faceapi_age"]))
+                self.table, outputs["age"], spread(*members.values()), group)
         return outputs
 
     def signatures(self) -> dict:

@@ -1,5 +1,6 @@
-"""A two-network release: the mean of the AL model's and face-api's ages, face-api's own cut of
-the crop, the interval columns, and the checks of its files."""
+"""Releases of several networks: the recorded combination of the members' ages (mean, median,
+weights per band of their median), each member's own cut of the crop, the per-sex interval, the
+CSV columns, and the checks of their files."""
 
 import csv
 
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.evaluation import intervals
-from keras_alage.models import age_model, attention, faceapi_import, release, xception
+from keras_alage.models import age_model, attention, faceapi_import, faceres_import, release, xception
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import ensemble, export, photos
 from pipelines import augment, faces
@@ -79,12 +80,99 @@ def test_face_apis_cut_is_its_rectangle_of_the_crop_padded_and_resized():
     assert np.allclose(pixels[:5], 0, atol=1.0) and np.allclose(pixels[-5:], 0, atol=1.0)
 
 
-def test_the_combination_rule_is_checked():
-    assert ensemble.combine(20.0, 40.0) == 30.0
+def test_the_combination_rules_and_their_checks():
+    ages = {"al": np.array([20.0, 10.0, 70.0]), "faceapi": np.array([40.0, 12.0, 60.0]),
+            "faceres": np.array([30.0, 30.0, 40.0])}
+    assert ensemble.combine({"al": 20.0, "faceapi": 40.0}) == 30.0
+    three = ("al", "faceapi", "faceres")
+    np.testing.assert_allclose(ensemble.combine(ages, ensemble.Combination("mean", three)), [30, 52 / 3, 170 / 3])
+    np.testing.assert_allclose(ensemble.combine(ages, ensemble.Combination("median", three)), [30, 12, 60])
+    # Bands of the members' median age (30, 12, 60): under 15 the second row, from 50 the third.
+    banded = ensemble.Combination("banded", three, (15.0, 50.0), ((0.2, 0.8, 0.0), (1.0, 0.0, 0.0), (0.0, 0.5, 0.5)))
+    np.testing.assert_allclose(ensemble.combine(ages, banded), [20.0, 0.2 * 10 + 0.8 * 12, 50.0])
+    graph = ensemble.combine({k: tf.constant(v, tf.float32) for k, v in ages.items()}, banded)
+    np.testing.assert_allclose(graph.numpy(), [20.0, 0.2 * 10 + 0.8 * 12, 50.0], atol=1e-5)
+    graph_median = ensemble.combine({k: tf.constant(v, tf.float32) for k, v in ages.items()},
+                                    ensemble.Combination("median", three))
+    np.testing.assert_allclose(graph_median.numpy(), [30, 12, 60])
+    np.testing.assert_allclose(ensemble.spread(*ages.values()), [20, 20, 30])
+    assert ensemble.Combination.from_json(banded.to_json()) == banded
+    # Release v4's record reads as the plain mean of its two members.
+    assert ensemble.Combination.from_json({"rule": "mean", "faceapi_weight": 0.5}) == ensemble.Combination()
     with pytest.raises(ValueError, match="rule"):
-        ensemble.Combination("median", 0.5)
-    with pytest.raises(ValueError, match="weight"):
-        ensemble.Combination("mean", 1.5)
+        ensemble.Combination("vote", three)
+    with pytest.raises(ValueError, match="summing"):
+        ensemble.Combination("banded", three, (15.0,), ((0.5, 0.5, 0.5), (1.0, 0.0, 0.0)))
+    with pytest.raises(ValueError, match="one weight row per band"):
+        ensemble.Combination("banded", three, (15.0,), ((1.0, 0.0, 0.0),))
+    with pytest.raises(ValueError, match="members"):
+        ensemble.Combination("mean", ("al", "dlib"))
+
+
+def random_faceres_net(seed=0):
+    keras.utils.set_random_seed(seed)
+    return faceres_import.build_faceres_net()
+
+
+def sex_table():
+    return intervals.IntervalTable((20.0,), (-1.0, -2.0, -0.5, -1.5), (0.5, 1.0, 0.25, 0.75), 0.9,
+                                   (100,) * 4, "test", 2.0, ("female", "male"))
+
+
+def test_three_members_each_answer_on_their_own_cut_and_the_interval_follows_the_predicted_sex():
+    model, net, res = tiny_al_model(), random_faceapi_net(), random_faceres_net()
+    res_cut = faceapi_import.FaceApiCut(0.1, 0.1, 0.8, 0.8)
+    combination = ensemble.Combination("banded", ("al", "faceapi", "faceres"), (25.0,),
+                                       ((0.5, 0.5, 0.0), (0.2, 0.3, 0.5)))
+    server = ensemble.EnsembleServer(model, "center", net, CUT, combination, sex_table(),
+                                     ensemble.Faceres(res, res_cut, "expectation"))
+    _, encoded = crops()
+    out = {k: v.numpy() for k, v in server.serve_encoded(tf.constant(encoded)).items()}
+    decoded = [augment.decode(e) for e in encoded]
+    probs = res(np.stack([faceres_import.cut_face(d, res_cut).numpy() for d in decoded]))["age_probs"].numpy()
+    np.testing.assert_allclose(out["faceres_age"], faceres_import.readout(probs, "expectation"), atol=1e-3)
+    members = {m: out[f"{m}_age"] for m in combination.members}
+    np.testing.assert_allclose(out["age"], ensemble.combine(members, combination), atol=1e-3)
+    gender = net(np.stack([faceapi_import.cut_face(d, CUT).numpy() for d in decoded]))["gender"].numpy()
+    np.testing.assert_allclose(out["faceapi_female"], gender[:, 1], atol=1e-5)
+    group = np.where(gender[:, 1] >= 0.5, 0, 1)
+    low, high = intervals.apply(sex_table(), out["age"], ensemble.spread(*members.values()), group)
+    np.testing.assert_allclose(out["age_low"], low, atol=1e-3)
+    np.testing.assert_allclose(out["age_high"], high, atol=1e-3)
+    # The other sex's offsets would give another interval: the group is used, not ignored.
+    _, other_high = intervals.apply(sex_table(), out["age"], ensemble.spread(*members.values()), 1 - group)
+    assert np.abs(other_high - high).min() > 0.1
+    with pytest.raises(ValueError, match="does not have"):
+        ensemble.EnsembleServer(model, "center", net, CUT, combination, sex_table())
+
+
+def three_network_release(tmp_path):
+    folder = str(tmp_path / "v5")
+    release.save(tiny_al_model(), folder, TINY, faces.CropSpec(96, 0.6, detector="dlib"), {}, crops="center")
+    release.save_faceapi(folder, random_faceapi_net(), CUT.to_json(), ensemble.Combination().to_json(), "test")
+    release.save_faceres(folder, random_faceres_net(), faceapi_import.FaceApiCut(0.1, 0.1, 0.8, 0.8).to_json(),
+                         "top2", "test")
+    release.record_combination(folder, ensemble.Combination("median", ("al", "faceapi", "faceres")).to_json())
+    release.record_intervals(folder, sex_table().to_json())
+    return folder
+
+
+def test_a_three_network_release_answers_from_its_folder_and_its_export(tmp_path):
+    folder = three_network_release(tmp_path)
+    predict = photos.load_predictor(folder)
+    _, encoded = crops(2)
+    out = {k: np.asarray(v) for k, v in predict(encoded).items()}
+    np.testing.assert_allclose(out["age"], np.median(np.stack([out["al_age"], out["faceapi_age"], out["faceres_age"]]),
+                                                     axis=0), atol=1e-3)
+    assert (out["age_low"] <= out["age"]).all() and (out["age"] <= out["age_high"]).all()
+    server = photos.serving_module(release.open_model_path(folder))
+    target = export.export_server(server, str(tmp_path / "serving"), "age", 1)
+    np.testing.assert_allclose(photos.load_predictor(target)(encoded)["age_high"].numpy(), out["age_high"], atol=1e-3)
+    with open(f"{folder}/{release.FACERES_FILE}", "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(ValueError, match="SHA-256"):
+        photos.load_predictor(folder)
 
 
 def two_network_release(tmp_path):

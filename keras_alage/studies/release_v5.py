@@ -1,0 +1,407 @@
+"""Release v5: v4's two networks (dlib's inside the AL model v3.1, face-api's) and HSE's
+faceres-deep, combined by a rule chosen across populations, with a 90 % interval per predicted
+sex and age band.
+
+Populations (validation faces only; nothing here is a test set):
+  utkface   UTKFace's held-out part (v3.1's choices were made on it; 80 % of UTKFace is
+            face-api's training data): exact ages, labelled sex, no person ids (each face counts
+            as one person);
+  fgnet     every FG-NET photo (face-api's training data): exact ages, 82 people;
+  fairface  270 FairFace faces, 15 per age group and sex (no member saw FairFace): age groups
+            only, so errors are years outside the group and coverage is the expected share of
+            the group inside the interval (ages uniform within it).
+
+What is chosen, and on which faces:
+  1. faceres's cut: the square around FG-NET's 68 annotated landmarks inside the release's crop,
+     its median over photos (no label read), `FACERES_SCALES` times that square; the scale and
+     readout by faceres's own error averaged over the three populations (it saw none of them).
+  2. the combination: each rule of `RULE_FAMILIES` scored leave one population out (parameters
+     fitted on the other two, scored on the third); the family with the best worst-case ratio
+     to the best single member wins, then its parameters are fitted on all three.
+  3. the interval: scale and nominal level (`SCALE_FLOORS` x `NOMINALS`) chosen leave one
+     population out: calibrated on the exact-age populations other than the held-out one, the
+     candidate whose worst coverage (per population and labelled sex) reaches 90 % with the
+     narrowest width (else the highest worst coverage); then fitted on UTKFace + FG-NET.
+Everything is reported per population, age band and sex, with 95 % bootstraps over people and
+paired differences against each member.
+"""
+
+import itertools
+import json
+import os
+import shutil
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_alage.evaluation import intervals, metrics
+from keras_alage.models import faceapi_import, faceres_import, release
+from keras_alage.serving import ensemble, photos
+from keras_alage.studies import release_v4
+from pipelines import faces, files, images
+from pipelines.readers import fairface
+
+MEMBERS = ("al", "faceapi", "faceres")
+FACERES_SCALES = (1.0, 1.25)
+RULE_FAMILIES = ("v4_mean", "mean", "median", "banded")
+BAND_EDGES = (15.0, 40.0, 60.0)  # bands of the members' median age for "banded"
+WEIGHT_STEP = 0.25
+SCALE_FLOORS = (None, 4.0, 8.0)
+NOMINALS = (0.90, 0.93, 0.95)
+COVERAGE = 0.90
+SPLITS = 100
+
+
+# --- faceres's cut ---------------------------------------------------------------------------
+
+
+def read_pts(path: str) -> np.ndarray:
+    """FG-NET's 68 landmarks [68, 2] (x, y photo pixels) from a .pts file."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    body = text[text.index("{") + 1 : text.index("}")]
+    points = np.array([[float(v) for v in line.split()] for line in body.strip().splitlines()], np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"{path}: {points.shape[0]} points, expected 68.")
+    return points
+
+
+def landmark_square(points: np.ndarray) -> Tuple[float, float, float]:
+    """(centre x, centre y, side): the square around the landmarks' bounding box."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    centre = (low + high) / 2.0
+    return float(centre[0]), float(centre[1]), float((high - low).max())
+
+
+def square_in_crop(face: faces.Face, spec: faces.CropSpec, square) -> np.ndarray:
+    """A photo square (cx, cy, side) as (x, y, width, height) fractions of the face's crop (its
+    corners mapped into the crop: the crop is upright, so its axis-aligned hull)."""
+    uv = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    to_crop = cv2.getAffineTransform(faces.crop_to_photo(face, spec, uv).astype(np.float32), uv.astype(np.float32))
+    cx, cy, side = square
+    corners = np.array([[cx - side / 2, cy - side / 2], [cx + side / 2, cy - side / 2],
+                        [cx + side / 2, cy + side / 2], [cx - side / 2, cy + side / 2]])
+    mapped = corners @ to_crop[:, :2].T + to_crop[:, 2]
+    low, high = mapped.min(axis=0), mapped.max(axis=0)
+    return np.array([low[0], low[1], high[0] - low[0], high[1] - low[1]])
+
+
+def measure_faceres_cut(fgnet_dir: str, spec: faces.CropSpec, limit: int = 400) -> dict:
+    """The median landmark square of FG-NET photos inside the release's crop (no label read)."""
+    detector = faces.make_detector(spec.detector or "dlib")
+    names = sorted(os.listdir(os.path.join(fgnet_dir, "images")))[:limit]
+    fractions, without = [], 0
+    for name in names:
+        pts = os.path.join(fgnet_dir, "points", os.path.splitext(name)[0].lower() + ".pts")
+        if not os.path.isfile(pts):
+            without += 1
+            continue
+        photo = images.read_image(os.path.join(fgnet_dir, "images", name))
+        found, _ = faces.find_face(photo, detector, faces.default_confidence(detector))
+        if found is None:
+            without += 1
+            continue
+        fractions.append(square_in_crop(found, spec, landmark_square(read_pts(pts))))
+    fractions = np.array(fractions)
+    median = np.median(fractions, axis=0)
+    quartiles = np.percentile(fractions, [25, 75], axis=0)
+    return {"cut": dict(zip(("x", "y", "width", "height"), (float(v) for v in median))),
+            "measured": len(fractions), "without_face_or_points": without,
+            "interquartile_range": dict(zip(("x", "y", "width", "height"), (float(v) for v in quartiles[1] - quartiles[0])))}
+
+
+def scaled_cut(cut: dict, scale: float) -> faceapi_import.FaceApiCut:
+    """The cut enlarged `scale` times about its centre."""
+    cx, cy = cut["x"] + cut["width"] / 2, cut["y"] + cut["height"] / 2
+    width, height = cut["width"] * scale, cut["height"] * scale
+    return faceapi_import.FaceApiCut(cx - width / 2, cy - height / 2, width, height)
+
+
+# --- the members' answers ----------------------------------------------------------------------
+
+
+def population_faces(name: str, build_dir: str, parts, fairface_dir: Optional[str] = None) -> dict:
+    """Encoded crops and labels of one population: truth (ages; FairFace: group middles), low/high
+    (the true age's bounds: equal for exact ages), subject, sex ("female", "male", "" unknown)."""
+    encoded, truth, paths = release_v4.faces_of(build_dir, parts)
+    low, high, sex = truth.copy(), truth.copy(), [""] * len(paths)
+    if name == "utkface":
+        sex = [release_v4.utkface_sex(p) for p in paths]
+        subjects = paths
+    elif name == "fgnet":
+        subjects = [os.path.basename(p)[:3] for p in paths]
+    else:
+        records = {os.path.basename(r.path): r for r in fairface.read_fairface(fairface_dir).records}
+        chosen = [records[os.path.basename(p)] for p in paths]
+        low = np.array([float(r.attributes["age_low"]) for r in chosen])
+        high = np.array([float(r.attributes["age_high"]) for r in chosen])
+        sex = [r.attributes["gender"] for r in chosen]
+        subjects = paths
+    return {"encoded": encoded, "truth": truth, "low": low, "high": high, "sex": np.array(sex),
+            "subject": np.array(subjects), "path": np.array(paths)}
+
+
+def member_answers(server, faceres_net, cuts: Dict[str, faceapi_import.FaceApiCut], encoded: Sequence[bytes],
+                   batch: int = 32) -> Dict[str, np.ndarray]:
+    """al_age, faceapi_age, faceapi_female from v4's server, and faceres's age probabilities on
+    each candidate cut ("faceres_probs/<cut>")."""
+    out: Dict[str, List[np.ndarray]] = {}
+    for start in range(0, len(encoded), batch):
+        chunk = list(encoded[start : start + batch])
+        answered = server.serve_encoded(tf.constant(chunk, tf.string))
+        for key in ("al_age", "faceapi_age", "faceapi_female"):
+            out.setdefault(key, []).append(answered[key].numpy())
+        decoded = [tf.io.decode_image(e, channels=3, expand_animations=False) for e in chunk]
+        for name, cut in cuts.items():
+            inputs = tf.stack([faceres_import.cut_face(d, cut) for d in decoded])
+            out.setdefault(f"faceres_probs/{name}", []).append(faceres_net(inputs, training=False)["age_probs"].numpy())
+    return {key: np.concatenate(values) for key, values in out.items()}
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def errors_outside(predicted, low, high) -> np.ndarray:
+    """Years outside the true age's bounds (0 inside): the absolute error for exact ages."""
+    predicted = np.asarray(predicted, np.float64)
+    return np.maximum(low - predicted, 0.0) + np.maximum(predicted - high, 0.0)
+
+
+def signed_outside(predicted, low, high) -> np.ndarray:
+    """Signed years outside the bounds (predicted - bound; 0 inside): the bias for exact ages."""
+    predicted = np.asarray(predicted, np.float64)
+    return np.where(predicted < low, predicted - low, np.where(predicted > high, predicted - high, 0.0))
+
+
+def population_error(pop: dict, predicted) -> float:
+    return float(errors_outside(predicted, pop["low"], pop["high"]).mean())
+
+
+# --- the combination ----------------------------------------------------------------------------
+
+
+def simplex(step: float = WEIGHT_STEP, count: int = 3) -> List[Tuple[float, ...]]:
+    """Every weight vector on a grid of `step` that sums to 1."""
+    steps = int(round(1 / step))
+    return [tuple(v * step for v in row) for row in itertools.product(range(steps + 1), repeat=count)
+            if sum(row) == steps]
+
+
+def fit_banded(pops: Dict[str, dict], edges=BAND_EDGES, step: float = WEIGHT_STEP) -> ensemble.Combination:
+    """Per band of the members' median age, the grid weights with the least error summed over the
+    populations, each population's errors divided by its faces and by its best member's mean error
+    (so each population counts alike, whatever its size and difficulty)."""
+    grid = simplex(step, len(MEMBERS))
+    rows = []
+    for band in range(len(edges) + 1):
+        def cost(weights):
+            total = 0.0
+            for pop in pops.values():
+                stacked = np.stack([pop[f"{m}_age"] for m in MEMBERS], axis=-1)
+                inside = np.searchsorted(edges, np.median(stacked, axis=-1), side="right") == band
+                if inside.any():
+                    error = errors_outside(stacked[inside] @ np.asarray(weights), pop["low"][inside], pop["high"][inside])
+                    total += error.sum() / len(pop["truth"]) / best_member_error(pop)
+            return total
+        rows.append(min(grid, key=lambda w: (round(cost(w), 12), -min(w))))
+    return ensemble.Combination("banded", MEMBERS, tuple(edges), tuple(rows))
+
+
+def best_member_error(pop: dict) -> float:
+    return min(population_error(pop, pop[f"{m}_age"]) for m in MEMBERS)
+
+
+def family_combination(family: str, pops: Dict[str, dict]) -> ensemble.Combination:
+    """The combination of a rule family, fitted on `pops` where it has parameters."""
+    if family == "v4_mean":
+        return ensemble.Combination("mean", ("al", "faceapi"))
+    if family in ("mean", "median"):
+        return ensemble.Combination(family, MEMBERS)
+    if family == "banded":
+        return fit_banded(pops)
+    raise ValueError(f"unknown rule family {family!r}; known: {RULE_FAMILIES}.")
+
+
+def combined(pop: dict, combination: ensemble.Combination) -> np.ndarray:
+    return ensemble.combine({m: pop[f"{m}_age"] for m in combination.members}, combination)
+
+
+def leave_one_population_out(pops: Dict[str, dict]) -> dict:
+    """Each family's error on each population with its parameters fitted without it, and the
+    ratio to that population's best member."""
+    result = {}
+    for family in RULE_FAMILIES:
+        result[family] = {}
+        for held in pops:
+            rule = family_combination(family, {n: p for n, p in pops.items() if n != held})
+            error = population_error(pops[held], combined(pops[held], rule))
+            result[family][held] = {"error": error, "ratio_to_best_member": error / best_member_error(pops[held]),
+                                    "combination": rule.to_json()}
+    return result
+
+
+def choose_family(lopo: dict) -> str:
+    """The family whose worst ratio to the best member, over held-out populations, is lowest."""
+    return min(lopo, key=lambda f: (round(max(c["ratio_to_best_member"] for c in lopo[f].values()), 6),
+                                    RULE_FAMILIES.index(f)))
+
+
+# --- the interval ------------------------------------------------------------------------------
+
+
+def predicted_sex(pop: dict) -> np.ndarray:
+    return np.where(pop["faceapi_female"] >= 0.5, "female", "male")
+
+
+def fit_interval(pops: Sequence[dict], floor, nominal, masks=None, measured_on: str = "") -> intervals.IntervalTable:
+    def joined(key_or_fn):
+        parts = []
+        for i, pop in enumerate(pops):
+            value = key_or_fn(pop) if callable(key_or_fn) else pop[key_or_fn]
+            parts.append(value[masks[i]] if masks is not None else value)
+        return np.concatenate(parts)
+
+    return intervals.fit(joined("age"), joined("truth"), coverage=COVERAGE, measured_on=measured_on, scale_floor=floor,
+                         spread=joined("spread"), groups=joined(predicted_sex), nominal=nominal)
+
+
+def interval_of(table: intervals.IntervalTable, pop: dict, mask=None):
+    take = (lambda v: v[mask]) if mask is not None else (lambda v: v)
+    group = table.group_index(take(predicted_sex(pop)))
+    return intervals.apply(table, take(pop["age"]), take(pop["spread"]), group)
+
+
+def expected_inside(low, high, true_low, true_high) -> np.ndarray:
+    """Per face, the share of its true age's bounds inside [low, high] (ages uniform within a
+    group, in whole years: a group 3-9 holds 7 ages); 1 or 0 for an exact age."""
+    span_low, span_high = np.asarray(true_low, np.float64), np.asarray(true_high, np.float64) + 1.0
+    overlap = np.clip(np.minimum(high, span_high) - np.maximum(low, span_low), 0.0, None)
+    exact = true_low == true_high
+    return np.where(exact, (true_low >= low) & (true_low <= high), overlap / (span_high - span_low))
+
+
+def coverage_rows(table, pop: dict, mask=None) -> Dict[str, dict]:
+    """Coverage overall, per labelled sex, per true-age band and per sex and band."""
+    take = (lambda v: v[mask]) if mask is not None else (lambda v: v)
+    low, high = interval_of(table, pop, mask)
+    inside = expected_inside(low, high, take(pop["low"]), take(pop["high"]))
+    bands = np.array([release_v4.age_band(t) for t in take(pop["truth"])])
+    sex = take(pop["sex"])
+    rows = {"all": np.ones(len(inside), bool)}
+    rows.update({f"sex={s}": sex == s for s in ("female", "male") if (sex == s).any()})
+    rows.update({f"band={b}": bands == b for b in sorted(set(bands))})
+    rows.update({f"{s} {b}": (sex == s) & (bands == b) for s in ("female", "male") for b in sorted(set(bands))
+                 if ((sex == s) & (bands == b)).any()})
+    return {name: {"faces": int(m.sum()), "coverage": float(inside[m].mean()), "mean_width": float((high - low)[m].mean())}
+            for name, m in rows.items()}
+
+
+def exact(pops: Dict[str, dict]) -> List[str]:
+    return [n for n, p in pops.items() if np.array_equal(p["low"], p["high"])]
+
+
+def interval_candidates(pops: Dict[str, dict]) -> dict:
+    """Coverage on each population of the table calibrated on the exact-age populations without it."""
+    result = {}
+    for floor, nominal in itertools.product(SCALE_FLOORS, NOMINALS):
+        key = f"floor={floor} nominal={nominal}"
+        result[key] = {"floor": floor, "nominal": nominal, "held_out": {}}
+        for held in pops:
+            calibration = [pops[n] for n in exact(pops) if n != held]
+            table = fit_interval(calibration, floor, nominal)
+            result[key]["held_out"][held] = coverage_rows(table, pops[held])
+    return result
+
+
+def worst_coverage(candidate: dict) -> float:
+    return min(rows[r]["coverage"] for rows in candidate["held_out"].values() for r in rows
+               if r == "all" or r.startswith("sex="))
+
+
+def choose_interval(candidates: dict) -> str:
+    """Narrowest candidate whose worst held-out coverage (per population and labelled sex) reaches
+    COVERAGE; if none does, the one with the highest worst coverage."""
+    def width(key):
+        return float(np.mean([rows["all"]["mean_width"] for rows in candidates[key]["held_out"].values()]))
+
+    reaching = [k for k in candidates if worst_coverage(candidates[k]) >= COVERAGE]
+    if reaching:
+        return min(reaching, key=width)
+    return max(candidates, key=lambda k: (round(worst_coverage(candidates[k]), 6), -width(k)))
+
+
+def repeated_splits(pops: Dict[str, dict], floor, nominal, splits: int = SPLITS, seed: int = 0) -> dict:
+    """Calibrated on a random half of the people of every exact-age population, coverage on the
+    other halves and on every other population's faces: mean and 5-95 % range over the splits."""
+    rng = np.random.default_rng(seed)
+    collected: Dict[str, Dict[str, List[float]]] = {}
+    names = exact(pops)
+    for _ in range(splits):
+        masks = []
+        for n in names:
+            people = np.unique(pops[n]["subject"])
+            chosen = set(rng.choice(people, len(people) // 2, replace=False).tolist())
+            masks.append(np.array([s in chosen for s in pops[n]["subject"]]))
+        table = fit_interval([pops[n] for n in names], floor, nominal, masks)
+        for name, pop in pops.items():
+            mask = ~masks[names.index(name)] if name in names else None
+            for row, value in coverage_rows(table, pop, mask).items():
+                collected.setdefault(name, {}).setdefault(row, []).append(value["coverage"])
+    return {name: {row: {"mean": float(np.mean(v)), "p05": float(np.percentile(v, 5)), "p95": float(np.percentile(v, 95))}
+                   for row, v in rows.items()} for name, rows in collected.items()}
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def error_rows(pop: dict, answers: Dict[str, np.ndarray], reference: str = "age") -> dict:
+    """Per answer and row (all, band, sex, sex and band): years outside the truth [95 % over people],
+    bias, and the paired difference to `reference` [95 % over people]."""
+    bands = np.array([release_v4.age_band(t) for t in pop["truth"]])
+    sex = pop["sex"]
+    rows = {"all": np.ones(len(bands), bool)}
+    rows.update({f"band={b}": bands == b for b in sorted(set(bands))})
+    rows.update({f"sex={s}": sex == s for s in ("female", "male") if (sex == s).any()})
+    rows.update({f"{s} {b}": (sex == s) & (bands == b) for s in ("female", "male") for b in sorted(set(bands))
+                 if ((sex == s) & (bands == b)).any()})
+    table = {}
+    for key, predicted in answers.items():
+        err = errors_outside(predicted, pop["low"], pop["high"])
+        ref = errors_outside(answers[reference], pop["low"], pop["high"])
+        bias = signed_outside(predicted, pop["low"], pop["high"])
+        table[key] = {}
+        for row, m in rows.items():
+            mean, low, high = metrics.subject_bootstrap(err[m], pop["subject"][m], resamples=1000)
+            cell = {"faces": int(m.sum()), "error": mean, "error_95": [low, high], "bias": float(bias[m].mean())}
+            if key != reference:
+                d, dl, dh = metrics.subject_bootstrap(err[m] - ref[m], pop["subject"][m], resamples=1000)
+                cell[f"minus_{reference}"] = [d, dl, dh]
+            table[key][row] = cell
+    return table
+
+
+# --- the release folder ---------------------------------------------------------------------------
+
+
+def assemble(v4_dir: str, output_dir: str, faceres_net, cut: faceapi_import.FaceApiCut, readout: str,
+             combination: ensemble.Combination, table: intervals.IntervalTable, provenance: dict) -> str:
+    """v4's folder plus faceres-deep, the combination and the interval table, staged beside
+    `output_dir`; returns the staging folder."""
+    staging = output_dir.rstrip("/") + ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(v4_dir, staging)
+    description = release.read_description(staging)
+    description["provenance"].update(provenance)
+    release.write_description(staging, description)
+    release.save_faceres(staging, faceres_net, cut.to_json(), readout,
+                         f"{faceres_import.PACKAGE}@{faceres_import.VERSION} (MIT; upstream HSE-asavchenko/"
+                         "HSE_FaceRec_tf, Apache-2.0), models/faceres-deep.json + .bin")
+    release.record_combination(staging, combination.to_json())
+    release.record_intervals(staging, table.to_json())
+    return staging
+
+
+def write_report(report: dict, path: str) -> None:
+    files.write_atomically(path, json.dumps(report, indent=1, default=float) + "\n")
