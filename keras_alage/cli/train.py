@@ -104,7 +104,7 @@ def main(argv):
         raise app.UsageError(str(error))
     try:
         fold_runs.run(spec, config, strategy, flags_text=FLAGS.flags_into_string())
-    except (provenance.RunMismatch, weight_import.CheckpointError) as error:
+    except (provenance.RunMismatch, weight_import.CheckpointError, fold_runs.SettingsRefused) as error:
         raise app.UsageError(str(error))
 
 

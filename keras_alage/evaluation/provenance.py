@@ -116,11 +116,10 @@ def read_run(run_dir: str) -> Optional[dict]:
         return None
 
 
-def check_or_record(run_dir: str, identity: dict) -> None:
-    """Records `identity` in a new run folder; in an existing one, refuses a different one."""
+def check_run(run_dir: str, identity: dict) -> None:
+    """Refuses a run folder that holds a run with another identity (a new folder passes)."""
     recorded = read_run(run_dir)
     if recorded is None:
-        files.write_atomically(os.path.join(run_dir, RUN_FILE), json.dumps(identity, indent=1, sort_keys=True))
         return
     changed = differences(recorded, identity)
     if changed:
@@ -129,6 +128,15 @@ def check_or_record(run_dir: str, identity: dict) -> None:
             f"{run_dir} holds a run made with other data or settings ({shown}); resuming it would mix them. "
             "Use a new --run_dir, or delete that folder to start over."
         )
+
+
+def record_run(run_dir: str, identity: dict) -> None:
+    """Records `identity` in a run folder that holds none yet (once its settings are accepted:
+    a refused setting never blocks the corrected command); checks it against the one it holds."""
+    if read_run(run_dir) is None:
+        files.write_atomically(os.path.join(run_dir, RUN_FILE), json.dumps(identity, indent=1, sort_keys=True))
+    else:
+        check_run(run_dir, identity)
 
 
 def training_paths(run_dir: str) -> Optional[set]:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_alage.evaluation import provenance, scoring
-from keras_alage.models import age_model, attention, dlib_import, faceapi_import, weight_import
+from keras_alage.models import age_model, attention, dlib_import, faceapi_import, release, resnet, weight_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import loop, stages
 from pipelines import augment, build, dataset, faces, files
@@ -123,9 +123,11 @@ def specs_from_flags(values) -> Tuple[RunSpec, loop.TrainConfig]:
     """The one place a train command's flags (absl `FlagValues`) become a `RunSpec` and a
     `TrainConfig`: every field from the flag of its name."""
     try:
-        decay_epochs = tuple(int(e) for e in values["lr_decay_epochs"].value)
+        decay_epochs = tuple(sorted(int(e) for e in values["lr_decay_epochs"].value))  # in any order: one schedule
     except ValueError:
         raise ValueError(f"--lr_decay_epochs must be integers; received {values['lr_decay_epochs'].value}.") from None
+    if any(e < 1 for e in decay_epochs):
+        raise ValueError(f"--lr_decay_epochs are epochs from 1 on; received {values['lr_decay_epochs'].value}.")
     if not 0.0 < values["min_crop_area"].value <= 1.0:
         raise ValueError(f"--min_crop_area must be in (0, 1]; received {values['min_crop_area'].value}.")
     model = ModelConfig(**{name: values[name].value for name in MODEL_FLAGS})
@@ -150,7 +152,12 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
     def build_model() -> keras.Model:
         model = build_age_model(spec.model)
         if checkpoint:
-            report = weight_import.load_initial_weights(model, checkpoint)
+            try:
+                report = weight_import.load_initial_weights(model, checkpoint)
+            except weight_import.CheckpointError:
+                raise
+            except ValueError as error:  # another architecture's weights, a file Keras cannot read
+                raise weight_import.CheckpointError(f"--init_checkpoint={checkpoint}: {error}") from None
             log(f"initialised from {checkpoint}: {report.summary()}")
         elif spec.keras_hub_preset:
             backbone = weight_import.backbone_of(model)
@@ -191,15 +198,38 @@ def _check_classes(data: build.Build, model: ModelConfig) -> None:
         )
 
 
+class SettingsRefused(ValueError):
+    """A setting the run cannot start with (an architecture it cannot build, a starting checkpoint
+    it cannot load), found before anything of the run is recorded: one line for the user."""
+
+
+def check_architecture(model: ModelConfig) -> None:
+    """Refuses, naming the flag, an architecture that cannot be built (before a model is)."""
+    if model.layout == "torch":
+        try:
+            resnet.block_spec(model.depth)
+        except ValueError:
+            raise SettingsRefused(f"--depth={model.depth} is not a ResNet depth this model builds; use one of "
+                                  f"{', '.join(map(str, sorted(resnet.RESNET_SPECS)))}.") from None
+    if model.input_size < 32:
+        raise SettingsRefused(f"--input_size={model.input_size}: the networks need at least 32 px.")
+
+
 def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
-    """Checks the build (`data`: the spec's, where already open), its class count, the requested
-    folds and their starting checkpoints; returns the fold names."""
+    """Checks the build (`data`: the spec's, where already open), its class count, the
+    architecture, the requested folds and their starting checkpoints; returns the fold names."""
+    check_architecture(spec.model)
     data = data or build.Build.open(spec.data_dir, verify=True)
     _check_classes(data, spec.model)
     folds = data.fold_names(spec.folds)
-    missing = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c and not os.path.exists(c)]
+    checkpoints = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c]
+    missing = [c for c in checkpoints if not os.path.exists(c)]
     if missing:
         raise ValueError(f"--init_checkpoint: {', '.join(sorted(set(missing)))} does not exist.")
+    unknown = [c for c in checkpoints if not (release.is_release(c) or c.endswith((".keras", ".weights.h5")))]
+    if unknown:
+        raise SettingsRefused(f"--init_checkpoint={unknown[0]} must be a .keras model, a released model's folder or "
+                              "a .weights.h5 file.")
     if spec.init_dlib_age:
         dlib_import.find_onnx(spec.init_dlib_age)
     if spec.init_faceapi:
@@ -264,12 +294,11 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
     run_dirs = {f: os.path.join(config.run_dir, f) if len(data.folds) > 1 else config.run_dir for f in folds}
     check_settings(spec, config, strategy)
     planned = loop.worker_count(strategy) > 1  # several workers: exact passes (pipelines/epochs.py)
-    if loop.is_chief(strategy):  # every fold checked before anything of the run is written
-        for fold in folds:
-            provenance.check_or_record(run_dirs[fold], provenance.run_identity(spec, config, fold,
-                                                                               init_checkpoint_of(spec, fold), data))
-        if flags_text is not None:
-            files.write_atomically(os.path.join(config.run_dir, "flags.txt"), flags_text)
+    chief = loop.is_chief(strategy)
+    identities = {fold: provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold), data)
+                  for fold in folds} if chief else {}
+    for fold in identities:  # every fold checked before anything of the run is written
+        provenance.check_run(run_dirs[fold], identities[fold])
     results = {}
     for fold in folds:
         run_dir = run_dirs[fold]
@@ -303,7 +332,18 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
         fold_config = dataclasses.replace(config, run_dir=run_dir, steps_per_epoch=steps)
         log(f"fold {fold}: {train_records} training records, {steps} steps per epoch"
             f"{' (exact passes split over the workers)' if planned else ''} -> {run_dir}")
-        trainer = loop.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values, fold_config, strategy)
+        try:
+            trainer = loop.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values,
+                                   fold_config, strategy)
+        except weight_import.CheckpointError:
+            raise
+        except ValueError as error:  # a setting this model or strategy cannot take: nothing recorded
+            raise SettingsRefused(str(error)) from None
+        if chief:  # the settings are accepted (the model is built and started): recorded now, not before
+            provenance.record_run(run_dir, identities[fold])
+            if flags_text is not None:
+                files.write_atomically(os.path.join(config.run_dir, "flags.txt"), flags_text)
+                flags_text = None
         validation = (
             dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
             if spec.validate else None

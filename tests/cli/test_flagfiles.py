@@ -64,3 +64,8 @@ def test_train_flags_become_the_run_spec_and_config_in_one_place(train_flags):
     with pytest.raises(ValueError, match="--lr_decay_epochs"):
         values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=x"])
         fold_runs.specs_from_flags(values)
+    values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=90,60"])  # any order: one schedule,
+    assert fold_runs.specs_from_flags(values)[1].lr_decay_epochs == (60, 90)  # recorded alike in run.json
+    with pytest.raises(ValueError, match="--lr_decay_epochs are epochs from 1 on"):
+        values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=0,30"])
+        fold_runs.specs_from_flags(values)

@@ -246,6 +246,26 @@ def test_settings_out_of_range_or_for_another_stage_are_refused(builds, tmp_path
                               dataclasses.replace(attention_stage, distill_weight=1.0), None)
 
 
+def test_a_refused_start_or_architecture_is_not_recorded_so_the_corrected_command_runs(builds, tmp_path):
+    import keras
+
+    from keras_alage.models import weight_import
+
+    kfold, _ = builds
+    unsafe = tmp_path / "lambda.keras"  # Keras' safe mode refuses it when the model is built
+    keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)]).save(unsafe)
+    other = tmp_path / "other.weights.h5"  # another architecture's weights: they do not fit
+    build_age_model(ModelConfig(depth=34, input_size=32, age_classes="fgnet")).save_weights(other)
+    for start, refusal in ((unsafe, "safely"), (other, f"--init_checkpoint={other}")):
+        with pytest.raises(weight_import.CheckpointError, match=refusal):
+            _run(kfold, tmp_path / "run", stage="attention", init_checkpoint=str(start))
+        assert provenance.read_run(str(tmp_path / "run" / "fold0")) is None  # nothing recorded
+    with pytest.raises(fold_runs.SettingsRefused, match="--depth=7 is not a ResNet depth"):
+        fold_runs.validate(fold_runs.RunSpec(data_dir=kfold, model=dataclasses.replace(TINY, depth=7)))
+    _run(kfold, tmp_path / "run", stage="attention")  # the corrected command is not "other settings"
+    assert provenance.read_run(str(tmp_path / "run" / "fold0"))["start"]["init_checkpoint"] is None
+
+
 def test_a_start_replaced_in_place_is_not_resumed_from(builds, tmp_path):
     """The start is recorded by content: a checkpoint overwritten at the same path (a new release
     version) cannot silently restart the rest of a run."""
