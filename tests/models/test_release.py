@@ -315,6 +315,25 @@ def test_a_description_may_not_point_outside_its_folder(tmp_path):
             release.load(str(tmp_path / "r"))
 
 
+def test_weights_that_are_a_link_out_of_the_folder_are_refused(tmp_path):
+    """Confined by where the file resolves, not by its name: a weights.npz (or a folder on its path)
+    that is a symbolic link to a file outside is refused, even one whose bytes are the right ones."""
+    release.save(tiny_model(), str(tmp_path / "r"), TINY, None, {})
+    weights = tmp_path / "r" / "weights.npz"
+    outside = tmp_path / "elsewhere" / "weights.npz"
+    outside.parent.mkdir()
+    weights.rename(outside)
+    weights.symlink_to(outside)  # its SHA-256 matches model.json: only the confinement refuses it
+    with pytest.raises(ValueError, match="outside its folder"):
+        release.load(str(tmp_path / "r"))
+    weights.unlink()
+    (tmp_path / "r" / "sub").symlink_to(outside.parent, target_is_directory=True)
+    _rewrite(tmp_path / "r", weights={**json.loads((tmp_path / "r" / "model.json").read_text())["weights"],
+                                      "file": "sub/weights.npz"})
+    with pytest.raises(ValueError, match="outside its folder"):
+        release.load(str(tmp_path / "r"))
+
+
 # --- model files read with a bound and by shape ---------------------------------------------------------
 
 
