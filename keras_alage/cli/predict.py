@@ -24,9 +24,11 @@ flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .kera
                     "folder; default: the released model in models/.")
 flags.DEFINE_enum("crops", None, list(augment.CROPS), "Crops for a .keras model "
                   "(default ten) or a released model (default: the crops it records); a SavedModel has its own.")
-flags.DEFINE_string("output", None, "Write the results to this .csv or .json file.")
+flags.DEFINE_string("output", None, "Write the results to this .csv or .json file (a .csv as answers come, to "
+                    "<output>.partial until the run ends; a rerun after an interruption keeps its answers).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output file (it is kept otherwise).")
-flags.DEFINE_string("draw", None, "Write drawn photos into this folder.")
+flags.DEFINE_string("draw", None, "Write drawn photos into this folder (an earlier drawing is replaced; any other "
+                    "file keeps its name and the drawing takes another).")
 flags.DEFINE_float("min_confidence", None, "Faces scoring below this are not reported upright (default: the "
                    "detector's own: 0.9 for MTCNN's probability, 0.2 for dlib's HOG margin).")
 flags.DEFINE_enum("detector", None, list(faces.DETECTOR_NAMES), "Face detector; default: the one the model's recorded crop "
@@ -62,6 +64,8 @@ def say(text: str) -> None:
 def main(argv):
     if len(argv) < 2 and FLAGS.camera is None:
         raise app.UsageError("Give one or more photos, videos or folders to predict (or --camera).")
+    outputs = answers.Outputs(FLAGS.output, FLAGS.draw)
+    answers.check_outputs(outputs, photos.image_paths(argv[1:]), FLAGS.overwrite)  # before the model loads
     model_path = FLAGS.model or release.default_path()
     try:
         path = answers.open_face_path(model_path, FLAGS.crops, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector,
@@ -82,7 +86,7 @@ def main(argv):
         f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
     summary = answers.answer_inputs(
         argv[1:], predict, path.detector, spec,
-        answers.Outputs(FLAGS.output, FLAGS.draw), FLAGS.camera, FLAGS.min_confidence, FLAGS.batch_faces,
+        outputs, FLAGS.camera, FLAGS.min_confidence, FLAGS.batch_faces,
         FLAGS.no_face, prior, FLAGS.max_frames, log=say, overwrite=FLAGS.overwrite)
     if summary.answered_nothing:
         raise app.UsageError(f"no photo could be answered ({summary.skipped} skipped; reasons above).")

@@ -11,7 +11,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from keras_alage.models import release
 from keras_alage.serving import photos, prior_shift, video
-from pipelines import faces, images
+from pipelines import faces, files, images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,13 +25,15 @@ class Outputs:
 @dataclasses.dataclass
 class Summary:
     photos: int = 0
-    skipped: int = 0
+    skipped: int = 0  # photos without an answer: failed, or every face refused
     faceless: int = 0
     videos: int = 0
+    refused_faces: int = 0  # faces the model answered with a non-finite number
+    kept: int = 0  # photos an interrupted run answered, kept from its table
 
     @property
     def answered_nothing(self) -> bool:
-        return self.photos == self.skipped and not self.videos
+        return self.photos == self.skipped and not self.videos and not self.kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,19 +64,47 @@ def age_photos(paths: Sequence[str], model_path: Optional[str] = None) -> List[p
                                       path.predict.input_size))
 
 
+def drawing_path(folder: str, source: str, taken: set, extension: str, log: Callable[[str], None],
+                 companion: Optional[str] = None) -> str:
+    """Where the drawn copy of `source` goes in `folder`: a name no input or other output of the run
+    holds (`taken`, updated), and no file that this run may not replace: only a drawn photo of
+    ours (`photos.is_drawing`) is replaced; any other file keeps its name and the drawing takes the
+    next free one, which is said. `companion` (".tracks.csv") must be free beside it too."""
+
+    def replaceable(name: str) -> bool:
+        path = os.path.join(folder, name)
+        return not os.path.lexists(path) or (extension == ".jpg" and photos.is_drawing(path))
+
+    def free(name: str) -> bool:
+        if not replaceable(name):
+            return False
+        if companion is None:
+            return True
+        other = os.path.splitext(name)[0] + companion
+        return other not in taken and not os.path.lexists(os.path.join(folder, other))
+
+    before = set(taken)
+    name = photos.drawing_name(source, taken, extension, free)
+    first = photos.drawing_name(source, set(before), extension)  # the name it takes in an empty folder
+    if name != first and first not in before:
+        log(f"{os.path.join(folder, first)} is not a drawing of this command: kept; drawn as {name}")
+    if companion:
+        taken.add(os.path.splitext(name)[0] + companion)
+    return os.path.join(folder, name)
+
+
 def answer_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
                  outputs: Outputs, min_confidence: Optional[float], max_frames: Optional[int],
                  log: Callable[[str], None] = print, taken: Optional[set] = None) -> bool:
     """Tracks and ages in one video (file or camera), logged; with `outputs.drawings` the annotated
     video and its per-track CSV are written there, under a name no other output of the run (in
-    `taken`) has. False if the video could not be read."""
+    `taken`) has and no existing file holds (`drawing_path`). False if the video could not be read."""
     name = f"camera{source}" if isinstance(source, int) else os.path.basename(source)
     drawn = None
     if outputs.drawings:
         taken = set() if taken is None else taken
-        drawn = os.path.join(outputs.drawings, photos.drawing_name(name, taken, ".mp4"))
+        drawn = drawing_path(outputs.drawings, name, taken, ".mp4", log, companion=".tracks.csv")
         tracks = os.path.splitext(drawn)[0] + ".tracks.csv"
-        taken.add(os.path.basename(tracks))
     try:
         report = video.predict_video(source, predict, detector, spec, drawn, min_confidence, max_frames)
     except ValueError as error:
@@ -111,9 +141,13 @@ def answer_photos(paths: Sequence[str], predict: photos.Predictor, detector, spe
 
 
 def check_outputs(outputs: Outputs, inputs: Sequence[str], overwrite: bool = False) -> None:
-    """Before any answer: an existing table is kept unless `overwrite`, the table is none of the
-    inputs, and both places are writable. Raises FileExistsError / PermissionError naming the flag."""
+    """Before any answer: the table replaces only a regular file (never a device, a pipe, a folder
+    or a link), an existing table is kept unless `overwrite`, the table is none of the inputs, and
+    both places are writable. Raises FileExistsError / PermissionError naming the flag."""
     if outputs.table:
+        files.check_replaceable(outputs.table, f"--output={outputs.table}")
+        if not outputs.table.endswith(".json"):
+            files.check_replaceable(outputs.table + ".partial", f"--output={outputs.table}: {outputs.table}.partial")
         exists = os.path.exists(outputs.table)
         if exists and any(os.path.exists(p) and os.path.samefile(p, outputs.table) for p in inputs):
             raise FileExistsError(f"--output={outputs.table} is one of the inputs; name another file.")
@@ -137,31 +171,64 @@ def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, sp
                   max_frames: Optional[int] = None, log: Callable[[str], None] = print,
                   overwrite: bool = False) -> Summary:
     """Answers every photo, folder and video of `inputs` (and `camera`), logging each answer. The
-    table is written as answers come (`photos.ResultsWriter`); drawings never take an input's name
-    nor each other's; `check_outputs` runs first."""
+    table is written as answers come (`photos.ResultsWriter`, which holds it: one run per table);
+    a rerun after an interrupted run keeps the photos its .partial answered and answers the rest
+    (with `prior`, every photo is answered again, as the prior needs them all: said). Drawings
+    never take an input's name, each other's, the table's, nor an existing file's other than an
+    earlier drawing of ours; `check_outputs` runs first."""
     paths = photos.image_paths(inputs)
     check_outputs(outputs, paths, overwrite)
+    stills = [p for p in paths if not video.is_video(p)]
+    table = photos.ResultsWriter(outputs.table, stills, resume=prior is None) if outputs.table else None
+    try:
+        summary = _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, min_confidence,
+                              batch_faces, no_face, prior, max_frames, log)
+        if table:
+            table.close()
+    finally:
+        if table:
+            table.release()
+    return summary
+
+
+def _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, min_confidence, batch_faces, no_face,
+                prior, max_frames, log) -> Summary:
     taken = photos.inputs_in(outputs.drawings, paths) if outputs.drawings else set()
-    sources: List[Union[str, int]] = [p for p in paths if video.is_video(p)] + ([camera] if camera is not None else [])
+    if outputs.drawings and outputs.table:  # the table's names are never a drawing's, nor the reverse
+        taken |= photos.inputs_in(outputs.drawings, [outputs.table, outputs.table + ".partial",
+                                                     os.path.join(os.path.dirname(outputs.table),
+                                                                  f".{os.path.basename(outputs.table)}.lock")])
     summary = Summary()
+    if table and table.started_over:
+        log(f"{table.partial}: an interrupted run's answers are answered again (--adapt_prior answers all the "
+            "photos together)")
+    if table and table.kept:
+        summary.kept = table.kept
+        log(f"{table.partial}: {table.kept} photo(s) answered by an interrupted run kept; answering the rest")
+        if outputs.drawings:  # their drawings keep their names: later ones are named as in one run
+            for path, drawn in zip(stills, table.drawn):
+                if drawn:
+                    drawing_path(outputs.drawings, path, taken, ".jpg", lambda _: None)
+        stills = [p for p, done in zip(stills, table.answered) if not done]
+    sources: List[Union[str, int]] = [p for p in paths if video.is_video(p)] + ([camera] if camera is not None else [])
     summary.videos = sum(answer_video(s, predict, detector, spec, outputs, min_confidence, max_frames, log, taken)
                          for s in sources)
-    stills = [p for p in paths if not video.is_video(p)]
-    table = photos.ResultsWriter(outputs.table) if outputs.table else None
     for result in answer_photos(stills, predict, detector, spec, min_confidence, batch_faces, no_face, prior, log):
+        refused = sum(f.error is not None for f in result.faces)
         summary.photos += 1
-        summary.skipped += bool(result.error)
+        summary.skipped += bool(result.error) or refused == len(result.faces)
         summary.faceless += result.error == "no face found"
+        summary.refused_faces += refused
         if table:  # saved before it is shown: an answer printed is an answer kept
             table.add(result)
         log(photos.describe(result))
-        if outputs.drawings and result.faces:
+        if outputs.drawings and refused < len(result.faces):
             drawn = photos.draw(images.read_image(result.path), result)
-            photos.write_drawing(os.path.join(outputs.drawings, photos.drawing_name(result.path, taken)), drawn)
-    if table:
-        table.close()
+            photos.write_drawing(drawing_path(outputs.drawings, result.path, taken, ".jpg", log), drawn)
     if summary.photos:
         log(f"{summary.photos - summary.skipped} photo(s) with faces, {summary.skipped} skipped")
+    if summary.refused_faces:
+        log(f"{summary.refused_faces} face(s) refused: the model answered them with a number that is not finite")
     if summary.faceless:
         log(f"{summary.faceless} photo(s) with no face found: if they are face crops already, --no_face=whole "
             "answers them")
