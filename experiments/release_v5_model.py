@@ -132,6 +132,7 @@ def main(argv):
         raise ValueError(f"the stored release answers differ from the chosen combination by {difference:.3f} years.")
     release.replace_folder(staging, FLAGS.output)
     release_v5.write_report(report, FLAGS.report)
+    files.write_atomically(os.path.splitext(FLAGS.report)[0] + ".md", release_v5.markdown(report))
     for name in pops:
         e = report["errors"][name]
         print(f"{name}: " + ", ".join(f"{k} {e[k]['all']['error']:.2f}" for k in e))

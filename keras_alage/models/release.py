@@ -26,7 +26,7 @@ from keras_alage.models import age_model, attention, faceres_import, xception
 from pipelines import augment, faces, files, inputs
 
 FORMAT = 1
-DEFAULT_NAME = "al_dlib_faceapi_v4"  # v3.1 (al_dlib_resnet_utkface) and face-api's network
+DEFAULT_NAME = "al_dlib_faceapi_faceres_v5"  # v3.1 (al_dlib_resnet_utkface), face-api's network and faceres-deep
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
 FINAL_MODEL = "model.keras"  # a run folder's trained model (`training.loop`)
 SAVED_MODEL = "saved_model.pb"  # an exported SavedModel folder (`serving.export`)
@@ -126,16 +126,16 @@ FACERES_FILE = "faceres_weights.npz"
 
 
 def save_faceres(directory: str, net: keras.Model, cut: dict, readout: str, source: str) -> str:
-    """Adds HSE's faceres-deep (imported, float16: its float32 weights halved, answers checked by
-    the release build) with its rectangle of the release's crop and its readout; returns the
-    weights' SHA-256."""
+    """Adds HSE's faceres-deep (imported, float32 as the package stores it: in float16 its top-2
+    readout flipped classes and moved v5's answer by 0.3 years) with its rectangle of the release's
+    crop and its readout; returns the weights' SHA-256."""
     if readout not in faceres_import.READOUTS:
         raise ValueError(f"faceres readout must be one of {faceres_import.READOUTS}; received {readout!r}.")
     description = read_description(directory)
-    payload, digest, count = _weights_payload(net, np.float16)
+    payload, digest, count = _weights_payload(net, np.float32)
     files.write_atomically(os.path.join(directory, FACERES_FILE), payload)
     description["faceres"] = {
-        "weights": {"file": FACERES_FILE, "dtype": "float16", "sha256": digest, "variables": count},
+        "weights": {"file": FACERES_FILE, "dtype": "float32", "sha256": digest, "variables": count},
         "input_size": faceres_import.INPUT_SIZE, "cut": dict(cut), "readout": readout, "source": source,
     }
     write_description(directory, description)

@@ -405,3 +405,52 @@ def assemble(v4_dir: str, output_dir: str, faceres_net, cut: faceapi_import.Face
 
 def write_report(report: dict, path: str) -> None:
     files.write_atomically(path, json.dumps(report, indent=1, default=float) + "\n")
+
+
+def markdown(report: dict) -> str:
+    """The report's tables: errors per population, band and sex with paired differences, the
+    choices, and coverage."""
+    answers = ("age", "v4_age", "al_age", "faceapi_age", "faceres_age")
+    lines = ["# Release v5 on its validation populations", "",
+             "Errors are years outside the true age (the absolute error; for FairFace's age groups, years outside "
+             "the group, 0 inside), mean [95 % bootstrap over people]. UTKFace has no person ids: each face counts "
+             "as one. face-api trained on 80 % of UTKFace and on FG-NET, so its column and those that use it are "
+             "optimistic there; no member saw FairFace.", "",
+             f"Combination chosen: **{report['combination_family']}** `{json.dumps(report['combination'])}`; "
+             f"faceres cut scale {report['faceres_chosen']['scale']} with readout {report['faceres_chosen']['readout']}; "
+             f"interval {report['interval_chosen']}.", "",
+             "## The rule families, each scored on the population left out", "",
+             "| family | " + " | ".join(report["populations"]) + " |", "|---" * (len(report["populations"]) + 1) + "|"]
+    for family, held in report["combination_lopo"].items():
+        lines.append(f"| {family} | " + " | ".join(f"{held[p]['error']:.2f} ({held[p]['ratio_to_best_member']:.3f}x best member)"
+                                                   for p in report["populations"]) + " |")
+    for name, table in report["errors"].items():
+        pop = report["populations"][name]
+        lines += ["", f"## {name} ({pop['faces']} faces, {pop['people']} people)", "",
+                  "| faces | n | v5 | v4 | AL (dlib) | face-api | faceres | v5 bias | v5 - best member [95 %] |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in table["age"]:
+            cells = [f"{table[k][row]['error']:.2f} [{table[k][row]['error_95'][0]:.2f}, {table[k][row]['error_95'][1]:.2f}]"
+                     for k in answers]
+            members = {k: table[k][row]["error"] for k in ("al_age", "faceapi_age", "faceres_age")}
+            best = min(members, key=members.get)
+            d = table[best][row]["minus_age"]  # best - v5
+            lines.append(f"| {row} | {table['age'][row]['faces']} | " + " | ".join(cells)
+                         + f" | {table['age'][row]['bias']:+.2f} | {-d[0]:+.2f} [{-d[2]:+.2f}, {-d[1]:+.2f}] vs {best} |")
+    lines += ["", "## The 90 % interval", "", "Candidates, each calibrated without the population it covers "
+              "(worst coverage over populations and labelled sexes; FairFace: the share of the group inside):", "",
+              "| candidate | worst | " + " | ".join(report["populations"]) + " |", "|---" * (len(report["populations"]) + 2) + "|"]
+    for key, candidate in report["interval_candidates"].items():
+        held = candidate["held_out"]
+        worst = min(rows[r]["coverage"] for rows in held.values() for r in rows if r == "all" or r.startswith("sex="))
+        lines.append(f"| {key} | {worst:.3f} | " + " | ".join(
+            f"{held[p]['all']['coverage']:.3f} (w {held[p]['all']['mean_width']:.1f})" for p in report["populations"]) + " |")
+    lines += ["", f"Repeated person-level half splits ({SPLITS}): calibrated on half the people of each exact-age "
+              "population, coverage on the other half and on FairFace, mean [5 %, 95 %]:", "",
+              "| population | row | coverage |", "|---|---|---|"]
+    for name, rows in report["coverage_repeated_splits"].items():
+        for row, c in rows.items():
+            if row == "all" or row.startswith("sex=") or row.startswith("band="):
+                lines.append(f"| {name} | {row} | {c['mean']:.3f} [{c['p05']:.3f}, {c['p95']:.3f}] |")
+    lines += ["", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
