@@ -367,6 +367,25 @@ def _write_json(path: str, data) -> None:
         json.dump(data, handle, indent=1, sort_keys=True)
 
 
+def check_not_an_input(output: str, records: Sequence[AgeRecord] = (), given: Sequence[Tuple[str, str]] = ()) -> None:
+    """Refuses an output folder that would replace or hold what the build reads, before anything
+    is written or deleted: `given` (flag, folder or file) may be neither the output, nor inside
+    it, nor hold it; no photo of `records` may lie inside it. Raises FileExistsError naming both."""
+    for flag, path in given:
+        if path and files.overlaps(output, path):
+            raise FileExistsError(f"--output_dir={output} is one of the inputs ({flag}={path} is it, holds it or lies "
+                                  "inside it): the build would replace what it reads; name an output folder of its own.")
+    root = os.path.realpath(output)
+    folders: Dict[str, bool] = {}
+    for record in records:
+        folder = os.path.dirname(os.path.abspath(record.path))
+        if folder not in folders:
+            folders[folder] = os.path.commonpath([root, os.path.realpath(folder)]) == root
+        if folders[folder]:
+            raise FileExistsError(f"--output_dir={output} is one of the inputs: it holds the photo {record.path}; the "
+                                  "build would replace what it reads; name an output folder of its own.")
+
+
 def build_tfrecords(
     split: protocols.Split,
     records: Sequence[AgeRecord],
@@ -390,6 +409,7 @@ def _build(split, records, config: BuildConfig, dataset: str, reader_dropped) ->
     config = dataclasses.replace(  # workers elsewhere (a cluster) resolve paths as this process does
         config, base_dir=config.base_dir or os.getcwd(),
         cache_dir=os.path.abspath(config.cache_dir) if config.cache_dir else None)
+    check_not_an_input(output, records)
     if os.path.exists(output) and not config.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
     if not records:

@@ -86,6 +86,11 @@ def main(argv):
     cli.no_arguments(argv)
     pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)  # Beam's runner chatter
     source = sources.get_source(FLAGS.dataset)
+    try:  # before anything is read or written: an --overwrite would delete the photos
+        build.check_not_an_input(os.path.abspath(FLAGS.output_dir), given=[
+            ("--data_dir", FLAGS.data_dir), ("--image_root", FLAGS.image_root)])
+    except FileExistsError as error:
+        raise app.UsageError(str(error))
     try:
         result = sources.read_source(
             FLAGS.dataset, FLAGS.data_dir, FLAGS.image_root, FLAGS.morph_races, FLAGS.min_face_score, FLAGS.age_classes

@@ -12,13 +12,14 @@ train on: the run's run.json names its build, and another build's test side is c
 against that build's training side.
 """
 
+import contextlib
 import os
 
 from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.evaluation import run_folders, scoring
-from pipelines import augment, build, dataset
+from pipelines import augment, build, dataset, files
 
 flags.DEFINE_string("data_dir", None, "TFRecord build the models were trained on.")
 flags.DEFINE_list("fold", ["all"], "Fold(s) to evaluate, or 'all'.")
@@ -40,11 +41,34 @@ cli.require_positive("batch_size")
 FLAGS = flags.FLAGS
 
 
+def held_folders(run_dir, output_dir) -> contextlib.ExitStack:
+    """Holds the run folder, and an existing --output_dir of its own, for the evaluation's life
+    (`files.folder_lock`, as training does): a report is never written under a training that
+    holds the folder, nor by two evaluations at once."""
+    if run_dir and not os.path.isdir(run_dir):
+        raise app.UsageError(f"--run_dir={run_dir} is not a folder.")
+    folders = [run_dir] if run_dir else []
+    if output_dir and os.path.isdir(output_dir) and not (run_dir and files.overlaps(output_dir, run_dir)):
+        folders.append(output_dir)
+    stack = contextlib.ExitStack()
+    try:
+        for folder in folders:
+            stack.enter_context(files.folder_lock(folder, "evaluating"))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
 def main(argv):
     cli.no_arguments(argv)
     if bool(FLAGS.run_dir) == bool(FLAGS.model):
         raise app.UsageError("Give exactly one of --run_dir and --model.")
+    with held_folders(FLAGS.run_dir, FLAGS.output_dir):
+        evaluate()
 
+
+def evaluate():
     folds = len(build.Build.open(FLAGS.data_dir).folds)
     if FLAGS.model:
         path_of = lambda fold: FLAGS.model  # noqa: E731

@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import signal
+import stat
 import subprocess
 import sys
 
@@ -236,6 +237,38 @@ def _conflicting_csv(tmp_path):
     return ["--dataset=csv", f"--data_dir={tmp_path / 'ages.csv'}", f"--output_dir={tmp_path / 'out'}"]
 
 
+def _a_device_as_the_table(tmp_path):
+    try:  # a device like /dev/null, made here: a regression never risks the machine's own
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device needs root")
+    return [f"--output={tmp_path / 'null'}", "--overwrite", str(SAMPLE_PHOTO)]
+
+
+def _a_table_in_progress_that_is_a_link(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(SAMPLE_PHOTO.read_bytes())
+    os.symlink(tmp_path / "photo.jpg", tmp_path / "ages.csv.partial")
+    return ["--output=ages.csv", str(SAMPLE_PHOTO)]
+
+
+def _a_build_over_its_own_photos(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "30_0_0_20170109150557335.jpg").write_bytes(SAMPLE_PHOTO.read_bytes())
+    return ["--dataset=utkface", f"--data_dir={tmp_path / 'faces'}", f"--output_dir={tmp_path / 'faces'}", "--overwrite"]
+
+
+HELD = []  # folder locks a case holds while its command runs, released after it
+
+
+def _a_run_folder_training_holds(tmp_path):
+    from pipelines import files
+
+    hold = files.folder_lock(str(tmp_path / "run"), "training")
+    hold.__enter__()
+    HELD.append(hold)
+    return ["--data_dir=d", f"--run_dir={tmp_path / 'run'}"]
+
+
 FAULTS = {
     "a zero batch": ("train.py", lambda t: ["--data_dir=d", f"--run_dir={t / 'run'}", "--batch_size=0"],
                      ["--batch_size must be at least 1"]),
@@ -245,6 +278,15 @@ FAULTS = {
     "a SavedModel that is not ours": ("predict.py", _foreign_saved_model, ["without this project's serving signatures"]),
     "a description pointing outside its folder": ("predict.py", _escaping_release, ["outside its folder"]),
     "one photo with two ages": ("build_tfrecords.py", _conflicting_csv, ["--data_dir", "listed again with age 31"]),
+    "a device as the table": ("predict.py", _a_device_as_the_table, ["null is a device", "only replaces a regular file"]),
+    "a table in progress that is a link": ("predict.py", _a_table_in_progress_that_is_a_link,
+                                           ["ages.csv.partial is a symbolic link"]),
+    "a build over its own photos": ("build_tfrecords.py", _a_build_over_its_own_photos,
+                                    ["--output_dir", "is one of the inputs", "--data_dir"]),
+    "an unsupported depth": ("train.py", lambda t: ["--data_dir=d", f"--run_dir={t / 'run'}", "--depth=7"],
+                             ["--depth=7 is not a ResNet depth", "18, 34, 50, 101, 152"]),
+    "an evaluation of a folder training holds": ("evaluate.py", _a_run_folder_training_holds,
+                                                 [f"is in use by process {os.getpid()}", "(training)"]),
 }
 SAMPLE_PHOTO = REPO / "samples" / "astronaut_eileen_collins.jpg"
 
@@ -309,6 +351,10 @@ def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
     script, arguments, expected = FAULTS[case]
     args = arguments(tmp_path)
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))  # what the case itself set up
-    result, ours = run_script(script, *args, cwd=tmp_path)
+    try:
+        result, ours = run_script(script, *args, cwd=tmp_path)
+    finally:
+        while HELD:
+            HELD.pop().__exit__(None, None, None)
     assert_one_line(result, ours, *expected)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == made, "the failed command left files"

@@ -125,6 +125,24 @@ def test_existing_output_is_kept_unless_overwrite_and_a_failed_build_leaves_it_i
     assert len(list(out.glob("*.tfrecord"))) == 4
 
 
+def test_a_build_never_replaces_nor_lies_inside_what_it_reads(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    records = [AgeRecord(_face_jpeg(photos / f"p{i}.jpg", i), 10.0, 10) for i in range(4)]
+    split = protocols.random_split(records, 0.5)
+    for out in (photos, tmp_path):  # the photos' folder itself, or one that holds it
+        with pytest.raises(FileExistsError, match="is one of the inputs: it holds the photo"):
+            build.build_tfrecords(split, records, _config(out, overwrite=True), "tiny")
+    assert sorted(os.listdir(photos)) == [f"p{i}.jpg" for i in range(4)]  # nothing deleted, nothing staged
+    listed = tmp_path / "faces.csv"
+    listed.write_text("path,age\n")
+    for out, given in ((photos / "build", photos), (photos, photos / "sub"), (tmp_path / "faces.csv", listed),
+                       (tmp_path, listed)):  # inside, holding, the same file, the folder of a CSV
+        with pytest.raises(FileExistsError, match=f"--data_dir={given} is it, holds it or lies inside it"):
+            build.check_not_an_input(str(out), given=[("--data_dir", str(given))])
+    build.check_not_an_input(str(tmp_path / "build"), records, [("--data_dir", str(listed)), ("--image_root", None)])
+
+
 def test_a_changed_shard_fails_verification(tmp_path):
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
     out = tmp_path / "out"
