@@ -30,6 +30,8 @@ flags.DEFINE_bool("tflite", False, "Also write <export_dir>/<model_name>-<versio
 flags.DEFINE_bool("onnx", False, "Also write <export_dir>/<model_name>-<version>.onnx (float input).")
 flags.mark_flags_as_required(["model"])
 cli.require_positive("version")
+flags.register_validator("version", lambda value: value is None or value <= export.MAX_VERSION,
+                         message=f"--version must be at most {export.MAX_VERSION} (TF Serving reads it as an int64)")
 FLAGS = flags.FLAGS
 
 

@@ -115,6 +115,8 @@ def answer_video(source: Union[str, int], predict: photos.Predictor, detector, s
         log(f"  track {track.id}: {track.age:.1f} years over {track.frames} frames "
             f"({track.first_frame}-{track.last_frame})")
     if drawn:
+        if os.path.exists(drawn):  # written through a private temporary file: 0644 like every output
+            os.chmod(drawn, 0o644)
         video.write_tracks(report, tracks)
         log(f"  wrote {drawn} and {os.path.basename(tracks)}")
     return True

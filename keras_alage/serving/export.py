@@ -85,9 +85,13 @@ class AgeServer(tf.Module):
         return {"serving_default": self.serve_encoded, "predict_preprocessed": self.serve_preprocessed}
 
 
+MAX_VERSION = 2 ** 63 - 1  # TF Serving reads a version folder's name as an int64
+
+
 def version_dir(base_dir: str, model_name: str, version: int) -> str:
-    if version < 1:
-        raise ValueError(f"TF Serving versions are positive integers; received {version}.")
+    if not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"TF Serving versions are positive integers up to {MAX_VERSION} (an int64); "
+                         f"received {version}.")
     return os.path.join(base_dir, model_name, str(version))
 
 
@@ -117,6 +121,10 @@ def export_server(server: tf.Module, base_dir: str, model_name: str, version: in
                   overwrite: bool = False, face_crop=None) -> str:
     """`export_saved_model` of a built serving module (`AgeServer`, `ensemble.EnsembleServer`)."""
     target = version_dir(base_dir, model_name, version)
+    if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+        kind = "a symbolic link" if os.path.islink(target) else "not a folder"
+        raise FileExistsError(f"{target} is {kind}; an export replaces only a version folder: remove it or give "
+                              "another --version.")  # before anything is staged (rmtree refused a link after it)
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite or a new --version.")
     parent = os.path.dirname(target)

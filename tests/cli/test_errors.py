@@ -318,7 +318,49 @@ def _a_flagfile_that_is_a_pipe(tmp_path):
     return [f"--flagfile={tmp_path / 'run.flags'}"]
 
 
+def _a_version_folder_that_is_a_link(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "serving" / "age").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere", tmp_path / "serving" / "age" / "1")
+    return [f"--model={_tiny_release(tmp_path)}", f"--export_dir={tmp_path / 'serving'}", "--overwrite"]
+
+
+def _a_keras_file_naming_an_unregistered_function(tmp_path):
+    import zipfile
+
+    build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet")).save(tmp_path / "ours.keras")
+    with zipfile.ZipFile(tmp_path / "ours.keras") as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    (tmp_path / "ours.keras").unlink()
+    foreign = {"module": "elsewhere", "class_name": "function", "config": "run_me", "registered_name": "Elsewhere>run_me"}
+    parts["config.json"] = parts["config.json"].replace(b'"activation": "relu"',
+                                                        b'"activation": ' + json.dumps(foreign).encode(), 1)
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return [f"--model={tmp_path / 'model.keras'}", f"--export_dir={tmp_path / 'serving'}"]
+
+
+def _a_graph_under_our_names_taking_floats(tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.f = tf.function(lambda images: {"age": images}, input_signature=[tf.TensorSpec([None], tf.float32, "images")])
+    tf.saved_model.save(module, str(tmp_path / "foreign"), signatures={"serving_default": module.f,
+                                                                       "predict_preprocessed": module.f})
+    return [f"--model={tmp_path / 'foreign'}", str(SAMPLE_PHOTO)]
+
+
 FAULTS.update({
+    "a version TF Serving cannot read": ("export.py", lambda t: ["--model=m", "--version=99999999999999999999999"],
+                                         ["--version must be at most 9223372036854775807"]),
+    "a version folder that is a link": ("export.py", _a_version_folder_that_is_a_link,
+                                        ["age/1 is a symbolic link; an export replaces only a version folder"]),
+    "a .keras naming an unregistered function": ("export.py", _a_keras_file_naming_an_unregistered_function,
+                                                 ["model.keras: Keras will not load it (Could not locate function "
+                                                  "'run_me')"]),
+    "a SavedModel under our names taking floats": ("predict.py", _a_graph_under_our_names_taking_floats,
+                                                   ["serving_default takes images float32", "not an export of this"]),
     "a description that is a list": ("predict.py", _a_description_that_is_a_list,
                                      ["--model=", "model.json holds a JSON list, not a model description"]),
     "a description nested 100,000 deep": ("export.py", _a_description_nested_too_deep,

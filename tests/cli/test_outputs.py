@@ -317,3 +317,18 @@ def test_a_refused_face_takes_no_part_in_the_populations_prior():
     answered = [f for r in moved for f in r.faces if f.error is None]
     assert len(answered) == 11 and all(np.isfinite(f.age) and f.prior_faces == 11 for f in answered)
     assert moved[2].faces[1] == results[2].faces[1] and moved[2].probs.shape == (1, 10)
+
+
+def test_a_drawn_video_and_its_tracks_are_0644(tmp_path):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (120, 90))
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        writer.write(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    writer.release()
+    lines = []
+    assert answers.answer_video(str(clip), photos.Predictor(Network(), 32), TwoFaces(), faces.CropSpec(size=40),
+                                answers.Outputs(drawings=str(tmp_path / "drawn")), None, None, lines.append)
+    drawn = sorted((tmp_path / "drawn").iterdir())
+    assert [p.name for p in drawn] == ["clip.mp4", "clip.tracks.csv"], lines
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in drawn)

@@ -157,3 +157,32 @@ def test_tflite_and_onnx_exports_match_keras_on_real_faces(fmt, exported, face_c
 def test_exported_folder_is_readable_by_other_users(exported):
     _, path, _ = exported
     assert os.stat(path).st_mode & 0o755 == 0o755
+
+
+def test_a_version_folder_that_is_a_link_is_refused_before_anything_is_staged(exported, tmp_path):
+    """`export --overwrite` onto a linked version folder staged the whole export, then rmtree refused the link."""
+    model, _, _ = exported
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("a user's")
+    (tmp_path / "age").mkdir()
+    os.symlink(elsewhere, tmp_path / "age" / "1")
+    with pytest.raises(FileExistsError, match="age/1 is a symbolic link; an export replaces only a version folder"):
+        export.export_saved_model(model, str(tmp_path), "age", 1, crops="center", overwrite=True)
+    assert sorted(os.listdir(tmp_path / "age")) == ["1"] and os.listdir(elsewhere) == ["keep.txt"]
+    with pytest.raises(ValueError, match="up to 9223372036854775807"):  # TF Serving reads versions as int64
+        export.export_saved_model(model, str(tmp_path), "age", 99999999999999999999999)
+
+
+def test_an_interrupted_save_leaves_no_staging_and_ends_the_export(exported, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) while TensorFlow saves: it propagates, and the staging folder goes."""
+    model, _, _ = exported
+
+    def interrupted(module, folder, signatures=None):
+        os.makedirs(os.path.join(folder, "variables"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf.saved_model, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_saved_model(model, str(tmp_path), "age", 1, crops="center")
+    assert sorted(os.listdir(tmp_path / "age")) == [".lock"]

@@ -316,3 +316,50 @@ def test_stopping_ends_a_slow_photos_search_at_its_next_detector_call(tmp_path):
     started = time.monotonic()
     results.close()
     assert time.monotonic() - started < 1.0 and detector.calls < 2 * 28
+
+
+def _graph_under_our_names(folder, input_dtype="string", answers=("age", "global_age", "local_age", "box", "probs")):
+    """A SavedModel with our signatures' names, taking `input_dtype` and answering `answers`."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.al_input_size = tf.Variable(64, trainable=False)
+
+    def answer(images):
+        n = tf.shape(images)[0]
+        return {k: tf.zeros([n, 4] if k == "box" else [n, 2] if k == "probs" else [n]) for k in answers}
+
+    module.serve = tf.function(answer, input_signature=[tf.TensorSpec([None], getattr(tf, input_dtype), "images")])
+    module.crops = tf.function(answer, input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.uint8, "images")])
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve, "predict_crops": module.crops})
+    return str(folder)
+
+
+def test_a_savedmodel_under_our_signature_names_is_checked_by_dtype_and_outputs(tmp_path):
+    """Our names over another graph failed inside TensorFlow (another input dtype) or in the CSV
+    writer (no local_age): each is one error naming the folder, before a photo is read."""
+    assert photos.load_predictor(_graph_under_our_names(tmp_path / "ours")).input_size == 64
+    with pytest.raises(ValueError, match="serving_default takes images float32 \\(None,\\) where encoded images"):
+        photos.load_predictor(_graph_under_our_names(tmp_path / "floats", input_dtype="float32"))
+    without = _graph_under_our_names(tmp_path / "global", answers=("age", "global_age", "box"))
+    with pytest.raises(ValueError, match=f"{without}: serving_default answers .*without local_age float32"):
+        photos.load_predictor(without)
+
+
+def test_a_keras_file_naming_an_unregistered_function_is_one_error_naming_it(tmp_path):
+    """A .keras whose config names a function no one registered: a TypeError through predict and export."""
+    import zipfile
+
+    path = tmp_path / "model.keras"
+    build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet")).save(path)
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    foreign = {"module": "elsewhere", "class_name": "function", "config": "run_me", "registered_name": "Elsewhere>run_me"}
+    parts["config.json"] = parts["config.json"].decode().replace('"activation": "relu"', '"activation": '
+                                                                 + json.dumps(foreign), 1).encode()
+    with zipfile.ZipFile(tmp_path / "foreign.keras", "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError) as info:
+        photos.load_predictor(str(tmp_path / "foreign.keras"))
+    assert str(info.value) == f"{tmp_path / 'foreign.keras'}: Keras will not load it (Could not locate function 'run_me')"
