@@ -148,10 +148,13 @@ def serving_module(opened: release.ModelPath, crops: Optional[str] = None) -> tf
     faceapi_net = release.load_faceapi(opened.path, opened.description)
     member = opened.description["faceapi"]
     table = opened.description.get("intervals")
+    faceres = opened.description.get("faceres")
     return ensemble.EnsembleServer(
         model, crops, faceapi_net, faceapi_import.FaceApiCut(**member["cut"]),
-        ensemble.Combination(**member["combination"]),
-        intervals.IntervalTable.from_json(table) if table else None)
+        ensemble.Combination.from_json(release.recorded_combination(opened.description)),
+        intervals.IntervalTable.from_json(table) if table else None,
+        ensemble.Faceres(release.load_faceres(opened.path, opened.description),
+                         faceapi_import.FaceApiCut(**faceres["cut"]), faceres["readout"]) if faceres else None)
 
 
 def keras_reason(error: Exception) -> str:
