@@ -5,11 +5,14 @@ JPEG like the stored crops, then answered by the same graph as the exported Save
 (`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
 """
 
+import collections
 import csv
 import dataclasses
+import io
 import json
 import os
-from typing import Callable, Iterator, List, Optional, Sequence
+import struct
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -27,13 +30,14 @@ class FaceAge:
 
     `corners` are the face box's corners in photo pixels; `attention` the attention box's
     corners in photo pixels. `local_age` and `attention` are None for a model whose local
-    head no attention stage trained (it answers with its global head).
+    head no attention stage trained (it answers with its global head). A face the model answered
+    with a non-finite number (inf or nan years) is refused: its `error` says so and its ages are None.
     """
 
     face: int
-    age: float
+    age: Optional[float]  # None only for a refused face (`error`)
     age_std: Optional[float]  # spread of the predicted age distribution; None from older exports
-    global_age: float
+    global_age: Optional[float]
     local_age: Optional[float]
     confidence: float
     method: str
@@ -43,6 +47,7 @@ class FaceAge:
     age_low: Optional[float] = None  # the release's calibrated interval (`evaluation.intervals`), where it has one
     age_high: Optional[float] = None
     faceapi_age: Optional[float] = None  # face-api's own answer, in a two-network release
+    error: Optional[str] = None  # why the face is refused (a non-finite answer); None for an answer
 
 
 @dataclasses.dataclass
@@ -359,11 +364,31 @@ def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size, batch_
         start = end
 
 
+# The answers a face is refused on where one of them is not a finite number (`local_age` is nan
+# by design where no attention stage trained the local head).
+FINITE_ANSWERS = ("age", "age_std", "global_age", "age_low", "age_high", "faceapi_age")
+
+
+def non_finite(outputs: dict, i: int) -> Optional[str]:
+    """Why face `i`'s answer is refused ("the model answered age inf"), or None for a finite one."""
+    for key in FINITE_ANSWERS:
+        if key in outputs and not np.isfinite(float(outputs[key][i])):
+            return f"the model answered {key} {float(outputs[key][i])}"
+    return None
+
+
 def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input_size: int) -> PhotoResult:
-    """A photo's result from the network's outputs for its faces (in `located.found` order)."""
+    """A photo's result from the network's outputs for its faces (in `located.found` order); a
+    face answered with inf or nan years is refused (`FaceAge.error`), never reported as an age."""
     path, found = located.path, located.found
     results = []
     for i, face in enumerate(found):
+        refused = non_finite(outputs, i)
+        if refused:
+            results.append(FaceAge(face=i, age=None, age_std=None, global_age=None, local_age=None,
+                                   confidence=round(face.confidence, 4), method=face.method,
+                                   corners=np.round(face.corners(), 1).tolist(), attention=None, error=refused))
+            continue
         local_trained = bool(np.isfinite(outputs["local_age"][i]))
         results.append(FaceAge(
             face=i,
@@ -388,26 +413,32 @@ def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[Pho
     population whose ages differ from the training faces'. `age` and `age_std` change; the heads'
     own ages stay as they were."""
 
-    answered = [r for r in results if r.faces]
+    answered = [r for r in results if any(f.error is None for f in r.faces)]
     if any(r.probs is None for r in answered):
         raise ValueError("these answers carry no class probabilities (an export without 'probs'?).")
     if not answered:
         return list(results)
-    stacked = np.concatenate([r.probs for r in answered])
+    # refused faces (a non-finite answer) take no part: their rows are left out of the estimate
+    stacked = np.concatenate([r.probs[[f.error is None for f in r.faces]] for r in answered])
     adapted, _ = prior_shift.adapt(stacked, np.asarray(prior["source"]), prior["smoothing"])
     ages = np.asarray(prior["class_ages"], np.float64)
     mean = adapted @ ages
     spread = np.sqrt(np.maximum(adapted @ ages ** 2 - mean ** 2, 0.0))
     moved, start = [], 0
     for result in results:
-        if not result.faces:
+        if not any(f.error is None for f in result.faces):
             moved.append(result)
             continue
-        end = start + len(result.faces)
-        faces_ = [dataclasses.replace(face, age=float(mean[i]), age_std=float(spread[i]), prior_faces=len(stacked))
-                  for face, i in zip(result.faces, range(start, end))]
-        moved.append(dataclasses.replace(result, faces=faces_, probs=adapted[start:end]))
-        start = end
+        faces_, rows = [], []
+        for face in result.faces:
+            if face.error is not None:
+                faces_.append(face)
+                continue
+            faces_.append(dataclasses.replace(face, age=float(mean[start]), age_std=float(spread[start]),
+                                              prior_faces=len(stacked)))
+            rows.append(start)
+            start += 1
+        moved.append(dataclasses.replace(result, faces=faces_, probs=adapted[rows]))
     return moved
 
 
@@ -421,7 +452,7 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     """The photo (RGB) with each face box, its age, and the attention box drawn."""
     canvas = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
     scale = max(1, int(round(max(photo.shape[:2]) / 500)))
-    for face in result.faces:
+    for face in (f for f in result.faces if f.error is None):
         cv2.polylines(canvas, [np.int32(face.corners)], True, (0, 200, 0), 2 * scale)
         if face.attention is not None:
             cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
@@ -431,16 +462,43 @@ def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
-def drawing_name(path: str, taken: set, extension: str = ".jpg") -> str:
+def drawing_name(path: str, taken: set, extension: str = ".jpg", free: Callable[[str], bool] = lambda name: True) -> str:
     """A name for the drawn copy of `path` that no other output of the run has taken (nor an input
-    that lives in the drawings' folder, when `taken` holds those too): `face.jpg`, then
-    `face.png.jpg` for face.png, then `face-2.jpg`, ... (`taken` is updated)."""
+    that lives in the drawings' folder, when `taken` holds those too) and that `free` accepts (a
+    name held by a file this run may not replace is not): `face.jpg`, then `face.png.jpg` for
+    face.png, then `face-2.jpg`, ... (`taken` is updated)."""
     stem, own = os.path.splitext(os.path.basename(path))
-    candidates = [stem + extension, f"{stem}{own}{extension}"] + [
-        f"{stem}-{i}{extension}" for i in range(2, len(taken) + 3)]
-    name = next(c for c in candidates if c not in taken)
-    taken.add(name)
-    return name
+    candidates = [stem + extension, f"{stem}{own}{extension}"]
+    i = 2
+    while True:
+        for name in candidates:
+            if name not in taken and free(name):
+                taken.add(name)
+                return name
+        candidates = [f"{stem}-{i}{extension}"]
+        i += 1
+
+
+# A drawn photo carries this JPEG comment, so that a later run may replace a drawing of ours and
+# never a photo of the user's that only has a drawing's name.
+DRAWING_MARK = b"keras-alage drawing"
+_COMMENT = b"\xff\xfe" + struct.pack(">H", len(DRAWING_MARK) + 2) + DRAWING_MARK
+
+
+def is_drawing(path: str) -> bool:
+    """True for a regular file that a `write_drawing` wrote (its comment says so); a symbolic link,
+    a device, a pipe or any other file is not."""
+    if not files.is_regular(path):
+        return False
+    try:
+        handle = files.open_regular(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        head = os.read(handle, 256)
+    finally:
+        os.close(handle)
+    return head.startswith(b"\xff\xd8") and _COMMENT in head
 
 
 def inputs_in(folder: str, paths: Sequence[str]) -> set:
@@ -450,11 +508,16 @@ def inputs_in(folder: str, paths: Sequence[str]) -> set:
 
 
 def write_drawing(path: str, drawn: np.ndarray) -> None:
-    """The drawn photo as JPEG, atomically; raises OSError when it cannot be written whole."""
+    """The drawn photo as JPEG (0644, marked as a drawing of ours: `is_drawing`), atomically;
+    raises OSError naming `path` when it cannot be written whole."""
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: the drawing could not be encoded.")
-    files.write_atomically(path, encoded.tobytes())
+    data = encoded.tobytes()
+    at = 2  # after SOI, and after the JFIF segment where there is one (it comes first)
+    if data[2:4] == b"\xff\xe0":
+        at = 4 + struct.unpack(">H", data[4:6])[0]
+    files.write_atomically(path, data[:at] + _COMMENT + data[at:])
 
 
 def image_paths(inputs: Sequence[str]) -> List[str]:
@@ -482,7 +545,7 @@ def spreadsheet_safe(cell) -> str:
 
 
 def csv_rows(result: PhotoResult) -> List[list]:
-    """One row per face, or one for a photo that failed."""
+    """One row per face (a refused face: its reason, no ages), or one for a photo that failed."""
     if result.error:
         return [[result.path] + [""] * (CSV_COLUMNS.index("error") - 1) + [result.error, ""]]
 
@@ -491,45 +554,179 @@ def csv_rows(result: PhotoResult) -> List[list]:
 
     return [[result.path, face.face, years(face.age), years(face.age_low), years(face.age_high), years(face.age_std),
              years(face.global_age), years(face.local_age), years(face.faceapi_age), face.confidence,
-             face.method, json.dumps(face.corners), "", "" if face.prior_faces is None else face.prior_faces]
+             face.method, json.dumps(face.corners), face.error or "", "" if face.prior_faces is None else face.prior_faces]
             for face in result.faces]
 
 
-class ResultsWriter:
-    """Writes results as they come: CSV rows are appended and flushed to `<path>.partial`, which
-    becomes `path` when the run closes the writer; an interrupted run leaves what it answered in
-    the .partial file. JSON (by extension) is written whole, atomically, at close."""
+def csv_text(rows: Sequence[list]) -> str:
+    """Rows as the table holds them: spreadsheet-safe cells, CSV's CRLF endings."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow([spreadsheet_safe(cell) for cell in row])
+    return buffer.getvalue()
 
-    def __init__(self, path: str):
+
+CSV_HEADER = csv_text([CSV_COLUMNS]).encode("utf-8")
+
+
+class ResultsWriter:
+    """Writes results as they come: each photo's CSV rows are appended to `<path>.partial` in one
+    write, which becomes `path` when the run closes the writer; an interrupted run leaves what it
+    answered in the .partial file. JSON (by extension) is written whole, atomically, at close.
+
+    One writer per table: the writer holds `path` (`files.place_lock`) from its start to `close`
+    or `release`, so a second run on the same table stops at once (`files.FolderBusy`). The .partial
+    is opened without following a symbolic link and must be a regular file (never written through).
+
+    A .partial left by an interrupted run is resumed: with `inputs` (this run's photos, in order),
+    the photos it answered are kept and `answered` marks them among `inputs`; the last photo it
+    holds is dropped and answered again (a kill or a full disk may have torn its rows); `drawn`
+    marks the kept photos that had a face answered (and so a drawing). A .partial that answers
+    photos this run was not given, or that is not a table of ours, is refused (FileExistsError)
+    before anything is written; `resume=False` starts over (`started_over`).
+    """
+
+    def __init__(self, path: str, inputs: Optional[Sequence[str]] = None, resume: bool = True):
         self.path, self.results = path, []
         self.partial = None if path.endswith(".json") else path + ".partial"
+        self.answered = [False] * len(inputs or ())
+        self.drawn = [False] * len(inputs or ())
+        self.kept, self.started_over, self.handle = 0, False, None
+        files.check_replaceable(path, f"--output={path}")
         if self.partial:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.stream = open(self.partial, "w", newline="", encoding="utf-8")
-            self.writer = csv.writer(self.stream)
-            self.writer.writerow(CSV_COLUMNS)
+            files.check_replaceable(self.partial, f"--output={path}: {self.partial}")
+        self._hold = files.place_lock(path, "writing answers", other="another --output")
+        self._hold.__enter__()
+        try:
+            if self.partial:
+                self._open(inputs, resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, inputs: Optional[Sequence[str]], resume: bool) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.handle = files.open_regular(self.partial, os.O_RDWR | os.O_CREAT)
+        left = _read_all(self.handle)
+        keep = len(CSV_HEADER)
+        if left:
+            if not left.startswith(CSV_HEADER):
+                raise FileExistsError(f"--output={self.path}: {self.partial} is not a table this command writes; "
+                                      "refused (delete it or name another --output).")
+            groups = _complete_photos(left, len(CSV_HEADER))[:-1]  # the last may be torn: answered again
+            waiting: Dict[str, collections.deque] = collections.defaultdict(collections.deque)
+            for cell, _, answered in groups:
+                waiting[cell].append(answered)
+            for i, path in enumerate(inputs or ()):
+                cell = spreadsheet_safe(path)
+                if waiting.get(cell):
+                    self.drawn[i] = waiting[cell].popleft()
+                    self.answered[i] = True
+            other = sorted(cell for cell, left_over in waiting.items() if left_over)
+            if other:
+                raise FileExistsError(
+                    f"--output={self.path}: {self.partial}, left by an interrupted run, answers photos this run "
+                    f"was not given (e.g. {other[0]}); rerun that command to finish it, or delete it to start over.")
+            if resume:
+                self.kept = len(groups)
+                keep = groups[-1][1] if groups else keep
+            else:
+                self.answered = self.drawn = [False] * len(self.answered)
+                self.started_over = bool(groups)
+        os.ftruncate(self.handle, keep if left else 0)
+        self.offset = keep if left else 0
+        if not left:
+            self._write(CSV_HEADER)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.pwrite(self.handle, view, self.offset + len(data) - len(view)):]
+        except OSError as error:
+            os.ftruncate(self.handle, self.offset)  # never a torn row: the table ends at its last whole photo
+            raise files.named(error, self.partial) from None
+        self.offset += len(data)
 
     def add(self, result: PhotoResult) -> None:
         if not self.partial:
             self.results.append(result)
             return
-        for row in csv_rows(result):
-            self.writer.writerow([spreadsheet_safe(cell) for cell in row])
-        self.stream.flush()
+        self._write(csv_text(csv_rows(result)).encode("utf-8"))
 
     def close(self) -> None:
-        if not self.partial:
-            rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in self.results]
-            files.write_atomically(self.path, json.dumps(rows, indent=1))
-            return
-        self.stream.close()
-        os.chmod(self.partial, 0o644)
-        os.replace(self.partial, self.path)
+        try:
+            if not self.partial:
+                rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in self.results]
+                files.write_atomically(self.path, json.dumps(rows, indent=1))
+                return
+            os.fchmod(self.handle, 0o644)
+            files.check_replaceable(self.path, f"--output={self.path}")
+            os.replace(self.partial, self.path)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Lets go of the table (an interrupted run: the .partial stays for the rerun to resume)."""
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
+        if self._hold is not None:
+            self._hold.__exit__(None, None, None)
+            self._hold = None
+
+
+def _read_all(handle: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(handle, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _complete_photos(data: bytes, start: int) -> List[tuple]:
+    """(path cell, end offset, a face answered) of each photo whose rows are whole in `data` after
+    `start`, in order.
+    A photo starts at a row for face 0 or at a failed photo's row (no face); a row that is not
+    whole (no line end, cells missing, not UTF-8) ends the list."""
+    photos_, offset = [], start
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = data[start:start + error.start].decode("utf-8")
+    rows = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            row = next(rows)
+        except (StopIteration, csv.Error):  # the end, or a row torn inside a quoted cell
+            break
+        written = _row_text(row)
+        if len(row) != len(CSV_COLUMNS) or data[offset:offset + len(written)] != written:
+            break
+        offset += len(written)
+        face, error = row[CSV_COLUMNS.index("face")], row[CSV_COLUMNS.index("error")]
+        answered = face != "" and not error
+        if face in ("", "0"):
+            photos_.append([row[0], offset, answered])
+        elif photos_ and face.isdigit():
+            photos_[-1][1:] = [offset, photos_[-1][2] or answered]
+        else:
+            break
+    return [tuple(p) for p in photos_]
+
+
+def _row_text(row: Sequence[str]) -> bytes:
+    """A row read back, as the writer wrote it (its cells are already spreadsheet-safe)."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerow(row)
+    return buffer.getvalue().encode("utf-8")
 
 
 def write_results(results: Sequence[PhotoResult], path: str) -> None:
     """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
-    writer = ResultsWriter(path)
+    writer = ResultsWriter(path, resume=False)
     for result in results:
         writer.add(result)
     writer.close()
@@ -539,6 +736,7 @@ def describe(result: PhotoResult) -> str:
     if result.error:
         return f"{result.path}: skipped ({result.error})"
     whole = " (no face found: the whole photo)"
-    ages = ", ".join(f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
+    ages = ", ".join(f"face {f.face}: refused ({f.error})" if f.error else
+                     f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
                      for f in result.faces)
     return f"{result.path}: {ages}" + (f" ({result.note})" if result.note else "")
