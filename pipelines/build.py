@@ -529,6 +529,39 @@ def read_record_log(output_dir: str) -> List[dict]:
         raise FileNotFoundError(f"{path} not found: {output_dir} is not a TFRecord build.") from None
 
 
+def check_manifest(path: str, manifest) -> None:
+    """Refuses (ValueError naming `path`) a manifest whose entries are not of the shape a build's
+    readers take: its dataset, class count, parts with their shards, and folds of those parts
+    (a damaged one was a KeyError or TypeError traceback in evaluate.py and train.py)."""
+    def refuse(what: str):
+        raise ValueError(f"{path}: {what}; not a build's manifest (rebuild with scripts/build_tfrecords.py).")
+
+    if not isinstance(manifest, dict):
+        refuse(f"holds a JSON {type(manifest).__name__}")
+    missing = [key for key in ("dataset", "num_classes", "parts", "folds") if key not in manifest]
+    if missing:
+        refuse(f"no {', '.join(missing)}")
+    if not isinstance(manifest["dataset"], str) or not isinstance(manifest["num_classes"], int) \
+            or isinstance(manifest["num_classes"], bool) or manifest["num_classes"] < 1:
+        refuse("'dataset' must be a name and 'num_classes' a positive integer")
+    parts = manifest["parts"]
+    if not isinstance(parts, dict) or not parts:
+        refuse("'parts' must name the build's parts")
+    for name, part in parts.items():
+        shards = part.get("shards") if isinstance(part, dict) else None
+        if not (isinstance(shards, list) and isinstance(part.get("records"), int) and all(
+                isinstance(shard, dict) and isinstance(shard.get("file"), str) and isinstance(shard.get("records"), int)
+                for shard in shards)):
+            refuse(f"part {name!r} must list its shards (file and records) and its records")
+    folds = manifest["folds"]
+    if not isinstance(folds, dict) or not folds:
+        refuse("'folds' must name the build's folds")
+    for name, sides in folds.items():
+        if not (isinstance(sides, dict) and all(isinstance(sides.get(side), list) and all(p in parts for p in sides[side])
+                                                for side in ("train", "test"))):
+            refuse(f"fold {name!r} must hold train and test lists of its parts")
+
+
 @dataclasses.dataclass(frozen=True)
 class Build:
     """A TFRecord build opened once: its manifest read and hashed in one visit, answering folds,
@@ -553,6 +586,9 @@ class Build:
             manifest = json.loads(payload)
         except ValueError as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ValueError(f"{path} is nested too deep to be a build's manifest.") from None
+        check_manifest(path, manifest)
         opened = cls(directory, manifest, hashlib.sha256(payload).hexdigest())
         if verify:
             ensure_verified(directory)

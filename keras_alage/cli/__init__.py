@@ -100,6 +100,25 @@ def full_disk_line(message: str) -> Optional[str]:
     return None
 
 
+def damaged_build(data_dir: str, error: Exception) -> str:
+    """One line for a record found damaged while a command read it ("corrupted record at 247285"
+    names no file): the shard that differs from the build's manifest, every shard hashed again (and
+    the verification record dropped, so the next command says so before it starts), else the
+    reader's own first line."""
+    from pipelines import build
+
+    try:
+        build.verify_shards(data_dir)
+    except ValueError as found:
+        try:
+            os.remove(os.path.join(data_dir, build.VERIFIED))
+        except OSError:
+            pass
+        return str(found)
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return f"--data_dir={data_dir}: a record could not be read ({first.strip()[:200]})"
+
+
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 

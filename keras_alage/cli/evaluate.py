@@ -69,7 +69,10 @@ def main(argv):
 
 
 def evaluate():
-    folds = len(build.Build.open(FLAGS.data_dir).folds)
+    try:
+        folds = len(build.Build.open(FLAGS.data_dir).folds)
+    except (ValueError, FileNotFoundError) as error:  # a damaged or empty manifest.json
+        raise app.UsageError(str(error))
     if FLAGS.model:
         path_of = lambda fold: FLAGS.model  # noqa: E731
     elif folds > 1:

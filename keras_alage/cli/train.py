@@ -10,6 +10,7 @@ the last completed epoch. With several folds, results.{json,md} aggregate them.
 """
 
 import keras
+import tensorflow as tf
 from absl import app, flags, logging
 
 from keras_alage import cli
@@ -106,6 +107,8 @@ def main(argv):
         fold_runs.run(spec, config, strategy, flags_text=FLAGS.flags_into_string())
     except (provenance.RunMismatch, weight_import.CheckpointError, fold_runs.SettingsRefused) as error:
         raise app.UsageError(str(error))
+    except tf.errors.DataLossError as error:  # a record damaged after the build was verified
+        raise app.UsageError(cli.damaged_build(FLAGS.data_dir, error))
 
 
 def run() -> None:

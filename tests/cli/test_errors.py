@@ -351,7 +351,15 @@ def _a_graph_under_our_names_taking_floats(tmp_path):
     return [f"--model={tmp_path / 'foreign'}", str(SAMPLE_PHOTO)]
 
 
+def _an_empty_manifest(tmp_path):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "manifest.json").write_text("")
+    return [f"--data_dir={tmp_path / 'build'}", "--model=model.keras"]
+
+
 FAULTS.update({
+    "an evaluation of a build whose manifest is empty": ("evaluate.py", _an_empty_manifest,
+                                                        ["build/manifest.json is not valid JSON"]),
     "a version TF Serving cannot read": ("export.py", lambda t: ["--model=m", "--version=99999999999999999999999"],
                                          ["--version must be at most 9223372036854775807"]),
     "a version folder that is a link": ("export.py", _a_version_folder_that_is_a_link,
@@ -400,3 +408,26 @@ def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
             HELD.pop().__exit__(None, None, None)
     assert_one_line(result, ours, *expected)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == made, "the failed command left files"
+
+
+def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_naming_its_shard(tmp_path):
+    """A bit flipped inside a shard, its size and time kept (the verification record still matches):
+    training said "corrupted record at 247285" under a traceback; now the shard is named."""
+    from pipelines import build, protocols
+    from tests.record_utils import synthetic_build
+
+    rows = [(f"face{i:02d}.jpg", float(i), i, f"s{i % 4}", 40 + 4 * i) for i in range(16)]
+    data = synthetic_build(tmp_path, rows, 70, lambda r: protocols.subject_kfold(r, 2, seed=0), "tiny")
+    build.ensure_verified(str(data))  # what the first training did: the shards hashed and the state recorded
+    shard = pathlib.Path(build.Build.open(str(data)).fold_files("fold0", "train")[0])
+    before = shard.stat()
+    payload = bytearray(shard.read_bytes())
+    payload[len(payload) // 2] ^= 0x10
+    shard.write_bytes(bytes(payload))
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not build.ensure_verified(str(data))  # the recorded state still matches: no hashing
+    result, ours = run_script("train.py", f"--data_dir={data}", f"--run_dir={tmp_path / 'run'}", "--depth=18",
+                              "--input_size=32", "--batch_size=4", "--steps_per_epoch=2", "--epochs=1",
+                              "--shuffle_buffer=64", "--eval_batch_size=4", "--fold=fold0")
+    assert_one_line(result, ours, f"{shard}: size or checksum differs from the build's manifest")
+    assert not (data / build.VERIFIED).exists()  # the next run hashes again

@@ -334,3 +334,25 @@ def test_a_build_another_process_is_writing_is_refused_at_once(tmp_path):
         holder.kill()
         holder.wait(timeout=60)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda m: "", "is not valid JSON"),
+    (lambda m: "[1, 2]", "holds a JSON list"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "folds"}), "no folds"),
+    (lambda m: json.dumps(dict(m, num_classes="101")), "'num_classes' a positive integer"),
+    (lambda m: json.dumps(dict(m, folds={"split": {"train": ["elsewhere"], "test": ["test"]}})),
+     "fold 'split' must hold train and test lists of its parts"),
+    (lambda m: json.dumps(dict(m, parts={"train": {"records": 1}})), "part 'train' must list its shards"),
+    (lambda m: "[" * 100_000 + "]" * 100_000, "nested too deep"),
+])
+def test_a_damaged_or_empty_manifest_is_one_error_naming_it(tmp_path, damage, expected):
+    """evaluate.py on an empty or damaged manifest.json ended in a traceback (KeyError, TypeError)."""
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+    out = tmp_path / "out"
+    manifest = build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(out), "tiny")
+    assert build.Build.open(str(out)).folds == ["split"]
+    (out / build.MANIFEST).write_text(damage(json.loads((out / build.MANIFEST).read_text())))
+    with pytest.raises(ValueError) as info:
+        build.Build.open(str(out))
+    assert str(info.value).startswith(str(out / build.MANIFEST)) and expected in str(info.value), str(info.value)
