@@ -403,8 +403,8 @@ def detection_copy(image: np.ndarray, max_side: int = DETECTION_MAX_SIDE) -> Tup
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if min(height, width) * scale < MIN_FACE_SIDE:
-        raise NarrowPhoto(f"image of {width}x{height} px is too narrow to hold a face (a side under "
-                          f"{MIN_FACE_SIDE} px once the longer is {min(max(height, width), max_side)})")
+        raise NarrowPhoto(f"image of {width}x{height} px is too narrow to hold a face: a side under "
+                          f"{MIN_FACE_SIDE} px once the longer is {min(max(height, width), max_side)}")
     if scale == 1.0:
         return image, 1.0
     size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
