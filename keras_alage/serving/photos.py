@@ -658,7 +658,8 @@ class ResultsWriter:
     def close(self) -> None:
         try:
             if not self.partial:
-                rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs"} for r in self.results]
+                rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs" and (k != "note" or v)}
+                        for r in self.results]  # a note only where a photo has one: the rows keep their keys
                 files.write_atomically(self.path, json.dumps(rows, indent=1))
                 return
             os.fchmod(self.handle, 0o644)

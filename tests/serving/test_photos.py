@@ -289,6 +289,8 @@ def test_a_photo_of_many_faces_keeps_the_most_confident_and_its_batches_bound_me
                                          min_confidence=0.0, batch_faces=16))
     assert sizes == [16] * 16 and len(results[0].faces) == 256
     assert photos.describe(results[0]).endswith("(300 faces found; the 256 most confident answered)")
+    photos.write_results(results, str(tmp_path / "ages.json"))  # the note travels with the answers
+    assert json.loads((tmp_path / "ages.json").read_text())[0]["note"] == located.note
 
 
 def test_a_strip_too_thin_for_a_face_is_skipped_and_the_run_goes_on(tmp_path):
