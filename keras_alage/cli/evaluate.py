@@ -15,6 +15,7 @@ against that build's training side.
 import contextlib
 import os
 
+import tensorflow as tf
 from absl import app, flags
 
 from keras_alage import cli
@@ -88,6 +89,8 @@ def evaluate():
                                           eval_view=FLAGS.eval_view)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error))
+    except tf.errors.DataLossError as error:  # a record damaged after the build was verified
+        raise app.UsageError(cli.damaged_build(FLAGS.data_dir, error))
     print(scoring.markdown_report(results, scoring.aggregate(results), "Evaluation"))
     if output:
         print(f"report: {output}/results.md")

@@ -410,7 +410,9 @@ def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == made, "the failed command left files"
 
 
-def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_naming_its_shard(tmp_path):
+@pytest.mark.parametrize("command", ["train.py", "evaluate.py"])
+def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_naming_its_shard(tiny_model, tmp_path,
+                                                                                           command):
     """A bit flipped inside a shard, its size and time kept (the verification record still matches):
     training said "corrupted record at 247285" under a traceback; now the shard is named."""
     from pipelines import build, protocols
@@ -419,15 +421,26 @@ def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_nami
     rows = [(f"face{i:02d}.jpg", float(i), i, f"s{i % 4}", 40 + 4 * i) for i in range(16)]
     data = synthetic_build(tmp_path, rows, 70, lambda r: protocols.subject_kfold(r, 2, seed=0), "tiny")
     build.ensure_verified(str(data))  # what the first training did: the shards hashed and the state recorded
-    shard = pathlib.Path(build.Build.open(str(data)).fold_files("fold0", "train")[0])
+    side = "train" if command == "train.py" else "test"
+    shard = pathlib.Path(build.Build.open(str(data)).fold_files("fold0", side)[0])
     before = shard.stat()
     payload = bytearray(shard.read_bytes())
     payload[len(payload) // 2] ^= 0x10
     shard.write_bytes(bytes(payload))
     os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert not build.ensure_verified(str(data))  # the recorded state still matches: no hashing
-    result, ours = run_script("train.py", f"--data_dir={data}", f"--run_dir={tmp_path / 'run'}", "--depth=18",
-                              "--input_size=32", "--batch_size=4", "--steps_per_epoch=2", "--epochs=1",
-                              "--shuffle_buffer=64", "--eval_batch_size=4", "--fold=fold0")
+    if command == "train.py":
+        args = [f"--run_dir={tmp_path / 'run'}", "--depth=18", "--input_size=32", "--batch_size=4",
+                "--steps_per_epoch=2", "--epochs=1", "--shuffle_buffer=64", "--eval_batch_size=4"]
+    else:  # a model of this build's fold0, as its run.json says
+        import shutil
+
+        (tmp_path / "run").mkdir()
+        shutil.copy(tiny_model, tmp_path / "run" / "model.keras")
+        (tmp_path / "run" / "run.json").write_text(json.dumps({"build": build.Build.open(str(data)).identity,
+                                                               "fold": "fold0"}))
+        args = [f"--model={tmp_path / 'run' / 'model.keras'}", f"--output_dir={tmp_path / 'report'}", "--crops=center",
+                "--batch_size=4"]
+    result, ours = run_script(command, f"--data_dir={data}", "--fold=fold0", *args)
     assert_one_line(result, ours, f"{shard}: size or checksum differs from the build's manifest")
     assert not (data / build.VERIFIED).exists()  # the next run hashes again
