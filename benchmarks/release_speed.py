@@ -1,7 +1,8 @@
 """Photos/s of two releases on the same photos, measured alternately in one run (this machine is
 noisy, so only the ratio and same-run figures mean something).
 
-  python benchmarks/release_speed.py --old=models/al_dlib_resnet_utkface --new=models/al_dlib_faceapi_v4
+  python benchmarks/release_speed.py --old=models/al_dlib_faceapi_v4 --new=models/al_dlib_faceapi_faceres_v5 \
+      --output=docs/results/serving/release_speed_v5.json
 
 Both go through predict.py's default path (`photos.predict_photos` with the release's detector and
 MTCNN where it finds none, faces batched 32 at a time); the network alone is timed on the same
@@ -20,8 +21,8 @@ from keras_alage.serving import photos
 from pipelines import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-flags.DEFINE_string("old", "models/al_dlib_resnet_utkface", "The release to compare against.")
-flags.DEFINE_string("new", "models/al_dlib_faceapi_v4", "The new release.")
+flags.DEFINE_string("old", "models/al_dlib_faceapi_v4", "The release to compare against.")
+flags.DEFINE_string("new", "models/al_dlib_faceapi_faceres_v5", "The new release.")
 flags.DEFINE_string("photos", os.path.join(REPO, "..", "shared", "data", "fgnet", "images", "*.JPG"), "Glob of photos.")
 flags.DEFINE_integer("limit", 120, "Photos per round.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds per release.")

@@ -38,12 +38,16 @@ class Combination:
     """How the members' answers become one (recorded in a release's model.json).
 
     rule: "mean" (equal weights), "median", or "banded": per band of the members' median age
-    (`edges`), one weight per member (`weights`, a row per band, each summing to 1)."""
+    (`edges`), one weight per member (`weights`, a row per band, each summing to 1).
+    shifts: years added afterwards per face-api's predicted sex (a row for each of `SEX_GROUPS`)
+    and band of the combined age (`shift_edges`): a correction of a bias the members share."""
 
     rule: str = "mean"
     members: Tuple[str, ...] = ("al", "faceapi")
     edges: Tuple[float, ...] = ()
     weights: Tuple[Tuple[float, ...], ...] = ()
+    shift_edges: Tuple[float, ...] = ()
+    shifts: Tuple[Tuple[float, ...], ...] = ()
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -62,10 +66,16 @@ class Combination:
                                      f"to 1; received {row}.")
         elif self.edges or self.weights:
             raise ValueError(f"rule {self.rule!r} takes no edges or weights.")
+        if self.shifts or self.shift_edges:
+            if list(self.shift_edges) != sorted(self.shift_edges) or len(self.shifts) != len(SEX_GROUPS) or any(
+                    len(row) != len(self.shift_edges) + 1 or not all(abs(v) <= 30 for v in row) for row in self.shifts):
+                raise ValueError(f"shifts need rising edges and, for each of {SEX_GROUPS}, one shift of at most 30 "
+                                 f"years per band; received {self.shift_edges} and {self.shifts}.")
 
     def to_json(self) -> dict:
         return {"rule": self.rule, "members": list(self.members), "edges": list(self.edges),
-                "weights": [list(row) for row in self.weights]}
+                "weights": [list(row) for row in self.weights], "shift_edges": list(self.shift_edges),
+                "shifts": [list(row) for row in self.shifts]}
 
     @classmethod
     def from_json(cls, data: Mapping) -> "Combination":
@@ -79,7 +89,9 @@ class Combination:
             return cls("banded", ("al", "faceapi"), (), ((1.0 - weight, weight),))
         return cls(data.get("rule", "mean"), tuple(data.get("members", ("al", "faceapi"))),
                    tuple(float(e) for e in data.get("edges", ())),
-                   tuple(tuple(float(w) for w in row) for row in data.get("weights", ())))
+                   tuple(tuple(float(w) for w in row) for row in data.get("weights", ())),
+                   tuple(float(e) for e in data.get("shift_edges", ())),
+                   tuple(tuple(float(v) for v in row) for row in data.get("shifts", ())))
 
 
 def _stack(ages: Mapping[str, object], members: Sequence[str]):
@@ -114,15 +126,29 @@ def member_weights(combination: Combination, stacked):
     return np.asarray(combination.weights, np.float64)[bands]
 
 
-def combine(ages: Mapping[str, object], combination: Combination = Combination()):
-    """The combined age of each face from the members' ages (numpy arrays or tensors alike)."""
+def combine(ages: Mapping[str, object], combination: Combination = Combination(), female=None):
+    """The combined age of each face from the members' ages (numpy arrays or tensors alike);
+    `female`: face-api's probability of female, needed where the combination shifts by sex."""
     stacked = _stack(ages, combination.members)
     if combination.rule == "median":
-        return median(stacked)
-    weights = member_weights(combination, stacked)
-    if isinstance(stacked, tf.Tensor):
-        return tf.reduce_sum(weights * stacked, axis=-1)
-    return np.sum(weights * stacked, axis=-1)
+        age = median(stacked)
+    else:
+        weights = member_weights(combination, stacked)
+        age = tf.reduce_sum(weights * stacked, axis=-1) if isinstance(stacked, tf.Tensor) \
+            else np.sum(weights * stacked, axis=-1)
+    if not combination.shifts:
+        return age
+    if female is None:
+        raise ValueError("this combination shifts by predicted sex; give face-api's probability of female.")
+    bands = len(combination.shift_edges) + 1
+    if isinstance(age, tf.Tensor):
+        band = tf.searchsorted(tf.constant(combination.shift_edges, tf.float32), age, side="right") \
+            if combination.shift_edges else tf.zeros_like(age, tf.int32)
+        row = tf.where(tf.cast(female, tf.float32) >= 0.5, 0, 1)
+        return age + tf.gather(tf.reshape(tf.constant(combination.shifts, tf.float32), [-1]), row * bands + band)
+    band = np.searchsorted(np.asarray(combination.shift_edges, np.float64), age, side="right")
+    row = np.where(np.asarray(female) >= 0.5, 0, 1)
+    return age + np.asarray(combination.shifts, np.float64).reshape(-1)[row * bands + band]
 
 
 def spread(*ages):
@@ -201,7 +227,7 @@ class EnsembleServer(tf.Module):
             probs = tf.cast(faceres.net(views[2], training=False)["age_probs"], tf.float32)
             outputs["faceres_age"] = tf.cast(faceres_import.readout(probs, faceres.readout), tf.float32)
         members = {f"{m}": outputs[f"{m}_age"] for m in self.combination.members}
-        outputs["age"] = combine(members, self.combination)
+        outputs["age"] = combine(members, self.combination, outputs["faceapi_female"])
         if self.table is not None:
             group = sex_group(outputs["faceapi_female"], self.table) if self.table.groups else None
             outputs["age_low"], outputs["age_high"] = intervals.apply_tf(

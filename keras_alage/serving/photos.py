@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
 from keras_alage.serving import ensemble, export, prior_shift
-from pipelines import augment, faces, files, images
+from pipelines import augment, faces, files, images, inputs
 
 
 @dataclasses.dataclass
@@ -46,7 +46,8 @@ class FaceAge:
     prior_faces: Optional[int] = None  # answered under the age prior of this many faces (`adapt_to_population`)
     age_low: Optional[float] = None  # the release's calibrated interval (`evaluation.intervals`), where it has one
     age_high: Optional[float] = None
-    faceapi_age: Optional[float] = None  # face-api's own answer, in a two-network release
+    faceapi_age: Optional[float] = None  # face-api's own answer, in a release with several networks
+    faceres_age: Optional[float] = None  # faceres-deep's own answer, in a release that holds it
     error: Optional[str] = None  # why the face is refused (a non-finite answer); None for an answer
 
 
@@ -80,6 +81,9 @@ def load_predictor(path: str, crops: Optional[str] = None) -> Predictor:
     release answers through `ensemble.EnsembleServer`."""
     opened = release.open_model_path(path)
     if opened.kind == "saved_model":
+        for folder, _, names in os.walk(path):  # TensorFlow would wait on a pipe among its files
+            for name in names:
+                inputs.check_regular(os.path.join(folder, name))
         loaded = tf.saved_model.load(path)
         signatures = set(loaded.signatures)
         if "serving_default" not in signatures or not signatures & {"predict_preprocessed", "predict_crops"}:
@@ -140,6 +144,8 @@ def _specs(specs: dict) -> str:
 def serving_module(opened: release.ModelPath, crops: Optional[str] = None) -> tf.Module:
     """The serving graph of an opened Keras model or release (`export.AgeServer`, or
     `ensemble.EnsembleServer` for a release with face-api's network)."""
+    if opened.kind == "keras":
+        inputs.check_regular(opened.path)  # NotRegularFile: Keras would wait on a pipe
     try:
         model = opened.load()
     except (TypeError, ValueError) as error:  # a .keras naming a function or class no one registered
@@ -366,7 +372,7 @@ def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size, batch_
 
 # The answers a face is refused on where one of them is not a finite number (`local_age` is nan
 # by design where no attention stage trained the local head).
-FINITE_ANSWERS = ("age", "age_std", "global_age", "age_low", "age_high", "faceapi_age")
+FINITE_ANSWERS = ("age", "age_std", "global_age", "age_low", "age_high", "faceapi_age", "faceres_age")
 
 
 def non_finite(outputs: dict, i: int) -> Optional[str]:
@@ -401,7 +407,8 @@ def answer_faces(located: PhotoFaces, outputs: dict, spec: faces.CropSpec, input
             corners=np.round(face.corners(), 1).tolist(),
             attention=np.round(attention_corners(face, spec, outputs["box"][i], input_size), 1).tolist()
             if local_trained else None,
-            **{key: float(outputs[key][i]) for key in ("age_low", "age_high", "faceapi_age") if key in outputs},
+            **{key: float(outputs[key][i]) for key in ("age_low", "age_high", "faceapi_age", "faceres_age")
+               if key in outputs},
         ))
     return PhotoResult(path, results, probs=np.asarray(outputs["probs"]) if "probs" in outputs else None,
                        note=located.note)
@@ -532,7 +539,7 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
 
 
 CSV_COLUMNS = ("path", "face", "age", "age_low", "age_high", "age_std", "global_age", "local_age", "faceapi_age",
-               "confidence", "method", "box", "error", "prior_faces")
+               "faceres_age", "confidence", "method", "box", "error", "prior_faces")
 
 
 def spreadsheet_safe(cell) -> str:
@@ -553,7 +560,8 @@ def csv_rows(result: PhotoResult) -> List[list]:
         return "" if value is None else f"{value:.2f}"
 
     return [[result.path, face.face, years(face.age), years(face.age_low), years(face.age_high), years(face.age_std),
-             years(face.global_age), years(face.local_age), years(face.faceapi_age), face.confidence,
+             years(face.global_age), years(face.local_age), years(face.faceapi_age), years(face.faceres_age),
+             face.confidence,
              face.method, json.dumps(face.corners), face.error or "", "" if face.prior_faces is None else face.prior_faces]
             for face in result.faces]
 

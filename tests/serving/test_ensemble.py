@@ -99,6 +99,18 @@ def test_the_combination_rules_and_their_checks():
     assert ensemble.Combination.from_json(banded.to_json()) == banded
     # Release v4's record reads as the plain mean of its two members.
     assert ensemble.Combination.from_json({"rule": "mean", "faceapi_weight": 0.5}) == ensemble.Combination()
+    # Shifts per predicted sex (female row first) and band of the combined age, numpy and graph alike.
+    shifted = ensemble.Combination("mean", three, shift_edges=(20.0,), shifts=((5.0, 8.0), (0.0, -1.0)))
+    female = np.array([0.9, 0.2, 0.6])
+    np.testing.assert_allclose(ensemble.combine(ages, shifted, female), [30 + 8, 52 / 3 + 0, 170 / 3 + 8])
+    graph = ensemble.combine({k: tf.constant(v, tf.float32) for k, v in ages.items()}, shifted,
+                             tf.constant(female, tf.float32))
+    np.testing.assert_allclose(graph.numpy(), [38, 52 / 3, 170 / 3 + 8], atol=1e-4)
+    assert ensemble.Combination.from_json(shifted.to_json()) == shifted
+    with pytest.raises(ValueError, match="predicted sex"):
+        ensemble.combine(ages, shifted)
+    with pytest.raises(ValueError, match="shifts need"):
+        ensemble.Combination("mean", three, shift_edges=(20.0,), shifts=((5.0,), (0.0,)))
     with pytest.raises(ValueError, match="rule"):
         ensemble.Combination("vote", three)
     with pytest.raises(ValueError, match="summing"):
@@ -165,6 +177,12 @@ def test_a_three_network_release_answers_from_its_folder_and_its_export(tmp_path
     np.testing.assert_allclose(out["age"], np.median(np.stack([out["al_age"], out["faceapi_age"], out["faceres_age"]]),
                                                      axis=0), atol=1e-3)
     assert (out["age_low"] <= out["age"]).all() and (out["age"] <= out["age_high"]).all()
+    images, _ = crops(2)
+    located = photos.PhotoFaces("a.jpg", [faces.center_face(images[0].shape, predict.face_crop)], encoded[:1])
+    result = photos.answer_faces(located, {k: v[:1] for k, v in out.items()}, predict.face_crop, predict.input_size)
+    photos.write_results([result], str(tmp_path / "ages.csv"))
+    row = next(csv.DictReader((tmp_path / "ages.csv").open()))
+    assert float(row["faceres_age"]) == pytest.approx(float(out["faceres_age"][0]), abs=0.01)
     server = photos.serving_module(release.open_model_path(folder))
     target = export.export_server(server, str(tmp_path / "serving"), "age", 1)
     np.testing.assert_allclose(photos.load_predictor(target)(encoded)["age_high"].numpy(), out["age_high"], atol=1e-3)

@@ -41,6 +41,21 @@ def test_banded_weights_follow_the_member_that_is_right_in_each_band():
     assert all(row[2] <= 0.25 for row in combination.weights)
 
 
+def test_leave_one_population_out_fits_each_rule_without_the_population_it_scores(monkeypatch):
+    pops = populations()
+    seen = []
+    fit = release_v5.family_combination
+
+    def recording(family, given):
+        seen.append((family, sorted(given)))
+        return fit(family, given)
+
+    monkeypatch.setattr(release_v5, "family_combination", recording)
+    lopo = release_v5.leave_one_population_out(pops)
+    assert sorted(seen) == sorted((f, sorted(set(pops) - {held})) for f in release_v5.RULE_FAMILIES for held in pops)
+    assert set(lopo) == set(release_v5.RULE_FAMILIES)
+
+
 def test_leave_one_population_out_never_reads_the_held_out_labels():
     pops = populations()
     first = release_v5.leave_one_population_out(pops)
@@ -90,8 +105,10 @@ def test_interval_settings_are_chosen_without_the_population_they_are_scored_on(
     assert candidates[key]["held_out"]["a"] == release_v5.coverage_rows(table, pops["a"])
     chosen = release_v5.choose_interval(candidates)
     worst = {k: release_v5.worst_coverage(c) for k, c in candidates.items()}
-    reaching = [k for k in worst if worst[k] >= release_v5.COVERAGE]
+    reaching = [k for k in worst if worst[k] >= release_v5.LEAST_COVERAGE]
     assert chosen in reaching if reaching else worst[chosen] == max(worst.values())
+    widths = {k: np.mean([rows["all"]["mean_width"] for rows in candidates[k]["held_out"].values()]) for k in reaching}
+    assert not reaching or widths[chosen] == min(widths.values())
 
 
 def test_per_sex_tables_hold_for_women_read_young():
@@ -120,3 +137,17 @@ def test_the_simplex_grid_and_the_scaled_cut():
     assert len(grid) == 15 and all(abs(sum(w) - 1) < 1e-9 for w in grid)
     cut = release_v5.scaled_cut({"x": 0.2, "y": 0.2, "width": 0.6, "height": 0.6}, 1.25)
     assert (cut.x, cut.width) == pytest.approx((0.125, 0.75))
+
+
+def test_shifts_correct_a_bias_the_members_share_per_predicted_sex_and_band():
+    rng = np.random.default_rng(5)
+    pops = {"a": population(rng, 1500, "al", "faceapi", female_bias=6.0),
+            "b": population(rng, 1500, "al", "faceapi", female_bias=6.0)}
+    shifted = release_v5.fit_shifts(pops, ensemble.Combination("mean", release_v5.MEMBERS))
+    female, male = shifted.shifts
+    assert all(4.0 <= v <= 8.0 for v in female) and all(abs(v) <= 1.5 for v in male)
+    plain = ensemble.Combination("mean", release_v5.MEMBERS)
+    for pop in pops.values():
+        women = pop["sex"] == "female"
+        assert abs(np.mean((release_v5.combined(pop, shifted) - pop["truth"])[women])) < 1.0
+        assert np.mean((release_v5.combined(pop, plain) - pop["truth"])[women]) < -5.0
