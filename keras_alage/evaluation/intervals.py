@@ -5,13 +5,15 @@ gathered per band of the *predicted* age (serving knows only that). A band's int
 [predicted + lower, predicted + upper] with `lower` the floor((n + 1) a/2)-th smallest residual and
 `upper` the ceil((n + 1)(1 - a/2))-th: for faces exchangeable with the band's calibration faces
 each side misses at most a/2 of true ages, so the interval holds at least 1 - a of them (Vovk et
-al.; Lei et al. 2018). Bands with fewer than `min_faces` calibration faces take the residuals of
-all bands. Nothing guarantees coverage on another population: `coverage` measures it where
+al.; Lei et al. 2018). A band with fewer than `min_faces` calibration faces borrows the residuals of
+the bands next to it until the span holds enough (`borrowed_spans`): a thin old band borrows from
+middle age, never from children. With `groups` (in a release: face-api's predicted sex) each group
+gets its own bands and offsets. Nothing guarantees coverage on another population: `coverage` measures it where
 labels exist.
 
 With `scale_floor` the residuals are first divided by (floor + spread), where spread is a
-label-free measure of doubt known at serving (in a two-network release: how far the two answers
-lie apart), and the offsets are multiplied back by it: intervals widen where the networks
+label-free measure of doubt known at serving (in a release of several networks: how far their
+answers lie apart), and the offsets are multiplied back by it: intervals widen where the networks
 disagree, which on a new population is where they err (normalised conformal; Papadopoulos et al.).
 """
 
@@ -55,6 +57,10 @@ class IntervalTable:
 
     def __post_init__(self):
         cells = self.bands * max(1, len(self.groups))
+        numbers = [*self.edges, *self.lower, *self.upper, self.coverage] + (
+            [self.scale_floor] if self.scale_floor is not None else [])
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ValueError("an interval table's edges, offsets, coverage and scale must be finite numbers.")
         if not (len(self.lower) == len(self.upper) == len(self.counts) == cells):
             raise ValueError(f"an interval table over {cells} groups and bands needs {cells} lower, upper and count "
                              "values.")

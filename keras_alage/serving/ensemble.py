@@ -50,6 +50,9 @@ class Combination:
     shifts: Tuple[Tuple[float, ...], ...] = ()
 
     def __post_init__(self):
+        numbers = [*self.edges, *self.shift_edges, *(v for row in (*self.weights, *self.shifts) for v in row)]
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in numbers):
+            raise ValueError("a combination's edges, weights and shifts must be finite numbers.")
         if self.rule not in RULES:
             raise ValueError(f"the combination rule must be one of {RULES}; received {self.rule!r}.")
         if len(self.members) < 2 or len(set(self.members)) != len(self.members) or not set(self.members) <= set(

@@ -156,16 +156,20 @@ def serving_module(opened: release.ModelPath, crops: Optional[str] = None) -> tf
     crops = crops or opened.crops or "ten"
     if not opened.two_networks:
         return export.AgeServer(model, crops)
-    faceapi_net = release.load_faceapi(opened.path, opened.description)
-    member = opened.description["faceapi"]
-    table = opened.description.get("intervals")
-    faceres = opened.description.get("faceres")
+    description = opened.description
+    try:  # every entry read into its type before a network is loaded
+        combination = ensemble.Combination.from_json(release.recorded_combination(description))
+        table = intervals.IntervalTable.from_json(description["intervals"]) if description.get("intervals") else None
+        cut = faceapi_import.FaceApiCut(**description["faceapi"]["cut"])
+        faceres = description.get("faceres")
+        faceres_cut = faceapi_import.FaceApiCut(**faceres["cut"]) if faceres else None
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{os.path.join(opened.path, release.CONFIG_FILE)}: its combination, interval table or a "
+                         f"member's cut is not one this code reads ({error})") from None
     return ensemble.EnsembleServer(
-        model, crops, faceapi_net, faceapi_import.FaceApiCut(**member["cut"]),
-        ensemble.Combination.from_json(release.recorded_combination(opened.description)),
-        intervals.IntervalTable.from_json(table) if table else None,
-        ensemble.Faceres(release.load_faceres(opened.path, opened.description),
-                         faceapi_import.FaceApiCut(**faceres["cut"]), faceres["readout"]) if faceres else None)
+        model, crops, release.load_faceapi(opened.path, description), cut, combination, table,
+        ensemble.Faceres(release.load_faceres(opened.path, description), faceres_cut, faceres["readout"])
+        if faceres else None)
 
 
 def keras_reason(error: Exception) -> str:

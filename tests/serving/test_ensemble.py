@@ -236,3 +236,32 @@ def test_a_damaged_faceapi_file_is_refused(tmp_path):
         f.write(b"\0\0\0\0")
     with pytest.raises(ValueError, match="SHA-256"):
         photos.load_predictor(folder)
+
+
+def test_a_server_shifts_by_face_apis_predicted_sex_and_reads_groups_in_either_order():
+    model, net = tiny_al_model(), random_faceapi_net()
+    shifted = ensemble.Combination("mean", ("al", "faceapi"), shift_edges=(200.0,), shifts=((7.0, 0.0), (-3.0, 0.0)))
+    reversed_table = intervals.IntervalTable((20.0,), (-0.5, -1.5, -1.0, -2.0), (0.25, 0.75, 0.5, 1.0), 0.9,
+                                             (100,) * 4, "test", 2.0, ("male", "female"))
+    server = ensemble.EnsembleServer(model, "center", net, CUT, shifted, reversed_table)
+    _, encoded = crops()
+    out = {k: v.numpy() for k, v in server.serve_encoded(tf.constant(encoded)).items()}
+    mean = (out["al_age"] + out["faceapi_age"]) / 2
+    female = out["faceapi_female"] >= 0.5
+    np.testing.assert_allclose(out["age"], mean + np.where(female, 7.0, -3.0), atol=1e-3)
+    group = ensemble.sex_group(out["faceapi_female"], reversed_table)
+    np.testing.assert_array_equal(group, np.where(female, 1, 0))  # "female" is the table's second group
+    low, high = intervals.apply(reversed_table, out["age"], ensemble.spread(out["al_age"], out["faceapi_age"]), group)
+    np.testing.assert_allclose(out["age_high"], high, atol=1e-3)
+
+
+def test_a_release_whose_combination_or_table_is_not_ours_is_one_line(tmp_path):
+    folder = three_network_release(tmp_path)
+    description = release.read_description(folder)
+    for damage in ({"combination": {"rule": "mean", "members": ["al", "faceapi"], "edges": 5}},
+                   {"combination": {"rule": "banded", "members": ["al", "faceapi"], "edges": [], "weights": [[None, 1]]}},
+                   {"intervals": dict(sex_table().to_json(), upper=[float("nan")] * 4)},
+                   {"faceres": dict(description["faceres"], cut={"x": 0.1})}):
+        release.write_description(folder, dict(description, **damage))
+        with pytest.raises(ValueError, match="model.json"):
+            photos.load_predictor(folder)

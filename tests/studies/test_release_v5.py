@@ -20,10 +20,14 @@ def population(rng, n, good_young: str, good_old: str, groups=False, female_bias
     for member in release_v5.MEMBERS:
         noise = np.where(truth < 40, 1.0 if member == good_young else 8.0, 1.0 if member == good_old else 8.0)
         pop[f"{member}_age"] = truth + rng.normal(0, noise) - np.where(sex == "female", female_bias, 0.0)
-    if groups:  # ten-year groups, like FairFace's
-        pop["low"], pop["high"] = np.floor(truth / 10) * 10, np.floor(truth / 10) * 10 + 9
+    if groups:  # ten-year groups, like FairFace's ("30-39" is [30, 40))
+        pop["low"], pop["high"] = np.floor(truth / 10) * 10, np.floor(truth / 10) * 10 + 10
     else:
         pop["low"] = pop["high"] = truth
+    classes = np.arange(1, 101)  # faceres's classes are ages 1-100; each cut scale a little off
+    for offset, scale in zip((0.0, 2.0, 5.0), release_v5.FACERES_SCALES):
+        logits = -np.abs(classes[None, :] - (pop["faceres_age"] + offset)[:, None])
+        pop[f"faceres_probs/{scale}"] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return pop
 
 
@@ -82,33 +86,42 @@ def test_the_family_with_the_best_worst_case_is_chosen():
 def test_group_labels_are_covered_by_the_share_of_the_group_inside():
     # Group 30-39 (ten ages): [25, 34.5] holds 30..34 and half of 34-35 -> 4.5 of 10.
     share = release_v5.expected_inside(np.array([25.0, 0.0, 50.0]), np.array([34.5, 100.0, 60.0]),
-                                       np.array([30.0, 30.0, 33.0]), np.array([39.0, 39.0, 33.0]))
+                                       np.array([30.0, 30.0, 33.0]), np.array([40.0, 40.0, 33.0]))
     np.testing.assert_allclose(share, [0.45, 1.0, 0.0])  # an exact age outside: 0
-    assert release_v5.errors_outside(np.array([25.0, 35.0, 45.0]), np.array([30.0] * 3), np.array([39.0] * 3)).tolist() \
-        == [5.0, 0.0, 6.0]
+    assert release_v5.errors_outside(np.array([25.0, 35.0, 45.0]), np.array([30.0] * 3), np.array([40.0] * 3)).tolist() \
+        == [5.0, 0.0, 5.0]
 
 
 def with_answers(pops):
-    for pop in pops.values():
-        combination = ensemble.Combination("mean", release_v5.MEMBERS)
-        pop["age"] = release_v5.combined(pop, combination)
-        pop["spread"] = ensemble.spread(*(pop[f"{m}_age"] for m in release_v5.MEMBERS))
-    return pops
+    return release_v5.answered(pops, ("1.0", "top2"), ensemble.Combination("mean", release_v5.MEMBERS))
 
 
 def test_interval_settings_are_chosen_without_the_population_they_are_scored_on():
-    pops = with_answers(populations(1))
-    candidates = release_v5.interval_candidates(pops)
+    pops = populations(1)
+    left = release_v5.left_out(pops, "mean_shifted")
+    candidates = release_v5.interval_candidates(left)
     key = "floor=None nominal=0.9"
-    # Held out "a": calibrated on "b" alone (the exact-age populations without it; "c" has groups).
-    table = release_v5.fit_interval([pops["b"]], None, 0.9)
-    assert candidates[key]["held_out"]["a"] == release_v5.coverage_rows(table, pops["a"])
+    # Held out "a": calibrated on "b" alone (the exact-age populations without it; "c" has groups),
+    # every age answered by the rule fitted without "a".
+    table = release_v5.fit_interval([left["a"]["b"]], None, 0.9)
+    assert candidates[key]["held_out"]["a"] == release_v5.coverage_rows(table, left["a"]["a"])
+    assert left["a"]["b"]["age"].tolist() != left["b"]["b"]["age"].tolist()  # the shifts differ by what was left out
     chosen = release_v5.choose_interval(candidates)
     worst = {k: release_v5.worst_coverage(c) for k, c in candidates.items()}
     reaching = [k for k in worst if worst[k] >= release_v5.LEAST_COVERAGE]
     assert chosen in reaching if reaching else worst[chosen] == max(worst.values())
     widths = {k: np.mean([rows["all"]["mean_width"] for rows in candidates[k]["held_out"].values()]) for k in reaching}
     assert not reaching or widths[chosen] == min(widths.values())
+
+
+def test_faceres_choice_is_made_without_the_held_out_population(monkeypatch):
+    pops = populations(2)
+    assert release_v5.choose_faceres(pops)[0] == "1.0"  # the scale whose answers are not offset
+    seen = []
+    choose = release_v5.choose_faceres
+    monkeypatch.setattr(release_v5, "choose_faceres", lambda given: seen.append(sorted(given)) or choose(given))
+    release_v5.leave_one_population_out(pops)
+    assert all(len(names) == 2 for names in seen) and len(seen) == len(release_v5.RULE_FAMILIES) * 3
 
 
 def test_per_sex_tables_hold_for_women_read_young():
@@ -144,6 +157,9 @@ def test_shifts_correct_a_bias_the_members_share_per_predicted_sex_and_band():
     pops = {"a": population(rng, 1500, "al", "faceapi", female_bias=6.0),
             "b": population(rng, 1500, "al", "faceapi", female_bias=6.0)}
     shifted = release_v5.fit_shifts(pops, ensemble.Combination("mean", release_v5.MEMBERS))
+    # A group-labelled population (residual 0 inside its group) takes no part in the medians.
+    grouped = dict(pops, c=population(rng, 3000, "al", "faceapi", groups=True))
+    assert release_v5.fit_shifts(grouped, ensemble.Combination("mean", release_v5.MEMBERS)) == shifted
     female, male = shifted.shifts
     assert all(4.0 <= v <= 8.0 for v in female) and all(abs(v) <= 1.5 for v in male)
     plain = ensemble.Combination("mean", release_v5.MEMBERS)
