@@ -81,6 +81,11 @@ def test_the_family_with_the_best_worst_case_is_chosen():
             "median": {"x": {"ratio_to_best_member": 1.1}, "y": {"ratio_to_best_member": 1.1}},
             "banded": {"x": {"ratio_to_best_member": 0.8}, "y": {"ratio_to_best_member": 1.2}}}
     assert release_v5.choose_family(lopo) == "mean"
+    # A fitted rule must win by more than the tolerance: by 0.01 it loses to the plain mean, by 0.03 it wins.
+    lopo["mean_shifted"] = {"x": {"ratio_to_best_member": 1.04}, "y": {"ratio_to_best_member": 0.9}}
+    assert release_v5.choose_family(lopo) == "mean"
+    lopo["mean_shifted"]["x"]["ratio_to_best_member"] = 1.02
+    assert release_v5.choose_family(lopo) == "mean_shifted"
 
 
 def test_group_labels_are_covered_by_the_share_of_the_group_inside():
