@@ -28,16 +28,17 @@ def headline_numbers(load=load):
     chips = load("peers/peers_utkface_dlib_held_out.json")["predictors"]
     evidence = load("attention/fgnet_evidence_after_global.json")["variants"]
     branch = evidence["d2"]["combined_minus_reference"]
-    v4 = load("releases/release_v4.json")["errors"]
+    v5 = load("releases/release_v5.json")["errors"]
     seven = load("attention/fgnet_evidence_7x7.json")["variants"]
 
-    def v4_row(population):
-        row = v4[population]["age"]["all"]
-        return interval([row["mae"], *row["mae_95"]])
+    def v5_row(population, answer="age"):
+        row = v5[population][answer]["all"]
+        return interval([row["error"], *row["error_95"]])
 
     return {
-        "v4 on UTKFace held-out": v4_row("utkface_held_out"),
-        "v4 on FG-NET": v4_row("fgnet"),
+        "v5 on UTKFace held-out": v5_row("utkface"),
+        "v5 on FG-NET": v5_row("fgnet"),
+        "v5 on FairFace": v5_row("fairface"),
         "7x7 branch": interval([seven["d2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
         "7x7 global head": interval([seven["a2"]["heads"]["combined"][k] for k in ("mae", "mae_low", "mae_high")]),
         "FG-NET nested": interval((nested["mae"], nested["mae_low"], nested["mae_high"])),

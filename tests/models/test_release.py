@@ -142,10 +142,14 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert "face crop: dlib box, size 256, margin 0.6" in run.stdout
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
-    # The default release answers with two networks and a calibrated interval around their mean.
+    # The default release answers with three networks, combined as it records, and a calibrated interval.
     row = rows[0]
     assert float(row["age_low"]) < float(row["age"]) < float(row["age_high"])
-    assert float(row["age"]) == pytest.approx((float(row["global_age"]) + float(row["faceapi_age"])) / 2, abs=0.02)
+    combination = release.read_description(release.default_path())["combination"]
+    members = [float(row[key]) for key in ("global_age", "faceapi_age", "faceres_age")]
+    shifts = [v for sex in combination.get("shifts", [[0.0]]) for v in sex]
+    assert combination["rule"] == "mean" and combination["members"] == ["al", "faceapi", "faceres"]
+    assert min(shifts) - 0.02 <= float(row["age"]) - sum(members) / 3 <= max(shifts) + 0.02
     # Its prior shift is refused in one line: it would move one network's distribution only.
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), "--adapt_prior"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -469,3 +473,25 @@ def test_a_description_of_a_model_that_cannot_be_built_is_one_error_naming_model
     _rewrite(folder, model={"depth": 7, "layout": "torch"})
     with pytest.raises(ValueError, match="model.json: not a model this code builds"):
         release.load(str(folder))
+
+
+def test_a_starting_checkpoint_that_is_a_pipe_is_refused_without_waiting(tmp_path):
+    """train --init_checkpoint=<a pipe named .keras>: its digest and Keras would open it and wait."""
+    import threading
+
+    from keras_alage.evaluation import provenance
+    from keras_alage.models import weight_import
+
+    fifo = tmp_path / "start.keras"
+    os.mkfifo(fifo)
+    for call in (lambda: provenance.checkpoint_digest(str(fifo)),
+                 lambda: weight_import.load_initial_weights(tiny_model(), str(fifo))):
+        outcome = []
+        worker = threading.Thread(target=lambda: outcome.append(pytest.raises(ValueError, call).value), daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        if worker.is_alive():
+            with open(fifo, "wb"):  # unblock it, then fail
+                pass
+            pytest.fail("a starting checkpoint that is a pipe was waited on")
+        assert str(outcome[0]) == f"--init_checkpoint={fifo} is a pipe, not a regular file; refused."
