@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from pipelines import files
+from pipelines import files, inputs
 
 UPRIGHT = 0.0
 # The paper's rotation set, nearest to upright first; 27 rotations besides upright.
@@ -88,11 +88,11 @@ def read_crop_spec(directory: str) -> Optional[CropSpec]:
     path = os.path.join(directory, CROP_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as stream:
-        try:
-            return CropSpec.from_json(json.load(stream))
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{path}: not a face-crop record ({error}).") from None
+    text = inputs.read_bounded(path, 1 << 20, "a face-crop record")  # never a pipe waited on
+    try:
+        return CropSpec.from_json(json.loads(text))
+    except (ValueError, TypeError, RecursionError) as error:
+        raise ValueError(f"{path}: not a face-crop record ({type(error).__name__}: {str(error)[:200]}).") from None
 
 
 def recorded_crop(description: Optional[dict]) -> Optional[CropSpec]:

@@ -40,6 +40,12 @@ def checkpoint_digest(path: Optional[str]) -> Optional[str]:
             return release.read_description(path)["weights"]["sha256"]
         except ValueError as error:
             raise weight_import.CheckpointError(f"--init_checkpoint={path}: {error}") from None
+    from pipelines import inputs
+
+    try:
+        inputs.check_regular(path, f"--init_checkpoint={path}")  # a pipe would be waited on
+    except inputs.NotRegularFile as error:
+        raise weight_import.CheckpointError(str(error)) from None
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

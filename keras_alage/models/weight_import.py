@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import keras
 
 from keras_alage.models import age_model, release, resnet, ror
+from pipelines import inputs
 
 
 @dataclasses.dataclass
@@ -215,6 +216,7 @@ def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
     if release.is_release(path):
         source, _, _ = release.load(path)
         return transfer_weights(target, source)
+    inputs.check_regular(path, f"--init_checkpoint={path}")  # NotRegularFile: a pipe is never waited on
     if path.endswith(".weights.h5"):
         target.load_weights(path)
         names = list(_all_weighted_layers(target))

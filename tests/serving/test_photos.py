@@ -365,3 +365,60 @@ def test_a_keras_file_naming_an_unregistered_function_is_one_error_naming_it(tmp
     with pytest.raises(ValueError) as info:
         photos.load_predictor(str(tmp_path / "foreign.keras"))
     assert str(info.value) == f"{tmp_path / 'foreign.keras'}: Keras will not load it (Could not locate function 'run_me')"
+
+
+def _refused_without_waiting(call, fifo):
+    """The error `call()` raises, failing the test (after unblocking it) if it waits on `fifo`."""
+    import os
+    import threading
+
+    outcome = []
+
+    def run():
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        try:  # unblock a reader waiting for a writer, never waiting here
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        worker.join(timeout=30)
+        pytest.fail(f"{fifo} was waited on")
+    return outcome[0] if outcome else None
+
+
+def test_a_model_whose_files_hold_a_pipe_is_refused_without_waiting(model_path, tmp_path, monkeypatch):
+    """A .keras, a SavedModel's file or its face_crop.json that is a pipe: Keras, TensorFlow and the crop
+    reader opened it and waited for a writer."""
+    import os
+
+    fifo = tmp_path / "model.keras"
+    os.mkfifo(fifo)
+    error = _refused_without_waiting(lambda: photos.load_predictor(str(fifo), crops="center"), fifo)
+    assert str(error) == f"{fifo} is a pipe, not a regular file; refused."
+    import keras
+
+    export_dir = export.export_saved_model(keras.models.load_model(str(model_path), compile=False),
+                                           str(tmp_path / "serving"), "age", 1, crops="center")
+    index = pathlib.Path(export_dir) / "variables" / "variables.index"
+    index.unlink()
+    os.mkfifo(index)
+
+    def reached(*args, **kwargs):  # TensorFlow's reader would wait on the pipe holding the interpreter
+        raise AssertionError("the SavedModel reached TensorFlow's loader")
+
+    monkeypatch.setattr(photos.tf.saved_model, "load", reached)
+    with pytest.raises(ValueError) as info:
+        photos.load_predictor(export_dir)
+    assert str(info.value) == f"{index} is a pipe, not a regular file; refused."
+    crop = tmp_path / "crop"
+    crop.mkdir()
+    os.mkfifo(crop / faces.CROP_FILE)
+    error = _refused_without_waiting(lambda: faces.read_crop_spec(str(crop)), crop / faces.CROP_FILE)
+    assert "face_crop.json is a pipe, not a regular file" in str(error)
