@@ -92,7 +92,7 @@ def read_crop_spec(directory: str) -> Optional[CropSpec]:
     try:
         return CropSpec.from_json(json.loads(text))
     except (ValueError, TypeError, RecursionError) as error:
-        raise ValueError(f"{path}: not a face-crop record ({type(error).__name__}: {str(error)[:200]}).") from None
+        raise ValueError(f"{path}: not a face-crop record ({str(error)[:200]}).") from None
 
 
 def recorded_crop(description: Optional[dict]) -> Optional[CropSpec]:
