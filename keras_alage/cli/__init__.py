@@ -1,12 +1,16 @@
-"""The command-line layer: quiet TensorFlow start-up, flagfiles by short name, one way to run a main.
+"""The command-line layer: quiet TensorFlow start-up, flagfiles by short name, each command's own
+`--help`, one way to run a main.
 
-Importing this package first (every command does) imports TensorFlow with its native start-up
-messages (CUDA probing, oneDNN notices) silenced (`pipelines.quiet`); `ALAGE_VERBOSE=1` brings
-them back.
+Importing this package first (every command does) silences TensorFlow's native start-up messages
+(CUDA probing, oneDNN notices: `pipelines.quiet`) at its first import, whoever makes it;
+`ALAGE_VERBOSE=1` brings them back. The package does not import TensorFlow itself: `alage --help`,
+and a command's `--help` where its flags need no TensorFlow, answer without loading it.
 """
 
 import errno
 import glob
+import importlib.abc
+import importlib.machinery
 import os
 import signal
 import sys
@@ -17,7 +21,34 @@ from absl import app, flags
 from keras_alage import locations
 from pipelines import files, inputs, quiet
 
-quiet.import_tensorflow_quietly()
+
+class QuietTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """TensorFlow's first import, by a command or any library it calls, made through
+    `quiet.import_tensorflow_quietly` (the module is TensorFlow's own, spec included); later
+    imports find it loaded."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)  # where it is, for anyone who asks
+        if spec is not None:
+            spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # the import below finds TensorFlow as usual
+        quiet.import_tensorflow_quietly()
+        module = sys.modules[spec.name]
+        self.loaded_spec = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = self.loaded_spec  # the import system set this finder's spec on it
+
+
+if not quiet.VERBOSE and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, QuietTensorFlow())
 
 
 def find_flagfile(path: str, search_dir: Optional[str] = None) -> Optional[str]:
@@ -119,6 +150,38 @@ def damaged_build(data_dir: str, error: Exception) -> str:
     return f"--data_dir={data_dir}: a record could not be read ({first.strip()[:200]})"
 
 
+# The words that ask a command for its help (absl's own --help lists only the flags __main__
+# defines, none for a script over this package, and exits 1; it has no -h).
+HELP_WORDS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """Whether the words after the program's name ask for help (up to a `--` that ends the flags)."""
+    words = list(argv[1:])
+    if "--" in words:
+        words = words[:words.index("--")]
+    return any(word in HELP_WORDS for word in words)
+
+
+def command_help(module_name: str) -> str:
+    """A command's help: its module's docstring, then every flag that module defines with its help
+    text, default and type."""
+    program = os.path.basename(sys.argv[0])
+    doc = (sys.modules[module_name].__doc__ or f"usage: {program} [flags]").strip()
+    # absl files the flags of __main__ under the program's path
+    listing = flags.FLAGS.module_help(sys.argv[0] if module_name == "__main__" else module_name)
+    return f"{doc}\n\nflags:\n{listing}\n" if listing else f"{doc}\n"
+
+
+def print_help(text: str) -> None:
+    """Writes help to stdout; a reader that stops early (`--help | head`) is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+
+
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -126,8 +189,12 @@ def raise_interrupt(signum, frame):
 def run(main, argv=None) -> None:
     """`absl.app.run` for our scripts: a usage or input error prints one line naming the flag
     or file (no flag help, no traceback) and exits 2; SIGTERM ends a run like Ctrl-C, so its
-    cleanup (staging folders, temporary files) runs; an interrupted run exits 130."""
+    cleanup (staging folders, temporary files) runs; an interrupted run exits 130. `--help` or
+    `-h` prints the command's own flags (those of `main`'s module) and exits 0."""
     program = os.path.basename(sys.argv[0])
+    if asks_for_help(sys.argv if argv is None else argv):
+        print_help(command_help(main.__module__))
+        sys.exit(0)
 
     def guarded(args):
         try:
