@@ -216,21 +216,20 @@ def load_initial_weights(target: keras.Model, path: str) -> ImportReport:
     if release.is_release(path):
         source, _, _ = release.load(path)
         return transfer_weights(target, source)
+    if not path.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"--init_checkpoint must be a .keras model, a released model's folder or a .weights.h5 "
+                         f"file; received {path!r}.")
     inputs.check_regular(path, f"--init_checkpoint={path}")  # NotRegularFile: a pipe is never waited on
     if path.endswith(".weights.h5"):
         target.load_weights(path)
         names = list(_all_weighted_layers(target))
         return ImportReport(names, [], [])
-    if path.endswith(".keras"):
-        try:
-            source = keras.models.load_model(path, compile=False)
-        except (ValueError, TypeError) as error:  # unsafe (a Python lambda), foreign or unregistered parts
-            first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise CheckpointError(f"--init_checkpoint={path}: Keras will not load it safely ({first.strip()[:300]})")
-        return transfer_weights(target, source)
-    raise ValueError(
-        f"--init_checkpoint must be a .keras model, a released model's folder or a .weights.h5 file; received {path!r}."
-    )
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except (ValueError, TypeError) as error:  # unsafe (a Python lambda), foreign or unregistered parts
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(f"--init_checkpoint={path}: Keras will not load it safely ({first.strip()[:300]})")
+    return transfer_weights(target, source)
 
 
 def local_head_from_global(model: keras.Model) -> None:

@@ -147,7 +147,7 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert float(row["age_low"]) < float(row["age"]) < float(row["age_high"])
     combination = release.read_description(release.default_path())["combination"]
     members = [float(row[key]) for key in ("global_age", "faceapi_age", "faceres_age")]
-    shifts = [v for sex in combination.get("shifts", [[0.0]]) for v in sex]
+    shifts = [v for sex in combination.get("shifts") or [[0.0]] for v in sex]
     assert combination["rule"] == "mean" and combination["members"] == ["al", "faceapi", "faceres"]
     assert min(shifts) - 0.02 <= float(row["age"]) - sum(members) / 3 <= max(shifts) + 0.02
     # Its prior shift is refused in one line: it would move one network's distribution only.
