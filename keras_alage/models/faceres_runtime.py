@@ -8,33 +8,24 @@ Never used to answer a user: the product runs the imported Keras network. Needs 
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from typing import Dict, Optional
 
 import numpy as np
 
-from keras_alage import locations
-from keras_alage.models import faceres_import
+from keras_alage.models import faceres_import, npm_packages
 
 SCRIPT = "faceres_reference.js"
 
 
 def script_path() -> str:
-    return os.path.join(locations.tools_dir(), "face-api", SCRIPT)
+    return npm_packages.script_path(SCRIPT)
 
 
 def unavailable() -> Optional[str]:
     """Why the runtime cannot run here (None where it can)."""
-    if shutil.which("node") is None:
-        return "node is not installed"
-    modules = os.path.join(locations.tools_dir(), "face-api", "node_modules")
-    for package in (faceres_import.PACKAGE, "@tensorflow/tfjs"):
-        folder = os.path.join(modules, *package.split("/"))
-        if not os.path.isdir(folder):
-            return f"{folder} is missing (npm ci --prefix tools/face-api)"
-    return None
+    return npm_packages.unavailable((faceres_import.PACKAGE, "@tensorflow/tfjs"))
 
 
 def run(inputs: np.ndarray, timeout: float = 600) -> Dict[str, np.ndarray]:

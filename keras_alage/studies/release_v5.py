@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import faceapi_import, faceres_import, release
-from keras_alage.serving import ensemble, photos
+from keras_alage.serving import ensemble
 from keras_alage.studies import release_v4
 from pipelines import faces, files, images
 from pipelines.readers import fairface
