@@ -52,11 +52,20 @@ def frames(source: Union[str, int], max_frames: Optional[int] = None) -> Iterato
         capture.release()
 
 
+MAX_FRAME_RATE = 240.0  # above this a file's claimed rate is taken as damage (a writer then writes nothing)
+DEFAULT_FRAME_RATE = 25.0
+
+
+def plausible_rate(rate) -> float:
+    """A claimed frame rate, or 25 where it is missing, not finite or beyond MAX_FRAME_RATE."""
+    return float(rate) if rate and np.isfinite(rate) and 0 < rate <= MAX_FRAME_RATE else DEFAULT_FRAME_RATE
+
+
 def frame_rate(source: Union[str, int]) -> float:
     capture = cv2.VideoCapture(source)
     rate = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     capture.release()
-    return rate if rate and np.isfinite(rate) and rate > 0 else 25.0
+    return plausible_rate(rate)
 
 
 def box_of(face: faces.Face) -> np.ndarray:
@@ -177,6 +186,8 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
                 ages = np.asarray(outputs["age"])
                 spreads = np.asarray(outputs["age_std"]) if "age_std" in outputs else [None] * len(found)
                 for face, track, age, std in zip(found, tracks, ages, spreads):
+                    if not np.isfinite(age):  # a refused answer (inf or nan years) moves no track
+                        continue
                     track.update(index, box_of(face), float(age), None if std is None else float(std),
                                  tracker.forgetting)
             if output_video:
@@ -189,12 +200,17 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
                     rate = frame_rate(source) if isinstance(source, str) else 25.0
                     writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"), rate,
                                              (frame.shape[1], frame.shape[0]))
+                    if not writer.isOpened():
+                        raise ValueError(f"{output_video}: OpenCV cannot write an mp4v video of "
+                                         f"{frame.shape[1]}x{frame.shape[0]} at {rate:g} fps.")
                 writer.write(annotate(frame, found, tracks))
         if count == 0:
             raise ValueError(f"{source}: no frame could be read.")
         if writer is not None:
             writer.release()
             writer = None
+            if os.path.getsize(temporary) == 0:
+                raise ValueError(f"{output_video}: the video writer wrote nothing; no drawn video was written.")
             os.replace(temporary, output_video)
             temporary = None
     finally:

@@ -132,3 +132,46 @@ def test_a_pipe_named_like_a_video_is_skipped_without_being_waited_on(tmp_path):
         pytest.fail("a pipe named like a video was waited on")
     answered, logged = outcome[0]
     assert not answered and logged == [f"{fifo}: skipped ({fifo} is a pipe, not a regular file; refused.)"]
+
+
+def test_a_claimed_frame_rate_beyond_reason_is_not_trusted():
+    # A file claiming 1e6 fps made OpenCV's writer write 0 bytes, reported as written.
+    assert video.plausible_rate(1e6) == video.DEFAULT_FRAME_RATE
+    assert video.plausible_rate(float("nan")) == video.DEFAULT_FRAME_RATE
+    assert video.plausible_rate(0) == video.DEFAULT_FRAME_RATE
+    assert video.plausible_rate(29.97) == 29.97
+
+
+class _Writer:
+    """A stand-in for cv2.VideoWriter that opens or not, and writes nothing."""
+
+    def __init__(self, opened):
+        self.opened = opened
+
+    def isOpened(self):
+        return self.opened
+
+    def write(self, frame):
+        pass
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("opened, reason", [(False, "cannot write"), (True, "wrote nothing")])
+def test_a_drawn_video_that_was_not_written_is_refused_and_nothing_is_left(monkeypatch, tmp_path, opened, reason):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for _ in range(3):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    monkeypatch.setattr(video.cv2, "VideoWriter", lambda *args: _Writer(opened))
+
+    class NoFaces:
+        def detect(self, image):
+            return []
+
+    output = tmp_path / "drawn" / "clip.mp4"
+    with pytest.raises(ValueError, match=reason):
+        video.predict_video(str(clip), lambda encoded: {}, NoFaces(), faces.CropSpec(), str(output))
+    assert not output.exists() and not [p for p in output.parent.iterdir()]
