@@ -53,10 +53,35 @@ def checkpoint_digest(path: Optional[str]) -> Optional[str]:
     return digest.hexdigest()
 
 
+# The run's settings (`RunSpec`, `TrainConfig` fields) `run_identity` leaves out, and why; every
+# other field is recorded (tests/evaluation/test_provenance.py checks it), so a setting added later
+# is recorded unless it is named here.
+NOT_RECORDED = {
+    "RunSpec": {
+        "data_dir": "recorded as the build's identity (its folder and manifest hash)",
+        "folds": "recorded per run folder as its fold",
+        "validate": "an evaluation setting: watching the test side changes nothing learnt",
+        "eval_crops": "an evaluation setting",
+        "eval_batch_size": "an evaluation setting",
+        "shuffle_buffer": "never recorded; resuming with another buffer is allowed",
+        "calibration_images": "never recorded; resuming with another count is allowed",
+    },
+    "TrainConfig": {
+        "run_dir": "the folder the identity is written to",
+        "epochs": "may grow when a run is resumed",
+        "steps_per_epoch": "never recorded; resuming with another count is allowed",
+        "jit_compile": "XLA compiles the same step",
+        "image_summaries": "TensorBoard only",
+        "audit_input": "writes an audit beside the run; changes nothing learnt",
+    },
+}
+
+
 def run_identity(spec, config, fold: str, init_checkpoint: Optional[str],
                  opened: Optional[build.Build] = None) -> dict:
-    """Everything that shapes what a run learns (not: epochs, evaluation settings, XLA, strategy);
-    `opened`: the run's build, where the caller has it open."""
+    """Everything that shapes what a run learns: every `RunSpec` and `TrainConfig` field but those
+    in `NOT_RECORDED` (epochs, evaluation settings, XLA, ...); `opened`: the run's build, where the
+    caller has it open."""
     return {
         "build": (opened or build.Build.open(spec.data_dir)).identity,
         "fold": fold,
@@ -67,6 +92,7 @@ def run_identity(spec, config, fold: str, init_checkpoint: Optional[str],
             "init_sha256": checkpoint_digest(init_checkpoint),
             "keras_hub_preset": spec.keras_hub_preset,
             "init_dlib_age": spec.init_dlib_age,
+            "init_faceapi": spec.init_faceapi,
             "dlib_heads": spec.dlib_heads,
             "local_head_from_global": spec.local_head_from_global,
             "fixed_box": list(spec.fixed_box) if isinstance(spec.fixed_box, tuple) else spec.fixed_box,
@@ -101,6 +127,7 @@ ADDED_DEFAULTS = {
     "start.attention_memory": True,
     "data.old_photo": 0.0,
     "optimisation.distill_weight": 0.0,
+    "start.init_faceapi": None,
     "start.init_sha256": None,  # unknown: a run started from a checkpoint before this was recorded is refused
 }
 

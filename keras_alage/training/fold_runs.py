@@ -21,7 +21,9 @@ from pipelines import augment, build, dataset, faces, files
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Everything a run needs besides the optimisation settings.
+    """Everything a run needs besides the optimisation settings. At most one starting point
+    (`STARTING_POINTS`: a checkpoint, a keras-hub preset, dlib's or face-api's network) is given;
+    two are refused when the spec is made, before anything of the run is written.
 
     Attributes:
       data_dir: a TFRecord build (`scripts/build_tfrecords.py`).
@@ -81,6 +83,15 @@ class RunSpec:
     inner_validation: bool = False
     fixed_box: Optional[object] = None
     attention_memory: bool = True
+
+    def __post_init__(self):
+        given = [f"--{field}" for field in STARTING_POINTS if getattr(self, field)]
+        if len(given) > 1:  # the model would start from one of them and say nothing of the others
+            raise SettingsRefused(f"{' and '.join(given)} are each a starting point; give one of them.")
+
+
+# The settings that each start a run's weights from somewhere; at most one is given.
+STARTING_POINTS = ("init_checkpoint", "keras_hub_preset", "init_dlib_age", "init_faceapi")
 
 
 # The train command's flags that define the architecture (`ModelConfig` fields of the same name).

@@ -69,3 +69,15 @@ def test_train_flags_become_the_run_spec_and_config_in_one_place(train_flags):
     with pytest.raises(ValueError, match="--lr_decay_epochs are epochs from 1 on"):
         values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=0,30"])
         fold_runs.specs_from_flags(values)
+
+
+def test_a_flagfiles_start_and_another_on_the_command_line_are_a_usage_error(train_flags, monkeypatch):
+    """The model started from one of them and said nothing of the other; now the command stops (exit 2)."""
+    from absl import app
+
+    values = copy.deepcopy(train_flags)
+    values(["train.py", f"--flagfile={REPO / 'configs' / 'paper' / 'fgnet.flags'}", "--init_dlib_age=installed"])
+    monkeypatch.setattr(train, "FLAGS", values)
+    with pytest.raises(app.UsageError, match="^--init_checkpoint and --init_dlib_age are each a starting point; "
+                                             "give one of them.$"):
+        train.main(["train.py"])

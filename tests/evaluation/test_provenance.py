@@ -283,3 +283,37 @@ def test_a_start_replaced_in_place_is_not_resumed_from(builds, tmp_path):
     shutil.copy(tmp_path / "g2" / "fold0" / "model.keras", start)
     with pytest.raises(provenance.RunMismatch, match="start.init_sha256"):
         _run(kfold, tmp_path / "run", epochs=3, stage="attention", init_checkpoint=str(start))
+
+
+class _Opened:
+    identity = {"directory": "data/tiny", "manifest_sha256": "0" * 64}
+
+
+def _identity(**spec_settings):
+    spec = fold_runs.RunSpec(data_dir="data/tiny", model=TINY, **spec_settings)
+    return provenance.run_identity(spec, loop.TrainConfig(run_dir="runs/x"), "fold0", spec.init_checkpoint, _Opened())
+
+
+def test_runs_started_from_different_face_api_packages_differ_in_provenance():
+    first, second = _identity(init_faceapi="one/face-api"), _identity(init_faceapi="another/face-api.tgz")
+    assert provenance.differences(first, second) == ["start.init_faceapi: 'one/face-api' -> 'another/face-api.tgz'"]
+
+
+def test_every_run_setting_is_recorded_unless_named_as_left_out():
+    """A setting added to RunSpec or TrainConfig is in run.json unless `NOT_RECORDED` says why not."""
+    recorded = {key.split(".")[-1] for key in provenance._flatten(_identity())} | {"model"}
+    for cls in (fold_runs.RunSpec, loop.TrainConfig):
+        left_out = provenance.NOT_RECORDED[cls.__name__]
+        for field in dataclasses.fields(cls):
+            assert (field.name in recorded) != (field.name in left_out), \
+                f"{cls.__name__}.{field.name}: record it in run_identity or name it in NOT_RECORDED"
+
+
+def test_two_starting_points_are_refused_in_one_line_naming_them(tmp_path):
+    kfold = str(tmp_path / "data")  # refused before the build is read
+    with pytest.raises(fold_runs.SettingsRefused, match="^--init_checkpoint and --init_faceapi are each a starting "
+                                                        "point; give one of them.$"):
+        _run(kfold, tmp_path / "run", init_checkpoint="runs/a/model.keras", init_faceapi="installed")
+    with pytest.raises(fold_runs.SettingsRefused, match="^--keras_hub_preset and --init_dlib_age are each"):
+        fold_runs.RunSpec(data_dir=kfold, keras_hub_preset="resnet_18_imagenet", init_dlib_age="installed")
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
