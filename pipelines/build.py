@@ -15,6 +15,7 @@ the atomic move) reads the output folder through the local file system.
 """
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import glob
@@ -486,14 +487,16 @@ def remove_stale_staging(output: str) -> List[str]:
 
 
 def _move_into_place(staging: str, output: str) -> None:
-    """Replaces `output` by `staging` with renames: readers see the old or the new build."""
-    previous = None
-    if os.path.exists(output):
-        previous = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.previous-", dir=os.path.dirname(output))
-        os.rename(output, os.path.join(previous, "build"))
-    os.rename(staging, output)
-    if previous:
-        shutil.rmtree(previous, ignore_errors=True)
+    """Replaces `output` by `staging` with renames (`files.replace_folder`): readers see the old or
+    the new build; the old one is set aside in a `.<out>.previous-*` folder, removed after."""
+    previous = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.previous-", dir=os.path.dirname(output))
+    try:
+        files.replace_folder(staging, output, os.path.join(previous, "build"))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rmdir(previous)  # empty: the old build was put back (else it waits there, whole)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def describe(manifest: dict, output_dir: str) -> str:

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import importlib.util
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -159,3 +160,32 @@ def place_lock(path: str, what: str, other: str = "another folder"):
     parent, name = os.path.split(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     return _hold(os.path.join(parent, f".{name}.lock"), path, what, other)
+
+
+def replace_folder(staging: str, target: str, aside: str) -> None:
+    """Moves a complete `staging` folder to `target` by renames: the folder there is set aside
+    (renamed to `aside`, a path beside it that the caller names), `staging` renamed in, and only
+    then the old one removed. A reader finds the old folder whole or the new one whole, never a
+    mix (between the two renames, an instant, nothing). Where the second rename fails the old
+    folder is put back; where the process is killed between them the old one waits whole at
+    `aside` and the next call puts it back first.
+    A `target` that is a symbolic link or not a folder is refused before anything moves."""
+    if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+        kind = "a symbolic link" if os.path.islink(target) else "not a folder"
+        raise FileExistsError(f"{target} is {kind}; only a folder is replaced: remove it or name another.")
+    if os.path.lexists(aside):  # what a run killed mid-swap left: the old folder, whole
+        if os.path.lexists(target):
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(aside, target)
+    set_aside = os.path.lexists(target)
+    if set_aside:
+        os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if set_aside:
+            os.rename(aside, target)
+        raise
+    if set_aside:
+        shutil.rmtree(aside, ignore_errors=True)

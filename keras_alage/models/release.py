@@ -93,14 +93,10 @@ def save_checked(model: keras.Model, directory: str, config: age_model.ModelConf
 
 
 def replace_folder(staging: str, directory: str) -> None:
-    """Moves a complete `staging` folder to `directory`, the earlier one there set aside first and
-    removed after, so `directory` is never half old and half new."""
-    retired = os.path.normpath(directory) + ".retired"
-    shutil.rmtree(retired, ignore_errors=True)
-    if os.path.exists(directory):
-        os.rename(directory, retired)
-    os.rename(staging, directory)
-    shutil.rmtree(retired, ignore_errors=True)
+    """Moves a complete `staging` folder to `directory` (`files.replace_folder`), the earlier one
+    set aside at `<directory>.retired` first and removed after, so `directory` is never half old
+    and half new; what a killed run left there is put back or removed first."""
+    files.replace_folder(staging, directory, os.path.normpath(directory) + ".retired")
 
 
 FACEAPI_FILE = "faceapi_weights.npz"

@@ -148,9 +148,8 @@ def _export(server: tf.Module, target: str, model_name: str, version: int, warmu
             write_warmup_requests(os.path.join(staging, "assets.extra", WARMUP_FILE), model_name, warmup_images)
         if face_crop is not None:
             faces.write_crop_spec(os.path.join(staging, "assets.extra"), face_crop)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.rename(staging, target)
+        # the old version stays whole until the new one is in (TF Serving skips dotted names)
+        files.replace_folder(staging, target, os.path.join(parent, f".{version}.retired"))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

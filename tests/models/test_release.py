@@ -495,3 +495,12 @@ def test_a_starting_checkpoint_that_is_a_pipe_is_refused_without_waiting(tmp_pat
                 pass
             pytest.fail("a starting checkpoint that is a pipe was waited on")
         assert str(outcome[0]) == f"--init_checkpoint={fifo} is a pipe, not a regular file; refused."
+
+
+def test_a_release_folder_is_replaced_whole_and_what_a_killed_replace_left_is_cleared(tmp_path):
+    directory, retired = tmp_path / "model", tmp_path / "model.retired"
+    for folder, text in ((directory, "current"), (retired, "left by a killed replace"), (tmp_path / "new", "new")):
+        folder.mkdir()
+        (folder / "model.json").write_text(text)
+    release.replace_folder(str(tmp_path / "new"), str(directory))
+    assert (directory / "model.json").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["model"]

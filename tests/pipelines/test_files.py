@@ -1,5 +1,6 @@
 """A folder held by one process: a second one is refused naming the holder, and a killed holder
-leaves nothing stale; portable paths name no checkout."""
+leaves nothing stale; portable paths name no checkout; a folder swapped into place is whole old or
+whole new."""
 
 import os
 import signal
@@ -94,3 +95,84 @@ def test_overlapping_folders_are_found_both_ways_and_through_links(tmp_path):
     assert files.overlaps(str(tmp_path / "photos" / "sub"), str(tmp_path / "photos"))  # inside
     assert files.overlaps(str(tmp_path), str(tmp_path / "photos"))  # holds it
     assert not files.overlaps(str(tmp_path / "photos-build"), str(tmp_path / "photos"))
+
+
+
+def _folder(path, text):
+    """A folder of two files, one in a subfolder; returns what it holds."""
+    (path / "inside").mkdir(parents=True)
+    (path / "model.txt").write_text(text)
+    (path / "inside" / "weights.txt").write_text(text * 3)
+    return _contents(path)
+
+
+def _contents(path):
+    return {os.path.relpath(os.path.join(root, name), path): open(os.path.join(root, name)).read()
+            for root, _, names in os.walk(path) for name in names}
+
+
+KILLED_BETWEEN_RENAMES = (
+    "import os, signal, sys\n"
+    "from pipelines import files\n"
+    "rename, calls = os.rename, []\n"
+    "def dying(source, destination):\n"
+    "    calls.append(source)\n"
+    "    if len(calls) == 2:  # the old folder is set aside, the new one not yet in\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    rename(source, destination)\n"
+    "os.rename = dying\n"
+    "files.replace_folder(*sys.argv[1:])\n")
+
+
+def test_a_folder_swapped_into_place_is_whole_old_or_whole_new_even_if_killed_between_the_renames(tmp_path):
+    target, aside = tmp_path / "target", tmp_path / ".target.retired"
+    _folder(target, "old")
+    new = _folder(tmp_path / "staging", "new")
+    files.replace_folder(str(tmp_path / "staging"), str(target), str(aside))
+    assert _contents(target) == new and sorted(os.listdir(tmp_path)) == ["target"]  # nothing left beside it
+
+    _folder(tmp_path / "staging", "newer")
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(tmp_path / "staging"), str(target),
+                             str(aside)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert not target.exists() and _contents(aside) == new  # the earlier folder waits whole, set aside
+    again = _folder(tmp_path / "again", "again")
+    files.replace_folder(str(tmp_path / "again"), str(target), str(aside))  # put back first, then replaced
+    assert _contents(target) == again and not aside.exists()
+
+
+def test_a_failed_rename_into_place_puts_the_old_folder_back_whole(tmp_path, monkeypatch):
+    old = _folder(tmp_path / "target", "old")
+    _folder(tmp_path / "staging", "new")
+    rename = os.rename
+
+    def failing(source, destination):
+        if os.path.basename(source) == "staging":
+            raise OSError(28, "No space left on device")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(OSError, match="No space"):
+        files.replace_folder(str(tmp_path / "staging"), str(tmp_path / "target"), str(tmp_path / ".target.retired"))
+    assert _contents(tmp_path / "target") == old and sorted(os.listdir(tmp_path)) == ["staging", "target"]
+
+
+def test_a_folder_a_killed_swap_set_aside_is_put_back_first_and_a_link_is_never_replaced(tmp_path, monkeypatch):
+    old = _folder(tmp_path / ".target.retired", "old")  # the target missing: killed between the renames
+    (tmp_path / "staging").mkdir()
+    rename = os.rename
+
+    def only_put_back(source, destination):
+        if not source.endswith(".retired"):
+            raise OSError(5, "Input/output error")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", only_put_back)
+    with pytest.raises(OSError, match="Input/output"):
+        files.replace_folder(str(tmp_path / "staging"), str(tmp_path / "target"), str(tmp_path / ".target.retired"))
+    assert _contents(tmp_path / "target") == old  # the swap failed, but the old folder is in place again
+    monkeypatch.undo()
+    os.symlink(tmp_path / "staging", tmp_path / "link")
+    with pytest.raises(FileExistsError, match="link is a symbolic link; only a folder is replaced"):
+        files.replace_folder(str(tmp_path / "staging"), str(tmp_path / "link"), str(tmp_path / ".link.retired"))
+    assert os.path.islink(tmp_path / "link") and (tmp_path / "staging").is_dir()

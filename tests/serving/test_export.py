@@ -186,3 +186,35 @@ def test_an_interrupted_save_leaves_no_staging_and_ends_the_export(exported, tmp
     with pytest.raises(KeyboardInterrupt):
         export.export_saved_model(model, str(tmp_path), "age", 1, crops="center")
     assert sorted(os.listdir(tmp_path / "age")) == [".lock"]
+
+
+def test_an_export_failing_mid_swap_leaves_the_old_version_whole(exported, tmp_path, monkeypatch):
+    """The export removed the old version before renaming the new one in: a failure (or a kill)
+    between the two left no version at all. Now the old one is set aside, and put back."""
+    model, _, _ = exported
+    old = tmp_path / "age" / "1"
+    (old / "variables").mkdir(parents=True)
+    (old / "saved_model.pb").write_bytes(b"the old version")
+    (old / "variables" / "variables.index").write_bytes(b"its weights")
+
+    def save(module, folder, signatures=None):
+        with open(os.path.join(folder, "saved_model.pb"), "wb") as handle:
+            handle.write(b"a new version")
+
+    rename = os.rename
+
+    def fails_into_place(source, destination):
+        if ".exporting-" in os.path.basename(source):  # the new version's rename into place
+            raise OSError(5, "Input/output error")
+        rename(source, destination)
+
+    monkeypatch.setattr(tf.saved_model, "save", save)
+    monkeypatch.setattr(os, "rename", fails_into_place)
+    with pytest.raises(OSError, match="Input/output"):
+        export.export_saved_model(model, str(tmp_path), "age", 1, crops="center", overwrite=True)
+    assert sorted(os.listdir(tmp_path / "age")) == [".lock", "1"]  # no staging, nothing set aside left
+    assert (old / "saved_model.pb").read_bytes() == b"the old version"
+    assert (old / "variables" / "variables.index").read_bytes() == b"its weights"
+    monkeypatch.setattr(os, "rename", rename)
+    export.export_saved_model(model, str(tmp_path), "age", 1, crops="center", overwrite=True)
+    assert os.listdir(old) == ["saved_model.pb"] and (old / "saved_model.pb").read_bytes() == b"a new version"
