@@ -8,8 +8,8 @@ each side misses at most a/2 of true ages, so the interval holds at least 1 - a 
 al.; Lei et al. 2018). A band with fewer than `min_faces` calibration faces borrows the residuals of
 the bands next to it until the span holds enough (`borrowed_spans`): a thin old band borrows from
 middle age, never from children. With `groups` (in a release: face-api's predicted sex) each group
-gets its own bands and offsets. Nothing guarantees coverage on another population: `coverage` measures it where
-labels exist.
+gets its own bands and offsets. Nothing guarantees coverage on another population: `coverage`
+measures it where labels exist.
 
 With `scale_floor` the residuals are first divided by (floor + spread), where spread is a
 label-free measure of doubt known at serving (in a release of several networks: how far their
@@ -163,7 +163,7 @@ def fit(predicted, truth, coverage: float = COVERAGE, edges: Sequence[float] = B
     for name in (names or (0,)):
         own = residuals[members == name]
         own_bands = bands[members == name]
-        per_band = [int((own_bands == b).sum()) for b in range(len(edges) + 1)]
+        per_band = np.bincount(own_bands, minlength=len(edges) + 1).tolist()
         for span in borrowed_spans(per_band, min_faces):
             chosen = np.isin(own_bands, span)
             lo, hi = conformal_offsets(own[chosen] if chosen.any() else residuals, level)

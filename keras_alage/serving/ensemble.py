@@ -97,8 +97,8 @@ class Combination:
                    tuple(tuple(float(v) for v in row) for row in data.get("shifts", ())))
 
 
-def _stack(ages: Mapping[str, object], members: Sequence[str]):
-    values = [ages[member] for member in members]
+def _stack(values: Sequence):
+    """Ages [..., members]: float32 tensors where any value is one, else float64 numpy."""
     if any(isinstance(v, tf.Tensor) for v in values):
         return tf.stack([tf.cast(v, tf.float32) for v in values], axis=-1)
     return np.stack([np.asarray(v, np.float64) for v in values], axis=-1)
@@ -113,13 +113,8 @@ def median(stacked):
     return (ordered[..., (count - 1) // 2] + ordered[..., count // 2]) / 2.0
 
 
-def member_weights(combination: Combination, stacked):
-    """Each face's weight per member [..., members] (numpy or TF as `stacked`)."""
-    count = len(combination.members)
-    if combination.rule != "banded":
-        uniform = np.full(count, 1.0 / count)
-        return tf.ones_like(stacked) * tf.constant(uniform, tf.float32) if isinstance(stacked, tf.Tensor) \
-            else np.broadcast_to(uniform, stacked.shape)
+def banded_weights(combination: Combination, stacked):
+    """Each face's weight per member [..., members] under a banded rule (numpy or TF as `stacked`)."""
     reference = median(stacked)
     if isinstance(stacked, tf.Tensor):
         bands = (tf.searchsorted(tf.constant(combination.edges, tf.float32), reference, side="right")
@@ -132,19 +127,21 @@ def member_weights(combination: Combination, stacked):
 def combine(ages: Mapping[str, object], combination: Combination = Combination(), female=None):
     """The combined age of each face from the members' ages (numpy arrays or tensors alike);
     `female`: face-api's probability of female, needed where the combination shifts by sex."""
-    stacked = _stack(ages, combination.members)
+    stacked = _stack([ages[member] for member in combination.members])
+    graph = isinstance(stacked, tf.Tensor)
     if combination.rule == "median":
         age = median(stacked)
+    elif combination.rule == "mean":
+        age = tf.reduce_mean(stacked, axis=-1) if graph else stacked.mean(axis=-1)
     else:
-        weights = member_weights(combination, stacked)
-        age = tf.reduce_sum(weights * stacked, axis=-1) if isinstance(stacked, tf.Tensor) \
-            else np.sum(weights * stacked, axis=-1)
+        weighted = banded_weights(combination, stacked) * stacked
+        age = tf.reduce_sum(weighted, axis=-1) if graph else weighted.sum(axis=-1)
     if not combination.shifts:
         return age
     if female is None:
         raise ValueError("this combination shifts by predicted sex; give face-api's probability of female.")
     bands = len(combination.shift_edges) + 1
-    if isinstance(age, tf.Tensor):
+    if graph:
         band = tf.searchsorted(tf.constant(combination.shift_edges, tf.float32), age, side="right") \
             if combination.shift_edges else tf.zeros_like(age, tf.int32)
         row = tf.where(tf.cast(female, tf.float32) >= 0.5, 0, 1)
@@ -157,10 +154,9 @@ def combine(ages: Mapping[str, object], combination: Combination = Combination()
 def spread(*ages):
     """How far the members' answers lie apart (largest minus smallest): the doubt an interval table
     may scale by."""
-    if any(isinstance(v, tf.Tensor) for v in ages):
-        stacked = tf.stack([tf.cast(v, tf.float32) for v in ages], axis=-1)
+    stacked = _stack(ages)
+    if isinstance(stacked, tf.Tensor):
         return tf.reduce_max(stacked, axis=-1) - tf.reduce_min(stacked, axis=-1)
-    stacked = np.stack([np.asarray(v, np.float64) for v in ages], axis=-1)
     return stacked.max(axis=-1) - stacked.min(axis=-1)
 
 
@@ -229,7 +225,7 @@ class EnsembleServer(tf.Module):
         if faceres:
             probs = tf.cast(faceres.net(views[2], training=False)["age_probs"], tf.float32)
             outputs["faceres_age"] = tf.cast(faceres_import.readout(probs, faceres.readout), tf.float32)
-        members = {f"{m}": outputs[f"{m}_age"] for m in self.combination.members}
+        members = {m: outputs[f"{m}_age"] for m in self.combination.members}
         outputs["age"] = combine(members, self.combination, outputs["faceapi_female"])
         if self.table is not None:
             group = sex_group(outputs["faceapi_female"], self.table) if self.table.groups else None
