@@ -44,7 +44,12 @@ setup(
     description="AL-ResNet / AL-RoR age estimation (Zhang et al.) for TensorFlow and Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["keras_alage", "keras_alage.*", "pipelines", "pipelines.*"]),
+    # The ground floor lives in the repository's `pipelines/` folder and installs as `alage_pipelines`:
+    # a name of our own, so PyPI's `pipelines` package or a `pipelines/` folder in a user's working
+    # directory cannot shadow it.
+    packages=find_packages(include=["keras_alage", "keras_alage.*"]) + ["alage_pipelines"]
+    + ["alage_pipelines." + name.split(".", 1)[1] for name in find_packages(include=["pipelines.*"])],
+    package_dir={"alage_pipelines": "pipelines"},
     python_requires=">=3.10,<3.14",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

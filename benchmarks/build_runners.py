@@ -16,8 +16,8 @@ import time
 from absl import app, flags
 
 from keras_alage import cli
-from pipelines import build, faces, protocols, runners
-from pipelines.readers import fgnet
+from alage_pipelines import build, faces, protocols, runners
+from alage_pipelines.readers import fgnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("fgnet_dir", os.path.join(REPO, "..", "shared", "data", "fgnet"), "FG-NET as distributed.")

@@ -14,7 +14,7 @@ from absl import flags
 from keras_alage import cli
 from keras_alage.evaluation import scoring
 from keras_alage.models import age_model, release
-from pipelines import build, dataset, files
+from alage_pipelines import build, dataset, files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", os.path.join(REPO, "models", "al_dlib_resnet_utkface"), "A one-network dlib-layout release.")

@@ -17,7 +17,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.studies import paper_scale
-from pipelines import files
+from alage_pipelines import files
 
 flags.DEFINE_string("data_dir", "data/utkface_dlib", "A UTKFace build (101 age classes).")
 flags.DEFINE_bool("tiny", False, "AL-ResNet-18 at 32 px, two steps per epoch: the path on a CPU in seconds.")

@@ -17,8 +17,8 @@ import tensorflow as tf
 from absl import flags
 
 from keras_alage import cli
-from pipelines import augment, dataset, images, tfrecords
-from pipelines.readers import fgnet
+from alage_pipelines import augment, dataset, images, tfrecords
+from alage_pipelines.readers import fgnet
 
 flags.DEFINE_string("data", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"), "Shared data folder.")
 flags.DEFINE_integer("images", 1000, "Images to time in each pipeline.")

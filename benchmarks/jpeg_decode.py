@@ -18,7 +18,7 @@ import numpy as np
 from absl import flags
 
 from keras_alage import cli
-from pipelines import files, images
+from alage_pipelines import files, images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(REPO, "..", "shared", "data")

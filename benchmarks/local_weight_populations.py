@@ -26,7 +26,7 @@ from keras_alage import cli
 from keras_alage.evaluation import metrics, scoring
 from keras_alage.models import age_model, release
 from keras_alage.studies import release_choice
-from pipelines import build, dataset, files
+from alage_pipelines import build, dataset, files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Released model (default: the one in models/).")

@@ -34,9 +34,9 @@ from keras_alage import cli
 from keras_alage.evaluation import metrics, scoring
 from keras_alage.models import release
 from keras_alage.serving import photos
-from pipelines import build, files
-from pipelines.readers import fgnet
-from pipelines.records import AgeRecord
+from alage_pipelines import build, files
+from alage_pipelines.readers import fgnet
+from alage_pipelines.records import AgeRecord
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Our model (default: the released model in models/).")

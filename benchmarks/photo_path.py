@@ -31,7 +31,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import release
 from keras_alage.serving import photos, video
-from pipelines import faces, files, images
+from alage_pipelines import faces, files, images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(REPO, "..", "shared", "data")

@@ -22,7 +22,7 @@ from keras_alage import cli
 from keras_alage.evaluation import metrics, run_folders
 from keras_alage.models import age_model, release
 from keras_alage.serving import prior_shift
-from pipelines import files
+from alage_pipelines import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Model (default: the released model in models/).")

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.serving import photos
-from pipelines import files
+from alage_pipelines import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("old", "models/al_dlib_faceapi_v4", "The release to compare against.")

@@ -17,7 +17,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.evaluation import metrics, scoring
 from keras_alage.models import age_model, release
-from pipelines import build, dataset
+from alage_pipelines import build, dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("model", None, "Released model (default: the one in models/).")

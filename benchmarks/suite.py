@@ -29,8 +29,8 @@ from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export
 from keras_alage.studies import benchmarking
 from keras_alage.training import loop, stages
-from pipelines import dataset, faces, tfrecords
-from pipelines.records import AgeRecord
+from alage_pipelines import dataset, faces, tfrecords
+from alage_pipelines.records import AgeRecord
 
 flags.DEFINE_bool("full", False, "The paper's setting: 224 px, batch 32 (slow on a CPU).")
 flags.DEFINE_integer("input_size", None, "Input side; default 112, or 224 with --full.")

@@ -19,7 +19,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.studies import map_evidence
-from pipelines import files
+from alage_pipelines import files
 
 flags.DEFINE_string("data_dir", None, "FG-NET build cut for face-api's network (see above).")
 flags.DEFINE_string("run_dir", "runs/evidence_7x7", "Run folders (validation and test runs).")

@@ -19,7 +19,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import release
 from keras_alage.studies import release_choice
-from pipelines import files
+from alage_pipelines import files
 
 flags.DEFINE_list("views", ["held_out_as_built", "held_out_old_photo"],
                   "Report folders inside each run (each with results.json of scripts/evaluate.py --local_weights).")

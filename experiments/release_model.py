@@ -18,7 +18,7 @@ from keras_alage import cli
 from keras_alage.models import attention, release
 from keras_alage.studies import release_choice
 from keras_alage.training import fold_runs
-from pipelines import augment, build, dataset, faces, files
+from alage_pipelines import augment, build, dataset, faces, files
 
 flags.DEFINE_string("run_dir", None, "Training run folder holding model.keras and flags.txt.")
 flags.DEFINE_string("output", None, "Release folder to write (models/NAME).")

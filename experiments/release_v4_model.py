@@ -18,7 +18,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.studies import release_v4
-from pipelines import files
+from alage_pipelines import files
 
 flags.DEFINE_string("v3", None, "The released AL model whose answer is combined (v3.1's folder).")
 flags.DEFINE_string("cut", None, "face-api's cut inside the release crop (scripts/measure_faceapi_cut.py's JSON).")

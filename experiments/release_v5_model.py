@@ -22,7 +22,7 @@ from keras_alage import cli
 from keras_alage.models import faceres_import, release
 from keras_alage.serving import photos
 from keras_alage.studies import release_v5
-from pipelines import files
+from alage_pipelines import files
 
 flags.DEFINE_string("v4", None, "Release v4's folder (its AL model and face-api's network are v5's first members).")
 flags.DEFINE_string("fgnet_photos", None, "FG-NET as distributed (images/ and points/): faceres's cut is measured on it.")

@@ -17,7 +17,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import release
 from keras_alage.studies import reporting
-from pipelines import build, dataset, files
+from alage_pipelines import build, dataset, files
 
 flags.DEFINE_string("data_dir", None, "TFRecord build the runs were trained on.")
 flags.DEFINE_multi_string("run", [], "NAME=FOLDER of a staged run (global/ and attention/ inside); repeatable.")

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 # fb.resnet.torch's ImageNet PCA of RGB pixels (on [0, 1] values).
 PCA_EIGVAL = (0.2175, 0.0188, 0.0045)

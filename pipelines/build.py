@@ -29,8 +29,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pipelines import faces, files, images, protocols, quiet
-from pipelines.records import AgeRecord
+from alage_pipelines import faces, files, images, protocols, quiet
+from alage_pipelines.records import AgeRecord
 
 MANIFEST = "manifest.json"
 RECORD_LOG = "records.jsonl"
@@ -121,7 +121,7 @@ def check_record(record: AgeRecord, num_classes: int) -> None:
 
 def face_record(record: AgeRecord, config: BuildConfig, detector=None, cache=None) -> Tuple[bytes, dict]:
     """A serialized Example for one record, and its log entry; raises SkipPhoto."""
-    from pipelines import tfrecords  # TensorFlow loads in the worker, not at import
+    from alage_pipelines import tfrecords  # TensorFlow loads in the worker, not at import
 
     check_record(record, config.num_classes)
     try:

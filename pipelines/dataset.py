@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from pipelines import augment, build, epochs, tfrecords
+from alage_pipelines import augment, build, epochs, tfrecords
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from pipelines import files, inputs
+from alage_pipelines import files, inputs
 
 UPRIGHT = 0.0
 # The paper's rotation set, nearest to upright first; 27 rotations besides upright.

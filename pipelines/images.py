@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from pipelines import MAX_PIXELS, inputs
+from alage_pipelines import MAX_PIXELS, inputs
 
 # fb.resnet.torch / torchvision ImageNet statistics on [0, 1] RGB, which the ImageNet
 # weights that users import expect.

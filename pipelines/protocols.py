@@ -9,8 +9,8 @@ import json
 import random
 from typing import Dict, List, Sequence
 
-from pipelines import files
-from pipelines.records import AgeRecord
+from alage_pipelines import files
+from alage_pipelines.records import AgeRecord
 
 
 @dataclasses.dataclass

@@ -8,10 +8,10 @@ import dataclasses
 import os
 from typing import Optional, Sequence
 
-from pipelines import protocols
-from pipelines.age_classes import get_age_classes
-from pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines import protocols
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
+from alage_pipelines.records import AgeRecord, ReadResult
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from pipelines.records import AgeRecord
+from alage_pipelines.records import AgeRecord
 
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),  # encoded JPEG/PNG bytes

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from pipelines import build, faces, tfrecords
-from pipelines.records import AgeRecord
+from alage_pipelines import build, faces, tfrecords
+from alage_pipelines.records import AgeRecord
 
 
 def write_records(path, count: int, num_classes: int, size: int = 48, seed: int = 0) -> list:

@@ -2,7 +2,7 @@
 `--help`, one way to run a main.
 
 Importing this package first (every command does) silences TensorFlow's native start-up messages
-(CUDA probing, oneDNN notices: `pipelines.quiet`) at its first import, whoever makes it;
+(CUDA probing, oneDNN notices: `alage_pipelines.quiet`) at its first import, whoever makes it;
 `ALAGE_VERBOSE=1` brings them back. The package does not import TensorFlow itself: `alage --help`,
 and a command's `--help` where its flags need no TensorFlow, answer without loading it.
 """
@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 from absl import app, flags
 
 from keras_alage import locations
-from pipelines import files, inputs, quiet
+from alage_pipelines import files, inputs, quiet
 
 
 class QuietTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -136,7 +136,7 @@ def damaged_build(data_dir: str, error: Exception) -> str:
     names no file): the shard that differs from the build's manifest, every shard hashed again (and
     the verification record dropped, so the next command says so before it starts), else the
     reader's own first line."""
-    from pipelines import build
+    from alage_pipelines import build
 
     try:
         build.verify_shards(data_dir)

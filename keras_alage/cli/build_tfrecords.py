@@ -19,9 +19,9 @@ from absl import app, flags, logging
 
 from keras_alage import cli
 from keras_alage.models import release
-from pipelines import build, faces, protocols, runners, sources
-from pipelines.age_classes import get_age_classes
-from pipelines.readers import lap
+from alage_pipelines import build, faces, protocols, runners, sources
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers import lap
 
 flags.DEFINE_enum("dataset", None, sorted(sources.SOURCES), "Data set, in its distributed layout.")
 flags.DEFINE_string("data_dir", None, "Where the data set is: its folder, or its CSV / .mat file.")

@@ -20,7 +20,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.evaluation import run_folders, scoring
-from pipelines import augment, build, dataset, files
+from alage_pipelines import augment, build, dataset, files
 
 flags.DEFINE_string("data_dir", None, "TFRecord build the models were trained on.")
 flags.DEFINE_list("fold", ["all"], "Fold(s) to evaluate, or 'all'.")

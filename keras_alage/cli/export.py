@@ -15,7 +15,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import release
 from keras_alage.serving import export, photos
-from pipelines import augment, images
+from alage_pipelines import augment, images
 
 flags.DEFINE_string("model", None, "Trained .keras model.")
 flags.DEFINE_string("export_dir", "serving", "TF Serving base folder.")

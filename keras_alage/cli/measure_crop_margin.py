@@ -12,7 +12,7 @@ import random
 from absl import flags
 
 from keras_alage import cli
-from pipelines import faces, images
+from alage_pipelines import faces, images
 
 flags.DEFINE_string("images", None, "Glob of the ready-made face crops (quote it).")
 flags.DEFINE_integer("limit", 150, "Crops to measure, drawn with --seed.")

@@ -17,7 +17,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import faceapi_runtime, release
 from keras_alage.studies import faceapi_cut
-from pipelines import faces, sources
+from alage_pipelines import faces, sources
 
 flags.DEFINE_enum("dataset", "fgnet", sorted(sources.SOURCES), "Data set whose photos are measured.")
 flags.DEFINE_string("data_dir", None, "The data set's folder, as --dataset's reader takes it.")

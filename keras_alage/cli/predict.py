@@ -18,7 +18,7 @@ from absl import app, flags
 from keras_alage import cli
 from keras_alage.models import release
 from keras_alage.serving import answers, photos
-from pipelines import augment, faces
+from alage_pipelines import augment, faces
 
 flags.DEFINE_string("model", None, "SavedModel folder (scripts/export.py), .keras model or released model's "
                     "folder; default: the released model in models/.")

@@ -17,7 +17,7 @@ from keras_alage import cli
 from keras_alage.evaluation import provenance
 from keras_alage.models import age_model, weight_import
 from keras_alage.training import fold_runs, loop, stages
-from pipelines import augment
+from alage_pipelines import augment
 
 flags.DEFINE_string("data_dir", None, "TFRecord build from scripts/build_tfrecords.py.")
 flags.DEFINE_list("fold", ["all"], "Fold(s) of the build to run, or 'all' (in turn, results aggregated).")

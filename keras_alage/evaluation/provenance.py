@@ -13,7 +13,7 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from pipelines import build, files
+from alage_pipelines import build, files
 
 RUN_FILE = "run.json"
 
@@ -40,7 +40,7 @@ def checkpoint_digest(path: Optional[str]) -> Optional[str]:
             return release.read_description(path)["weights"]["sha256"]
         except ValueError as error:
             raise weight_import.CheckpointError(f"--init_checkpoint={path}: {error}") from None
-    from pipelines import inputs
+    from alage_pipelines import inputs
 
     try:
         inputs.check_regular(path, f"--init_checkpoint={path}")  # a pipe would be waited on

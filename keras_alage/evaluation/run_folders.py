@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_alage.evaluation import provenance, scoring
 from keras_alage.models import age_model, release
-from pipelines import build, dataset, files
+from alage_pipelines import build, dataset, files
 
 
 def evaluate_run(

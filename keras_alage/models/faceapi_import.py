@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.models import npm_packages, xception
-from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 PACKAGE = "@vladmandic/face-api"
 VERSION = "1.7.15"

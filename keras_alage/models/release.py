@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_alage import locations
 from keras_alage.models import age_model, attention, faceres_import, xception
-from pipelines import augment, faces, files, inputs
+from alage_pipelines import augment, faces, files, inputs
 
 FORMAT = 1
 DEFAULT_NAME = "al_dlib_faceapi_faceres_v5"  # v3.1 (al_dlib_resnet_utkface), face-api's network and faceres-deep

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import keras
 
 from keras_alage.models import age_model, release, resnet, ror
-from pipelines import inputs
+from alage_pipelines import inputs
 
 
 @dataclasses.dataclass

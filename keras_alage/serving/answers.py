@@ -11,7 +11,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from keras_alage.models import release
 from keras_alage.serving import photos, prior_shift, video
-from pipelines import faces, files, images
+from alage_pipelines import faces, files, images
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import faceapi_import, faceres_import, xception
 from keras_alage.serving import export
-from pipelines import augment
+from alage_pipelines import augment
 
 MEMBERS = ("al", "faceapi", "faceres")  # each member answers `<member>_age`
 RULES = ("mean", "median", "banded")

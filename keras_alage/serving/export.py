@@ -1,7 +1,7 @@
 """SavedModel export for TF Serving: `<base>/<model_name>/<version>/` with two signatures.
 
 - `serving_default`: a batch of encoded face crops (JPEG or PNG bytes, cut with the project's
-  `pipelines.faces.CropSpec`; base64 in TF Serving's REST JSON) -> expected age, class
+  `alage_pipelines.faces.CropSpec`; base64 in TF Serving's REST JSON) -> expected age, class
   probabilities, global and local ages, attention box. Decoding, the evaluation resize and the
   ten-crop (or centre crop, chosen at export) run inside the graph, as in `scripts/evaluate.py`.
 - `predict_preprocessed`: normalised float images [batch, size, size, 3] -> the same outputs.
@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_alage.evaluation import scoring
 from keras_alage.models import age_model, attention, heads
-from pipelines import augment, faces, files
+from alage_pipelines import augment, faces, files
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
 WARMUP_FILE = "tf_serving_warmup_requests"

@@ -1,6 +1,6 @@
 """Ages of the faces in ordinary photos: detect, crop as in training, predict, report, draw.
 
-Faces are cut with the same `pipelines.faces.CropSpec` as the TFRecord build and encoded as
+Faces are cut with the same `alage_pipelines.faces.CropSpec` as the TFRecord build and encoded as
 JPEG like the stored crops, then answered by the same graph as the exported SavedModel
 (`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
 """
@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
 from keras_alage.serving import ensemble, export, prior_shift
-from pipelines import augment, faces, files, images, inputs
+from alage_pipelines import augment, faces, files, images, inputs
 
 
 @dataclasses.dataclass

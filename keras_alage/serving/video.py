@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from keras_alage.serving import photos
-from pipelines import faces, files, inputs
+from alage_pipelines import faces, files, inputs
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 

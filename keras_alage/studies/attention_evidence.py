@@ -19,7 +19,7 @@ import tensorflow as tf
 from keras_alage.evaluation import metrics, provenance, run_folders, scoring
 from keras_alage.models import age_model, release
 from keras_alage.studies import reporting
-from pipelines import build, dataset, files, tfrecords
+from alage_pipelines import build, dataset, files, tfrecords
 
 HEAD_NAMES = ("global", "local", "combined")
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.models import faceapi_import, faceapi_runtime, xception
-from pipelines import faces, files, images
+from alage_pipelines import faces, files, images
 
 
 @dataclasses.dataclass

@@ -38,7 +38,7 @@ from keras_alage.models import age_model, attention, faceapi_import, weight_impo
 from keras_alage.models.age_model import ModelConfig
 from keras_alage.studies import reporting
 from keras_alage.training import loop
-from pipelines import augment, build, files, tfrecords
+from alage_pipelines import augment, build, files, tfrecords
 
 MAX_EPOCHS = 40
 SEEDS = (0, 1, 2)

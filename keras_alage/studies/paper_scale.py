@@ -19,7 +19,7 @@ from keras_alage.evaluation import metrics, scoring
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.studies import benchmarking
 from keras_alage.training import loop
-from pipelines import build, dataset
+from alage_pipelines import build, dataset
 
 # Dense bf16 tensor-core peaks (vendor data sheets, without sparsity), matched in the device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0}

@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import faceapi_import, release, xception
 from keras_alage.serving import ensemble, photos
-from pipelines import build, tfrecords
+from alage_pipelines import build, tfrecords
 
 AGE_BANDS = (10, 20, 30, 40, 50, 60, 70)  # true-age bands for the error tables: 0-9, ..., 70+
 ANSWERS = ("age", "al_age", "faceapi_age", "global_age", "local_age")

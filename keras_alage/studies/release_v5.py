@@ -44,8 +44,8 @@ from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import faceapi_import, faceres_import, release
 from keras_alage.serving import ensemble
 from keras_alage.studies import release_v4
-from pipelines import faces, files, images
-from pipelines.readers import fairface
+from alage_pipelines import faces, files, images
+from alage_pipelines.readers import fairface
 
 MEMBERS = ("al", "faceapi", "faceres")
 FACERES_SCALES = (1.0, 1.125, 1.25)  # 1.25: the largest square the release's crop holds (x 0, width 1)

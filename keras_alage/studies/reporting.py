@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_alage.evaluation import metrics, scoring
 from keras_alage.models.age_model import class_ages_of
-from pipelines import augment, build
+from alage_pipelines import augment, build
 
 BOX_KEYS = ("x", "y", "w", "h")
 

@@ -16,7 +16,7 @@ from keras_alage.evaluation import provenance, scoring
 from keras_alage.models import age_model, attention, dlib_import, faceapi_import, release, resnet, weight_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import loop, stages
-from pipelines import augment, build, dataset, faces, files
+from alage_pipelines import augment, build, dataset, faces, files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,8 +46,8 @@ import tensorflow as tf
 from keras_alage.evaluation import provenance
 from keras_alage.models import attention, release
 from keras_alage.training import stages
-from pipelines import files
-from pipelines.augment import denormalize
+from alage_pipelines import files
+from alage_pipelines.augment import denormalize
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("off", "bfloat16", "float16")  # "off", or Keras' mixed_<dtype> policy

@@ -9,9 +9,9 @@ cell) is dropped and counted, never guessed.
 
 import re
 
-from pipelines.age_classes import ADIENCE_GROUPS, get_age_classes
-from pipelines.readers.common import require_dir, require_file
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import ADIENCE_GROUPS, get_age_classes
+from alage_pipelines.readers.common import require_dir, require_file
+from alage_pipelines.records import AgeRecord, ReadResult
 
 RANGE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
 FACE_VARIANTS = ("coarse_tilt_aligned_face", "landmark_aligned_face")

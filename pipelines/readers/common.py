@@ -2,7 +2,7 @@
 
 import pathlib
 
-from pipelines.age_classes import AgeClasses
+from alage_pipelines.age_classes import AgeClasses
 
 
 class LabelError(ValueError):

@@ -6,9 +6,9 @@ import os
 import pathlib
 from typing import Iterable, Optional
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import LabelError, integer_label, require_file
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import LabelError, integer_label, require_file
+from alage_pipelines.records import AgeRecord, ReadResult
 
 MORPH_RACES = {"W": "white", "B": "black", "A": "asian", "H": "hispanic", "O": "other"}
 

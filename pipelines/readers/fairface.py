@@ -11,9 +11,9 @@ import json
 import re
 from typing import Tuple
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import LabelError, integer_label, require_dir, require_file
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import LabelError, integer_label, require_dir, require_file
+from alage_pipelines.records import AgeRecord, ReadResult
 
 GROUP = re.compile(r"^(?P<low>\d{1,3})(-(?P<high>\d{1,3})|\+)$")
 OPEN_GROUP_SPAN = 19  # "70+" is read as 70-89 (FairFace's oldest group; few faces are older)

@@ -2,9 +2,9 @@
 
 import re
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import read_named_files, require_dir
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import read_named_files, require_dir
+from alage_pipelines.records import AgeRecord, ReadResult
 
 NAME = re.compile(r"^(?P<subject>\d{3})A(?P<age>\d{2})(?P<variant>[ab]?)\.jpg$", re.IGNORECASE)
 

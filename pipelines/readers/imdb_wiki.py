@@ -10,9 +10,9 @@ import pathlib
 
 import numpy as np
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import LabelError, integer_label, require_file
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import LabelError, integer_label, require_file
+from alage_pipelines.records import AgeRecord, ReadResult
 
 GENDERS = {1.0: "male", 0.0: "female"}
 # MATLAB's datenum counts days from year 0; Python's ordinals from year 1 (366 days later).

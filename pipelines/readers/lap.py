@@ -10,9 +10,9 @@ import csv
 import pathlib
 from typing import Dict, Iterable, Tuple
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import LabelError, integer_label, require_dir, require_file
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import LabelError, integer_label, require_dir, require_file
+from alage_pipelines.records import AgeRecord, ReadResult
 
 # split -> (ground-truth file, image folder) as each edition distributes them.
 TEST_SPLITS = ("valid", "test")  # which LAP split is the test side

@@ -11,9 +11,9 @@ import os
 import pathlib
 import re
 
-from pipelines.age_classes import get_age_classes
-from pipelines.readers.common import read_named_files, require_dir
-from pipelines.records import AgeRecord, ReadResult
+from alage_pipelines.age_classes import get_age_classes
+from alage_pipelines.readers.common import read_named_files, require_dir
+from alage_pipelines.records import AgeRecord, ReadResult
 
 NAME = re.compile(
     r"^(?P<age>\d{1,3})_(?P<gender>[01])_(?P<race>[0-4])_(?P<datetime>\d{8,17})\.jpg(\.chip\.jpg)?$",

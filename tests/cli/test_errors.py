@@ -261,7 +261,7 @@ HELD = []  # folder locks a case holds while its command runs, released after it
 
 
 def _a_run_folder_training_holds(tmp_path):
-    from pipelines import files
+    from alage_pipelines import files
 
     hold = files.folder_lock(str(tmp_path / "run"), "training")
     hold.__enter__()
@@ -381,7 +381,7 @@ FAULTS.update({
 
 def test_a_starting_checkpoint_whose_description_lacks_its_weights_is_one_line(tmp_path):
     """train --init_checkpoint=<release> whose model.json has no "weights": a KeyError traceback before."""
-    from pipelines import protocols
+    from alage_pipelines import protocols
     from tests.record_utils import synthetic_build
 
     rows = [(f"face{i:02d}.jpg", float(i), i, f"s{i % 4}", 40 + 4 * i) for i in range(16)]
@@ -415,7 +415,7 @@ def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_nami
                                                                                            command):
     """A bit flipped inside a shard, its size and time kept (the verification record still matches):
     training said "corrupted record at 247285" under a traceback; now the shard is named."""
-    from pipelines import build, protocols
+    from alage_pipelines import build, protocols
     from tests.record_utils import synthetic_build
 
     rows = [(f"face{i:02d}.jpg", float(i), i, f"s{i % 4}", 40 + 4 * i) for i in range(16)]

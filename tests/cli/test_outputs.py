@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from keras_alage.serving import answers, photos
-from pipelines import faces, files
+from alage_pipelines import faces, files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.training import loop
-from pipelines import build, protocols
-from pipelines.age_classes import get_age_classes
+from alage_pipelines import build, protocols
+from alage_pipelines.age_classes import get_age_classes
 from tests.record_utils import synthetic_build
 
 pytest.importorskip("apache_beam")

@@ -12,8 +12,8 @@ from keras_alage.evaluation import provenance, run_folders
 from keras_alage.models import attention, release
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import fold_runs, loop
-from pipelines import build, faces, protocols
-from pipelines.records import AgeRecord
+from alage_pipelines import build, faces, protocols
+from alage_pipelines.records import AgeRecord
 
 pytest.importorskip("apache_beam")
 

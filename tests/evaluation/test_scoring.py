@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_alage.evaluation import metrics, scoring
 from keras_alage.models import attention
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from pipelines import augment
+from alage_pipelines import augment
 
 TINY = ModelConfig(depth=18, input_size=64, age_classes="adience")
 

@@ -9,7 +9,7 @@ import pytest
 from keras_alage.models import dlib_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.models.resnet import ZeroPadAdd
-from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 onnx = pytest.importorskip("onnx", reason="onnx is in the 'serving' extra; `make test` installs it")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the 'serving' extra")

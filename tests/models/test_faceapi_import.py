@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_alage.models import faceapi_import, faceapi_runtime, xception
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from pipelines import images as image_io
+from alage_pipelines import images as image_io
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.models import faceapi_import, faceres_import, faceres_runtime
-from pipelines import images as image_io
+from alage_pipelines import images as image_io
 
 FGNET_PHOTOS = ("001A02", "002A29", "003A47", "004A53")  # ages 2, 29, 47, 53
 

@@ -16,8 +16,8 @@ from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export, photos
 from keras_alage.studies import release_choice
 from keras_alage.training import fold_runs, stages
-from pipelines import faces, images
-from pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines import faces, images
+from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"

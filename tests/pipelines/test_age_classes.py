@@ -1,6 +1,6 @@
 import pytest
 
-from pipelines import age_classes
+from alage_pipelines import age_classes
 
 
 @pytest.mark.parametrize(

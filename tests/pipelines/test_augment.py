@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import augment
+from alage_pipelines import augment
 
 
 def random_image(h=40, w=30, seed=0):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import build, dataset, faces, files, protocols, runners, tfrecords
-from pipelines.readers import fgnet
-from pipelines.records import AgeRecord
+from alage_pipelines import build, dataset, faces, files, protocols, runners, tfrecords
+from alage_pipelines.readers import fgnet
+from alage_pipelines.records import AgeRecord
 
 pytest.importorskip("apache_beam")
 
@@ -323,7 +323,7 @@ def test_the_build_on_a_dask_cluster_equals_the_direct_runners_byte_for_byte(sha
 
 
 def test_a_build_another_process_is_writing_is_refused_at_once(tmp_path):
-    hold = ("import sys, time\nfrom pipelines import files\n"
+    hold = ("import sys, time\nfrom alage_pipelines import files\n"
             "with files.place_lock(sys.argv[1], 'building TFRecords'):\n    print('holding', flush=True); time.sleep(120)\n")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
     try:

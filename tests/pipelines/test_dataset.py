@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import augment, dataset, tfrecords
-from pipelines.readers import fgnet
-from pipelines.records import AgeRecord
+from alage_pipelines import augment, dataset, tfrecords
+from alage_pipelines.readers import fgnet
+from alage_pipelines.records import AgeRecord
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.training import loop
-from pipelines import dataset, epochs
+from alage_pipelines import dataset, epochs
 from tests.record_utils import write_records
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_alage.serving import photos
-from pipelines import faces, images
+from alage_pipelines import faces, images
 
 
 class DotDetector:

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from pipelines import files
+from alage_pipelines import files
 
 HOLD = ("import sys, time\n"
-        "from pipelines import files\n"
+        "from alage_pipelines import files\n"
         "with files.folder_lock(sys.argv[1], 'a test'):\n"
         "    print('holding', flush=True); time.sleep(120)\n")
 
@@ -113,7 +113,7 @@ def _contents(path):
 
 KILLED_BETWEEN_RENAMES = (
     "import os, signal, sys\n"
-    "from pipelines import files\n"
+    "from alage_pipelines import files\n"
     "rename, calls = os.rename, []\n"
     "def dying(source, destination):\n"
     "    calls.append(source)\n"

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines import images
+from alage_pipelines import images
 
 
 def write(path, array, ext):

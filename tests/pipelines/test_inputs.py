@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from pipelines import inputs
+from alage_pipelines import inputs
 
 
 def _without_waiting(call):

@@ -2,9 +2,9 @@ import collections
 
 import pytest
 
-from pipelines import protocols, sources
-from pipelines.readers import adience, fgnet
-from pipelines.records import AgeRecord
+from alage_pipelines import protocols, sources
+from alage_pipelines.readers import adience, fgnet
+from alage_pipelines.records import AgeRecord
 
 
 @pytest.fixture(scope="module")

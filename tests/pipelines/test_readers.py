@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from pipelines import protocols
-from pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
+from alage_pipelines import protocols
+from alage_pipelines.readers import adience, csv_files, fairface, fgnet, imdb_wiki, lap, utkface
 
 # --- real data ----------------------------------------------------------------------
 

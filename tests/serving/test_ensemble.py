@@ -13,7 +13,7 @@ from keras_alage.evaluation import intervals
 from keras_alage.models import age_model, attention, faceapi_import, faceres_import, release, xception
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import ensemble, export, photos
-from pipelines import augment, faces
+from alage_pipelines import augment, faces
 
 TINY = ModelConfig(depth=18, input_size=32, age_classes="utkface")
 CUT = faceapi_import.FaceApiCut(0.05, 0.1, 0.9, 0.8)

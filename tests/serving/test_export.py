@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_alage.models import attention
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export
-from pipelines import augment, faces, images
+from alage_pipelines import augment, faces, images
 
 CONFIG = ModelConfig(depth=18, input_size=64, age_classes="fgnet")
 

@@ -13,7 +13,7 @@ import pytest
 
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export, photos
-from pipelines import augment, faces, images
+from alage_pipelines import augment, faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

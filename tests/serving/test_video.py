@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_alage.serving import photos, video
-from pipelines import faces, images
+from alage_pipelines import faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from keras_alage.evaluation import run_folders
 from keras_alage.models import age_model
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.studies import attention_evidence
-from pipelines import build
+from alage_pipelines import build
 
 
 @pytest.fixture(scope="module")

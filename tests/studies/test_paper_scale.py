@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_alage.studies import paper_scale
-from pipelines import protocols
+from alage_pipelines import protocols
 from tests.record_utils import synthetic_build
 
 pytest.importorskip("apache_beam")
