@@ -97,3 +97,35 @@ def test_every_file_of_the_repository_a_document_names_exists(document):
     text = "\n".join(item for item in items if "etired" not in item)  # what names retired files, as retired
     missing = sorted({name for name in pattern.findall(text) if not (REPO / name).exists()})
     assert not missing, f"{document.name} names files that are not in the repository: {missing}"
+
+
+def layout_rooms(text):
+    """docs/layout.md's floor table: {room folder: set of modules it names}."""
+    rooms = {}
+    for row in re.findall(r"^\| \d+ \| `([^`]+)/`[^|]* \| ([^|]*) \|", text, flags=re.M):
+        rooms[row[0]] = set(re.findall(r"`(\w+)`", row[1]))
+    return rooms
+
+
+def tree_rooms():
+    rooms = {}
+    for room in ["pipelines", "pipelines/readers", "keras_alage", *sorted(
+            str(p.relative_to(REPO)) for p in (REPO / "keras_alage").iterdir() if (p / "__init__.py").exists())]:
+        folder = REPO / room
+        rooms[room] = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"} | {
+            p.name for p in folder.iterdir() if (p / "__init__.py").exists() and str(p.relative_to(REPO)) not in
+            {"pipelines/readers"} and room != "keras_alage"}
+    return rooms
+
+
+def test_the_layout_table_names_every_module_of_every_room():
+    named, tree = layout_rooms((REPO / "docs" / "layout.md").read_text()), tree_rooms()
+    assert named == tree, (f"docs/layout.md's table and the tree differ: rooms {sorted(set(named) ^ set(tree))}; "
+                           + "; ".join(f"{room}: missing {sorted(tree[room] - named.get(room, set()))}, "
+                                       f"gone {sorted(named.get(room, set()) - tree[room])}"
+                                       for room in sorted(tree) if tree[room] != named.get(room)))
+
+
+def test_the_layout_table_check_fails_on_a_missing_module():
+    text = (REPO / "docs" / "layout.md").read_text().replace("`quiet` ", "", 1)
+    assert layout_rooms(text) != tree_rooms()
