@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
+from alage_pipelines.options import CROPS, TRAIN_VIEWS
 
 # fb.resnet.torch's ImageNet PCA of RGB pixels (on [0, 1] values).
 PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -238,12 +239,6 @@ def shifted_center_crop(image, size: int, dx: int, dy: int):
 
 
 CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
-# Evaluation crops: ten (the paper: corners, centre and their mirrors), the centre alone, the
-# centre and its mirror, or the centre moved a few pixels four ways and all five mirrored (for
-# networks that need their exact chip, such as dlib's: corner crops move it too far).
-CROPS = ("ten", "center", "center_flip", "shift_flip")
-
-
 def shift_pixels(size: int) -> int:
     """How far `shift_flip` moves the centre crop: 1/32 of the input side (2 px at 64, chosen on
     validation among 1, 2 and 3 px), at least 1."""
@@ -290,9 +285,6 @@ def ten_crop(image, size: int):
     ]
     crops = tf.stack(crops)
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-
-
-TRAIN_VIEWS = ("paper", "eval")
 
 
 def eval_view_crop(encoded, input_size: int, seed=None):

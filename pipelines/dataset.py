@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from alage_pipelines import augment, build, epochs, tfrecords
+from alage_pipelines.options import EVAL_VIEWS
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -35,9 +36,6 @@ def training_preprocess(input_size: int, **augmentation):
         return augment.preprocess_for_train(parsed["image"], input_size, **augmentation), labels_of(parsed)
 
     return preprocess
-
-
-EVAL_VIEWS = ("as_built", "old_photo")
 
 
 def eval_preprocess(input_size: int, crops: str, view: str = "as_built", shift: Optional[int] = None):

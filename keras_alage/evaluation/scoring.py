@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.evaluation import metrics
+from keras_alage.evaluation.options import HEADS
 from alage_pipelines import augment, files
 
-HEADS = {"global": "global_probs", "local": "local_probs", "combined": "probs"}
 SUMMARY_METRICS = ("mae", "cs5", "epsilon_error", "exact_accuracy", "one_off_accuracy")
 
 

@@ -17,12 +17,10 @@ import keras
 from keras import layers
 
 from keras_alage.models import attention, heads, resnet, xception
+from keras_alage.models.options import LAYOUTS
 from alage_pipelines.age_classes import AgeClasses, get_age_classes
 
 OUTPUT_NAMES = ("age", "probs", "global_probs", "global_age", "local_probs", "local_age", "box")
-# torch: the paper's ResNet / RoR; dlib: dlib's age network's layout; faceapi: face-api's TinyXception
-# (112 px -> 7x7x512, `xception`), for its imported weights.
-LAYOUTS = resnet.LAYOUTS + ("faceapi",)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -182,7 +182,6 @@ def build_backbone(
 
 # dlib's age network (`dlib_import.py`): stem, then stages of 64 x 1, 128 x 2, 256 x 2 basic blocks.
 DLIB_STAGES = ((64, 1), (128, 2), (256, 2))
-LAYOUTS = ("torch", "dlib")
 
 
 @keras.saving.register_keras_serializable(package="keras_alage")

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from keras_alage.evaluation import scoring
 from keras_alage.models import age_model, attention, heads
+from keras_alage.serving.options import MAX_VERSION
 from alage_pipelines import augment, faces, files
 
 OUTPUT_KEYS = ("age", "probs", "global_age", "local_age", "box")
@@ -83,9 +84,6 @@ class AgeServer(tf.Module):
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve_encoded, "predict_preprocessed": self.serve_preprocessed}
-
-
-MAX_VERSION = 2 ** 63 - 1  # TF Serving reads a version folder's name as an int64
 
 
 def version_dir(base_dir: str, model_name: str, version: int) -> str:

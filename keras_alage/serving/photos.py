@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
 from keras_alage.serving import ensemble, export, prior_shift
+from keras_alage.serving.options import NO_FACE
 from alage_pipelines import augment, faces, files, images, inputs
 
 
@@ -244,7 +245,6 @@ class PhotoFaces:
     note: Optional[str] = None  # what was left out of an answered photo (`MAX_FACES`)
 
 
-NO_FACE = ("skip", "whole")
 # Faces answered in one photo: the most confident this many (a crowd fits; a mosaic of 1,024 faces
 # would otherwise hold them all in memory and in the network's batch at once).
 MAX_FACES = 256

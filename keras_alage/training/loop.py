@@ -46,11 +46,10 @@ import tensorflow as tf
 from keras_alage.evaluation import provenance
 from keras_alage.models import attention, release
 from keras_alage.training import stages
+from keras_alage.training.options import STRATEGIES
 from alage_pipelines import files
 from alage_pipelines.augment import denormalize
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
-MIXED_PRECISION = ("off", "bfloat16", "float16")  # "off", or Keras' mixed_<dtype> policy
 HISTORY = "history.jsonl"
 BEST_WEIGHTS = "best.weights.h5"
 FINAL_MODEL = release.FINAL_MODEL

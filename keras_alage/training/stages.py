@@ -19,8 +19,8 @@ import keras
 import tensorflow as tf
 
 from keras_alage.models import attention
+from keras_alage.training.options import STAGES
 
-STAGES = ("global", "attention", "global_head", "local_head")
 GLOBAL_LAYERS = ("backbone", "global_head")
 
 

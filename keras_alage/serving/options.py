@@ -1,0 +1,7 @@
+"""The serving room's option lists and bounds, in a module that imports nothing (flags are built
+from them before TensorFlow is loaded). Defined here only; `photos` and `export` use them from here."""
+
+# A photo where no face is found: report and skip it, or answer it as one face filling its centre square.
+NO_FACE = ("skip", "whole")
+# TF Serving reads a version folder's name as an int64.
+MAX_VERSION = 2 ** 63 - 1
