@@ -53,9 +53,9 @@ def checkpoint_digest(path: Optional[str]) -> Optional[str]:
     return digest.hexdigest()
 
 
-# The run's settings (`RunSpec`, `TrainConfig` fields) `run_identity` leaves out, and why; every
-# other field is recorded (tests/evaluation/test_provenance.py checks it), so a setting added later
-# is recorded unless it is named here.
+# The settings (fields of the run's configs: `RunSpec`, the configs nested in it, `TrainConfig`)
+# `run_identity` leaves out, and why; every other field is recorded (tests/training/test_fold_runs.py
+# checks it), so a setting added later is recorded unless it is named here.
 NOT_RECORDED = {
     "RunSpec": {
         "data_dir": "recorded as the build's identity (its folder and manifest hash)",
@@ -64,7 +64,12 @@ NOT_RECORDED = {
         "eval_crops": "an evaluation setting",
         "eval_batch_size": "an evaluation setting",
         "shuffle_buffer": "never recorded; resuming with another buffer is allowed",
+    },
+    "StartConfig": {
         "calibration_images": "never recorded; resuming with another count is allowed",
+    },
+    "Augmentation": {
+        "jitter": "no command turns it off (the input pipeline's benchmark does, and records no run)",
     },
     "TrainConfig": {
         "run_dir": "the folder the identity is written to",
@@ -76,37 +81,85 @@ NOT_RECORDED = {
     },
 }
 
+# Where a recorded setting sits in run.json: a nested config's fields in the section of its field
+# in the run spec, a plain setting by its name, None: at the top. This is the layout runs have been
+# recorded in, so their identity stays; a setting not named here goes to its config's section.
+SECTION_OF = {"model": "model", "start": "start", "augmentation": "data", "inner_validation": "data",
+              "fixed_box": "start", "attention_memory": "start", "batch_size": "data", "seed": "data",
+              "stage": None}
+DEFAULT_SECTION = {"RunSpec": "settings", "TrainConfig": "optimisation"}
+# Recorded beside the settings: the fold's starting checkpoint as an absolute path (`{fold}`
+# replaced) and what it holds (`checkpoint_digest`).
+START_FILE_KEYS = ("start.init_checkpoint", "start.init_sha256")
+
+
+def _json(value):
+    return json.loads(json.dumps(value))  # tuples as lists, as run.json holds them
+
+
+def _recorded_fields(config, section: Optional[str] = None):
+    """(section, field name, value) of every field of `config` that `NOT_RECORDED` does not name,
+    a nested config's fields in its field's section."""
+    owner = type(config).__name__
+    for field in dataclasses.fields(config):
+        if field.name in NOT_RECORDED.get(owner, {}):
+            continue
+        value = getattr(config, field.name)
+        where = section if section is not None else SECTION_OF.get(field.name, DEFAULT_SECTION.get(owner, owner))
+        if dataclasses.is_dataclass(value):
+            yield from _recorded_fields(value, where)
+        else:
+            yield where, field.name, value
+
+
+def recorded_settings(*configs) -> dict:
+    """The sections of run.json that `configs` fill: every field, nested configs' included, but
+    those in `NOT_RECORDED`."""
+    recorded = {}
+    for config in configs:
+        for section, name, value in _recorded_fields(config):
+            place = recorded if section is None else recorded.setdefault(section, {})
+            if name in place:
+                raise ValueError(f"{section}.{name} is recorded twice; name one of them in SECTION_OF.")
+            place[name] = _json(value)
+    return recorded
+
 
 def run_identity(spec, config, fold: str, init_checkpoint: Optional[str],
                  opened: Optional[build.Build] = None) -> dict:
-    """Everything that shapes what a run learns: every `RunSpec` and `TrainConfig` field but those
-    in `NOT_RECORDED` (epochs, evaluation settings, XLA, ...); `opened`: the run's build, where the
-    caller has it open."""
-    return {
-        "build": (opened or build.Build.open(spec.data_dir)).identity,
-        "fold": fold,
-        "model": dataclasses.asdict(spec.model),
-        "stage": config.stage,
-        "start": {
-            "init_checkpoint": os.path.abspath(init_checkpoint) if init_checkpoint else None,
-            "init_sha256": checkpoint_digest(init_checkpoint),
-            "keras_hub_preset": spec.keras_hub_preset,
-            "init_dlib_age": spec.init_dlib_age,
-            "init_faceapi": spec.init_faceapi,
-            "dlib_heads": spec.dlib_heads,
-            "local_head_from_global": spec.local_head_from_global,
-            "fixed_box": list(spec.fixed_box) if isinstance(spec.fixed_box, tuple) else spec.fixed_box,
-            "attention_memory": spec.attention_memory,
-        },
-        "data": {"min_crop_area": spec.min_crop_area, "downscale": spec.downscale, "grayscale": spec.grayscale,
-                 "old_photo": spec.old_photo,
-                 "batch_size": config.batch_size, "seed": config.seed, "train_view": spec.train_view,
-                 "inner_validation": spec.inner_validation},
-        "optimisation": {"learning_rate": config.learning_rate, "lr_decay_epochs": list(config.lr_decay_epochs),
-                         "lr_decay": config.lr_decay, "momentum": config.momentum, "nesterov": config.nesterov,
-                         "weight_decay": config.weight_decay, "freeze_batch_norm": config.freeze_batch_norm,
-                         "distill_weight": config.distill_weight},
-    }
+    """Everything that shapes what a run learns: every field of the run spec (nested configs
+    included) and of the `TrainConfig` but those in `NOT_RECORDED` (epochs, evaluation settings,
+    XLA, ...), and the fold's starting checkpoint by path and content; `opened`: the run's
+    build, where the caller has it open."""
+    identity = {"build": (opened or build.Build.open(spec.data_dir)).identity, "fold": fold}
+    identity |= recorded_settings(spec, config)
+    identity["start"] |= {"init_checkpoint": os.path.abspath(init_checkpoint) if init_checkpoint else None,
+                          "init_sha256": checkpoint_digest(init_checkpoint)}
+    return identity
+
+
+def settings_from_identity(cls, recorded: dict, section: Optional[str] = None, **fixed):
+    """`cls` (a config of the run) made from a run's recorded identity: each recorded field from
+    its place (a setting the run predates at its `ADDED_DEFAULTS` value), each field
+    `NOT_RECORDED` at its default, nested configs likewise; `fixed` overrides."""
+    flat = {key: value for key, value in ADDED_DEFAULTS.items()} | _flatten(recorded)
+    owner = cls.__name__
+    settings = {}
+    for field in dataclasses.fields(cls):
+        if field.name in fixed:
+            settings[field.name] = fixed[field.name]
+            continue
+        if field.name in NOT_RECORDED.get(owner, {}):
+            continue
+        where = section if section is not None else SECTION_OF.get(field.name, DEFAULT_SECTION.get(owner, owner))
+        if dataclasses.is_dataclass(field.default):
+            settings[field.name] = settings_from_identity(type(field.default), recorded, where)
+            continue
+        key = field.name if where is None else f"{where}.{field.name}"
+        if key in flat:
+            value = flat[key]
+            settings[field.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**settings)
 
 
 def _flatten(value, prefix="") -> Dict[str, object]:
@@ -128,6 +181,7 @@ ADDED_DEFAULTS = {
     "data.old_photo": 0.0,
     "optimisation.distill_weight": 0.0,
     "start.init_faceapi": None,
+    "model.box": "bounded",  # ModelConfig.box (the attention box's parametrisation), issue 35
     "start.init_sha256": None,  # unknown: a run started from a checkpoint before this was recorded is refused
 }
 

@@ -30,7 +30,8 @@ class ModelConfig:
     `layout` "dlib" is the layout of dlib's CC0 age network (`resnet.build_dlib_backbone`;
     `depth` and `ror_levels` do not apply), which its imported weights need to keep their
     function; "faceapi" face-api's TinyXception (`xception.build_tiny_xception`, likewise);
-    "torch" is the paper's ResNet / RoR of `depth`."""
+    "torch" is the paper's ResNet / RoR of `depth`. `box`: the attention box's parametrisation
+    (`attention.BOX_KINDS`; "bounded" the paper's sigmoids, "movable" `attention.MovableBox`)."""
 
     depth: int = 34
     ror_levels: int = 1
@@ -42,10 +43,13 @@ class ModelConfig:
     min_box_size: float = 1.0 / 7.0
     max_box_size: float = 1.0
     layout: str = "torch"
+    box: str = "bounded"
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}; received {self.layout!r}.")
+        if self.box not in attention.BOX_KINDS:
+            raise ValueError(f"box must be one of {attention.BOX_KINDS}; received {self.box!r}.")
         if self.layout != "torch" and self.ror_levels != 1:
             raise ValueError("RoR shortcuts (ror_levels > 1) are defined for the torch layout only.")
 
@@ -108,6 +112,7 @@ def _outputs(features, config: ModelConfig, class_ages: Optional[Sequence[float]
         min_box_size=config.min_box_size,
         max_box_size=config.max_box_size,
         pooled=pooled,
+        box_kind=config.box,
     )
     local_probs = branch["local_probs"]
     probs = heads.CombinePredictions(config.local_weight, dtype="float32", name="combined_probs")(

@@ -159,6 +159,82 @@ class AttentionBox(layers.Layer):
         return config
 
 
+def leaky_clip(value, low, high, leak: float):
+    """`value` clipped to [low, high] whose gradient is 1 inside (bounds included) and `leak`
+    outside, never 0: the forward value is the clip, the backward pass a straight-through
+    estimator scaled by `leak` where the clip holds. So a parameter pushed past a bound can
+    always be pulled back, which a sigmoid squashed near 0 or 1 cannot (its slope vanishes)."""
+    clipped = tf.clip_by_value(value, low, high)
+    inside = tf.cast((value >= low) & (value <= high), value.dtype)
+    slope = inside + (1.0 - inside) * leak
+    return clipped + slope * (value - tf.stop_gradient(value))  # exactly the clip forward, whatever the value
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MovableBox(layers.Layer):
+    """A box whose centre moves independently of its size, and whose gradient never dies.
+
+    The location network's 4 unconstrained outputs (u_x, u_y, u_w, u_h), no sigmoid, give a
+    centre c = 1/2 + u and a log-size, w = `initial_size` exp(u_w), clipped into [min, max]
+    with `leaky_clip`. The box's edges are c -+ w/2, each clipped into the map (leaky too):
+    left edge in [0, 1 - min], right edge in [left + min, 1]. So
+
+    * at the whole map (c = 1/2, w = 1) moving the centre moves one edge inward: the box both
+      shrinks and moves, and the centre's gradient is that of an edge inside its range, 1;
+    * a size pushed past its bound still answers (slope `leak`), so it can come back;
+    * all-zero outputs give a centred box of `initial_size`.
+
+    Outputs (x, y, w, h) in crop_and_resize's frame, as `AttentionBox` (which stays for the
+    released models that serialise it: its width m + (M - m) sigmoid saturates at the whole
+    map, where x = s_x (1 - w) also takes the centre's gradient away).
+    """
+
+    def __init__(self, min_size: float = 1.0 / 7.0, max_size: float = 1.0, initial_size: Optional[float] = None,
+                 leak: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < min_size < max_size <= 1.0:
+            raise ValueError(f"MovableBox needs 0 < min_size < max_size <= 1; received {min_size}, {max_size}.")
+        initial_size = 0.5 * (min_size + max_size) if initial_size is None else float(initial_size)
+        if not min_size <= initial_size <= max_size:
+            raise ValueError(f"MovableBox's initial_size {initial_size} lies outside [{min_size}, {max_size}].")
+        if not 0.0 < leak <= 1.0:
+            raise ValueError(f"MovableBox's leak must be in (0, 1]; received {leak}.")
+        self.min_size, self.max_size = float(min_size), float(max_size)
+        self.initial_size, self.leak = initial_size, float(leak)
+
+    def _edges(self, centre, size_logit):
+        size = leaky_clip(self.initial_size * tf.exp(size_logit), self.min_size, self.max_size, self.leak)
+        low = leaky_clip(centre - size / 2.0, 0.0, 1.0 - self.min_size, self.leak)
+        high = leaky_clip(centre + size / 2.0, low + self.min_size, 1.0, self.leak)
+        return low, high - low
+
+    def call(self, raw):
+        u_x, u_y, u_w, u_h = tf.unstack(tf.cast(raw, tf.float32), num=4, axis=-1)
+        x, w = self._edges(0.5 + u_x, u_w)
+        y, h = self._edges(0.5 + u_y, u_h)
+        return tf.stack([x, y, w, h], axis=-1)
+
+    def raw_for(self, box) -> np.ndarray:
+        """The outputs (u_x, u_y, u_w, u_h) that give `box` (x, y, w, h), inside the bounds."""
+        x, y, w, h = (float(v) for v in box)
+        return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5, np.log(w / self.initial_size),
+                         np.log(h / self.initial_size)])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"min_size": self.min_size, "max_size": self.max_size, "initial_size": self.initial_size,
+                       "leak": self.leak})
+        return config
+
+
+# The box parametrisations a model can have (`ModelConfig.box`): "bounded" the paper's sigmoids
+# (`AttentionBox`, what released models hold), "movable" `MovableBox`.
+BOX_KINDS = ("bounded", "movable")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InputFrameBox(layers.Layer):
     """The region a box samples, as fractions of the model's input (what is drawn and reported).
@@ -208,21 +284,29 @@ class CropAndPool(layers.Layer):
     `tf.image.crop_and_resize` has no XLA kernel; with `xla_compatible` set (see
     `use_xla_compatible_crop`) the same bilinear sampling is done with gathers, which XLA
     compiles. The two agree to float precision (tests/test_attention.py).
+
+    `sampling` "gather" always samples with gathers: crop_and_resize's gradient with respect to
+    the box is zero for a sample lying exactly on a cell centre (its floor and ceiling are the
+    same cell), which at the whole map with a crop as large as the map is every sample, so a
+    box there could not learn to leave (issue 35); the gathers pass the one-sided slope.
     """
 
-    def __init__(self, crop_size: Sequence[int] = (7, 7), **kwargs):
+    def __init__(self, crop_size: Sequence[int] = (7, 7), sampling: str = "crop_and_resize", **kwargs):
         super().__init__(**kwargs)
         crop_size = tuple(int(s) for s in crop_size)
         if len(crop_size) != 2 or min(crop_size) < 1:
             raise ValueError(f"CropAndPool crop_size must be two positive ints; received {crop_size}.")
+        if sampling not in CROP_SAMPLING:
+            raise ValueError(f"CropAndPool sampling must be one of {CROP_SAMPLING}; received {sampling!r}.")
         self.crop_size = crop_size
+        self.sampling = sampling
         self.xla_compatible = False
 
     def call(self, inputs):
         features, box = inputs
         features = tf.cast(features, "float32")
         corners = tf.cast(box_to_corners(box), "float32")
-        if self.xla_compatible:
+        if self.xla_compatible or self.sampling == "gather":
             crops = gather_crop(features, corners, self.crop_size)
         else:
             crops = tf.image.crop_and_resize(
@@ -237,8 +321,11 @@ class CropAndPool(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"crop_size": list(self.crop_size)})
+        config.update({"crop_size": list(self.crop_size), "sampling": self.sampling})
         return config
+
+
+CROP_SAMPLING = ("crop_and_resize", "gather")
 
 
 def _sample_points(start, end, size: int, count: int):
@@ -289,6 +376,7 @@ def apply_attention_branch(
     min_box_size: float = 1.0 / 7.0,
     pooled=None,
     max_box_size: float = 1.0,
+    box_kind: str = "bounded",
 ) -> Dict[str, keras.KerasTensor]:
     """Wires the branch onto a feature map; returns its tensors by name.
 
@@ -301,6 +389,8 @@ def apply_attention_branch(
         7x7 map, the map at 224 px).
       max_box_size: largest box side (1 = the whole map, the paper).
       pooled: the globally pooled feature, if already computed for the global head.
+      box_kind: one of `BOX_KINDS`: "bounded" the paper's 4 sigmoids (`AttentionBox`), "movable"
+        4 unconstrained outputs (`MovableBox`).
 
     Returns:
       {"state": S, "box": (x, y, w, h) as crop_and_resize takes it, "input_box": the region it
@@ -310,10 +400,17 @@ def apply_attention_branch(
     if pooled is None:
         pooled = layers.GlobalAveragePooling2D(name="attention_pool")(features)
     state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
+    if box_kind not in BOX_KINDS:
+        raise ValueError(f"box must be one of {BOX_KINDS}; received {box_kind!r}.")
     # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
-    unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
-    box = AttentionBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(unit)
-    local_feature = CropAndPool(crop_size, name="attention_crop")([features, box])
+    if box_kind == "bounded":
+        unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
+        box = AttentionBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(unit)
+    else:
+        raw = layers.Dense(4, dtype="float32", name="attention_location")(state)
+        box = MovableBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(raw)
+    sampling = "crop_and_resize" if box_kind == "bounded" else "gather"  # released models keep theirs
+    local_feature = CropAndPool(crop_size, sampling, name="attention_crop")([features, box])
     local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
     input_box = InputFrameBox(dtype="float32", name="attention_input_box")([features, box])
     return {"state": state, "box": box, "input_box": input_box, "local_feature": local_feature,
@@ -354,6 +451,12 @@ def fix_box(model: keras.Model, box) -> np.ndarray:
         raise ValueError(f"Box {shown} reaches outside the feature map: on a {height}x{width} map the crop samples "
                          f"between the outer cells' centres, {0.5 / width:.3f} to {1 - 0.5 / width:.3f} of the input.")
 
+    location = model.get_layer("attention_location")
+    kernel, bias = location.get_weights()
+    if isinstance(bounds, MovableBox):
+        location.set_weights([np.zeros_like(kernel), bounds.raw_for(np.clip(sampled, 0.0, 1.0)).astype(bias.dtype)])
+        return input_frame_box(tf.constant(sampled[None], tf.float32), height, width).numpy()[0]
+
     def unit(size, corner):
         share = (size - bounds.min_size) / (bounds.max_size - bounds.min_size)
         place = corner / (1.0 - size) if size < 1.0 - tolerance else 0.5
@@ -362,8 +465,6 @@ def fix_box(model: keras.Model, box) -> np.ndarray:
     s_w, s_x = unit(w, x)
     s_h, s_y = unit(h, y)
     units = np.clip(np.array([s_x, s_y, s_w, s_h]), 1e-7, 1 - 1e-7)
-    location = model.get_layer("attention_location")
-    kernel, bias = location.get_weights()
     location.set_weights([np.zeros_like(kernel), np.log(units / (1 - units)).astype(bias.dtype)])
     return input_frame_box(tf.constant(sampled[None], tf.float32), height, width).numpy()[0]
 

@@ -267,3 +267,99 @@ def test_a_fixed_box_outside_the_bounds_is_refused():
         attention.fix_box(model, "whole")
     with pytest.raises(ValueError, match="outside the feature map: on a 4x4 map"):
         attention.fix_box(model, (0.8, 0.1, 0.2, 0.2))
+
+
+# --- the movable box (issue 35): its gradient never dies, it can shrink and move --------------
+
+
+def _box_gradients(layer, raw):
+    """d(sum of the box's x, y, w, h, each weighted differently)/d(raw outputs)."""
+    raw = tf.Variable(np.asarray(raw, np.float32)[None])
+    with tf.GradientTape() as tape:
+        box = layer(raw)
+        objective = tf.reduce_sum(box * tf.constant([[1.0, 2.0, 3.0, 5.0]]))
+    return tape.gradient(objective, raw).numpy()[0], box.numpy()[0]
+
+
+@pytest.mark.parametrize("size_logit", [0.0, 0.05, 3.0, 20.0])
+def test_movable_box_gradients_reach_centre_and_size_at_and_beyond_the_whole_map(size_logit):
+    """At the whole-map box (size logit 0 with initial size 1), near it, and far past it, the
+    centre and size outputs still get a gradient: the old box's x = s_x (1 - w) and saturated
+    sigmoid gave none."""
+    layer = attention.MovableBox(min_size=1 / 7, max_size=1.0, initial_size=1.0)
+    for centre in (0.0, 0.02, -0.03):
+        gradients, box = _box_gradients(layer, [centre, centre, size_logit, size_logit])
+        if size_logit >= 0 and centre == 0.0:
+            np.testing.assert_allclose(box, [0, 0, 1, 1], atol=1e-6)
+        assert (np.abs(gradients) > 1e-3).all(), (centre, size_logit, gradients)
+
+
+def test_the_bounded_box_loses_its_gradient_at_the_whole_map():
+    """Why `MovableBox` exists: the paper's box at the whole map (the 7x7 test's w = 0.857 of the
+    input, sigmoid 1 - 1e-6) passes no gradient to its centre or size."""
+    logits = tf.Variable(np.full((1, 4), 14.0, np.float32))
+    location = keras.layers.Activation("sigmoid")
+    with tf.GradientTape() as tape:
+        box = attention.AttentionBox(min_size=1 / 7)(location(logits))
+        objective = tf.reduce_sum(box * tf.constant([[1.0, 2.0, 3.0, 5.0]]))
+    assert np.abs(tape.gradient(objective, logits).numpy()).max() < 1e-5
+
+
+def test_movable_box_stays_inside_the_map_and_its_bounds():
+    raw = np.random.default_rng(0).normal(0, 3, (2000, 4)).astype("float32")
+    x, y, w, h = attention.MovableBox(min_size=0.2, max_size=0.9)(raw).numpy().T
+    assert (x >= 0).all() and (y >= 0).all() and (x + w <= 1 + 1e-6).all() and (y + h <= 1 + 1e-6).all()
+    assert (w >= 0.2 - 1e-6).all() and (h >= 0.2 - 1e-6).all() and (w <= 0.9 + 1e-6).all()
+    x, y, w, h = attention.MovableBox(min_size=0.2, max_size=0.9, initial_size=0.5)(np.zeros((1, 4), "float32"))[0]
+    assert float(w) == pytest.approx(0.5) and float(x + w / 2) == pytest.approx(0.5)
+
+
+def _toy_location_problem(box_layer, start_raw, steps=10, learning_rate=0.5, sampling="gather"):
+    """Features hold the target only in the map's top-left 2x2 cells (zero elsewhere): the loss,
+    (crop mean - 1)^2, falls only if the box leaves the whole map toward that corner. Trains the
+    location network's bias (the box outputs) alone; returns the final box."""
+    features = np.zeros((1, 7, 7, 1), np.float32)
+    features[0, :2, :2] = 1.0
+    raw = tf.Variable(np.asarray(start_raw, np.float32)[None])
+    crop = attention.CropAndPool((7, 7), sampling)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((crop([features, box_layer(raw)]) - 1.0) ** 2)
+        raw.assign_sub(learning_rate * tape.gradient(loss, raw))
+    return box_layer(raw).numpy()[0]
+
+
+def test_the_movable_box_leaves_the_whole_map_when_location_matters():
+    movable = attention.MovableBox(min_size=1 / 7, max_size=1.0, initial_size=1.0)
+    start = [0.0, 0.0, 0.0, 0.0]  # the whole map
+    np.testing.assert_allclose(movable(np.zeros((1, 4), "float32")).numpy()[0], [0, 0, 1, 1], atol=1e-6)
+    x, y, w, h = _toy_location_problem(movable, start)
+    assert w < 0.6 and h < 0.6 and x + w / 2 < 0.35 and y + h / 2 < 0.35  # shrank toward the top-left
+    # the paper's box started at the whole map (saturated sigmoids) stays there
+    bounded = keras.Sequential([keras.layers.Activation("sigmoid"), attention.AttentionBox(min_size=1 / 7)])
+    x, y, w, h = _toy_location_problem(bounded, [0.0, 0.0, 14.0, 14.0], sampling="crop_and_resize")
+    assert w > 0.99 and h > 0.99
+    # and crop_and_resize passes no gradient to a whole-map box whose samples lie on cell centres
+    x, y, w, h = _toy_location_problem(movable, start, sampling="crop_and_resize")
+    assert w > 0.99 and h > 0.99
+
+
+def test_a_movable_box_model_saves_loads_and_fixes_a_box(tmp_path):
+    config = ModelConfig(depth=18, input_size=64, box="movable")
+    model = build_age_model(config)
+    assert isinstance(model.get_layer("attention_box"), attention.MovableBox)
+    assert model.get_layer("attention_crop").sampling == "gather"
+    assert build_age_model(SMALL).get_layer("attention_crop").sampling == "crop_and_resize"
+    shown = attention.fix_box(model, (0.3, 0.35, 0.4, 0.3))
+    boxes = model(images(3))["box"].numpy()
+    np.testing.assert_allclose(boxes, np.tile(shown, (3, 1)), atol=1e-5)
+    np.testing.assert_allclose(shown, [0.3, 0.35, 0.4, 0.3], atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(images(3))["box"].numpy(), boxes, atol=1e-6)
+    attention.fix_box(model, attention.WHOLE_MAP)
+    np.testing.assert_allclose(model.get_layer("attention_box")(model.get_layer("attention_location").bias[None]
+                                                                 * 0 + model.get_layer("attention_location").bias[None]),
+                               [[0, 0, 1, 1]], atol=1e-5)
+    with pytest.raises(ValueError, match="box must be one of"):
+        ModelConfig(box="free")
