@@ -56,7 +56,7 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "alage=keras_alage.cli.main:main",
-        "alage-predict=keras_alage.cli.predict:run",
-        "alage-train=keras_alage.cli.train:run",
+        "alage-predict=keras_alage.cli.main:predict",
+        "alage-train=keras_alage.cli.main:train",
     ]},
 )

@@ -1,10 +1,10 @@
 """Builds face-cropped TFRecords of a data set in its distributed layout, with a manifest.
 
-The command lives in `keras_alage.cli.build_tfrecords` (flags, usage: `--help`); an installed package also
-has it as `alage build-tfrecords`.
+The command's flags and usage are `keras_alage.cli.build_tfrecords_flags` (`--help` lists them), its work
+`keras_alage.cli.build_tfrecords`; an installed package also has it as `alage build-tfrecords`.
 """
 
-from keras_alage.cli import build_tfrecords
+from keras_alage import cli
 
 if __name__ == "__main__":
-    build_tfrecords.run()
+    cli.run_command("build_tfrecords")

@@ -1,10 +1,10 @@
 """Predicts the age of every face in photos and videos: detect, crop as in training, answer, report.
 
-The command lives in `keras_alage.cli.predict` (flags, usage: `--help`); an installed package also
-has it as `alage predict`.
+The command's flags and usage are `keras_alage.cli.predict_flags` (`--help` lists them), its work
+`keras_alage.cli.predict`; an installed package also has it as `alage predict`.
 """
 
-from keras_alage.cli import predict
+from keras_alage import cli
 
 if __name__ == "__main__":
-    predict.run()
+    cli.run_command("predict")

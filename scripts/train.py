@@ -1,10 +1,10 @@
 """Trains an AL-ResNet / AL-RoR age estimator on a TFRecord build, one stage at a time.
 
-The command lives in `keras_alage.cli.train` (flags, usage: `--help`); an installed package also
-has it as `alage train`.
+The command's flags and usage are `keras_alage.cli.train_flags` (`--help` lists them), its work
+`keras_alage.cli.train`; an installed package also has it as `alage train`.
 """
 
-from keras_alage.cli import train
+from keras_alage import cli
 
 if __name__ == "__main__":
-    train.run()
+    cli.run_command("train")

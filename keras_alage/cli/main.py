@@ -1,18 +1,18 @@
 """`alage COMMAND [flags]`: the user's day as one installed command (`pip install keras-alage`).
 
-Each command is a module of this package with its own flags; only the one asked for is imported,
-so its flags are the only ones defined. `alage --help` lists the commands without importing any
-of them (each loads TensorFlow).
+Each command is two modules of this package (`running.run_command`): its flags, and its work,
+imported only once the flags are parsed. Only the command asked for is loaded, so its flags are
+the only ones defined; `alage --help` lists the commands without loading any of them. `predict`
+and `train` are also the entry points `alage-predict` and `alage-train`.
 """
 
 import ast
-import importlib
 import os
 import sys
 
 from keras_alage import cli
 
-# command -> module of keras_alage.cli, in the order of a user's day
+# command -> its name in this package (`<name>_flags`, `<name>`), in the order of a user's day
 COMMANDS = {
     "build-tfrecords": "build_tfrecords",
     "train": "train",
@@ -29,10 +29,11 @@ def usage() -> str:
 
 
 def summary(command: str) -> str:
-    """The first line of the command's docstring, read from its module's source: importing the
-    module would load TensorFlow to print one line."""
+    """The first line of the command's usage (its flags module's docstring), read from the source:
+    importing the module would define its flags, which other commands share names with."""
+    path = os.path.join(os.path.dirname(__file__), f"{COMMANDS[command]}_flags.py")
     try:
-        with open(os.path.join(os.path.dirname(__file__), f"{COMMANDS[command]}.py"), encoding="utf-8") as source:
+        with open(path, encoding="utf-8") as source:
             doc = ast.get_docstring(ast.parse(source.read())) or ""
     except (OSError, SyntaxError, ValueError):  # installed without its sources
         return ""
@@ -60,10 +61,18 @@ def main(argv=None) -> None:
     if argv[1] not in COMMANDS:
         print(f"alage: unknown command {argv[1]!r}; {usage()}", file=sys.stderr)
         sys.exit(2)
-    # The dispatch itself: only the command asked for is imported (its flags, TensorFlow with them).
-    command = importlib.import_module(f"keras_alage.cli.{COMMANDS[argv[1]]}")
     sys.argv = [f"alage {argv[1]}", *argv[2:]]
-    command.run()
+    cli.run_command(COMMANDS[argv[1]])
+
+
+def predict() -> None:
+    """The entry point `alage-predict`."""
+    cli.run_command("predict")
+
+
+def train() -> None:
+    """The entry point `alage-train`."""
+    cli.run_command("train")
 
 
 if __name__ == "__main__":

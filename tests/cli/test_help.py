@@ -1,8 +1,11 @@
 """`--help` and `-h` on every command list that command's own flags with their help texts and exit 0,
-and `alage --help` lists the commands without loading TensorFlow."""
+without loading TensorFlow (its flags are defined from light option lists, its work imported after
+they parse); `alage --help` lists the commands."""
 
+import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -10,7 +13,7 @@ import pytest
 
 from keras_alage import cli
 from keras_alage.cli import main as alage
-from keras_alage.cli import train
+from keras_alage.cli import train_flags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ABSL_ONLY = ("--helpfull", "--logtostderr", "--only_check_args", "--verbosity", "--pdb_post_mortem")
@@ -31,10 +34,10 @@ def test_the_words_that_ask_for_help(argv, asks):
 
 def test_a_commands_help_lists_its_own_flags_with_their_help_texts(capsys):
     with pytest.raises(SystemExit) as done:
-        cli.run(train.main, argv=["train.py", "--help"])
+        cli.run_command("train", argv=["train.py", "--help"])
     shown = capsys.readouterr()
     assert done.value.code == 0 and shown.err == ""
-    assert shown.out.startswith(train.__doc__.strip().splitlines()[0])
+    assert shown.out.startswith(train_flags.__doc__.strip().splitlines()[0])
     for name in ("--data_dir", "--stage", "--init_dlib_age", "--[no]audit_input"):
         assert f"\n  {name}:" in shown.out, name
     assert "Start from dlib's CC0 age network" in shown.out  # the help text, not only the names
@@ -43,7 +46,7 @@ def test_a_commands_help_lists_its_own_flags_with_their_help_texts(capsys):
 
 def test_help_comes_before_a_missing_flagfile_or_a_bad_flag(capsys):
     with pytest.raises(SystemExit) as done:
-        cli.run(train.main, argv=["train.py", "--flagfile=no_such_experiment.flags", "--epochs=many", "-h"])
+        cli.run_command("train", argv=["train.py", "--flagfile=no_such_experiment.flags", "--epochs=many", "-h"])
     assert done.value.code == 0 and "--epochs" in capsys.readouterr().out
 
 
@@ -54,7 +57,7 @@ def test_alage_help_lists_every_command_with_what_it_does(capsys):
         shown = capsys.readouterr().out
         assert done.value.code == 0
         assert [line.split()[0] for line in shown.splitlines() if line.startswith("  ")] == list(alage.COMMANDS)
-        assert f"  train{' ' * (len('measure-faceapi-cut') - len('train'))}  {train.__doc__.splitlines()[0]}\n" in shown
+        assert f"  train{' ' * (len('measure-faceapi-cut') - len('train'))}  {train_flags.__doc__.splitlines()[0]}\n" in shown
 
 
 def test_alage_alone_lists_the_commands_and_exits_2(capsys):
@@ -91,10 +94,11 @@ def test_tensorflow_loads_only_when_imported_and_then_silently_as_itself():
     assert result.stdout.splitlines() == ["False", "True", "SourceFileLoader True"], result.stdout + result.stderr[-2000:]
     assert "I0000" not in result.stderr and "cuInit" not in result.stderr, result.stderr
 
+
 @pytest.mark.parametrize("command", [
     [str(REPO / "scripts" / "predict.py"), "--help"],
     ["-m", "keras_alage.cli.main", "predict", "-h"],  # alage predict -h
-    ["-c", "import sys; sys.argv = ['alage-predict', '--help']; from keras_alage.cli import predict; predict.run()"],
+    ["-c", "import sys; sys.argv = ['alage-predict', '--help']; from keras_alage.cli import main; main.predict()"],
 ], ids=["scripts/predict.py", "alage predict", "alage-predict"])
 def test_predict_help_lists_predicts_flags_and_nothing_of_absls(command):
     result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=300)
@@ -105,3 +109,65 @@ def test_predict_help_lists_predicts_flags_and_nothing_of_absls(command):
     assert "Write drawn photos into this folder" in result.stdout
     assert not any(flag in result.stdout for flag in ABSL_ONLY), result.stdout
     assert "--data_dir" not in result.stdout  # no other command's flags
+
+
+def defined_flags(module_path: pathlib.Path):
+    """The names of the flags a module defines (`flags.DEFINE_*("name", ...)`), read from its source."""
+    names = []
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("DEFINE"):
+            names.append(node.args[0].value)
+    return names
+
+
+CLI = REPO / "keras_alage" / "cli"
+# What a subprocess reports after a command has answered: its exit status and whether it loaded TensorFlow.
+PROBE = ("import runpy, sys\n"
+         "sys.argv = sys.argv[1:]\n"
+         "try:\n"
+         "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+         "finally:\n"
+         "    print('tensorflow loaded:', 'tensorflow' in sys.modules, 'keras' in sys.modules, file=sys.stderr)\n")
+
+
+@pytest.mark.parametrize("name", sorted(alage.COMMANDS.values()))
+def test_every_scripts_help_lists_exactly_its_own_flags_without_loading_tensorflow(name):
+    own = defined_flags(CLI / f"{name}_flags.py")
+    assert own, f"{name}_flags.py defines no flag"
+    result = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "scripts" / f"{name}.py"), "--help"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == "tensorflow loaded: False False", result.stderr[-2000:]
+    shown = re.findall(r"^  --(?:\[no\])?(\w+):", result.stdout, re.M)
+    assert sorted(shown) == sorted(own), result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export"])
+def test_a_wrong_flag_is_one_line_before_tensorflow_loads(command):
+    result = subprocess.run([sys.executable, "-c", PROBE, str(alage.__file__), command, "--no_such_flag=1"],
+                            capture_output=True, text=True, timeout=300)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and lines[-1] == "tensorflow loaded: False False", result.stderr[-2000:]
+    assert len(lines) == 2 and lines[0].startswith(f"alage {command}: ") and "no_such_flag" in lines[0], lines
+
+
+@pytest.mark.parametrize("program, flag", [("alage-predict", "--draw"), ("alage-train", "--init_dlib_age")])
+def test_the_entry_points_answer_help_without_tensorflow(program, flag):
+    entry = re.search(rf'"{program}=([\w.]+):(\w+)"', (REPO / "setup.py").read_text())
+    assert entry, f"setup.py declares no {program} entry point"
+    code = (f"import sys; sys.argv = ['{program}', '--help']\n"
+            f"from {entry.group(1)} import {entry.group(2)}\n"
+            f"try:\n    {entry.group(2)}()\n"
+            f"except SystemExit as done:\n    print('exit', done.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stderr.splitlines()[-1] == "exit 0 False", result.stderr[-2000:]
+    assert f"\n  {flag}:" in result.stdout
+
+
+def test_a_commands_flags_are_defined_only_in_its_flags_module():
+    """The flags are parsed before a command's work is imported: a flag defined beside `main` would
+    be unknown to the parser and missing from --help."""
+    for name in alage.COMMANDS.values():
+        assert (CLI / f"{name}_flags.py").is_file() and (CLI / f"{name}.py").is_file(), name
+        assert defined_flags(CLI / f"{name}.py") == [], f"keras_alage/cli/{name}.py defines flags: move them to " \
+                                                         f"{name}_flags.py"
