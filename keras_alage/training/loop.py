@@ -188,6 +188,26 @@ def distillation_loss(teacher_probs, student_probs):
     return tf.reduce_sum(teacher * (tf.math.log(teacher + tiny) - tf.math.log(student + tiny)), axis=-1)
 
 
+# Teachers as soft targets (issue 35): a batch's labels may carry, per face, a distribution over the
+# classes from other networks ("teacher_probs") and the weight of its term ("teacher_weight"): the
+# stage's loss then adds weight x KL(teacher || the stage's prediction) per face. A per-face weight
+# travels with the data (0 where no teacher answered), so no run setting changes.
+TEACHER_PROBS = "teacher_probs"
+TEACHER_WEIGHT = "teacher_weight"
+
+
+def soft_targets(ages, class_ages, sigma: float) -> np.ndarray:
+    """Each age as a distribution over the classes: a normal of `sigma` years about it, discretised
+    at the class ages and normalised ([n, classes]); what an answer of an expected age teaches."""
+    ages = np.asarray(ages, np.float64)[:, None]
+    classes = np.asarray(class_ages, np.float64)[None, :]
+    if not sigma > 0:
+        raise ValueError(f"A soft target's sigma must be positive; received {sigma}.")
+    logits = -0.5 * ((classes - ages) / sigma) ** 2
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def _batch_sums(outputs, labels, spec, class_ages) -> Dict[str, tf.Tensor]:
     """Sums over a (per-replica) batch, to be all-reduced and divided by the global count."""
     true = tf.cast(labels["label"], tf.int32)
@@ -282,6 +302,9 @@ class Trainer:
             if config.distill_weight:
                 teaching = distillation_loss(outputs["global_probs"], outputs["local_probs"])
                 per_example += config.distill_weight * teaching
+            if TEACHER_PROBS in labels:  # other networks' answers as soft targets beside the labels
+                per_example += tf.cast(labels[TEACHER_WEIGHT], tf.float32) * distillation_loss(
+                    labels[TEACHER_PROBS], outputs[self.spec.loss_output])
             loss = tf.reduce_sum(per_example) / global_count
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
