@@ -432,7 +432,7 @@ class Trainer:
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             iterator = iter(self.strategy.experimental_distribute_dataset(train_input.with_options(options)))
-        writers = _summary_writers(config.run_dir) if self.chief else None
+        writers = _summary_writers(config.run_dir, validation_dataset is not None) if self.chief else None
         for epoch in range(start, config.epochs):
             started = time.perf_counter()
             steps = config.steps_per_epoch
@@ -583,12 +583,12 @@ def _naming_the_file(save: Callable[[], None], path: str, temporary: str) -> Non
         raise OSError(code, os.strerror(code), path) from None
 
 
-def _summary_writers(run_dir: str):
+def _summary_writers(run_dir: str, validation: bool):
+    """TensorBoard's runs: train, and validation only where there is one (a run trained with
+    --novalidate listed an empty validation run)."""
     logs = os.path.join(run_dir, "logs")
-    return {
-        "train": tf.summary.create_file_writer(os.path.join(logs, "train")),
-        "validation": tf.summary.create_file_writer(os.path.join(logs, "validation")),
-    }
+    names = ("train", "validation") if validation else ("train",)
+    return {name: tf.summary.create_file_writer(os.path.join(logs, name)) for name in names}
 
 
 def _write_summaries(writers, entry: dict, trainer: "Trainer", validation_dataset, step: int) -> None:
@@ -597,6 +597,7 @@ def _write_summaries(writers, entry: dict, trainer: "Trainer", validation_datase
             if key.startswith("train_"):
                 tf.summary.scalar(key[len("train_"):], value)
         tf.summary.scalar("learning_rate", entry["learning_rate"])
+    writers["train"].flush()
     if validation_dataset is None:
         return
     with writers["validation"].as_default(step=step):
@@ -608,8 +609,7 @@ def _write_summaries(writers, entry: dict, trainer: "Trainer", validation_datase
             images = images[: trainer.config.image_summaries]
             boxes = trainer._predict(images)["box"]
             tf.summary.image("attention_boxes", draw_boxes(images, boxes), max_outputs=trainer.config.image_summaries)
-    for writer in writers.values():
-        writer.flush()
+    writers["validation"].flush()
 
 
 def draw_boxes(images, boxes):

@@ -1,0 +1,46 @@
+"""TensorBoard's runs: what a user opens after training, with and without validation."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_alage.models.age_model import ModelConfig, build_age_model
+from keras_alage.training import loop
+
+TINY = ModelConfig(depth=18, input_size=32, age_classes="adience")
+
+
+def _data(count, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(count, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 8, size=count).astype("int32")
+    paths = np.array([f"face{i}.jpg".encode() for i in range(count)])
+    return tf.data.Dataset.from_tensor_slices((images, {"label": labels, "path": paths})).batch(4, drop_remainder=True)
+
+
+def _tags(folder):
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def _fit(run_dir, validation):
+    config = loop.TrainConfig(run_dir=str(run_dir), stage="global", epochs=1, steps_per_epoch=2, batch_size=4,
+                              learning_rate=0.01, lr_decay_epochs=(), image_summaries=2)
+    trainer = loop.Trainer(lambda: build_age_model(TINY), TINY.classes().values, config)
+    trainer.fit(_data(8).repeat(), _data(4, seed=1) if validation else None, verbose=0)
+
+
+def test_a_run_without_validation_lists_no_empty_validation_run(tmp_path):
+    _fit(tmp_path, validation=False)
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["train"]  # TensorBoard lists every folder as a run
+    assert {"loss", "mae", "learning_rate"} <= _tags(logs / "train")  # written and flushed by the epoch's end
+
+
+def test_a_run_with_validation_has_its_scalars_and_attention_boxes(tmp_path):
+    _fit(tmp_path, validation=True)
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["train", "validation"]
+    assert {"loss", "mae", "attention_boxes"} <= _tags(logs / "validation")
