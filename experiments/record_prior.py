@@ -8,15 +8,10 @@ The prior is the release's mean answer (combined head, centre crop) over the bui
 side; --smoothing is the one benchmarks/prior_shift.py chose on validation faces.
 """
 
-import json
-import os
-
 from absl import app, flags
 
 from keras_alage import cli
-from keras_alage.evaluation import metrics, run_folders
-from keras_alage.models import release
-from keras_alage.serving import prior_shift
+from keras_alage.studies.releases import al_model
 
 flags.DEFINE_string("model", None, "Released model folder.")
 flags.DEFINE_string("data_dir", None, "The TFRecord build it was trained on.")
@@ -28,31 +23,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     cli.no_arguments(argv)
-
-    if not release.is_release(FLAGS.model):
-        raise app.UsageError(f"--model={FLAGS.model} is not a released model's folder (model.json).")
     if (FLAGS.smoothing is None) == (FLAGS.smoothing_from is None):
         raise app.UsageError("Give exactly one of --smoothing and --smoothing_from.")
-    if FLAGS.smoothing_from:
-        try:
-            with open(FLAGS.smoothing_from, encoding="utf-8") as f:
-                FLAGS.smoothing = float(json.load(f)["chosen_smoothing"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise app.UsageError(f"--smoothing_from={FLAGS.smoothing_from}: no chosen smoothing in it ({error}).")
-    if FLAGS.smoothing < 0:
-        raise app.UsageError(f"--smoothing must be 0 or more; received {FLAGS.smoothing}.")
     try:
-        model, _, description = release.load(FLAGS.model)
-        answers = run_folders.answer_side(model, FLAGS.data_dir, "train")
-        prior = prior_shift.source_prior(answers["combined"])
-        release.record_prior(FLAGS.model, prior, FLAGS.smoothing,
-                             f"{os.path.basename(os.path.normpath(FLAGS.data_dir))} training side, "
-                             f"{len(answers['combined'])} faces, centre crop")
+        smoothing = FLAGS.smoothing if FLAGS.smoothing_from is None else al_model.chosen_smoothing(FLAGS.smoothing_from)
+        print(al_model.record_prior(FLAGS.model, FLAGS.data_dir, smoothing))
     except (OSError, ValueError, KeyError) as error:
         raise app.UsageError(str(error))
-    mean = float(metrics.expected_age([prior], description["class_ages"])[0])
-    print(f"recorded the prior of {FLAGS.model} ({len(answers['combined'])} training faces; mean age {mean:.1f}, "
-          f"smoothing {FLAGS.smoothing:g})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pytest
 from keras_alage.models import age_model, attention, dlib_import, release
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export, photos
-from keras_alage.studies import release_choice
+from keras_alage.studies.releases import al_choice
 from keras_alage.training import fold_runs, stages
 from alage_pipelines import faces, images
 from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
@@ -213,11 +213,11 @@ def test_the_local_weight_is_chosen_where_validation_mae_is_lowest(tmp_path):
     path.write_text(json.dumps(report))
     # Pooled by images: 0.25 -> (1200 + 600) / 400 = 4.5; 0.5 -> (1350 + 520) / 400 = 4.675
     # (a plain mean of the folds would pick 0.5: 5.0 against 4.85).
-    assert release_choice.best_local_weight(str(path)) == 0.25
+    assert al_choice.best_local_weight(str(path)) == 0.25
     del report["folds"]["b"]["local_weight_mae"]
     path.write_text(json.dumps(report))
     with pytest.raises(ValueError, match="--local_weights"):
-        release_choice.best_local_weight(str(path))
+        al_choice.best_local_weight(str(path))
 
 
 def _sweep(path, maes, count=100):
@@ -233,14 +233,14 @@ def test_the_release_is_chosen_on_the_mean_over_views_of_the_validation_faces(tm
          _sweep(tmp_path / "a_old.json", {"0": 9.0, "0.5": 10.0}, count=900)]
     b = [_sweep(tmp_path / "b_built.json", {"0": 6.0, "0.5": 5.4}),
          _sweep(tmp_path / "b_old.json", {"0": 9.0, "0.5": 9.0})]
-    assert release_choice.mean_over_views(a) == {"0": 7.5, "0.5": 7.5}
-    assert release_choice.best_local_weight(*a) == 0.0  # a tie goes to the smaller weight
-    run, weight, table = release_choice.choose_run({"a": a, "b": b})
+    assert al_choice.mean_over_views(a) == {"0": 7.5, "0.5": 7.5}
+    assert al_choice.best_local_weight(*a) == 0.0  # a tie goes to the smaller weight
+    run, weight, table = al_choice.choose_run({"a": a, "b": b})
     assert (run, weight) == ("b", 0.5) and table["b"]["0.5"] == pytest.approx(7.2)
-    assert release_choice.choose_run({"b": b, "a": a})[:2] == ("b", 0.5)
+    assert al_choice.choose_run({"b": b, "a": a})[:2] == ("b", 0.5)
     other = [_sweep(tmp_path / "c.json", {"1": 4.0})]
     with pytest.raises(ValueError, match="no local weight in common"):
-        release_choice.mean_over_views(a[:1] + other)
+        al_choice.mean_over_views(a[:1] + other)
 
 
 def test_the_nested_choice_on_a_second_population_never_sees_the_scored_fold(tmp_path):
@@ -251,10 +251,10 @@ def test_the_nested_choice_on_a_second_population_never_sees_the_scored_fold(tmp
     folds = {"a": {"count": 100, "local_weight_mae": {"0": 4.0, "1": 2.0}},
              "b": {"count": 100, "local_weight_mae": {"0": 4.0, "1": 2.0}},
              "c": {"count": 200, "local_weight_mae": {"0": 2.0, "1": 9.0}}}
-    assert release_choice.nested_local_weight(view, folds) == {"a": 0.0, "b": 0.0, "c": 1.0}
-    assert release_choice.pooled_weight_maes(folds) == {"0": pytest.approx(3.0), "1": pytest.approx(5.5)}
+    assert al_choice.nested_local_weight(view, folds) == {"a": 0.0, "b": 0.0, "c": 1.0}
+    assert al_choice.pooled_weight_maes(folds) == {"0": pytest.approx(3.0), "1": pytest.approx(5.5)}
     with pytest.raises(ValueError, match="at least two folds"):
-        release_choice.nested_local_weight(view, {"a": folds["a"]})
+        al_choice.nested_local_weight(view, {"a": folds["a"]})
 
 
 def test_a_release_that_fails_its_check_leaves_the_earlier_release_in_place(tmp_path):

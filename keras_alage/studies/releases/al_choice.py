@@ -1,10 +1,14 @@
-"""How a release's settings are chosen on validation views: the local weight (one view, several
+"""How the AL model's release settings are chosen on validation views: the local weight (one view, several
 views alike, or nested over a second population's subject folds) and the run among variants.
 
 Reads the reports of `scripts/evaluate.py --local_weights`; the product never imports it."""
 
 import json
-from typing import Dict, Mapping, Sequence, Tuple
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from alage_pipelines import files
+from alage_pipelines.options import CROPS
 
 
 def local_weight_maes(report_path: str) -> Dict[str, float]:
@@ -83,3 +87,43 @@ def choose_run(reports_of: Mapping[str, Sequence[str]]) -> Tuple[str, float, Dic
     run, weight = min(((r, w) for r, means in table.items() for w in means),
                       key=lambda rw: (table[rw[0]][rw[1]], order[rw[0]], float(rw[1])))
     return run, float(weight), table
+
+
+def release_choice(runs: Sequence[str], views: Sequence[str], crops: Sequence[str],
+                   output: Optional[str] = None) -> Tuple[Tuple[str, float, str], List[str]]:
+    """The run, local weight and evaluation crops to release: the lowest mean combined MAE over
+    `views` (report folders in each run: the centre crop's; crops C in <view>_C), and the table's
+    lines it was chosen from (markdown), also written to `output` + .md and .json. A crop list
+    outside `CROPS` or a view not yet evaluated is a ValueError naming it."""
+    if not runs:
+        raise ValueError("Give one or more run folders.")
+    unknown = [c for c in crops if c not in CROPS]
+    if unknown:
+        raise ValueError(f"--crops: {unknown[0]!r} is not one of {CROPS}.")
+    reports_of = {}
+    for run in runs:
+        for crop in crops:
+            folders = [view if crop == "center" else f"{view}_{crop}" for view in views]
+            reports_of[(run, crop)] = [os.path.join(run, folder, "results.json") for folder in folders]
+            missing = [path for path in reports_of[(run, crop)] if not os.path.exists(path)]
+            if missing:
+                raise ValueError(f"{missing[0]} not found; evaluate that view first (scripts/evaluate.py).")
+    (run, crop), weight, table = choose_run(reports_of)
+    per_view = {r: {v: local_weight_maes(p) for v, p in zip(views, paths)} for r, paths in reports_of.items()}
+    weights = sorted(table[(run, crop)], key=float)
+    lines = [f"# Release choice: mean combined MAE over {', '.join(views)}", "",
+             "| run | crops | " + " | ".join(f"w={w}" for w in weights) + " |", "|---" * (len(weights) + 2) + "|"]
+    for (r, c), means in table.items():
+        cells = []
+        for w in weights:
+            cell = f"{means[w]:.3f} ({' / '.join(f'{per_view[(r, c)][v][w]:.3f}' for v in views)})"
+            cells.append(f"**{cell}**" if (r, c, w) == (run, crop, f"{weight:g}") else cell)
+        lines.append(f"| {os.path.basename(r.rstrip('/'))} | {c} | " + " | ".join(cells) + " |")
+    lines += ["", f"Chosen: {run}, {crop} crops, local weight {weight:g} (cells: mean (one per view))."]
+    if output:
+        files.write_atomically(output + ".md", "\n".join(lines) + "\n")
+        files.write_atomically(output + ".json", json.dumps(
+            {"views": list(views), "chosen": {"run": run, "crops": crop, "local_weight": weight},
+             "mean": {f"{r} {c}": m for (r, c), m in table.items()},
+             "per_view": {f"{r} {c}": v for (r, c), v in per_view.items()}}, indent=1, sort_keys=True))
+    return (run, weight, crop), lines
