@@ -34,7 +34,7 @@ def main(argv):
                                              crop_size=tuple(description["model"]["crop_size"])))
         model = age_model.build_age_model(config, class_ages=description["class_ages"])
         model.set_weights(released.get_weights())
-        scores = scoring.evaluate_model(model, dataset.make_dataset(files_, False, 64, size, crops="center"),
+        scores = scoring.evaluate_model(model, dataset.make_dataset(files_, dataset.DatasetConfig(64, size, crops="center")),
                                         description["class_ages"])
         rows[str(size)] = {"map": list(model.get_layer("backbone").output_shape[1:3]), "faces": scores["count"],
                            "global_head_mae": scores["global"]["mae"]}

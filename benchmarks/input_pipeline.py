@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import flags
 
 from keras_alage import cli
-from alage_pipelines import augment, dataset, images, tfrecords
+from alage_pipelines import augment, configs, dataset, images, tfrecords
 from alage_pipelines.readers import fgnet
 
 flags.DEFINE_string("data", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"), "Shared data folder.")
@@ -62,7 +62,8 @@ def naive_loop(paths, count, size, rng):
 
 
 def tf_pipeline(paths, count, size, batch_size):
-    data = dataset.make_dataset(paths, training=True, batch_size=batch_size, input_size=size, jitter=False).repeat()
+    data = dataset.make_dataset(paths, dataset.DatasetConfig(
+        batch_size, size, training=True, augmentation=configs.Augmentation(jitter=False))).repeat()
     done = 0
     for batch, _ in data:
         done += int(batch.shape[0])

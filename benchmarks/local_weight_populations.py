@@ -51,8 +51,8 @@ def source_path(path) -> str:
 def head_ages(model, data_dir: str, fold: str, crops: str) -> dict:
     """{"path", "age", "global", "local"} (expected ages per head) of a fold's test side."""
 
-    data = dataset.make_dataset(build.Build.open(data_dir).fold_files(fold, "test"), False, 64, int(model.input_shape[1]),
-                                crops=crops)
+    data = dataset.make_dataset(build.Build.open(data_dir).fold_files(fold, "test"),
+                                dataset.DatasetConfig(64, int(model.input_shape[1]), crops=crops))
     predictions = scoring.predict_dataset(model, data)
     classes = age_model.class_ages_of(model)
     return {"path": [source_path(p) for p in predictions["path"]], "age": np.asarray(predictions["age"], np.float64),

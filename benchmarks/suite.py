@@ -151,7 +151,8 @@ def main(argv):
 
     with tempfile.TemporaryDirectory() as folder:
         shards = _face_records(folder, max(4 * batch, 64))
-        data = dataset.make_dataset(shards, True, batch, size, repeat=True, shuffle_buffer=256)
+        data = dataset.make_dataset(shards, dataset.DatasetConfig(batch, size, training=True, repeat=True,
+                                                             shuffle_buffer=256))
         pipeline = benchmarking.pipeline_rate(data, 8)
         results["pipeline_images_per_s"] = pipeline
         row("tf.data training pipeline (images/s)", f"{pipeline:.1f}",

@@ -67,8 +67,8 @@ def main(argv):
         faces = {
             stage: reporting.predict_boxes(
                 model,
-                dataset.make_dataset(build.Build.open(FLAGS.data_dir).fold_files(FLAGS.grid_fold, "test"), False, 32, size,
-                                     crops="center"),
+                dataset.make_dataset(build.Build.open(FLAGS.data_dir).fold_files(FLAGS.grid_fold, "test"),
+                                     dataset.DatasetConfig(32, size, crops="center")),
                 FLAGS.grid_images,
             )
             for stage, model in models.items()

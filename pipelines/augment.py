@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from alage_pipelines.configs import MIN_CROP_AREA, Augmentation
 from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 from alage_pipelines.options import CROPS, TRAIN_VIEWS
 
@@ -24,7 +25,7 @@ PCA_EIGVEC = (
 
 
 # fb.resnet.torch's random-sized crop: 8-100% of the area, aspect ratio 3/4-4/3.
-AREA_RANGE = (0.08, 1.0)
+AREA_RANGE = (MIN_CROP_AREA, 1.0)
 ASPECT_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 
 
@@ -239,6 +240,8 @@ def shifted_center_crop(image, size: int, dx: int, dy: int):
 
 
 CENTER_CROP = 4  # index of the unmirrored centre crop in `ten_crop`
+
+
 def shift_pixels(size: int) -> int:
     """How far `shift_flip` moves the centre crop: 1/32 of the input side (2 px at 64, chosen on
     validation among 1, 2 and 3 px), at least 1."""
@@ -295,28 +298,25 @@ def eval_view_crop(encoded, input_size: int, seed=None):
     return tf.image.random_crop(image, [input_size, input_size, 3], seed=seed)
 
 
-def preprocess_for_train(encoded, input_size: int, area_range=AREA_RANGE, jitter: bool = True,
-                         downscale: float = 0.0, grayscale: float = 0.0, view: str = "paper",
-                         old_photo: float = 0.0):
+def preprocess_for_train(encoded, input_size: int, augmentation: Augmentation = Augmentation()):
     """Encoded face (JPEG/PNG bytes) -> augmented, normalised [input_size, input_size, 3] float32.
 
-    `view` "paper": fb.resnet.torch's random-sized crop (`area_range`), colour jitter and
-    lighting (with `jitter`); "eval": `eval_view_crop`, no colour change. Both flip.
-    `downscale`, `grayscale`, `old_photo`: probabilities of `random_downscale`,
+    `augmentation.train_view` "paper": fb.resnet.torch's random-sized crop (`area_range`),
+    colour jitter and lighting (with `jitter`); "eval": `eval_view_crop`, no colour change. Both
+    flip. `downscale`, `grayscale`, `old_photo`: probabilities of `random_downscale`,
     `random_grayscale` and `random_old_photo` (0: never, as the paper)."""
-    if view not in TRAIN_VIEWS:
-        raise ValueError(f"training view must be one of {TRAIN_VIEWS}; received {view!r}.")
-    if view == "eval":
+    jitter = augmentation.jitter
+    if augmentation.train_view == "eval":
         image = eval_view_crop(encoded, input_size)
         jitter = False
     else:
-        image = decode_random_sized_crop(encoded, input_size, area_range=area_range)
-    image = random_downscale(image, downscale)
+        image = decode_random_sized_crop(encoded, input_size, area_range=augmentation.area_range)
+    image = random_downscale(image, augmentation.downscale)
     image = random_flip(image)
     if jitter:
         image = lighting(color_jitter(image))
-    image = random_grayscale(image, grayscale)
-    image = random_old_photo(image, old_photo)
+    image = random_grayscale(image, augmentation.grayscale)
+    image = random_old_photo(image, augmentation.old_photo)
     return normalize(image)
 
 

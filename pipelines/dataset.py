@@ -1,18 +1,19 @@
 """tf.data input: TFRecord shards -> batches of preprocessed faces and their labels.
 
-Everything is composed here, in `make_dataset`, from the pure functions of
-`tfrecords` (parsing) and `augment` (preprocessing).
+Everything is composed here, in `make_dataset` (what it reads and how: a `DatasetConfig`), from
+the pure functions of `tfrecords` (parsing) and `augment` (preprocessing).
 """
 
 import dataclasses
 import itertools
 import json
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from alage_pipelines import augment, build, epochs, tfrecords
+from alage_pipelines.configs import Augmentation, SettingRefused
 from alage_pipelines.options import EVAL_VIEWS
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -27,15 +28,16 @@ def labels_of(parsed):
     }
 
 
-def training_preprocess(input_size: int, **augmentation):
-    """serialized example -> (augmented training view, labels); `augmentation` as
-    `augment.preprocess_for_train` takes it."""
+def training_preprocess(input_size: int, augmentation: Augmentation = Augmentation()):
+    """serialized example -> (augmented training view, labels) (`augment.preprocess_for_train`)."""
 
     def preprocess(serialized):
         parsed = tfrecords.parse_example(serialized)
-        return augment.preprocess_for_train(parsed["image"], input_size, **augmentation), labels_of(parsed)
+        return augment.preprocess_for_train(parsed["image"], input_size, augmentation), labels_of(parsed)
 
     return preprocess
+
+
 
 
 def eval_preprocess(input_size: int, crops: str, view: str = "as_built", shift: Optional[int] = None):
@@ -55,76 +57,85 @@ def eval_preprocess(input_size: int, crops: str, view: str = "as_built", shift: 
     return preprocess
 
 
-def make_dataset(
-    file_pattern,
-    training: bool,
-    batch_size: int,
-    input_size: int = 224,
-    crops: str = "ten",
-    shuffle_buffer: int = 2048,
-    seed: int = 0,
-    deterministic: bool = False,
-    drop_remainder=None,
-    area_range=augment.AREA_RANGE,
-    jitter: bool = True,
-    cycle_length: int = 4,
-    repeat: bool = False,
-    downscale: float = 0.0,
-    grayscale: float = 0.0,
-    view: str = "paper",
-    old_photo: float = 0.0,
-    eval_view: str = "as_built",
-):
-    """Batches of (images, labels) from TFRecord files.
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """What `make_dataset` makes of TFRecord files.
 
-    Args:
-      file_pattern: glob or list of TFRecord files.
-      training: augment and shuffle (True) or ten-/centre-crop in file order (False).
-      batch_size: images per batch; training drops the last partial batch by default so
-        every step has the same shape.
+    Attributes:
+      batch_size: images per batch; training drops the last partial batch by default so every
+        step has the same shape.
       input_size: model input side in pixels (224 in the paper).
+      training: augment (`augmentation`) and shuffle (True), or evaluation crops (`crops`,
+        `eval_view`) in file order (False).
+      augmentation: how a training face is varied.
       crops: evaluation crops, "ten" or "shift_flip" ([batch, 10, s, s, 3]), "center_flip"
         ([batch, 2, s, s, 3]) or "center" ([batch, s, s, 3]).
-      deterministic: fixed order for a fixed seed (slower), e.g. for reproducible runs.
-      downscale: probability of shrinking a training face to 32-64 px and back
-        (`augment.random_downscale`).
-      grayscale: probability of a training face in grey (`augment.random_grayscale`).
-      view: the training view, "paper" or "eval" (`augment.preprocess_for_train`).
-      old_photo: probability of a training face as an old scanned print (`augment.random_old_photo`).
       eval_view: "as_built", or "old_photo": every evaluation face as its fixed old print.
-      repeat: endless (training loops count steps per epoch, so every replica and worker
-        takes the same number of steps).
+      shuffle_buffer: training shuffle buffer in records.
+      seed: the training order's seed.
+      repeat: endless (training loops count steps per epoch, so every replica and worker takes
+        the same number of steps).
+      deterministic: fixed order for a fixed seed (slower), e.g. for reproducible runs
+        (evaluation always is).
+      drop_remainder: drop the last partial batch; None: when training.
+      cycle_length: training files read at once.
+    """
+
+    batch_size: int
+    input_size: int = 224
+    training: bool = False
+    augmentation: Augmentation = Augmentation()
+    crops: str = "ten"
+    eval_view: str = "as_built"
+    shuffle_buffer: int = 2048
+    seed: int = 0
+    repeat: bool = False
+    deterministic: bool = False
+    drop_remainder: Optional[bool] = None
+    cycle_length: int = 4
+
+    def __post_init__(self):
+        for name in ("batch_size", "input_size", "shuffle_buffer", "cycle_length"):
+            if getattr(self, name) < 1:
+                raise SettingRefused(f"{{0}} must be positive; received {getattr(self, name)}.", f"DatasetConfig.{name}")
+        if self.crops not in augment.CROPS:
+            raise SettingRefused(f"{{0}} must be one of {augment.CROPS}; received {self.crops!r}.", "DatasetConfig.crops")
+        if self.eval_view not in EVAL_VIEWS:
+            raise SettingRefused(f"{{0}} must be one of {EVAL_VIEWS}; received {self.eval_view!r}.",
+                                 "DatasetConfig.eval_view")
+
+
+def make_dataset(file_pattern, config: DatasetConfig):
+    """Batches of (images, labels) from TFRecord files (`file_pattern`: a glob or a list) as
+    `config` says.
 
     Returns:
       A dataset of (images, {"label", "age", "age_std", "path"}); one pass is one epoch.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive; received {batch_size}.")
     files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else list(file_pattern)
     if not files:
         raise FileNotFoundError(f"No TFRecord files match {file_pattern!r}.")
+    training = config.training
     options = tf.data.Options()
-    options.deterministic = deterministic or not training
+    options.deterministic = config.deterministic or not training
     dataset = tf.data.Dataset.from_tensor_slices(sorted(files))
     if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+        dataset = dataset.shuffle(len(files), seed=config.seed, reshuffle_each_iteration=True)
+    if config.repeat:
         dataset = dataset.repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
-        cycle_length=min(cycle_length, len(files)) if training else 1,
+        cycle_length=min(config.cycle_length, len(files)) if training else 1,
         num_parallel_calls=AUTOTUNE if training else None,
     )
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
 
-    preprocess = (
-        training_preprocess(input_size, area_range=area_range, jitter=jitter, downscale=downscale,
-                            grayscale=grayscale, view=view, old_photo=old_photo)
-        if training else eval_preprocess(input_size, crops, eval_view)
-    )
+    preprocess = (training_preprocess(config.input_size, config.augmentation) if training
+                  else eval_preprocess(config.input_size, config.crops, config.eval_view))
     dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
+    drop_remainder = training if config.drop_remainder is None else config.drop_remainder
+    dataset = dataset.batch(config.batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(AUTOTUNE).with_options(options)
 
 
@@ -148,7 +159,8 @@ def batch_by_sizes(dataset, sizes):
 
 
 def make_planned_dataset(plan, input_size: int, epoch: int, pipeline: int, seed: int = 0,
-                         shuffle_buffer: int = 2048, cycle_length: int = 4, **augmentation):
+                         shuffle_buffer: int = 2048, cycle_length: int = 4,
+                         augmentation: Augmentation = Augmentation()):
     """One input pipeline's epoch of an `epochs.PipelinePlan`: its records, shuffled (seeded by
     seed, epoch and pipeline), augmented as `training_preprocess`, in the plan's batch sizes.
 
@@ -166,7 +178,7 @@ def make_planned_dataset(plan, input_size: int, epoch: int, pipeline: int, seed:
         records = files.flat_map(tf.data.TFRecordDataset).enumerate().filter(
             lambda index, _: index % modulus == remainder).map(lambda _, record: record)
     records = records.shuffle(shuffle_buffer, seed=((seed * 1000003 + epoch) * 1009 + pipeline) % (2 ** 31))
-    images = records.map(training_preprocess(input_size, **augmentation), num_parallel_calls=AUTOTUNE)
+    images = records.map(training_preprocess(input_size, augmentation), num_parallel_calls=AUTOTUNE)
     return batch_by_sizes(images, plan.batch_sizes).prefetch(AUTOTUNE)
 
 
@@ -178,7 +190,7 @@ class PlannedEpochs:
     Attributes:
       files, counts: the training side's shard files and their record counts (manifest).
       batch_size: the global batch.
-      augmentation: keyword arguments of `augment.preprocess_for_train`.
+      augmentation: how a training face is varied.
       build_id: the build's identity (its manifest's SHA-256), compared across workers.
     """
 
@@ -188,7 +200,7 @@ class PlannedEpochs:
     input_size: int
     seed: int = 0
     shuffle_buffer: int = 2048
-    augmentation: Mapping = dataclasses.field(default_factory=dict)
+    augmentation: Augmentation = Augmentation()
     build_id: str = ""
 
     def identity(self) -> str:
@@ -205,12 +217,12 @@ class PlannedEpochs:
 
     def dataset(self, plan: epochs.EpochPlan, pipeline: int):
         return make_planned_dataset(plan.pipelines[pipeline], self.input_size, plan.epoch, pipeline, self.seed,
-                                    self.shuffle_buffer, **self.augmentation)
+                                    self.shuffle_buffer, augmentation=self.augmentation)
 
 
 def centre_crops(files: Sequence[str], count: int, input_size: int) -> np.ndarray:
     """The first `count` faces of TFRecord `files`, centre crops as a model sees them."""
-    data = make_dataset(files, False, 64, input_size, crops="center")
+    data = make_dataset(files, DatasetConfig(64, input_size, crops="center"))
     batches = [images.numpy() for images, _ in data.take(-(-count // 64))]
     if not batches:
         raise ValueError("it holds no face.")

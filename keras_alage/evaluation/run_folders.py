@@ -52,8 +52,8 @@ def evaluate_run(
         model = release.load_model(path)
         classes = _classes_of(model, data)
         size = int(model.input_shape[1])
-        faces = dataset.make_dataset(data.fold_files(fold, "test"), False, batch_size, size, crops=crops,
-                                     eval_view=eval_view)
+        faces = dataset.make_dataset(data.fold_files(fold, "test"),
+                                     dataset.DatasetConfig(batch_size, size, crops=crops, eval_view=eval_view))
         predictions = scoring.predict_dataset(model, faces)
         results[fold] = scoring.score(predictions, classes, grouped=scoring.is_grouped(classes))
         if local_weights:
@@ -73,8 +73,8 @@ def answer_side(model, data_dir: str, side: str, batch_size: int = 64) -> Dict[s
     """`scoring.predict_dataset` of a model on one side ("train" or "test") of a build's first
     fold, centre crop (e.g. a release's own training faces, for its prior)."""
     data = build.Build.open(data_dir, verify=True)
-    faces = dataset.make_dataset(data.first_fold_files(side), False, batch_size, int(model.input_shape[1]),
-                                 crops="center")
+    faces = dataset.make_dataset(data.first_fold_files(side),
+                                 dataset.DatasetConfig(batch_size, int(model.input_shape[1]), crops="center"))
     return scoring.predict_dataset(model, faces)
 
 
@@ -90,7 +90,7 @@ def predict_fold_run(fold_dir: str, data_dir: str, fold: str, batch_size: int = 
     else:
         files_ = data.part_files(evaluated_on["parts"])
     model = release.load_model(os.path.join(fold_dir, release.FINAL_MODEL))
-    faces = dataset.make_dataset(files_, False, batch_size, int(model.input_shape[1]), crops="center")
+    faces = dataset.make_dataset(files_, dataset.DatasetConfig(batch_size, int(model.input_shape[1]), crops="center"))
     return model, scoring.predict_dataset(model, faces)
 
 

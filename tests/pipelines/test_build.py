@@ -211,14 +211,14 @@ def test_one_epoch_of_a_real_fgnet_build_yields_every_training_record_once(fgnet
     out, manifest, split = fgnet_build
     fold = split.folds[1]
     files = build.Build.open(str(out)).fold_files(fold.name, "train")
-    data = dataset.make_dataset(files, training=True, batch_size=5, input_size=64, drop_remainder=False)
+    data = dataset.make_dataset(files, dataset.DatasetConfig(5, 64, training=True, drop_remainder=False))
     seen = collections.Counter()
     for images, labels in data:
         assert images.shape[1:] == (64, 64, 3)
         seen.update(p.decode() for p in labels["path"].numpy())
     assert seen == collections.Counter(fold.train)
     test_files = build.Build.open(str(out)).fold_files(fold.name, "test")
-    evaluated = [p.decode() for _, l in dataset.make_dataset(test_files, False, 8, 64) for p in l["path"].numpy()]
+    evaluated = [p.decode() for _, l in dataset.make_dataset(test_files, dataset.DatasetConfig(8, 64)) for p in l["path"].numpy()]
     assert sorted(evaluated) == sorted(fold.test)
 
 

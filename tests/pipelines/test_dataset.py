@@ -31,31 +31,31 @@ def test_example_round_trip(fgnet_shards):
 
 def test_training_batches_are_augmented_faces(fgnet_shards):
     _, paths = fgnet_shards
-    images, labels = next(iter(dataset.make_dataset(paths, training=True, batch_size=4, input_size=32)))
+    images, labels = next(iter(dataset.make_dataset(paths, dataset.DatasetConfig(4, 32, training=True))))
     assert images.shape == (4, 32, 32, 3) and labels["label"].shape == (4,)
     assert np.isfinite(images.numpy()).all()
 
 
 def test_one_training_epoch_yields_every_record_once(fgnet_shards):
     records, paths = fgnet_shards
-    data = dataset.make_dataset(paths, training=True, batch_size=5, input_size=32, drop_remainder=False)
+    data = dataset.make_dataset(paths, dataset.DatasetConfig(5, 32, training=True, drop_remainder=False))
     seen = collections.Counter(p.decode() for _, labels in data for p in labels["path"].numpy())
     assert seen == collections.Counter(r.path for r in records)
 
 
 def test_evaluation_ten_crops_in_file_order(fgnet_shards):
     records, paths = fgnet_shards
-    data = dataset.make_dataset(paths[:1], training=False, batch_size=3, input_size=32)
+    data = dataset.make_dataset(paths[:1], dataset.DatasetConfig(3, 32))
     images, labels = next(iter(data))
     assert images.shape == (3, 10, 32, 32, 3)
     assert [p.decode() for p in labels["path"].numpy()] == [r.path for r in records[0:6:2]]
-    centre = dataset.make_dataset(paths[:1], training=False, batch_size=3, input_size=32, crops="center")
+    centre = dataset.make_dataset(paths[:1], dataset.DatasetConfig(3, 32, crops="center"))
     np.testing.assert_allclose(next(iter(centre))[0].numpy(), images.numpy()[:, 4], atol=1e-5)
 
 
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="No TFRecord files match"):
-        dataset.make_dataset(str(tmp_path / "*.tfrecord"), training=True, batch_size=2)
+        dataset.make_dataset(str(tmp_path / "*.tfrecord"), dataset.DatasetConfig(2, training=True))
 
 
 def test_old_photo_evaluation_gives_each_face_its_own_fixed_print(fgnet_shards):
@@ -64,8 +64,7 @@ def test_old_photo_evaluation_gives_each_face_its_own_fixed_print(fgnet_shards):
     records, paths = fgnet_shards
 
     def faces(files, batch_size, view):
-        data = dataset.make_dataset(files, training=False, batch_size=batch_size, input_size=32, crops="center",
-                                    eval_view=view)
+        data = dataset.make_dataset(files, dataset.DatasetConfig(batch_size, 32, crops="center", eval_view=view))
         return {p.decode(): image for images, labels in data
                 for p, image in zip(labels["path"].numpy(), images.numpy())}
 
@@ -76,8 +75,9 @@ def test_old_photo_evaluation_gives_each_face_its_own_fixed_print(fgnet_shards):
     for path in old:
         np.testing.assert_array_equal(old[path], again[path])
         assert np.abs(old[path] - as_built[path]).mean() > 0.02
-    with pytest.raises(ValueError, match="evaluation view must be one of"):
-        dataset.make_dataset(paths, training=False, batch_size=2, eval_view="sepia")
+    with pytest.raises(ValueError, match=r"^DatasetConfig.eval_view must be one of \('as_built', 'old_photo'\); "
+                                         r"received 'sepia'.$"):
+        dataset.DatasetConfig(2, eval_view="sepia")
 
 
 def test_evaluation_preprocessing_passes_the_shift_on():
