@@ -15,7 +15,7 @@ from keras_alage.models import age_model, attention, dlib_import, release
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import export, photos
 from keras_alage.studies.releases import al_choice
-from keras_alage.training import fold_runs, stages
+from keras_alage.training import configs, fold_runs, stages
 from alage_pipelines import faces, images
 from alage_pipelines.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -86,7 +86,8 @@ def test_each_stage_records_its_heads_and_the_attention_stage_starts_with_empty_
     lstm = attention.carried_state_layers(source)[0]
     lstm.hidden_state.assign(np.ones((1, lstm.units), np.float32))
     source.save(tmp_path / "start.keras")
-    spec = fold_runs.RunSpec(data_dir=str(tmp_path), model=TINY, init_checkpoint=str(tmp_path / "start.keras"))
+    spec = fold_runs.RunSpec(data_dir=str(tmp_path), model=TINY,
+                             start=configs.StartConfig(init_checkpoint=str(tmp_path / "start.keras")))
     for stage, heads in (("global", ("global",)), ("attention", ("global", "local"))):
         model = fold_runs._model_builder(spec, "fold0", lambda *_: None, stage=stage)()
         assert age_model.trained_heads(model) == heads == stages.heads_trained_by(stage)
