@@ -8,17 +8,11 @@ normalise) and are timed in one run, so the printed ratio is meaningful on a noi
 """
 
 import os
-import tempfile
-import time
 
-import cv2
-import numpy as np
-import tensorflow as tf
 from absl import flags
 
 from keras_alage import cli
-from alage_pipelines import augment, configs, dataset, images, tfrecords
-from alage_pipelines.readers import fgnet
+from keras_alage.studies.benchmarks import input_pipeline
 
 flags.DEFINE_string("data", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"), "Shared data folder.")
 flags.DEFINE_integer("images", 1000, "Images to time in each pipeline.")
@@ -28,67 +22,10 @@ flags.DEFINE_integer("shards", 4, "TFRecord shards to write.")
 FLAGS = flags.FLAGS
 
 
-def write_shards(records, folder, shards):
-    paths = [os.path.join(folder, f"bench-{i:05d}-of-{shards:05d}.tfrecord") for i in range(shards)]
-    for shard, path in enumerate(paths):
-        with tf.io.TFRecordWriter(path) as writer:
-            for record in records[shard::shards]:
-                with open(record.path, "rb") as handle:
-                    writer.write(tfrecords.encode_example(record, handle.read()))
-    return paths
-
-
-def naive_loop(paths, count, size, rng):
-    """The per-image Python/OpenCV loop many age-estimation repositories use."""
-    done = 0
-    while done < count:
-        for serialized in tf.data.TFRecordDataset(paths):
-            parsed = tf.train.Example.FromString(serialized.numpy()).features.feature
-            image = images.decode_image(np.frombuffer(parsed["image"].bytes_list.value[0], np.uint8))
-            height, width = image.shape[:2]
-            area = rng.uniform(*augment.AREA_RANGE) * height * width
-            aspect = np.exp(rng.uniform(*np.log(augment.ASPECT_RANGE)))
-            w = int(min(width, round(np.sqrt(area * aspect))))
-            h = int(min(height, round(np.sqrt(area / aspect))))
-            top, left = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-            crop = cv2.resize(image[top : top + h, left : left + w], (size, size), interpolation=cv2.INTER_LINEAR)
-            if rng.random() < 0.5:
-                crop = crop[:, ::-1]
-            images.normalize(crop)
-            done += 1
-            if done >= count:
-                break
-    return done
-
-
-def tf_pipeline(paths, count, size, batch_size):
-    data = dataset.make_dataset(paths, dataset.DatasetConfig(
-        batch_size, size, training=True, augmentation=configs.Augmentation(jitter=False))).repeat()
-    done = 0
-    for batch, _ in data:
-        done += int(batch.shape[0])
-        if done >= count:
-            break
-    return done
-
-
 def main(argv):
-    del argv
-    records = fgnet.read_fgnet(os.path.join(FLAGS.data, "fgnet")).records
-    with tempfile.TemporaryDirectory() as folder:
-        paths = write_shards(records, folder, FLAGS.shards)
-        tf_pipeline(paths, FLAGS.batch_size * 2, FLAGS.input_size, FLAGS.batch_size)  # warm-up: tracing
-        start = time.perf_counter()
-        n_tf = tf_pipeline(paths, FLAGS.images, FLAGS.input_size, FLAGS.batch_size)
-        tf_rate = n_tf / (time.perf_counter() - start)
-        start = time.perf_counter()
-        n_naive = naive_loop(paths, FLAGS.images, FLAGS.input_size, np.random.default_rng(0))
-        naive_rate = n_naive / (time.perf_counter() - start)
-    print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
-    print(f"input {FLAGS.input_size} px, {FLAGS.images} FG-NET images from {FLAGS.shards} TFRecord shards")
-    print(f"tf.data pipeline      {tf_rate:8.1f} images/s")
-    print(f"naive OpenCV loop     {naive_rate:8.1f} images/s")
-    print(f"ratio tf.data / naive {tf_rate / naive_rate:8.2f}")
+    cli.no_arguments(argv)
+    print(input_pipeline.compare(os.path.join(FLAGS.data, "fgnet"), FLAGS.images, FLAGS.input_size, FLAGS.batch_size,
+                                 FLAGS.shards))
 
 
 if __name__ == "__main__":
