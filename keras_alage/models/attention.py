@@ -203,15 +203,22 @@ class MovableBox(layers.Layer):
         self.initial_size, self.leak = initial_size, float(leak)
 
     def _edges(self, centre, size_logit):
+        # the exponent kept finite (a step of a diverging run once gave inf - inf = nan): a size
+        # logit a little past either bound already gives the bound
+        low_logit = float(np.log(self.min_size / self.initial_size)) - 1.0
+        high_logit = float(np.log(self.max_size / self.initial_size)) + 1.0
+        size_logit = leaky_clip(size_logit, low_logit, high_logit, self.leak)
         size = leaky_clip(self.initial_size * tf.exp(size_logit), self.min_size, self.max_size, self.leak)
         low = leaky_clip(centre - size / 2.0, 0.0, 1.0 - self.min_size, self.leak)
         high = leaky_clip(centre + size / 2.0, low + self.min_size, 1.0, self.leak)
         return low, high - low
 
     def call(self, raw):
-        u_x, u_y, u_w, u_h = tf.unstack(tf.cast(raw, tf.float32), num=4, axis=-1)
-        x, w = self._edges(0.5 + u_x, u_w)
-        y, h = self._edges(0.5 + u_y, u_h)
+        raw = tf.cast(raw, tf.float32)
+        raw = tf.where(tf.math.is_finite(raw), raw, tf.zeros_like(raw))  # a diverged run's nan: no wild gather
+        u_x, u_y, u_w, u_h = tf.unstack(raw, num=4, axis=-1)
+        x, w = self._edges(0.5 + leaky_clip(u_x, -1.0, 1.0, self.leak), u_w)
+        y, h = self._edges(0.5 + leaky_clip(u_y, -1.0, 1.0, self.leak), u_h)
         return tf.stack([x, y, w, h], axis=-1)
 
     def raw_for(self, box) -> np.ndarray:

@@ -307,7 +307,9 @@ def test_the_bounded_box_loses_its_gradient_at_the_whole_map():
 
 def test_movable_box_stays_inside_the_map_and_its_bounds():
     raw = np.random.default_rng(0).normal(0, 3, (2000, 4)).astype("float32")
+    raw[:4] = [[1e30, -1e30, 1e4, -1e4], [np.nan, 0, np.inf, 0], [0, np.inf, -np.inf, np.nan], [90, 90, 90, 90]]
     x, y, w, h = attention.MovableBox(min_size=0.2, max_size=0.9)(raw).numpy().T
+    assert np.isfinite([x, y, w, h]).all()  # overflowing or non-finite outputs never reach the gather
     assert (x >= 0).all() and (y >= 0).all() and (x + w <= 1 + 1e-6).all() and (y + h <= 1 + 1e-6).all()
     assert (w >= 0.2 - 1e-6).all() and (h >= 0.2 - 1e-6).all() and (w <= 0.9 + 1e-6).all()
     x, y, w, h = attention.MovableBox(min_size=0.2, max_size=0.9, initial_size=0.5)(np.zeros((1, 4), "float32"))[0]
