@@ -4,7 +4,7 @@ of at least 1."""
 import glob
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from absl import app, flags
 
@@ -71,3 +71,19 @@ def require_positive(*names: str, flag_values=flags.FLAGS) -> None:
     for name in names:
         flags.register_validator(name, lambda value: value is None or value >= 1,
                                  message=f"--{name} must be at least 1", flag_values=flag_values)
+
+
+def named_folders(values: Sequence[str], flag: str) -> Dict[str, str]:
+    """The NAME=FOLDER values of a repeatable flag as {name: folder}, in order; refuses a value
+    without both parts, a folder that is not one, and none at all."""
+    named = {}
+    for value in values:
+        name, _, folder = value.partition("=")
+        if not name or not folder:
+            raise app.UsageError(f"--{flag} must be NAME=FOLDER; received {value!r}.")
+        if not os.path.isdir(folder):
+            raise app.UsageError(f"--{flag} {name}: {folder} is not a folder.")
+        named[name] = folder
+    if not named:
+        raise app.UsageError(f"Give at least one --{flag}=NAME=FOLDER.")
+    return named

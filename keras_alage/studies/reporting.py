@@ -8,14 +8,15 @@ with the `results.json` of `scoring.write_report`.
 
 import json
 import os
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from keras_alage.evaluation import metrics, scoring
+from keras_alage.models import release
 from keras_alage.models.age_model import class_ages_of
-from alage_pipelines import augment, build
+from alage_pipelines import augment, build, dataset, files
 
 BOX_KEYS = ("x", "y", "w", "h")
 
@@ -210,3 +211,66 @@ def box_grid(images, boxes, captions: Sequence[str], columns: int = 8, scale: in
         row, column = divmod(i, columns)
         grid[row * size[1]:(row + 1) * size[1], column * size[0]:(column + 1) * size[0]] = tile
     return grid
+
+
+GRID_FORMATS = (".png", ".jpg", ".jpeg")
+
+
+def experiment_report(data_dir: str, runs: Mapping[str, str], output: str, grid: Optional[str] = None,
+                      grid_fold: str = "fold0", grid_images: int = 32, grid_columns: int = 8) -> str:
+    """A staged experiment's report (`experiments/report_experiment.py`): the runs (name -> folder
+    holding `global/` and `attention/` stage runs over the same folds) side by side with the
+    mean-age floor, per fold and per age band, written to `output` (markdown) and returned; with
+    `grid`, an image of `grid_images` test faces of `grid_fold` from the first run with their
+    attention boxes after the attention stage (red) and before it (grey)."""
+    extension = os.path.splitext(grid or "")[1].lower()
+    if grid and extension not in GRID_FORMATS:
+        raise ValueError(f"--grid must end in .png, .jpg or .jpeg; received {grid!r}.")
+    rows = comparison_rows(data_dir, runs)
+    dataset_name = build.read_build_manifest(data_dir)["dataset"]
+    text = (f"# {dataset_name}: {', '.join(runs)}\n\nWritten by `experiments/report_experiment.py` from the runs' "
+            f"results.json files ({', '.join(runs.values())}).\n\n" + staged_runs_markdown(rows))
+    if grid:
+        name, run_dir = next(iter(runs.items()))
+        models = {stage: release.load_model(os.path.join(run_dir, stage, grid_fold, "model.keras"))
+                  for stage in ("global", "attention")}
+        size = int(models["attention"].input_shape[1])
+        found = {stage: predict_boxes(model, dataset.make_dataset(build.Build.open(data_dir).fold_files(grid_fold, "test"),
+                                                                  dataset.DatasetConfig(32, size, crops="center")),
+                                      grid_images)
+                 for stage, model in models.items()}
+        after, before = found["attention"], found["global"]
+        captions = [f"{a:.0f} -> {p:.1f}" for a, p in zip(after["age"], after["predicted"])]
+        image = box_grid(after["images"], after["box"], captions, grid_columns, before=before["box"])
+        ok, encoded = cv2.imencode(extension, image, [cv2.IMWRITE_JPEG_QUALITY, 85] if extension != ".png" else [])
+        if not ok:
+            raise RuntimeError(f"Could not encode the grid as {extension}.")
+        files.write_atomically(grid, encoded.tobytes())
+        link = os.path.relpath(grid, os.path.dirname(os.path.abspath(output)))
+        text += "\n" + box_markdown(f"{name}, {grid_fold} test faces", before["box"], after["box"], link)
+    files.write_atomically(output, text)
+    return text
+
+
+def metric_of(path: str, key: str) -> float:
+    """The number at the dotted `key` of a JSON file; a ValueError naming the file where it is
+    missing or not a number."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: {error}")
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ValueError(f"{path}: no {key!r} in it.")
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        keys = f" (its keys: {', '.join(sorted(value))})" if isinstance(value, dict) else ""
+        raise ValueError(f"{path}: {key} is not a number{keys}.")
+    return float(value)
+
+
+def metrics_of(paths: Sequence[str], key: str) -> List[tuple]:
+    """(value, position, path) of each file's `key`, in the order given: `min` of it is the lowest,
+    ties going to the first given."""
+    return [(metric_of(path, key), i, path) for i, path in enumerate(paths)]
