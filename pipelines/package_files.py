@@ -19,7 +19,7 @@ from typing import Dict, Iterable
 
 SUMS_FILE = "SHA256SUMS"
 DETECTOR_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "detector_files")
-REINSTALL = "reinstall keras-alage (pip install --force-reinstall keras-alage)"
+REINSTALL = "reinstall keras-alage from the wheel or checkout it came from (pip install --force-reinstall)"
 
 
 class DamagedFile(FileNotFoundError):
