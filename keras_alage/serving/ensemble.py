@@ -12,7 +12,7 @@ by a recorded rule, with a calibrated interval per predicted sex and age band.
 
 Release v4 combined two members by their plain mean (recorded as {"rule": "mean",
 "faceapi_weight": 0.5}); release v5 records its rule, chosen across populations
-(`studies.release_v5`).
+(`studies.releases.three_networks`).
 """
 
 import dataclasses
