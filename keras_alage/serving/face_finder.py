@@ -81,9 +81,14 @@ def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
     photo = tf.convert_to_tensor(photo)
     if photo.dtype != tf.uint8:
         raise ValueError(f"find_faces takes a uint8 photo; received {photo.dtype.name}.")
+    if photo.shape.rank is not None and (photo.shape.rank != 3 or photo.shape[-1] not in (3, None)):
+        raise ValueError(f"find_faces takes a photo [height, width, 3]; received shape {photo.shape}.")
     shape = tf.shape(photo)
     height, width = shape[0], shape[1]
     side = tf.maximum(height, width)
+    with tf.control_dependencies([tf.debugging.assert_greater(tf.minimum(height, width), 0,
+                                                              message="find_faces: the photo has no pixels")]):
+        side = tf.identity(side)
     offset_x, offset_y = _offsets(height, width)
     scale = tf.cast(size, tf.float32) / tf.cast(side, tf.float32)
     # Black only where the filter reaches past the photo into the canvas's padding (on one axis).
