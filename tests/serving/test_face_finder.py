@@ -197,3 +197,23 @@ def test_a_photo_find_faces_cannot_read_is_refused_in_words(short_detector):
         face_finder.find_faces(short_detector, tf.zeros([0, 64, 3], tf.uint8))
     tiny = face_finder.find_faces(short_detector, tf.fill([3, 2, 3], tf.constant(200, tf.uint8)))
     assert tiny["boxes"].shape == (0, 4)  # a photo smaller than the input is scaled up, not refused
+
+
+def test_inside_a_saved_model_signature(fgnet_images, short_detector, tmp_path):
+    """Saved and loaded back as a SavedModel signature of encoded photos (Grappler runs on it)."""
+    module = tf.Module()
+    module.detector = short_detector
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def faces(encoded):
+        return face_finder.find_faces(module.detector, tf.io.decode_jpeg(encoded, channels=3))
+
+    module.faces = faces
+    tf.saved_model.save(module, str(tmp_path / "finder"), signatures={"faces": faces})
+    signature = tf.saved_model.load(str(tmp_path / "finder")).signatures["faces"]
+    encoded = tf.io.read_file(str(fgnet_images[40]))
+    found = signature(encoded=encoded)
+    expected = face_finder.find_faces(short_detector, tf.io.decode_jpeg(encoded, channels=3))
+    assert found["boxes"].shape[0] == expected["boxes"].shape[0] == 1
+    for key in ("boxes", "keypoints", "scores"):
+        np.testing.assert_allclose(found[key].numpy(), expected[key].numpy(), rtol=1e-5, atol=1e-3)
