@@ -39,12 +39,21 @@ def main(argv):
             raise app.UsageError(f"--tflite/--onnx: {FLAGS.model} answers with two networks on encoded crops; those "
                                  "float-input formats cover one-network models (e.g. models/al_dlib_resnet_utkface).")
         crops, face_crop = FLAGS.crops or opened.crops or "ten", opened.face_crop
+        if FLAGS.photos and face_crop is None:
+            raise app.UsageError(f"--photos: {FLAGS.model} records no face crop (face_crop.json beside it or "
+                                 "model.json's face_crop), so whole photos cannot be cut as its faces were; give "
+                                 "--nophotos for the crop signatures alone.")
         server = photos.serving_module(opened, crops)  # one network: export.AgeServer; two: ensemble.EnsembleServer
-        target = export.export_server(server, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, warmup,
+        served = server
+        if FLAGS.photos:
+            served = export.photo_server(server, face_crop, FLAGS.photo_detector, FLAGS.photo_detector_weights,
+                                         FLAGS.photo_min_score)
+        target = export.export_server(served, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, warmup,
                                       FLAGS.overwrite, face_crop)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
-    print(f"exported {target}; face crop: {face_crop or 'not recorded beside the model'}")
+    print(f"exported {target} ({', '.join(sorted(served.signatures()))}); face crop: "
+          f"{face_crop or 'not recorded beside the model'}")
     if FLAGS.tflite or FLAGS.onnx:
         import numpy as np
 

