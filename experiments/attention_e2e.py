@@ -1,0 +1,67 @@
+"""The paper's AL network trained end to end on face-api's TinyXception (112 px, 7x7 map) and its fair
+test against an equal-step control, scored on UTKFace held-out, FG-NET and FairFace
+(`studies.attention_e2e`, issue 35).
+
+  python experiments/attention_e2e.py --run_dir=runs/evidence_e2e --output=docs/results/attention/e2e
+  make evidence-e2e      # the same in the background, a log in runs/evidence_e2e/log.txt
+
+Rerunning resumes: finished runs, teachers' answers and predictions are read back, an interrupted run
+continues after its last epoch. One run at a time holds --run_dir. --smoke runs the tiny recipe on a
+few faces of each population (minutes), into its own --run_dir.
+"""
+
+import dataclasses
+import json
+import sys
+
+from absl import app, flags
+
+from keras_alage import cli
+from keras_alage.studies import attention_e2e
+from alage_pipelines import files
+
+# The real recipe (the module's defaults): the global stage chooses the teacher weight among 0, 0.5,
+# 1 and 2 at rate 0.01, then the rate among 0.003, 0.01 and 0.03, each run 30 epochs and validated
+# after every one; the attention stage the rate among 0.003-0.1 over 20 epochs.
+RECIPE = attention_e2e.Recipe()
+SMOKE = dataclasses.replace(RECIPE, teacher_weights=(0.0, 1.0), global_rates=(0.003, 0.01), global_epochs=2,
+                            attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),
+                            train_limit=64, memory_limit=12, translation_faces=8, batch_size=16)
+
+flags.DEFINE_string("utkface", "data/utkface_dlib", "UTKFace build cut as the release cuts (train and test parts).")
+flags.DEFINE_string("fgnet", "data/fgnet_release", "FG-NET build cut as the release cuts (5 subject folds).")
+flags.DEFINE_string("fairface", "data/fairface_release", "FairFace build cut as the release cuts.")
+flags.DEFINE_string("fairface_labels", "../shared/data/fairface", "FairFace as distributed (labels.json).")
+flags.DEFINE_string("teachers", "models/al_dlib_faceapi_faceres_v5", "Release v5: its three networks teach.")
+flags.DEFINE_string("faceapi", "installed", "face-api's package (the backbone's start; default: tools/face-api).")
+flags.DEFINE_string("run_dir", "runs/evidence_e2e", "The study's runs, caches and choices (resumed).")
+flags.DEFINE_string("output", None, "Report path without extension (.json and .md).")
+flags.DEFINE_bool("smoke", False, "The tiny recipe on a few faces (a check that the study runs, not a result).")
+flags.mark_flags_as_required(["output"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    cli.no_arguments(argv)
+    recipe = SMOKE if FLAGS.smoke else RECIPE
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    with files.folder_lock(FLAGS.run_dir, "the attention study"):
+        try:
+            faces = attention_e2e.load_faces(FLAGS.utkface, FLAGS.fgnet, FLAGS.fairface, FLAGS.fairface_labels,
+                                             recipe.train_limit, recipe.validation_share)
+            teacher, identity = attention_e2e.v5_teacher(FLAGS.teachers)
+            backbone = attention_e2e.faceapi_backbone(FLAGS.faceapi)
+        except (OSError, ValueError) as error:
+            raise app.UsageError(str(error))
+        log(", ".join(f"{name} {len(f)} faces" for name, f in faces.items()))
+        study = attention_e2e.Study(faces, FLAGS.run_dir, recipe, teacher, identity, backbone, log=log)
+        report = study.run()
+    command = " ".join(["python experiments/attention_e2e.py"] + sys.argv[1:])
+    report["command"] = command
+    files.write_atomically(FLAGS.output + ".json", json.dumps(report, indent=1) + "\n")
+    files.write_atomically(FLAGS.output + ".md", attention_e2e.markdown(report, command))
+    print(attention_e2e.markdown(report, command))
+
+
+if __name__ == "__main__":
+    cli.run(main)
