@@ -103,7 +103,7 @@ def answer_video(source: Union[str, int], predict: photos.Predictor, detector, s
     drawn = None
     if outputs.drawings:
         taken = set() if taken is None else taken
-        drawn = drawing_path(outputs.drawings, name, taken, ".mp4", log, companion=".tracks.csv")
+        drawn = drawing_path(outputs.drawings, name, taken, video.drawn_codec().extension, log, companion=".tracks.csv")
         tracks = os.path.splitext(drawn)[0] + ".tracks.csv"
     try:
         report = video.predict_video(source, predict, detector, spec, drawn, min_confidence, max_frames)
@@ -112,13 +112,11 @@ def answer_video(source: Union[str, int], predict: photos.Predictor, detector, s
         return False
     log(f"{source}: {report.frames} frames, {report.frames_per_second:.1f} frames/s, {len(report.tracks)} track(s)")
     for track in report.tracks:
-        log(f"  track {track.id}: {track.age:.1f} years over {track.frames} frames "
+        log(f"  track {track.id}: {track.age_text} years over {track.frames} frames "
             f"({track.first_frame}-{track.last_frame})")
     if drawn:
-        if os.path.exists(drawn):  # written through a private temporary file: 0644 like every output
-            os.chmod(drawn, 0o644)
         video.write_tracks(report, tracks)
-        log(f"  wrote {drawn} and {os.path.basename(tracks)}")
+        log(f"  wrote {drawn} and {os.path.basename(tracks)}" + (f" ({report.codec.note})" if report.codec and report.codec.note else ""))
     return True
 
 

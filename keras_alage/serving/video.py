@@ -7,11 +7,19 @@ per track, an annotated video and a per-track CSV.
 
 The smoothing is the posterior mean of a constant age seen through noisy answers, with an
 exponential forgetting factor so that a track can follow a slow change; frame-to-frame jitter
-shrinks while the first frames still count.
+shrinks while the first frames still count. Where the model gives an interval (a release's
+`age_low`, `age_high`), its ends are smoothed with the same weights: the interval of one answer,
+as a photo gets it, not narrowed by the number of frames (a face's error is mostly the same in
+every frame of it).
+
+The drawn video is written in the first codec of `CODECS` that this OpenCV build writes (tried
+once, `drawn_codec`): H.264 (.mp4), else VP8 (.webm), which browsers play, else mp4v (.mp4),
+which they do not, with a note saying so.
 """
 
 import csv
 import dataclasses
+import functools
 import io
 import os
 import tempfile
@@ -22,7 +30,7 @@ import cv2
 import numpy as np
 
 from keras_alage.serving import photos
-from alage_pipelines import faces, files, inputs
+from alage_pipelines import faces, files, inputs, quiet
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -61,6 +69,64 @@ def plausible_rate(rate) -> float:
     return float(rate) if rate and np.isfinite(rate) and 0 < rate <= MAX_FRAME_RATE else DEFAULT_FRAME_RATE
 
 
+@dataclasses.dataclass(frozen=True)
+class VideoCodec:
+    """A codec OpenCV's writer is asked for (its FourCC), the container it goes in, and whether
+    web browsers play it."""
+
+    fourcc: str
+    extension: str
+    playable: bool
+
+    @property
+    def note(self) -> Optional[str]:
+        """One line for a video browsers will not play, else None."""
+        if self.playable:
+            return None
+        return (f"this OpenCV build writes no H.264 or VP8/VP9, so the drawn video is {self.fourcc}, which web "
+                "browsers do not play (VLC and ffmpeg do)")
+
+
+# In order of preference: what browsers play (VP8 before VP9: it encodes about 3 times faster
+# here), then mp4v, which every OpenCV build with FFmpeg writes.
+CODECS = (VideoCodec("avc1", ".mp4", True), VideoCodec("VP80", ".webm", True), VideoCodec("VP90", ".webm", True),
+          VideoCodec("mp4v", ".mp4", False))
+
+
+def _writer(path: str, codec: VideoCodec, rate: float, size: Tuple[int, int]):
+    """OpenCV's writer, opened without FFmpeg's own lines (a missing H.264 encoder, a FourCC the
+    container files under another tag): whether it opened is what counts."""
+    with quiet.stderr_to(os.devnull):
+        return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec.fourcc), rate, size)
+
+
+def writes(codec: VideoCodec) -> bool:
+    """Whether this OpenCV build writes a small clip in `codec` (an encoder may be listed and
+    still fail to open: H.264 through a hardware encoder with no device)."""
+    with tempfile.TemporaryDirectory(prefix="alage-codec-") as folder:
+        path = os.path.join(folder, "probe" + codec.extension)
+        writer = _writer(path, codec, DEFAULT_FRAME_RATE, (64, 48))
+        if not writer.isOpened():
+            return False
+        with quiet.stderr_to(os.devnull):
+            for shade in (0, 128, 255):
+                writer.write(np.full((48, 64, 3), shade, np.uint8))
+            writer.release()
+        return os.path.isfile(path) and os.path.getsize(path) > 0
+
+
+@functools.lru_cache(maxsize=None)
+def drawn_codec(extension: Optional[str] = None) -> VideoCodec:
+    """The first codec of `CODECS` (of those for `extension`, where given) that this OpenCV build
+    writes, tried once per process; raises ValueError where it writes none of them."""
+    candidates = [c for c in CODECS if extension is None or c.extension == extension.lower()] or [
+        dataclasses.replace(c, extension=extension, playable=False) for c in CODECS]  # a container of the caller's
+    for codec in candidates:
+        if writes(codec):
+            return codec
+    raise ValueError(f"this OpenCV build writes no video in {', '.join(c.fourcc for c in candidates)}.")
+
+
 def frame_rate(source: Union[str, int]) -> float:
     capture = cv2.VideoCapture(source)
     rate = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
@@ -93,6 +159,9 @@ class Track:
     last_frame: int
     weight: float = 0.0  # sum of the (forgotten) certainties seen
     weighted_age: float = 0.0
+    interval_weight: float = 0.0  # the same, over the answers that came with an interval
+    weighted_low: float = 0.0
+    weighted_high: float = 0.0
     frames: int = 0
     raw_ages: List[float] = dataclasses.field(default_factory=list)
     smoothed_ages: List[float] = dataclasses.field(default_factory=list)
@@ -101,11 +170,33 @@ class Track:
     def age(self) -> float:
         return self.weighted_age / self.weight if self.weight else float("nan")
 
-    def update(self, frame: int, box: np.ndarray, age: float, std: Optional[float], forgetting: float) -> float:
-        """Adds one answer; returns the smoothed age."""
+    @property
+    def age_low(self) -> Optional[float]:
+        """The smoothed interval's lower end, None where no answer came with an interval."""
+        return self.weighted_low / self.interval_weight if self.interval_weight else None
+
+    @property
+    def age_high(self) -> Optional[float]:
+        return self.weighted_high / self.interval_weight if self.interval_weight else None
+
+    @property
+    def age_text(self) -> str:
+        """The smoothed age, and its interval where there is one, as a photo's is written: 32.4 (20-58)."""
+        if self.age_low is None:
+            return f"{self.age:.1f}"
+        return f"{self.age:.1f} ({self.age_low:.0f}-{self.age_high:.0f})"
+
+    def update(self, frame: int, box: np.ndarray, age: float, std: Optional[float], forgetting: float,
+               low: Optional[float] = None, high: Optional[float] = None) -> float:
+        """Adds one answer (with its interval `low`-`high`, where the model gives one); returns the
+        smoothed age."""
         certainty = 1.0 / max(std if std is not None and np.isfinite(std) else 5.0, 0.5) ** 2
         self.weight = forgetting * self.weight + certainty
         self.weighted_age = forgetting * self.weighted_age + certainty * age
+        if low is not None and high is not None:
+            self.interval_weight = forgetting * self.interval_weight + certainty
+            self.weighted_low = forgetting * self.weighted_low + certainty * low
+            self.weighted_high = forgetting * self.weighted_high + certainty * high
         self.box, self.last_frame = box, frame
         self.frames += 1
         self.raw_ages.append(age)
@@ -150,6 +241,7 @@ class VideoReport:
     frames: int
     seconds: float
     tracks: List[Track]
+    codec: Optional[VideoCodec] = None  # the drawn video's, where one was written
 
     @property
     def frames_per_second(self) -> float:
@@ -162,7 +254,7 @@ def annotate(frame: np.ndarray, found: Sequence[faces.Face], tracks: Sequence[Tr
     for face, track in zip(found, tracks):
         cv2.polylines(canvas, [np.int32(face.corners())], True, (0, 200, 0), 2 * scale)
         x, y = np.min(face.corners(), axis=0)
-        cv2.putText(canvas, f"#{track.id} {track.age:.1f}", (int(x), max(12 * scale, int(y) - 4 * scale)),
+        cv2.putText(canvas, f"#{track.id} {track.age_text}", (int(x), max(12 * scale, int(y) - 4 * scale)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
     return canvas
 
@@ -171,10 +263,11 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
                   output_video: Optional[str] = None, min_confidence: Optional[float] = None,
                   max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
     """Ages of every face of every frame, tracked and smoothed; writes the annotated video
-    (atomically: a temporary file renamed into place) if `output_video` is given."""
+    (atomically: a temporary file renamed into place, 0644 like every output) if `output_video`
+    is given, in the codec `drawn_codec` chooses for its extension."""
     min_confidence = faces.default_confidence(detector, min_confidence)
     tracker = tracker or Tracker()
-    writer, temporary = None, None
+    writer, temporary, codec = None, None, None
     started, count = time.perf_counter(), 0
     try:
         for index, frame in frames(source, max_frames):
@@ -185,23 +278,25 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
                 outputs = predict([faces.encode_jpeg(faces.crop_face(frame, f, spec)) for f in found])
                 ages = np.asarray(outputs["age"])
                 spreads = np.asarray(outputs["age_std"]) if "age_std" in outputs else [None] * len(found)
-                for face, track, age, std in zip(found, tracks, ages, spreads):
-                    if not np.isfinite(age):  # a refused answer (inf or nan years) moves no track
-                        continue
+                lows, highs = ((np.asarray(outputs["age_low"]), np.asarray(outputs["age_high"]))
+                               if "age_low" in outputs and "age_high" in outputs else ([None] * len(found),) * 2)
+                for face, track, age, std, low, high in zip(found, tracks, ages, spreads, lows, highs):
+                    if not np.isfinite(age) or not all(v is None or np.isfinite(v) for v in (std, low, high)):
+                        continue  # a refused answer (inf or nan years) moves no track
                     track.update(index, box_of(face), float(age), None if std is None else float(std),
-                                 tracker.forgetting)
+                                 tracker.forgetting, None if low is None else float(low),
+                                 None if high is None else float(high))
             if output_video:
                 if writer is None:
                     directory = os.path.dirname(os.path.abspath(output_video))
                     os.makedirs(directory, exist_ok=True)
-                    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".video-",
-                                                         suffix=os.path.splitext(output_video)[1] or ".mp4")
+                    codec = drawn_codec(os.path.splitext(output_video)[1] or None)
+                    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".video-", suffix=codec.extension)
                     os.close(handle)
                     rate = frame_rate(source) if isinstance(source, str) else 25.0
-                    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"), rate,
-                                             (frame.shape[1], frame.shape[0]))
+                    writer = _writer(temporary, codec, rate, (frame.shape[1], frame.shape[0]))
                     if not writer.isOpened():
-                        raise ValueError(f"{output_video}: OpenCV cannot write an mp4v video of "
+                        raise ValueError(f"{output_video}: OpenCV cannot write a {codec.fourcc} video of "
                                          f"{frame.shape[1]}x{frame.shape[0]} at {rate:g} fps.")
                 writer.write(annotate(frame, found, tracks))
         if count == 0:
@@ -211,6 +306,7 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
             writer = None
             if os.path.getsize(temporary) == 0:
                 raise ValueError(f"{output_video}: the video writer wrote nothing; no drawn video was written.")
+            os.chmod(temporary, 0o644)  # a temporary file is private; an output is 0644 (files.write_atomically)
             os.replace(temporary, output_video)
             temporary = None
     finally:
@@ -218,16 +314,26 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
             writer.release()
         if temporary and os.path.exists(temporary):
             os.remove(temporary)
-    return VideoReport(count, time.perf_counter() - started, [t for t in tracker.tracks if t.frames])
+    return VideoReport(count, time.perf_counter() - started, [t for t in tracker.tracks if t.frames], codec)
+
+
+TRACK_COLUMNS = ("track", "frames", "first_frame", "last_frame", "age", "age_low", "age_high", "per_frame_age_std",
+                 "smoothed_age_std")
 
 
 def write_tracks(report: VideoReport, path: str) -> None:
-    """One row per track: id, frames seen, first and last frame, smoothed age, and the spread
-    of its per-frame answers beside that of its smoothed ages."""
+    """One row per track: id, frames seen, first and last frame, smoothed age and its interval
+    (empty where the model gives none), and the spread of its per-frame answers beside that of
+    its smoothed ages."""
+
+    def years(value):
+        return "" if value is None else f"{value:.2f}"
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["track", "frames", "first_frame", "last_frame", "age", "per_frame_age_std", "smoothed_age_std"])
+    writer.writerow(TRACK_COLUMNS)
     for track in report.tracks:
-        writer.writerow([track.id, track.frames, track.first_frame, track.last_frame, f"{track.age:.2f}",
-                         f"{np.std(track.raw_ages):.2f}", f"{np.std(track.smoothed_ages):.2f}"])
+        writer.writerow([track.id, track.frames, track.first_frame, track.last_frame, years(track.age),
+                         years(track.age_low), years(track.age_high), f"{np.std(track.raw_ages):.2f}",
+                         f"{np.std(track.smoothed_ages):.2f}"])
     files.write_atomically(path, buffer.getvalue())

@@ -82,7 +82,7 @@ def test_predict_script_reads_videos_beside_photos(panned_video, tiny_model, tmp
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "5 frames" in result.stdout and "track 0:" in result.stdout
-    assert (tmp_path / "pan.mp4").exists() and (tmp_path / "pan.tracks.csv").exists()
+    assert (tmp_path / f"pan{video.drawn_codec().extension}").exists() and (tmp_path / "pan.tracks.csv").exists()
 
 
 def test_an_unreadable_video_is_reported(tmp_path):
@@ -165,6 +165,7 @@ def test_a_drawn_video_that_was_not_written_is_refused_and_nothing_is_left(monke
     for _ in range(3):
         writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.release()
+    monkeypatch.setattr(video, "drawn_codec", lambda extension=None: video.CODECS[-1])
     monkeypatch.setattr(video.cv2, "VideoWriter", lambda *args: _Writer(opened))
 
     class NoFaces:
@@ -175,3 +176,120 @@ def test_a_drawn_video_that_was_not_written_is_refused_and_nothing_is_left(monke
     with pytest.raises(ValueError, match=reason):
         video.predict_video(str(clip), lambda encoded: {}, NoFaces(), faces.CropSpec(), str(output))
     assert not output.exists() and not [p for p in output.parent.iterdir()]
+
+
+# --- the drawn video: codec, file mode, intervals ------------------------------------------------------
+
+
+@pytest.fixture
+def codecs_written(monkeypatch):
+    """`video.writes` answering from a set of FourCCs (this build's encoders stood in), counted;
+    the choice cached before and after the test is left out."""
+    video.drawn_codec.cache_clear()
+    tried = []
+
+    def use(fourccs):
+        monkeypatch.setattr(video, "writes", lambda codec: tried.append(codec.fourcc) or codec.fourcc in fourccs)
+        video.drawn_codec.cache_clear()
+        return tried
+
+    yield use
+    video.drawn_codec.cache_clear()
+
+
+@pytest.mark.parametrize("fourccs, chosen", [
+    ({"avc1", "VP80", "VP90", "mp4v"}, ("avc1", ".mp4")),
+    ({"VP80", "VP90", "mp4v"}, ("VP80", ".webm")),
+    ({"VP90", "mp4v"}, ("VP90", ".webm")),
+])
+def test_the_drawn_video_takes_the_first_codec_browsers_play_that_this_build_writes(codecs_written, fourccs, chosen):
+    tried = codecs_written(fourccs)
+    codec = video.drawn_codec()
+    assert (codec.fourcc, codec.extension) == chosen and codec.playable and codec.note is None
+    assert video.drawn_codec() is codec and tried.count(chosen[0]) == 1  # tried once
+
+
+def test_mp4v_is_the_last_resort_and_says_browsers_do_not_play_it(codecs_written):
+    codecs_written({"VP80", "mp4v"})
+    codec = video.drawn_codec(".mp4")  # an .mp4 asked for: H.264 or nothing browsers play
+    assert codec.fourcc == "mp4v" and not codec.playable and "browsers do not play" in codec.note
+    assert video.drawn_codec().fourcc == "VP80"
+    codecs_written(set())
+    with pytest.raises(ValueError, match="writes no video"):
+        video.drawn_codec()
+
+
+def test_this_opencv_build_draws_in_a_codec_browsers_play_where_it_has_one():
+    video.drawn_codec.cache_clear()
+    codec = video.drawn_codec()
+    playable = [c.fourcc for c in video.CODECS if c.playable and video.writes(c)]
+    assert codec.playable == bool(playable) and (not playable or codec.fourcc == playable[0]), (codec, playable)
+
+
+class _OneFace:
+    def detect(self, image):
+        h, w = image.shape[:2]
+        return [(w * 0.3, h * 0.2, w * 0.4, h * 0.5, 0.99)]
+
+
+def _interval_network(encoded):
+    n = len(encoded)
+    return {"age": np.full(n, 30.0), "age_std": np.full(n, 2.0), "age_low": np.full(n, 21.0),
+            "age_high": np.full(n, 44.0)}
+
+
+def _clip(path, frames=4):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 80))
+    rng = np.random.default_rng(3)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+FOURCC_READ_AS = {"avc1": {"avc1", "h264", "H264"}, "VP80": {"VP80"}, "VP90": {"VP90"}, "mp4v": {"FMP4", "mp4v"}}
+
+
+def test_the_drawn_video_is_0644_in_the_chosen_codec_and_labelled_with_the_interval(tmp_path, monkeypatch):
+    video.drawn_codec.cache_clear()
+    codec = video.drawn_codec()
+    labels = []
+    real_text = video.cv2.putText
+    monkeypatch.setattr(video.cv2, "putText", lambda canvas, text, *rest: labels.append(text) or real_text(
+        canvas, text, *rest))
+    output = tmp_path / f"drawn{codec.extension}"
+    report = video.predict_video(str(_clip(tmp_path / "clip.avi")), _interval_network, _OneFace(),
+                                 faces.CropSpec(size=40), str(output))
+    assert report.codec == codec and report.frames == 4
+    assert output.stat().st_mode & 0o777 == 0o644  # a temporary file's 0600 was left on it
+    capture = cv2.VideoCapture(str(output))
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace")
+    capture.release()
+    assert fourcc in FOURCC_READ_AS[codec.fourcc] and len(list(video.frames(str(output)))) == 4
+    assert labels == ["#0 30.0 (21-44)"] * 4
+
+
+def test_a_tracks_interval_is_smoothed_like_its_age_and_written_in_its_row(tmp_path):
+    track = video.Track(0, np.zeros(4), 0, 0)
+    track.update(0, np.zeros(4), 20.0, 1.0, forgetting=1.0, low=15.0, high=30.0)
+    track.update(1, np.zeros(4), 40.0, 2.0, forgetting=1.0, low=31.0, high=55.0)
+    weights = np.array([1.0, 1.0 / 4.0])  # 1 / std^2, as the age
+    assert track.age == pytest.approx(weights @ [20.0, 40.0] / weights.sum())
+    assert (track.age_low, track.age_high) == pytest.approx((weights @ [15.0, 31.0] / weights.sum(),
+                                                             weights @ [30.0, 55.0] / weights.sum()))
+    assert track.age_text == f"{track.age:.1f} ({track.age_low:.0f}-{track.age_high:.0f})"
+    plain = video.Track(1, np.zeros(4), 0, 0)
+    plain.update(0, np.zeros(4), 33.0, 2.0, forgetting=0.9)  # a model without an interval
+    assert plain.age_low is None and plain.age_text == "33.0"
+    video.write_tracks(video.VideoReport(2, 1.0, [track, plain]), str(tmp_path / "tracks.csv"))
+    rows = list(csv.DictReader((tmp_path / "tracks.csv").open()))
+    assert [(r["age"], r["age_low"], r["age_high"]) for r in rows] == [
+        (f"{track.age:.2f}", f"{track.age_low:.2f}", f"{track.age_high:.2f}"), ("33.00", "", "")]
+
+
+def test_an_answer_with_a_non_finite_interval_moves_no_track(tmp_path):
+    def network(encoded):
+        return _interval_network(encoded) | {"age_high": np.full(len(encoded), np.inf)}
+
+    report = video.predict_video(str(_clip(tmp_path / "clip.avi", 2)), network, _OneFace(), faces.CropSpec(size=40))
+    assert [t.frames for t in report.tracks] == []
