@@ -14,7 +14,7 @@ def main(argv):
     try:
         rest.serve(FLAGS.model_base_path, FLAGS.model_name, FLAGS.rest_api_host, FLAGS.rest_api_port,
                    FLAGS.log_requests)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # no version there, or one whose warm-up fails
         raise app.UsageError(f"--model_base_path: {error}")
     except OSError as error:  # the port is taken, or not ours to open
         raise app.UsageError(f"--rest_api_port={FLAGS.rest_api_port}: {error.strerror or error}")

@@ -30,6 +30,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_alage.serving import export
 from alage_pipelines import inputs
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -72,6 +73,29 @@ class ServedModel:
                 inputs.check_regular(os.path.join(folder, file_name))
         self.loaded = tf.saved_model.load(self.path)
         self.signatures = dict(self.loaded.signatures)
+        self.warmed = self.warm_up()
+
+    def warm_up(self) -> int:
+        """Replays the export's warm-up requests (`assets.extra/tf_serving_warmup_requests`), as TF
+        Serving does before it serves a version, so the first real request finds its graph ready;
+        returns how many ran. One that fails refuses the version (ValueError naming the file)."""
+        path = os.path.join(self.path, "assets.extra", export.WARMUP_FILE)
+        if not os.path.isfile(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2  # the serving extra's, as in export
+
+        count = 0
+        for record in tf.data.TFRecordDataset(path):
+            request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+            try:
+                function = self.signature(request.model_spec.signature_name)
+                function(**{name: tf.make_ndarray(proto) for name, proto in request.inputs.items()})
+            except (RestError, tf.errors.OpError, ValueError, TypeError) as error:
+                reason = error.message if isinstance(error, RestError) else _first_line(error)
+                raise ValueError(f"{path}: warm-up request {count + 1} fails ({reason}); TF Serving would not load "
+                                 "this version either.") from None
+            count += 1
+        return count
 
     def signature(self, name: Optional[str]):
         name = name or DEFAULT_SIGNATURE

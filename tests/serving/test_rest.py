@@ -8,6 +8,9 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -50,18 +53,23 @@ def _predict_path(path, predictor, detector, spec):
     return photos.predict_photo(str(path), predictor, keypoints, spec, predictor.input_size, decode="full")
 
 
-def _export(model_dir, crops, detector, base) -> str:
+def _export(model_dir, crops, detector, base, warmup=()) -> str:
     opened = release.open_model_path(str(model_dir))
     server = export.PhotoServer(photos.serving_module(opened, crops), detector, opened.face_crop,
                                 faces.CHIP_KEYPOINTS["short"])
-    return export.export_server(server, str(base), "age", 1, face_crop=opened.face_crop)
+    return export.export_server(server, str(base), "age", 1, warmup, face_crop=opened.face_crop)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, detector):
-    """The small model exported with both signatures, served on a free loopback port."""
-    path = _export(SMALL_MODEL, "center", detector, tmp_path_factory.mktemp("serving"))
-    server, thread = rest.start(rest.ServedModel("age", os.path.dirname(path)))
+    """The small model exported with both signatures and a warm-up crop, served on a free loopback port."""
+    _, photo = images.read_photo(str(SAMPLE))
+    crop = faces.encode_jpeg(faces.crop_face(photo, faces.Face((222.0, 124.0), (74.5, 74.5), 10.4),
+                                             faces.CropSpec(size=256, margin=0.6, detector="dlib")))
+    path = _export(SMALL_MODEL, "center", detector, tmp_path_factory.mktemp("serving"), [crop])
+    model = rest.ServedModel("age", os.path.dirname(path))
+    assert model.warmed == 2  # the crop to serving_default, and as a photo to predict_photos (TF Serving's replay)
+    server, thread = rest.start(model)
     yield server, path
     server.shutdown()
     server.server_close()
@@ -226,11 +234,19 @@ def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, d
         assert abs(face[key][0] - getattr(expected[0], key)) <= AGE_TOLERANCE, key
 
 
+def test_a_version_whose_warm_up_fails_is_refused_as_tf_serving_refuses_it(served, tmp_path):
+    _, path = served
+    copy = tmp_path / "age" / "1"
+    shutil.copytree(path, copy)
+    export.write_warmup_requests(str(copy / "assets.extra" / export.WARMUP_FILE), "age", [b"GIF89a not an image"],
+                                 [("predict_photos", "photos")])
+    with pytest.raises(ValueError, match=r"warm-up request 1 fails \(assertion failed: \[a photo must be a JPEG or "
+                                         r"PNG image\]\); TF Serving would not load"):
+        rest.ServedModel("age", str(tmp_path / "age"))
+
+
 def test_serve_names_a_folder_without_versions_in_one_line(tmp_path):
     """scripts/serve.py: a wrong --model_base_path is one line naming it, exit 2, no traceback."""
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "serve.py"), f"--model_base_path={tmp_path}",
                              "--rest_api_port=0"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
