@@ -12,6 +12,11 @@ the build goes on; output is assembled aside and moved into place only when comp
 Beam runs locally on the DirectRunner (parallel worker processes); the same pipeline runs on
 Dataflow, Flink or Spark with `--beam_args`. The finishing step (shard checksums, manifest,
 the atomic move) reads the output folder through the local file system.
+
+A build says how far it is in progress lines, one per stage (detect/cut, write) and one every
+`PROGRESS_SECONDS` while a stage runs; Beam's own log (its runner's, its worker processes' and
+the warnings of its optional Google Cloud clients) goes to a file kept only where the build
+fails, unless `verbose`.
 """
 
 import collections
@@ -24,8 +29,11 @@ import json
 import math
 import os
 import shutil
+import logging
 import tempfile
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import threading
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,6 +43,8 @@ from alage_pipelines.records import AgeRecord
 MANIFEST = "manifest.json"
 RECORD_LOG = "records.jsonl"
 SHARD_SUFFIX = ".tfrecord"
+PROGRESS = ".progress"  # in the staging folder: each worker's count of photos done, while the build runs
+PROGRESS_SECONDS = 10.0  # a running stage's progress line at most this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +155,7 @@ def _record_to_json(record: AgeRecord) -> dict:
 # --- the Beam pipeline ----------------------------------------------------------------------
 
 
-def _make_fn(config: BuildConfig):
+def _make_fn(config: BuildConfig, progress_dir: Optional[str] = None):
     import apache_beam as beam
 
     class FaceRecordFn(beam.DoFn):
@@ -154,10 +164,11 @@ def _make_fn(config: BuildConfig):
         One output, not a tagged second one: Beam's DaskRunner (2.77) mixes tagged outputs into
         the main one (the log file received the JPEG records)."""
 
-        def __init__(self, config):
-            self.config = config
+        def __init__(self, config, progress_dir):
+            self.config, self.progress_dir = config, progress_dir
             self.detector = None
             self.cache = None
+            self.done, self.skipped, self.reported = 0, 0, 0.0
 
         def setup(self):
             quiet.import_tensorflow_quietly()  # a worker process: its own TensorFlow start-up
@@ -181,9 +192,26 @@ def _make_fn(config: BuildConfig):
                 entry |= {"status": "skipped", "reason": f"unexpected error: {type(error).__name__}: {error}"}
             else:
                 entry |= {"status": "written"} | log
+            self.done, self.skipped = self.done + 1, self.skipped + (serialized is None)
+            if time.monotonic() - self.reported >= 1.0:
+                self.report()
             yield part, record.path, serialized, json.dumps(entry, sort_keys=True)
 
-    return FaceRecordFn(config)
+        def finish_bundle(self):
+            self.report()
+
+        def report(self):
+            """This worker's count of photos, where the build's watcher reads it (a runner whose
+            workers cannot reach the staging folder just has no progress)."""
+            self.reported = time.monotonic()
+            if self.progress_dir and self.done:
+                try:
+                    files.write_atomically(os.path.join(self.progress_dir, f"{os.getpid()}-{id(self)}.json"),
+                                           json.dumps({"done": self.done, "skipped": self.skipped}))
+                except OSError:
+                    pass
+
+    return FaceRecordFn(config, progress_dir)
 
 
 def _pipeline_options(config: BuildConfig):
@@ -218,7 +246,88 @@ def write_shard(directory: str, name: str, records: Sequence[bytes]) -> None:
     os.replace(temporary, os.path.join(directory, name))
 
 
-def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig, staging: str) -> None:
+class _Watch:
+    """Progress lines while the pipeline runs, from the main process: photos done (each worker's
+    count in `staging/.progress`), then shard files written; a line at most every
+    `PROGRESS_SECONDS` and only when the counts moved, and one as the last photo is done."""
+
+    def __init__(self, staging: str, stage: str, photos: int, shards: int, say: Callable[[str], None]):
+        self.staging, self.stage, self.photos, self.shards, self.say = staging, stage, photos, shards, say
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="build-progress", daemon=True)
+        self.started = time.monotonic()
+        self.photos_said = False  # the stage's last line, all photos done
+
+    def counts(self) -> Tuple[int, int, int]:
+        """(photos done, skipped, shard files written)."""
+        done = skipped = 0
+        for path in glob.glob(os.path.join(self.staging, PROGRESS, "*.json")):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    count = json.load(handle)
+                done, skipped = done + int(count["done"]), skipped + int(count["skipped"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return min(done, self.photos), skipped, len(glob.glob(os.path.join(self.staging, f"*{SHARD_SUFFIX}")))
+
+    def photos_line(self, done: int, skipped: int) -> str:
+        return (f"{self.stage}: {done}/{self.photos} photos ({100 * done // max(1, self.photos)} %), {skipped} skipped, "
+                f"{time.monotonic() - self.started:.0f} s")
+
+    def _run(self) -> None:
+        said, shown = self.started, (0, 0, 0)
+        while not self.stop.wait(1.0):
+            done, skipped, written = now = self.counts()
+            if not self.photos_said and (done == self.photos or written):  # shards come after every photo
+                self.say(self.photos_line(self.photos, skipped))
+                self.photos_said, said, shown = True, time.monotonic(), now
+            elif now != shown and time.monotonic() - said >= PROGRESS_SECONDS:
+                self.say(f"write: {written}/{self.shards} shards, {time.monotonic() - self.started:.0f} s"
+                         if written else self.photos_line(done, skipped))
+                said, shown = time.monotonic(), now
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, failed, *exc):
+        self.stop.set()
+        self.thread.join()
+        if failed is None and not self.photos_said:  # finished before the watcher saw it (or a remote runner's)
+            self.say(self.photos_line(self.photos, self.counts()[1]))
+
+
+@contextlib.contextmanager
+def beam_log(verbose: bool, say: Callable[[str], None]):
+    """Beam's own log as it is (`verbose`), else into a file: its runner's lines, its worker
+    processes' (they inherit file descriptor 2) and its optional clients' warnings ("apitools not
+    found"). The file is removed after a build that succeeds and named after one that fails."""
+    if verbose:
+        yield
+        return
+    handle, path = tempfile.mkstemp(prefix="alage-build-", suffix=".beam.log")
+    os.close(handle)
+    beam_logger = logging.getLogger("apache_beam")
+    level = beam_logger.level
+    beam_logger.setLevel(logging.ERROR)  # loggers that write elsewhere than file descriptor 2 (a test's capture)
+    try:
+        with quiet.stderr_to(path):
+            yield
+    except BaseException:
+        say(f"Beam's log of this build: {path}")
+        raise
+    else:
+        os.remove(path)
+    finally:
+        beam_logger.setLevel(level)
+
+
+def stage_name(config: BuildConfig) -> str:
+    return "detect/cut" if config.policy.detect else "cut"
+
+
+def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig, staging: str,
+                  say: Callable[[str], None] = lambda line: None) -> None:
     """Photos -> face records -> grouped by (part, shard) -> shard files written by the workers;
     the log of every photo is the pipeline's one sink.
 
@@ -237,11 +346,12 @@ def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig,
         for _, _, log in photos:
             yield log
 
-    with beam.Pipeline(options=_pipeline_options(config)) as pipeline:
+    with _Watch(staging, stage_name(config), len(elements), sum(shards.values()), say), \
+            beam.Pipeline(options=_pipeline_options(config)) as pipeline:
         (
             pipeline
             | "Photos" >> beam.Create(elements, reshuffle=True)
-            | "FaceRecords" >> beam.ParDo(_make_fn(config))
+            | "FaceRecords" >> beam.ParDo(_make_fn(config, os.path.join(staging, PROGRESS)))
             | "ByShard" >> beam.Map(lambda item: ((item[0], shard_of(item[1], shards[item[0]])), item[1:]))
             .with_output_types(beam.typehints.KV[beam.typehints.Any, beam.typehints.Any])
             | "GroupShards" >> beam.GroupByKey()
@@ -393,19 +503,24 @@ def build_tfrecords(
     config: BuildConfig,
     dataset: str,
     reader_dropped: Sequence[Tuple[str, str]] = (),
+    progress: Optional[Callable[[str], None]] = None,
+    verbose: bool = False,
 ) -> dict:
     """Builds the TFRecords of `records` in the parts of `split` and returns the manifest. The
     output is held for the build's life (`files.place_lock`): a second build of it stops at once.
+    `progress` receives the build's progress lines (stage: counts); Beam's own log is shown only
+    where `verbose` (`beam_log`).
 
     Raises:
       FileExistsError: the output exists and `config.overwrite` is False.
       files.FolderBusy: another process is building it.
     """
     with files.place_lock(os.path.abspath(config.output_dir), "building TFRecords"):
-        return _build(split, records, config, dataset, reader_dropped)
+        return _build(split, records, config, dataset, reader_dropped, progress or (lambda line: None), verbose)
 
 
-def _build(split, records, config: BuildConfig, dataset: str, reader_dropped) -> dict:
+def _build(split, records, config: BuildConfig, dataset: str, reader_dropped, say: Callable[[str], None],
+           verbose: bool) -> dict:
     output = os.path.abspath(config.output_dir)
     config = dataclasses.replace(  # workers elsewhere (a cluster) resolve paths as this process does
         config, base_dir=config.base_dir or os.getcwd(),
@@ -433,7 +548,11 @@ def _build(split, records, config: BuildConfig, dataset: str, reader_dropped) ->
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the final folder must be readable by a server
     try:
         started = datetime.datetime.now(datetime.timezone.utc)
-        _run_pipeline(parts, config, staging)
+        stage = stage_name(config)
+        say(f"{stage}: {len(records)} photos, {config.workers} worker process{'es' * (config.workers > 1)}")
+        with beam_log(verbose, say):
+            _run_pipeline(parts, config, staging, say)
+        piped = time.monotonic()
         manifest = {
             "dataset": dataset,
             "created": started.isoformat(timespec="seconds"),
@@ -450,9 +569,12 @@ def _build(split, records, config: BuildConfig, dataset: str, reader_dropped) ->
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(manifest["skipped_counts"].items(), key=lambda x: -x[1])[:3])
             raise ValueError(f"{dataset}: no photo gave a record ({reasons}); nothing was written to {output}.")
         _write_json(os.path.join(staging, MANIFEST), manifest)
-        for leftover in glob.glob(os.path.join(staging, "beam-temp-*")):
+        for leftover in glob.glob(os.path.join(staging, "beam-temp-*")) + [os.path.join(staging, PROGRESS)]:
             shutil.rmtree(leftover, ignore_errors=True)
         _move_into_place(staging, output)
+        shards = sum(len(part["shards"]) for part in manifest["parts"].values())
+        say(f"write: {manifest['records']} records in {shards} shard{'s' * (shards != 1)}, checksummed and moved "
+            f"into place, {time.monotonic() - piped:.1f} s")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

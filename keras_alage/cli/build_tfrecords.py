@@ -2,10 +2,9 @@
 `build_tfrecords_flags`)."""
 
 import dataclasses
-import logging as pylogging
 import os
 
-from absl import app, logging
+from absl import app
 
 from keras_alage import cli
 from keras_alage.cli import build_tfrecords_flags
@@ -29,9 +28,13 @@ def crop_spec() -> faces.CropSpec:
     return crop
 
 
+def say(line: str) -> None:
+    """A progress line, on the build's own output."""
+    print(line, flush=True)
+
+
 def main(argv):
     cli.no_arguments(argv)
-    pylogging.getLogger("apache_beam").setLevel(pylogging.WARNING)  # Beam's runner chatter
     source = sources.get_source(FLAGS.dataset)
     try:  # before anything is read or written: an --overwrite would delete the photos
         build.check_not_an_input(os.path.abspath(FLAGS.output_dir), given=[
@@ -44,10 +47,10 @@ def main(argv):
         )
     except ValueError as error:  # a data set that contradicts itself
         raise app.UsageError(f"--data_dir={FLAGS.data_dir}: {error}")
-    logging.info(result.summary())
     records = result.records
     if FLAGS.limit:
         records = protocols.sample(records, min(FLAGS.limit, len(records)), FLAGS.seed)
+    say(f"read: {result.summary()}" + (f"; {len(records)} drawn by --limit" if FLAGS.limit else ""))
     split = sources.make_split(
         records, FLAGS.protocol or source.protocol, FLAGS.folds, FLAGS.test_fraction, FLAGS.seed, FLAGS.lap_test_split
     )
@@ -72,7 +75,7 @@ def main(argv):
     try:
         with runners.beam_args(FLAGS.runner, FLAGS.workers, FLAGS.dask_scheduler) as runner_args:
             config = dataclasses.replace(config, beam_args=tuple(runner_args) + config.beam_args)
-            manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped)
+            manifest = build.build_tfrecords(split, records, config, FLAGS.dataset, result.dropped, say, FLAGS.verbose)
     except (FileExistsError, ValueError) as error:
         raise app.UsageError(str(error))
     print(build.describe(manifest, output))

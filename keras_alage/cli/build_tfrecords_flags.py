@@ -60,6 +60,8 @@ flags.DEFINE_multi_string("beam_arg", [], "Extra Apache Beam pipeline option (re
 flags.DEFINE_enum("runner", "direct", runners.RUNNERS, "direct: --workers local processes; dask: Beam's DaskRunner on "
                   "--dask_scheduler, or on a local cluster of --workers worker processes when none is given.")
 flags.DEFINE_string("dask_scheduler", None, "A distributed scheduler's address (tcp://host:8786) for --runner=dask.")
+flags.DEFINE_bool("verbose", False, "Show Apache Beam's own log (its runner's and its worker processes'); without it "
+                  "the build prints one progress line per stage and Beam's log is kept only where the build fails.")
 flags.mark_flags_as_required(["dataset", "data_dir", "output_dir"])
 cli.require_positive("folds", "crop_size", "workers", "records_per_shard", "limit")
 FLAGS = flags.FLAGS

@@ -2,6 +2,7 @@ import collections
 import dataclasses
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ from alage_pipelines.readers import fgnet
 from alage_pipelines.records import AgeRecord
 
 pytest.importorskip("apache_beam")
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 ALIGNED = faces.FacePolicy(detect=False)
 
@@ -280,9 +283,9 @@ def test_the_build_is_moved_into_place_not_copied(tmp_path, monkeypatch):
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
     real, staged = build._run_pipeline, {}
 
-    def remember(parts, config, staging):
+    def remember(parts, config, staging, *rest):
         staged["inode"] = os.stat(staging).st_ino
-        real(parts, config, staging)
+        real(parts, config, staging, *rest)
 
     monkeypatch.setattr(build, "_run_pipeline", remember)
     build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny")
@@ -356,3 +359,61 @@ def test_a_damaged_or_empty_manifest_is_one_error_naming_it(tmp_path, damage, ex
     with pytest.raises(ValueError) as info:
         build.Build.open(str(out))
     assert str(info.value).startswith(str(out / build.MANIFEST)) and expected in str(info.value), str(info.value)
+
+
+# --- what a build prints ---------------------------------------------------------------------------
+
+BEAM_WORDS = ("apache_beam", "apitools", "bigquery", "sdk_worker", "harness", "INFO:", "WARNING:", "Pipeline_options")
+
+
+def test_a_build_says_each_stage_with_its_counts(tmp_path):
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0 + i, 10 + i) for i in range(5)]
+    records.append(AgeRecord(str(tmp_path / "missing.jpg"), 30.0, 30))
+    said = []
+    manifest = build.build_tfrecords(protocols.random_split(records, 0.4), records,
+                                     _config(tmp_path / "out", records_per_shard=2), "tiny", progress=said.append)
+    shards = sum(len(part["shards"]) for part in manifest["parts"].values())
+    assert said[0] == "cut: 6 photos, 1 worker process"
+    assert said[-2].startswith("cut: 6/6 photos (100 %), 1 skipped, ")
+    assert said[-1].startswith(f"write: 5 records in {shards} shards, checksummed and moved into place, ") and shards > 1
+    assert not any(word in line for line in said for word in BEAM_WORDS)
+
+
+def test_a_failed_build_names_the_file_that_kept_beams_log(tmp_path, monkeypatch):
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+
+    def broken(directory, name, records):
+        raise OSError(28, "No space left on device", name)
+
+    monkeypatch.setattr(build, "write_shard", broken)
+    said = []
+    with pytest.raises(Exception, match="No space left"):
+        build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny",
+                              progress=said.append)
+    log = said[-1].removeprefix("Beam's log of this build: ")
+    assert said[-1] != log and os.path.isfile(log)
+    os.remove(log)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_build_command_prints_progress_and_no_beam_log_unless_verbose(tmp_path):
+    """Two worker processes, as a user's build runs: Beam's runner and its workers (which inherit
+    the terminal) printed 48 of a UTKFace build's 54 lines and nothing while it ran."""
+    table = tmp_path / "faces.csv"
+    table.write_text("path,age\n" + "".join(f"{_face_jpeg(tmp_path / f'p{i}.jpg', i)},{20 + i}\n" for i in range(6)))
+    command = [sys.executable, "scripts/build_tfrecords.py", "--dataset=csv", f"--data_dir={table}", "--nodetect",
+               "--workers=2", "--crop_size=32", f"--output_dir={tmp_path / 'out'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if any(word in line for word in BEAM_WORDS)] == [], lines
+    assert result.stderr == ""
+    assert lines[0].startswith("read: ") and "6 records" in lines[0]
+    assert "cut: 6 photos, 2 worker processes" in lines
+    assert any(line.startswith("cut: 6/6 photos (100 %), 0 skipped, ") for line in lines)
+    assert any(line.startswith("write: 6 records in ") for line in lines)
+    assert len(lines) <= 12, lines
+    verbose = subprocess.run(command + ["--verbose", "--overwrite"], cwd=REPO, capture_output=True, text=True,
+                             timeout=600)
+    assert verbose.returncode == 0 and "apache_beam" in verbose.stderr  # Beam's own log, where asked for
