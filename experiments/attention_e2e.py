@@ -11,7 +11,6 @@ few faces of each population (minutes), into its own --run_dir.
 """
 
 import dataclasses
-import json
 import sys
 
 from absl import app, flags
@@ -44,23 +43,16 @@ FLAGS = flags.FLAGS
 def main(argv):
     cli.no_arguments(argv)
     recipe = SMOKE if FLAGS.smoke else RECIPE
-    log = lambda text: print(text, flush=True)  # noqa: E731
     with files.folder_lock(FLAGS.run_dir, "the attention study"):
         try:
-            faces = attention_e2e.load_faces(FLAGS.utkface, FLAGS.fgnet, FLAGS.fairface, FLAGS.fairface_labels,
-                                             recipe.train_limit, recipe.validation_share)
-            teacher, identity = attention_e2e.v5_teacher(FLAGS.teachers)
-            backbone = attention_e2e.faceapi_backbone(FLAGS.faceapi)
+            study = attention_e2e.open_study(FLAGS.utkface, FLAGS.fgnet, FLAGS.fairface, FLAGS.fairface_labels,
+                                             FLAGS.teachers, FLAGS.faceapi, FLAGS.run_dir, recipe,
+                                             log=lambda text: print(text, flush=True))
         except (OSError, ValueError) as error:
             raise app.UsageError(str(error))
-        log(", ".join(f"{name} {len(f)} faces" for name, f in faces.items()))
-        study = attention_e2e.Study(faces, FLAGS.run_dir, recipe, teacher, identity, backbone, log=log)
         report = study.run()
     command = " ".join(["python experiments/attention_e2e.py"] + sys.argv[1:])
-    report["command"] = command
-    files.write_atomically(FLAGS.output + ".json", json.dumps(report, indent=1) + "\n")
-    files.write_atomically(FLAGS.output + ".md", attention_e2e.markdown(report, command))
-    print(attention_e2e.markdown(report, command))
+    print(attention_e2e.write_report(report, FLAGS.output, command))
 
 
 if __name__ == "__main__":

@@ -585,6 +585,28 @@ class Study:
         return report
 
 
+def open_study(utkface: str, fgnet: str, fairface: str, fairface_labels: str, teachers: str, faceapi: str,
+               root: str, recipe: Recipe, log=print) -> Study:
+    """The study on our builds, release v5's networks as teachers and face-api's weights as the start.
+
+    Raises OSError or ValueError naming what is missing or wrong before anything is trained."""
+    faces = load_faces(utkface, fgnet, fairface, fairface_labels, recipe.train_limit, recipe.validation_share)
+    teacher, identity = v5_teacher(teachers)
+    backbone = faceapi_backbone(faceapi)
+    log(", ".join(f"{name} {len(f)} faces" for name, f in faces.items()))
+    return Study(faces, root, recipe, teacher, identity, backbone, log=log)
+
+
+def write_report(report: dict, output: str, command: str) -> str:
+    """`output`.json and `output`.md, each written atomically; returns the markdown."""
+    report = dict(report, command=command)
+    text = markdown(report, command)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    files.write_atomically(output + ".json", json.dumps(report, indent=1) + "\n")
+    files.write_atomically(output + ".md", text)
+    return text
+
+
 def markdown(report: dict, command: str = "") -> str:
     lines = ["# The AL network trained end to end (TinyXception at 112 px), its fair test", "",
              "Errors in years (outside the group for FairFace); 95 % intervals resample people; differences are "

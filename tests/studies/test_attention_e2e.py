@@ -59,6 +59,14 @@ def test_the_smoke_run_scores_every_answer_on_every_population(study):
     assert e2e.markdown(report).startswith("# The AL network")
 
 
+def test_the_report_is_written_as_json_and_markdown(study, tmp_path):
+    _, report = study
+    text = e2e.write_report(report, str(tmp_path / "out" / "e2e"), "python experiments/attention_e2e.py --smoke")
+    written = json.load(open(tmp_path / "out" / "e2e.json"))
+    assert written["command"].endswith("--smoke") and set(written["populations"]) == set(e2e.POPULATIONS)
+    assert (tmp_path / "out" / "e2e.md").read_text() == text and "--smoke" in text
+
+
 def test_the_control_trains_the_global_stage_for_the_attention_stages_steps(study):
     made, report = study
     choices = report["choices"]
