@@ -1,4 +1,9 @@
-"""What a user sees when the input is wrong: one line naming the flag or file, a non-zero exit."""
+"""What a user sees when the input is wrong: one line naming the flag or file, a non-zero exit.
+
+The cases run the command in this process (`in_process.run_script`: the script itself, its exit
+status and output, without a new interpreter and TensorFlow start-up each); those where the
+process is the point (the status and lines a shell sees before any work, start-up noise, signals,
+a traceback at exit) start one."""
 
 import json
 import os
@@ -13,13 +18,17 @@ import pytest
 from keras_alage.models import release
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.serving import photos
+from tests.cli import in_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def run_script(name, *args, cwd=None, folder="scripts"):
-    result = subprocess.run([sys.executable, str(REPO / folder / name), *args], capture_output=True, text=True,
-                            timeout=300, cwd=cwd)
+def run_script(name, *args, cwd=None, folder="scripts", own_process=False):
+    if own_process:
+        result = subprocess.run([sys.executable, str(REPO / folder / name), *args], capture_output=True, text=True,
+                                timeout=300, cwd=cwd)
+    else:
+        result = in_process.run_script(name, *args, cwd=cwd, folder=folder)
     # TensorFlow's own start-up chatter is not ours; what we print must be one line.
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{name}:")]
     return result, ours
@@ -36,12 +45,12 @@ def assert_one_line(result, ours, *expected):
 @pytest.mark.parametrize("args, expected", [(("--output_dir=x",), "Unknown command line flag 'output_dir'"),
                                             (("--batch_faces=many",), "--batch_faces")])
 def test_an_unknown_flag_or_a_bad_value_is_one_line(args, expected):
-    result, ours = run_script("predict.py", *args, "photo.jpg")
+    result, ours = run_script("predict.py", *args, "photo.jpg", own_process=True)
     assert_one_line(result, ours, expected)
 
 
 def test_a_command_prints_no_tensorflow_start_up_noise():
-    result, ours = run_script("train.py", "--flagfile=no_such_experiment.flags", "--batch_size=2")
+    result, ours = run_script("train.py", "--flagfile=no_such_experiment.flags", "--batch_size=2", own_process=True)
     assert result.stderr.strip().splitlines() == ours, result.stderr[-2000:]  # our one line, nothing of TF's
     user = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ALAGE_VERBOSE")}
     result = subprocess.run([sys.executable, "-c", "import keras_alage.cli, tensorflow as tf; tf.constant(1)"],
@@ -155,7 +164,8 @@ def test_an_oversized_or_damaged_image_is_skipped_with_its_reason(tiny_model, tm
     (tmp_path / "big.jpg").write_bytes(encoded.tobytes())  # any name: the format is read from the bytes
     whole = SAMPLE_PHOTO.read_bytes()
     (tmp_path / "damaged.jpg").write_bytes(whole[: len(whole) // 2] + b"\xff\xd9")  # end marker kept
-    result, ours = run_script("predict.py", f"--model={tiny_model}", str(tmp_path))
+    # its own process: the size limit OpenCV reads once, as alage_pipelines sets it before OpenCV starts
+    result, ours = run_script("predict.py", f"--model={tiny_model}", str(tmp_path), own_process=True)
     assert_one_line(result, ours, "no photo could be answered")
     assert "big.jpg: skipped (image exceeds the size limit" in result.stdout
     assert "damaged.jpg: skipped (damaged or unsupported JPEG" in result.stdout
