@@ -212,8 +212,9 @@ class PhotoServer(tf.Module):
     beside its own: `predict_photos` takes encoded photos (JPEG or PNG bytes, tf.string [n]), finds
     the faces as `scripts/predict.py --detector=blazeface` finds them (BlazeFace on the photo shrunk
     to `detection_side`, `face_finder.find_faces`; each face boxed as dlib's chip fitted to its
-    keypoints, `template`: `faces.CHIP_KEYPOINTS`), cuts each with the model's `face_crop` and
-    answers the crops as the crop signature does.
+    keypoints, `template`: `faces.CHIP_KEYPOINTS`, and fitted again on the region around it:
+    `refine`), cuts each with the model's `face_crop` and answers the crops, JPEG-encoded as
+    predict.py encodes them, with the crop signature itself.
 
     Its outputs, padded to the most faces of any photo in the request (F): `count` int32 [n] (the
     faces found in each photo; entries past it are zeros), `face_box` float32 [n, F, 4] (x0, y0, x1,
@@ -242,16 +243,55 @@ class PhotoServer(tf.Module):
                                         input_signature=[tf.TensorSpec([None], tf.string, name="photos")])
 
     def locate(self, photo):
-        """One decoded photo's faces: BlazeFace's boxes, scores and keypoints (photo pixels), and
-        each face's chip (centre in pixel centres, side, roll), left to right."""
+        """One decoded photo's faces: BlazeFace's boxes, scores and keypoints (photo pixels, (0, 0)
+        the photo's corner), and each face's chip (centre in pixel centres, side, roll), left to
+        right, as `faces.KeypointDetector` boxes them for `predict.py`."""
         copy, scale = detection_copy(photo, self.detection_side)
         found = face_finder.find_faces(self.detector, copy, self.min_score, self.max_faces)
-        centres, sides, rolls = chip_geometry(found["keypoints"], self.template)
+        # The finder's points have (0, 0) at the photo's corner; the face path's (`faces.Face`, and
+        # `face_detectors.BlazeFaceRunner` for predict.py) at the top-left pixel's centre.
+        centres, sides, rolls = chip_geometry(found["keypoints"] - 0.5, self.template)
+        centres, sides, rolls = self.refine(copy, centres, sides, rolls)
         centres = (centres + 0.5) / scale - 0.5  # `faces.to_full_photo`: pixel centres map through their edges
         order = tf.argsort(centres[:, 0], stable=True)
         found = {key: tf.gather(tf.cast(found[key], tf.float32), order) / (1.0 if key == "scores" else scale)
                  for key in ("boxes", "scores", "keypoints")}
         return found, tf.gather(centres, order), tf.gather(sides / scale, order), tf.gather(rolls, order)
+
+    def refine(self, image, centres, sides, rolls):
+        """`faces.KeypointDetector._refined` in TensorFlow: each chip fitted again to the keypoints
+        found on the region of `faces.REFINE_SPAN` chip sides around it (the face then fills a third
+        of the detector's input), the refit nearest the first within a quarter of its side; the first
+        fit where the region is too small, nearly the whole photo, or holds no face near it."""
+        shape = tf.shape(image)
+        height, width = shape[0], shape[1]
+        longest = tf.cast(tf.maximum(height, width), tf.float32)
+
+        def one(face):
+            centre, side, roll = face[:2], face[2], face[3]
+            half = faces.REFINE_SPAN * side / 2.0
+            low = tf.maximum(0, tf.cast(tf.floor(centre - half), tf.int32))
+            high = tf.minimum(tf.stack([width, height]), tf.cast(tf.math.ceil(centre + half), tf.int32))
+            extent = high - low
+
+            def again():
+                region = image[low[1]:high[1], low[0]:high[0]]
+                found = face_finder.find_faces(self.detector, region, self.min_score, self.max_faces)
+                points = found["keypoints"] - 0.5 + tf.cast(low, tf.float32)
+                refit_centres, refit_sides, refit_rolls = chip_geometry(points, self.template)
+                distance = tf.norm(refit_centres - centre, axis=1)
+                distance = tf.where(distance < 0.25 * side, distance, np.inf)
+                best = tf.argmin(distance, output_type=tf.int32)
+                refit = tf.concat([refit_centres[best], [refit_sides[best], refit_rolls[best]]], axis=0)
+                return tf.cond(tf.reduce_any(tf.math.is_finite(distance)), lambda: refit, lambda: face)
+
+            kept = (tf.reduce_min(extent) < faces.MIN_FACE_SIDE) | (
+                tf.cast(tf.reduce_max(extent), tf.float32) >= 0.8 * longest)
+            return tf.cond(kept, lambda: face, again)
+
+        stacked = tf.concat([centres, sides[:, None], rolls[:, None]], axis=1)
+        refined = tf.map_fn(one, stacked, fn_output_signature=tf.TensorSpec([4], tf.float32))
+        return refined[:, :2], refined[:, 2], refined[:, 3]
 
     def _serve_photos(self, photos):
         size = self.face_crop.size

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from keras_alage.models import blazeface, release
-from keras_alage.serving import export, face_finder, photos, rest
+from keras_alage.serving import export, face_detectors, face_finder, photos, rest
 from alage_pipelines import faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -25,9 +25,12 @@ SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"
 SMALL_MODEL = REPO / "models" / "al_dlib_resnet_utkface"  # one trained network, 5 MB: ages that move with the face
 RELEASE = REPO / "models" / "al_dlib_faceapi_faceres_v5"
 # Largest age difference (years) between a face answered through the photo signature and the same
-# face through the predict path: both cut the same pixels (at most one grey level apart where the
-# bilinear warps round differently) and encode them alike; measured 0.0 to 1e-4 here.
-AGE_TOLERANCE = 0.01
+# face through the predict path. Both find the same chip (to 1e-5 px) and cut it alike, but the two
+# bilinear warps round a few dozen of the crop's pixels one grey level apart (TF's float warp against
+# OpenCV's fixed point), which JPEG encoding and the networks carry on: measured 0.013 years on the
+# small model, 0.020 on release v5's age_low, for the sample. What breaks the path moves more: the
+# roll's sign, years; the crops at JPEG quality 90, 0.67 (v5).
+AGE_TOLERANCE = 0.05
 
 
 def _b64(data: bytes) -> dict:
@@ -44,13 +47,16 @@ def detector(tmp_path_factory):
     return face_finder.load_detector("short", weights=path)
 
 
-def _predict_path(path, predictor, detector, spec):
-    """What `scripts/predict.py --detector=blazeface` answers for a photo (its library call)."""
-    def find(image):
-        return {k: v.numpy() for k, v in face_finder.find_faces(detector, tf.constant(image)).items()}
+@pytest.fixture(scope="module")
+def predict_detector(detector):
+    """The face path's BlazeFace, as `scripts/predict.py --detector=blazeface` builds it."""
+    return face_detectors.make_detector("blazeface")
 
-    keypoints = faces.KeypointDetector(find=find, variant="short")
-    return photos.predict_photo(str(path), predictor, keypoints, spec, predictor.input_size, decode="full")
+
+def _predict_path(path, predictor, detector, spec):
+    """What `scripts/predict.py --detector=blazeface` answers for a photo (its library call; the whole
+    photo decoded, as the graph decodes it)."""
+    return photos.predict_photo(str(path), predictor, detector, spec, predictor.input_size, decode="full")
 
 
 def _export(model_dir, crops, detector, base, warmup=()) -> str:
@@ -87,21 +93,19 @@ def _call(server, method, route, body=None):
     return response.status, answer
 
 
-def test_a_whole_photo_over_http_gets_the_predict_paths_ages(served, detector):
+def test_a_whole_photo_over_http_gets_the_predict_paths_ages(served, predict_detector):
     server, path = served
     status, answer = _call(server, "POST", "/v1/models/age:predict", {
         "signature_name": "predict_photos", "instances": [_b64(SAMPLE.read_bytes())]})
     assert status == 200, answer
     face = answer["predictions"][0]
-    expected = _predict_path(SAMPLE, photos.load_predictor(path), detector, expected_spec(path))
+    expected = _predict_path(SAMPLE, photos.load_predictor(path), predict_detector, expected_spec(path))
     assert face["count"] == len(expected.faces) == 1
     np.testing.assert_allclose(face["age"], [f.age for f in expected.faces], atol=AGE_TOLERANCE, rtol=0)
     x0, y0, x1, y1 = face["face_box"][0]
     assert 150 < (x0 + x1) / 2 < 300 and 60 < (y0 + y1) / 2 < 200 and face["face_score"][0] > 0.5  # her face
     # The same photo sent as the crop of her face that predict.py cut gets the same age too.
-    located = photos.locate_faces(str(SAMPLE), faces.KeypointDetector(
-        find=lambda image: {k: v.numpy() for k, v in face_finder.find_faces(detector, tf.constant(image)).items()},
-        variant="short"), expected_spec(path), decode="full")
+    located = photos.locate_faces(str(SAMPLE), predict_detector, expected_spec(path), decode="full")
     status, crop_answer = _call(server, "POST", "/v1/models/age:predict", {"instances": [_b64(located.crops[0])]})
     assert status == 200 and abs(crop_answer["predictions"][0]["age"] - face["age"][0]) <= AGE_TOLERANCE
 
@@ -141,7 +145,7 @@ def test_photos_without_faces_answer_a_count_of_zero_padded_beside_others(served
     assert status == 200 and alone["predictions"] == [{**{k: [] for k in rows[0] if k != "count"}, "count": 0}]
 
 
-def test_a_photo_of_several_faces_answers_each_left_to_right(served, detector, fgnet_images, tmp_path):
+def test_a_photo_of_several_faces_answers_each_left_to_right(served, predict_detector, fgnet_images, tmp_path):
     """Three FG-NET photos side by side: three faces, left to right, each answered as predict.py answers it."""
     server, path = served
     group = tmp_path / "group.jpg"
@@ -151,7 +155,7 @@ def test_a_photo_of_several_faces_answers_each_left_to_right(served, detector, f
         "signature_name": "predict_photos", "instances": [_b64(group.read_bytes())]})
     assert status == 200, answer
     row = answer["predictions"][0]
-    expected = _predict_path(group, photos.load_predictor(path), detector, expected_spec(path)).faces
+    expected = _predict_path(group, photos.load_predictor(path), predict_detector, expected_spec(path)).faces
     assert row["count"] == len(expected) == 3
     assert [int((b[0] + b[2]) / 2 // 240) for b in row["face_box"]] == [0, 1, 2]
     np.testing.assert_allclose(row["age"], [f.age for f in expected], atol=AGE_TOLERANCE, rtol=0)
@@ -214,7 +218,7 @@ def test_the_newest_version_is_served_and_a_folder_without_one_is_named(tmp_path
 
 
 @pytest.mark.slow
-def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, detector):
+def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, detector, predict_detector):
     """Release v5 (three networks, its ten crops, its interval): the photo over HTTP against the
     predict path on the same export (about 2 minutes on 2 cores)."""
     path = _export(RELEASE, None, detector, tmp_path)
@@ -228,7 +232,7 @@ def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, d
         thread.join(5)
     assert status == 200, answer
     face = answer["predictions"][0]
-    expected = _predict_path(SAMPLE, photos.load_predictor(path), detector, expected_spec(path)).faces
+    expected = _predict_path(SAMPLE, photos.load_predictor(path), predict_detector, expected_spec(path)).faces
     assert face["count"] == len(expected) == 1
     for key in ("age", "age_low", "age_high", "faceapi_age", "faceres_age"):
         assert abs(face[key][0] - getattr(expected[0], key)) <= AGE_TOLERANCE, key
