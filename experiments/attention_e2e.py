@@ -21,7 +21,7 @@ from alage_pipelines import files
 
 # The real recipe (the module's defaults): the global stage chooses the teacher weight among 0, 0.5,
 # 1 and 2 at rate 0.01, then the rate among 0.003, 0.01 and 0.03, each run 30 epochs and validated
-# after every one; the attention stage the rate among 0.003-0.1 over 20 epochs.
+# after every one; the attention stage the rate among 0.0003-0.01 over 20 epochs.
 RECIPE = attention_e2e.Recipe()
 SMOKE = dataclasses.replace(RECIPE, teacher_weights=(0.0, 1.0), global_rates=(0.003, 0.01), global_epochs=2,
                             attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),

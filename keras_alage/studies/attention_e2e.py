@@ -77,7 +77,7 @@ class Recipe:
     teacher_weights: Tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     global_rates: Tuple[float, ...] = (0.003, 0.01, 0.03)
     global_epochs: int = 30
-    attention_rates: Tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
+    attention_rates: Tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01)  # the box reached a bound at 0.01
     attention_epochs: int = 20
     local_weights: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     paper_local_weight: float = 0.5

@@ -332,7 +332,7 @@ def _toy_location_problem(box_layer, start_raw, steps=10, learning_rate=0.5, sam
 
 
 def test_the_movable_box_leaves_the_whole_map_when_location_matters():
-    movable = attention.MovableBox(min_size=1 / 7, max_size=1.0, initial_size=1.0)
+    movable = attention.MovableBox(min_size=1 / 7, max_size=1.0, initial_size=1.0, raw_scale=1.0)
     start = [0.0, 0.0, 0.0, 0.0]  # the whole map
     np.testing.assert_allclose(movable(np.zeros((1, 4), "float32")).numpy()[0], [0, 0, 1, 1], atol=1e-6)
     x, y, w, h = _toy_location_problem(movable, start)
@@ -344,6 +344,17 @@ def test_the_movable_box_leaves_the_whole_map_when_location_matters():
     # and crop_and_resize passes no gradient to a whole-map box whose samples lie on cell centres
     x, y, w, h = _toy_location_problem(movable, start, sampling="crop_and_resize")
     assert w > 0.99 and h > 0.99
+
+
+def test_the_raw_scale_slows_the_box_alike_forward_and_back():
+    """raw_scale s: the box at raw u equals the box of scale 1 at s u, and its gradient is s times."""
+    raw = np.array([0.3, -0.2, -0.4, 0.1], np.float32)
+    slow, fast = attention.MovableBox(raw_scale=0.1), attention.MovableBox(raw_scale=1.0)
+    slow_gradients, slow_box = _box_gradients(slow, raw)
+    fast_gradients, fast_box = _box_gradients(fast, 0.1 * raw)
+    np.testing.assert_allclose(slow_box, fast_box, atol=1e-6)
+    np.testing.assert_allclose(slow_gradients, 0.1 * fast_gradients, rtol=1e-5)
+    assert attention.MovableBox.from_config(slow.get_config()).raw_scale == 0.1
 
 
 def test_a_movable_box_model_saves_loads_and_fixes_a_box(tmp_path):
