@@ -40,8 +40,9 @@ class CropSpec:
       square: make the box square on its longer side before enlarging. MTCNN's boxes are
         taller than wide; the paper's detector (Mathias et al.) gives square boxes, so this
         keeps the face's proportions as the paper's crops had them.
-      detector: whose box the margin enlarges ("mtcnn" or "dlib"; `DETECTORS`). Detectors
-        frame faces differently, so a margin means one cut only together with its detector.
+      detector: whose box the margin enlarges ("mtcnn", "dlib" or "blazeface"; `DETECTORS`).
+        Detectors frame faces differently, so a margin means one cut only together with its
+        detector's box (blazeface's box is dlib's chip, fitted to its keypoints: `BOXES_LIKE`).
     """
 
     size: int = 256
@@ -70,7 +71,8 @@ CROP_FILE = "face_crop.json"
 # dlib's HOG margin: 0 is dlib's own threshold, but a shirt badge in samples/ scores 0.07-0.16
 # (the face 1.2-1.6); 90% of UTKFace's faces score at least 0.2 (5%: 0.18, 25%: 0.54), so 0.2
 # counts as a face and weaker ones only as the rotation search's last resort.
-DETECTORS = {"mtcnn": ("MtcnnDetector", 0.9), "dlib": ("DlibDetector", 0.2)}
+# BlazeFace's score is its sigmoid probability; MediaPipe's own threshold 0.5.
+DETECTORS = {"mtcnn": ("MtcnnDetector", 0.9), "dlib": ("DlibDetector", 0.2), "blazeface": ("KeypointDetector", 0.5)}
 DETECTOR_NAMES = tuple(DETECTORS)
 # What the build does with a photo where no face is found: drop it, or keep its centre crop.
 BUILD_NO_FACE = ("skip", "center")
@@ -201,11 +203,28 @@ def crop_face(image: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
 Detection = Tuple[float, ...]
 
 
-def make_detector(name: str):
-    """A detector by its `DETECTORS` name."""
+def make_detector(name: str, **arguments):
+    """A detector by its `DETECTORS` name (blazeface needs its `find`: its network runs in
+    TensorFlow, `keras_alage.serving.photos.make_detector` gives it)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; expected one of {sorted(DETECTORS)}.")
-    return globals()[DETECTORS[name][0]]()
+    return globals()[DETECTORS[name][0]](**arguments)
+
+
+# A detector whose box is another's (the same face, the same box, within what was measured): a crop
+# margin recorded for one cuts the other's faces alike.
+BOXES_LIKE = {"blazeface": "dlib"}
+
+
+# The detector the face path uses for a crop recorded with another that has the same boxes: BlazeFace
+# in TensorFlow for dlib's HOG (no native extra; 12 Mpx photos without HOG's cost), where a release's
+# accuracy through it was measured level (docs/performance.md). `--detector=dlib` keeps dlib's.
+FACE_PATH_DETECTOR = {"dlib": "blazeface"}
+
+
+def same_boxes(a: str, b: str) -> bool:
+    """True where detectors `a` and `b` frame a face with the same box (`BOXES_LIKE`)."""
+    return BOXES_LIKE.get(a, a) == BOXES_LIKE.get(b, b)
 
 
 def default_confidence(detector, min_confidence: Optional[float] = None) -> float:
@@ -329,7 +348,97 @@ class DlibDetector:
 
 # Each detector's box over the side of the same 100 UTKFace chips (matching_margin, measured by
 # benchmarks/photo_path.py): a box of one detector is this ratio of another's on the same face.
-CHIP_BOX_FRACTIONS = {"dlib": 0.733, "mtcnn": 0.970}
+CHIP_BOX_FRACTIONS = {"dlib": 0.733, "mtcnn": 0.970, "blazeface": 0.733}  # blazeface: dlib's chip (`KeypointDetector`)
+
+
+# Where BlazeFace's eyes, nose tip and mouth (`KEYPOINTS_USED` of its six) sit in dlib's face chip
+# at padding 0: (x, y) in chip sides from the chip's centre, x right and y down on the upright face.
+# Medians over FG-NET's photos where both found one face (benchmarks/keypoint_cut.py).
+# Fitted to one half of FG-NET's people and checked on the other (either way): the chip's centre
+# within 0.024 of its side of dlib's (median; 90 % within 0.05), its side within 5 %, its roll within
+# 3.7 degrees (90 %).
+CHIP_KEYPOINTS = {"short": ((-0.2830, -0.2858), (0.2657, -0.2927), (-0.0020, 0.0419), (-0.0003, 0.2960)),
+                  "full": ((-0.2742, -0.2931), (0.2580, -0.2895), (-0.0053, 0.0488), (-0.0072, 0.2928))}
+KEYPOINTS_USED = (0, 1, 2, 3)
+
+
+def chip_of_keypoints(points: np.ndarray, template: np.ndarray) -> Tuple[Tuple[float, float], float, float]:
+    """((centre x, centre y), side, roll in degrees) of the square whose `template` points (chip
+    sides from its centre) best fit `points` (photo pixels) by a similarity: least squares over
+    scale, rotation and shift, as dlib fits its mean face to its landmarks. The roll is the
+    counter-clockwise degrees that make the face upright (`Face.angle`)."""
+    p = points[:, 0] + 1j * points[:, 1]
+    t = template[:, 0] + 1j * template[:, 1]
+    pc, tc = p - p.mean(), t - t.mean()
+    a = np.sum(np.conj(tc) * pc) / max(float(np.sum(np.abs(tc) ** 2)), 1e-12)
+    centre = p.mean() - a * t.mean()
+    return (float(centre.real), float(centre.imag)), float(abs(a)), float(np.degrees(np.angle(a)))
+
+
+def keypoints_in_chip(points: np.ndarray, face: "Face") -> np.ndarray:
+    """Photo-pixel points in `face`'s box frame (box sides from its centre, upright): the inverse of
+    `chip_of_keypoints` for the box a detector gave (`Face.corners`' rotation)."""
+    theta = np.deg2rad(face.angle)
+    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    return (np.asarray(points, np.float64) - np.asarray(face.center)) @ rotation.T / float(face.size[0])
+
+
+class KeypointDetector:
+    """Faces of a keypoint detector (BlazeFace), each boxed as dlib boxes it: the chip square its
+    eyes, nose tip and mouth fit (`chip_of_keypoints` on `CHIP_KEYPOINTS`), rolled with the face.
+    So the crops, and every cut a release makes inside them, are dlib's without dlib.
+
+    `find`: uint8 photo [H, W, 3] -> {"keypoints" [N, 6, 2] photo pixels, "scores" [N]} (BlazeFace
+    in TensorFlow: `keras_alage.serving.photos.make_detector` gives it); `variant` its model
+    ("short" or "full"); `detection_side`: the longest photo side worth decoding for it (its input
+    is 128 or 192 px: a photo is searched at most this large, `detection_side`)."""
+
+    name = "blazeface"
+
+    def __init__(self, find=None, variant: str = "short", detection_side: int = 480):
+        if find is None:
+            raise ValueError("the blazeface detector runs BlazeFace in TensorFlow: prediction's face path has it "
+                             "(keras_alage.serving.photos.make_detector); builds and margin measurements take "
+                             "mtcnn or dlib.")
+        if variant not in CHIP_KEYPOINTS:
+            raise ValueError(f"BlazeFace variant must be one of {sorted(CHIP_KEYPOINTS)}; received {variant!r}.")
+        self.find, self.variant, self.detection_side = find, variant, detection_side
+        self.template = np.asarray(CHIP_KEYPOINTS[variant], np.float64)
+
+    @property
+    def settings(self) -> str:
+        return f"blazeface-{self.variant}"
+
+    def detect(self, image: np.ndarray) -> List[Detection]:
+        found = self.find(np.ascontiguousarray(image))
+        detections = []
+        for points, score in zip(np.asarray(found["keypoints"], np.float64), np.asarray(found["scores"])):
+            (cx, cy), side, roll = self._refined(image, *chip_of_keypoints(points[list(KEYPOINTS_USED)], self.template))
+            # pixel centres: dlib's chip is (x, y, side, side) with its centre at x + (side - 1) / 2
+            detections.append((cx - (side - 1) / 2.0, cy - (side - 1) / 2.0, side, side, float(score), roll))
+        return detections
+
+    def _refined(self, image: np.ndarray, centre, side: float, roll: float):
+        """The chip fitted to keypoints found again on the region of `REFINE_SPAN` chip sides around
+        it (the face then fills a third of the detector's input, its keypoints placed to a pixel or
+        two of a 128 px input); the first fit where the region holds no face near it."""
+        half = REFINE_SPAN * side / 2.0
+        x0, y0 = int(max(0, np.floor(centre[0] - half))), int(max(0, np.floor(centre[1] - half)))
+        x1, y1 = int(min(image.shape[1], np.ceil(centre[0] + half))), int(min(image.shape[0], np.ceil(centre[1] + half)))
+        if min(x1 - x0, y1 - y0) < MIN_FACE_SIDE or max(x1 - x0, y1 - y0) >= 0.8 * max(image.shape[:2]):
+            return centre, side, roll  # the face already fills the photo: the first fit saw it as well
+        found = self.find(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        best = None
+        for points in np.asarray(found["keypoints"], np.float64):
+            fitted = chip_of_keypoints(points[list(KEYPOINTS_USED)] + (x0, y0), self.template)
+            distance = np.hypot(fitted[0][0] - centre[0], fitted[0][1] - centre[1])
+            if distance < 0.25 * side and (best is None or distance < best[0]):
+                best = (distance, fitted)
+        return best[1] if best else (centre, side, roll)
+
+
+# The region around a face found on the whole photo in which its keypoints are found again, in chip sides.
+REFINE_SPAN = 2.5
 
 
 class FallbackDetector:
@@ -383,6 +492,12 @@ DETECTION_MAX_SIDE = 1600
 # copy has a side shorter than this (a 1 x 100000 strip: no detector finds one there, and resizing it
 # to nothing made OpenCV assert inside MTCNN), and the build stores no face smaller (`locate_face`).
 MIN_FACE_SIDE = 16
+
+
+def detection_side(detector) -> int:
+    """The longest side `detector` needs of a photo: `DETECTION_MAX_SIDE`, unless it says it needs
+    fewer (`detector.detection_side`: a detector with a small fixed input)."""
+    return min(DETECTION_MAX_SIDE, int(getattr(detector, "detection_side", DETECTION_MAX_SIDE)))
 
 
 class NarrowPhoto(ValueError):

@@ -62,7 +62,7 @@ def decode_image(data: np.ndarray, path="<bytes>") -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def decode_jpeg(data: np.ndarray, path="<bytes>"):
+def decode_jpeg(data: np.ndarray, path="<bytes>", factor: int = 1):
     """A JPEG's RGB pixels, refused if libjpeg finds its compressed data damaged; None for a
     CMYK JPEG, which is checked here and left to OpenCV's colour conversion.
 
@@ -71,7 +71,8 @@ def decode_jpeg(data: np.ndarray, path="<bytes>"):
     TensorFlow all ignore. libjpeg-turbo's stop-on-warning mode (simplejpeg's `strict`) makes
     the first warning an error. Its pixels equal OpenCV's (both are libjpeg-turbo's accurate
     integer IDCT with fancy upsampling; a test compares them on real photos). Damage that still
-    decodes as valid codes is beyond any decoder's check.
+    decodes as valid codes is beyond any decoder's check. `factor` (2, 4, 8): decoded at that
+    reduction in the DCT (`ScaledPhoto`).
     """
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
@@ -80,9 +81,12 @@ def decode_jpeg(data: np.ndarray, path="<bytes>"):
     if height * width > MAX_PIXELS:
         raise ImageError(path, f"image of {width}x{height} px exceeds the size limit")
     cmyk = colorspace in ("CMYK", "YCCK")
-    try:  # for CMYK, decoding at 1/8 scale still reads every coefficient
+    try:
+        # simplejpeg reduces to the smallest size at least min_height x min_width, by min_factor or more
+        factor = 8 if cmyk else factor  # CMYK is only checked here: at 1/8 every coefficient is still read
         image = simplejpeg.decode_jpeg(data, colorspace="CMYK" if cmyk else "RGB", strict=True,
-                                       min_factor=8 if cmyk else 1)
+                                       min_height=-(-height // factor), min_width=-(-width // factor),
+                                       min_factor=factor)
     except ValueError as error:
         raise ImageError(path, f"damaged or unsupported JPEG (libjpeg: {error})") from None
     return None if cmyk else image
@@ -116,6 +120,12 @@ def read_photo(path) -> tuple:
     data libjpeg finds damaged (`decode_jpeg`): OpenCV decodes both silently, filling the rest
     with grey. Raises ImageError.
     """
+    data = read_checked(path)
+    return data, decode_image(np.frombuffer(data, np.uint8), path)
+
+
+def read_checked(path) -> bytes:
+    """A photo file's bytes, after `read_photo`'s checks that need no decoding; raises ImageError."""
     if os.path.isdir(path):
         raise ImageError(path, "is a directory, not an image file")
     try:
@@ -135,7 +145,53 @@ def read_photo(path) -> tuple:
         raise ImageError(path, f"image of {size[0]}x{size[1]} px exceeds the size limit")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
         raise ImageError(path, "truncated JPEG (no end-of-image marker)")
-    return data, decode_image(np.frombuffer(data, np.uint8), path)
+    return data
+
+
+# The reductions libjpeg-turbo decodes in the DCT (`ScaledPhoto`), largest first.
+DCT_FACTORS = (8, 4, 2)
+
+
+class ScaledPhoto:
+    """A photo decoded at reduced sizes where that is all its uses need, and at full size only if
+    asked.
+
+    A large JPEG is decoded at the largest DCT reduction (1/8, 1/4 or 1/2: `DCT_FACTORS`) that
+    keeps its longer side at least `min_side` (libjpeg-turbo scales in the inverse DCT: far
+    cheaper than decoding every pixel and shrinking after; the damage checks of `read_photo` are
+    the same, as every coefficient is still read). `at(factor)` decodes another reduction (each
+    once). Decoded pixel i covers full pixels [factor * i, factor * (i + 1)), so a point maps to
+    the full photo as `faces.to_full_photo(face, 1 / factor)`. Other formats, CMYK JPEGs and
+    photos within `min_side` are decoded whole (factor 1).
+    """
+
+    def __init__(self, path, min_side: int):
+        self.path = str(path)
+        self.data = read_checked(path)
+        size = header_size(self.data) if self.data[:2] == b"\xff\xd8" else None
+        self.reducible = size is not None
+        self._decoded = {}
+        factor = next((f for f in DCT_FACTORS if size and max(size) >= f * min_side), 1)
+        self.pixels = self.at(factor)
+        self.factor = factor if self.reducible else 1
+        self.shape = (size[1], size[0], 3) if self.reducible else self.pixels.shape
+
+    def at(self, factor: int) -> np.ndarray:
+        """The photo decoded at 1 / `factor` (1, 2, 4 or 8; always 1 where it cannot be reduced)."""
+        factor = factor if self.reducible else 1
+        if factor not in self._decoded:
+            encoded = np.frombuffer(self.data, np.uint8)
+            pixels = decode_jpeg(encoded, self.path, factor) if factor > 1 else None
+            if pixels is None:  # full size, not a JPEG, or CMYK (left to OpenCV's conversion)
+                pixels = decode_image(encoded, self.path)
+                if factor > 1:  # a CMYK JPEG: never reduced
+                    self.reducible, factor = False, 1
+            self._decoded[factor] = pixels
+        return self._decoded[factor]
+
+    def full(self) -> np.ndarray:
+        """The photo's pixels at full size (decoded on the first call)."""
+        return self.at(1)
 
 
 def center_square(image: np.ndarray) -> np.ndarray:

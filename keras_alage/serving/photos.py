@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
-from keras_alage.serving import ensemble, export, prior_shift
+from keras_alage.serving import ensemble, export, face_detectors, prior_shift
 from keras_alage.serving.options import NO_FACE
 from alage_pipelines import augment, faces, files, images, inputs
 
@@ -190,13 +190,18 @@ def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Option
                   detector: Optional[str] = None) -> faces.CropSpec:
     """The crop to cut faces with: flags where given, else the model's recorded crop, else defaults.
 
-    A recorded margin belongs to its detector's box, so another detector needs its own margin."""
+    A recorded margin belongs to its detector's box, so another detector needs its own margin (one
+    with the same boxes, `faces.same_boxes`, takes it). With no detector given, a recorded dlib crop
+    is cut with BlazeFace's faces (`faces.FACE_PATH_DETECTOR`: the same boxes, measured level)."""
     recorded = predict.face_crop or faces.CropSpec()
-    if predict.face_crop and detector not in (None, recorded.detector) and margin is None:
+    if predict.face_crop and detector is not None and not faces.same_boxes(detector, recorded.detector) \
+            and margin is None:
         raise CropMismatch(
             f"the model's crop margin {recorded.margin:g} is for {recorded.detector} boxes; give the margin that "
             f"cuts {detector} boxes alike (scripts/measure_crop_margin.py --detector={detector} measures it)."
         )
+    if detector is None and predict.face_crop:
+        detector = faces.FACE_PATH_DETECTOR.get(recorded.detector, recorded.detector)
     return dataclasses.replace(recorded, size=size if size is not None else recorded.size,
                                margin=margin if margin is not None else recorded.margin,
                                detector=detector or recorded.detector)
@@ -205,9 +210,9 @@ def face_crop_for(predict: Predictor, size: Optional[int] = None, margin: Option
 def photo_detector(spec: faces.CropSpec, fallback: str = "mtcnn"):
     """The detector `predict.py` uses: the crop's own, and where it finds no face, `fallback`
     (its box rescaled to the crop detector's; "" or the same name for none)."""
-    detector = faces.make_detector(spec.detector)
+    detector = face_detectors.make_detector(spec.detector)
     if fallback and fallback != spec.detector:
-        detector = faces.FallbackDetector(detector, faces.make_detector(fallback))
+        detector = faces.FallbackDetector(detector, face_detectors.make_detector(fallback))
     return detector
 
 
@@ -270,21 +275,30 @@ class _Stoppable:
         return self._detector.detect(image)
 
 
+# How a photo is decoded for its faces: "scaled", a large JPEG at the DCT reduction its detection
+# copy needs (`images.ScaledPhoto`), each crop from the reduced pixels where its box still spans the
+# crop's side there, else from the full photo; "full", the whole photo decoded first (before #36).
+DECODES = ("scaled", "full")
+
+
 def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[float] = None,
-                 no_face: str = "skip") -> PhotoFaces:
+                 no_face: str = "skip", decode: str = "scaled") -> PhotoFaces:
     """Decode, detect and cut one photo (everything before the network); never raises.
 
     A photo where no face is found is reported (`no_face="skip"`), or answered as one face
     filling its centre square (`"whole"`, method "center"): ready-made face chips, which a
-    detector often misses because the face fills the picture, cut as the build cuts them."""
+    detector often misses because the face fills the picture, cut as the build cuts them.
+    Faces are found and reported in the full photo's pixels whatever `decode` (`DECODES`)."""
     if no_face not in NO_FACE:
         raise ValueError(f"no_face must be one of {NO_FACE}; received {no_face!r}.")
+    if decode not in DECODES:
+        raise ValueError(f"decode must be one of {DECODES}; received {decode!r}.")
     try:
-        _, photo = images.read_photo(path)
+        photo = images.ScaledPhoto(path, faces.detection_side(detector) if decode == "scaled" else 1 << 30)
     except images.ImageError as error:
         return PhotoFaces(str(path), [], [], error.reason)
     try:
-        found = find_faces(photo, detector, min_confidence)
+        found = [faces.to_full_photo(f, 1.0 / photo.factor) for f in find_faces(photo.pixels, detector, min_confidence)]
     except faces.NarrowPhoto as error:
         return PhotoFaces(str(path), [], [], str(error))
     note = None
@@ -296,19 +310,34 @@ def locate_faces(path, detector, spec: faces.CropSpec, min_confidence: Optional[
         found = [faces.center_face(photo.shape, spec)]
     if not found:
         return PhotoFaces(str(path), [], [], "no face found")
-    return PhotoFaces(str(path), found, [faces.encode_jpeg(faces.crop_face(photo, f, spec)) for f in found], note=note)
+    return PhotoFaces(str(path), found, [faces.encode_jpeg(cut_face(photo, f, spec)) for f in found], note=note)
+
+
+def cut_face(photo: images.ScaledPhoto, face: faces.Face, spec: faces.CropSpec) -> np.ndarray:
+    """`faces.crop_face` of a face given in full-photo pixels, from the most reduced decode of the
+    photo (the one detection used, else the largest DCT reduction) in which its crop box still
+    spans at least the crop's side: the crop shrinks it by area either way."""
+    box = max(faces.crop_box_size(face, spec))
+    factor = 1
+    if photo.factor > 1:
+        factor = next((f for f in sorted({photo.factor, *images.DCT_FACTORS}, reverse=True)
+                       if f <= photo.factor and box >= spec.size * f), 1)
+    if factor == 1:
+        return faces.crop_face(photo.full(), face, spec)
+    return faces.crop_face(photo.at(factor), faces.to_full_photo(face, factor), spec)
 
 
 def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
-                  min_confidence: Optional[float] = None, no_face: str = "skip") -> PhotoResult:
+                  min_confidence: Optional[float] = None, no_face: str = "skip", decode: str = "scaled") -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
-    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face)], predict, spec,
+    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face, decode)], predict, spec,
                               input_size, 32))
 
 
 def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
                    min_confidence: Optional[float] = None, batch_faces: int = 32,
-                   prefetch: int = 64, full_batches: bool = False, no_face: str = "skip") -> Iterator[PhotoResult]:
+                   prefetch: int = 64, full_batches: bool = False, no_face: str = "skip",
+                   decode: str = "scaled") -> Iterator[PhotoResult]:
     """Ages of every face of many photos, in order: decoding, detection and cropping run in a
     worker thread while the network (which releases the GIL) answers the faces of earlier
     photos, up to `batch_faces` in one call: whatever is ready when the network is free, or
@@ -327,7 +356,7 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
             for path in paths:
                 if stop.is_set():
                     return
-                located.put(locate_faces(path, stoppable, spec, min_confidence, no_face))
+                located.put(locate_faces(path, stoppable, spec, min_confidence, no_face, decode))
         except SearchStopped:
             return
         finally:

@@ -11,14 +11,17 @@ import resource
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Sequence
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_alage.models import age_model
+from keras_alage.serving import photos, video
 from keras_alage.training import loop
+from alage_pipelines import images
 
 
 def _timings(run: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
@@ -225,8 +228,126 @@ def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflo
     return images_per_second * flops_per_image * factor / (peak_gflops * 1e9)
 
 
+# --- the face path: photos and video, today's path beside the new one ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FacePathSetting:
+    """One way through the face path: the detector (`faces.DETECTORS`; predict.py's MTCNN fallback
+    behind it), the decode (`photos.DECODES`) and the AL member's crops (None: the release's)."""
+
+    detector: str
+    decode: str
+    crops: Optional[str] = None
+
+    def label(self) -> str:
+        return f"{self.detector}, {self.decode} decode, {self.crops or 'recorded'} crops"
+
+
+# Before issue 36 (dlib's HOG on the full decode, the release's ten shift_flip crops), the default
+# after it (BlazeFace on a reduced decode, the release's crops), and that with one centre crop.
+TODAY = FacePathSetting("dlib", "full")
+NEW = FacePathSetting("blazeface", "scaled")
+NEW_CENTRE = FacePathSetting("blazeface", "scaled", "center")
+
+
+def big_photos(sources: Sequence[str], folder: str, size=(4000, 3000), quality: int = 92) -> List[str]:
+    """Camera-size JPEGs made from `sources`: each photo enlarged to 80 % of the height on a canvas of
+    itself blurred and dimmed, with a little noise (a camera's photo is not a flat enlargement)."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    made = []
+    for path in sources:
+        photo = images.read_image(path)
+        scale = 0.8 * height / photo.shape[0]
+        face = cv2.resize(photo, (int(photo.shape[1] * scale), int(photo.shape[0] * scale)),
+                          interpolation=cv2.INTER_CUBIC)[:height, :width]
+        canvas = cv2.resize(photo, (width, height), interpolation=cv2.INTER_LINEAR) // 2 + 60
+        y, x = (height - face.shape[0]) // 2, (width - face.shape[1]) // 2
+        canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+        canvas = np.clip(canvas + rng.normal(0.0, 4.0, canvas.shape), 0, 255).astype(np.uint8)
+        target = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".jpg")
+        cv2.imwrite(target, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        made.append(target)
+    return made
+
+
+def panning_clip(sources: Sequence[str], path: str, frames: int, size=(640, 480), per_photo: int = 25) -> str:
+    """A clip panning and zooming over photos, `per_photo` frames each."""
+    width, height = size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
+    for i in range(frames):
+        photo = images.read_image(sources[(i // per_photo) % len(sources)])
+        h, w = photo.shape[:2]
+        zoom = 1.0 - 0.01 * (i % per_photo)
+        cw, ch = max(8, int(w * zoom)), max(6, int(min(h, w * height / width) * zoom))
+        x, y = int((w - cw) * (i % per_photo) / max(1, per_photo - 1)), max(0, (h - ch) // 2)
+        writer.write(cv2.cvtColor(cv2.resize(photo[y:y + ch, x:x + cw], size), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _open_setting(model_path: str, setting: FacePathSetting, predictors: dict):
+    if setting.crops not in predictors:
+        predictors[setting.crops] = photos.load_predictor(model_path, setting.crops)
+    predict = predictors[setting.crops]
+    spec = photos.face_crop_for(predict, detector=setting.detector)
+    return predict, photos.photo_detector(spec), spec
+
+
+def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: Optional[str],
+                    settings: Sequence[FacePathSetting] = (TODAY, NEW, NEW_CENTRE), rounds: int = 2,
+                    batch_faces: int = 32, log=print) -> dict:
+    """Photos/s of each setting on each workload (`predict_photos`, the path `alage predict` takes)
+    and frames/s on `clip` (`video.predict_video`), all in this one process, the settings
+    alternating over `rounds` (the best round kept), after one untimed warm-up photo each. The
+    ratios to the first setting are what to read: the machine's speed drifts, same-run ratios hold.
+    Each setting's answers are kept (the age of each photo's most confident face) to compare."""
+    predictors: dict = {}
+    opened = [_open_setting(model_path, s, predictors) for s in settings]
+    first = next(iter(workloads.values()))[:1]
+    for (predict, detector, spec), setting in zip(opened, settings):
+        list(photos.predict_photos(first, predict, detector, spec, predict.input_size, decode=setting.decode))
+    report = {"model": model_path, "settings": [s.label() for s in settings], "workloads": {}}
+    for name, paths in workloads.items():
+        best = [float("inf")] * len(settings)
+        ages: List[Dict[str, float]] = [{} for _ in settings]
+        for _ in range(rounds):
+            for i, ((predict, detector, spec), setting) in enumerate(zip(opened, settings)):
+                started = time.perf_counter()
+                for result in photos.predict_photos(paths, predict, detector, spec, predict.input_size,
+                                                    batch_faces=batch_faces, decode=setting.decode):
+                    answered = [f for f in result.faces if f.error is None]
+                    if answered:
+                        ages[i][result.path] = max(answered, key=lambda f: f.confidence).age
+                best[i] = min(best[i], time.perf_counter() - started)
+        rows = []
+        for i, setting in enumerate(settings):
+            common = [p for p in paths if p in ages[0] and p in ages[i]]
+            rows.append({"setting": setting.label(), "photos": len(paths), "answered": len(ages[i]),
+                         "photos_per_second": len(paths) / best[i], "ratio": best[0] / best[i],
+                         "age_difference_median": float(np.median([abs(ages[i][p] - ages[0][p]) for p in common]))
+                         if common else None})
+            log(f"{name}: {rows[-1]['setting']}: {rows[-1]['photos_per_second']:.2f} photos/s "
+                f"({rows[-1]['ratio']:.2f}x), {rows[-1]['answered']}/{len(paths)} answered")
+        report["workloads"][name] = rows
+    if clip:
+        best = [float("inf")] * len(settings)
+        frames = [0] * len(settings)
+        for _ in range(rounds):
+            for i, (predict, detector, spec) in enumerate(opened):
+                result = video.predict_video(clip, predict, detector, spec)
+                best[i], frames[i] = min(best[i], result.seconds), result.frames
+        report["video"] = [{"setting": s.label(), "frames": frames[i], "frames_per_second": frames[i] / best[i],
+                            "ratio": best[0] / best[i]} for i, s in enumerate(settings)]
+        for row in report["video"]:
+            log(f"video: {row['setting']}: {row['frames_per_second']:.1f} frames/s ({row['ratio']:.2f}x)")
+    return report
+
+
 __all__: List[str] = [
     "matmul_peak", "forward_flops", "global_only_model", "train_rate", "train_step_fn", "paired_overhead",
     "inference_rate", "latencies",
     "pipeline_rate", "op_time_profile", "peak_rss_mib", "fraction_of_peak",
+    "FacePathSetting", "TODAY", "NEW", "NEW_CENTRE", "big_photos", "panning_clip", "face_path_rates",
 ]

@@ -140,7 +140,7 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), f"--output={output}"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "face crop: dlib box, size 256, margin 0.6" in run.stdout
+    assert "face crop: blazeface box, size 256, margin 0.6" in run.stdout  # dlib's crop, cut from BlazeFace's keypoints
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 1 and 28.0 <= float(rows[0]["age"]) <= 58.0
     # The default release answers with three networks, combined as it records, and a calibrated interval.

@@ -396,3 +396,54 @@ def test_a_cached_detection_of_a_large_photo_is_keyed_on_the_bounded_copy(tmp_pa
     small = _dot_image()
     cache.put(cache.key(b"small", policy.cache_settings(DotDetector())), faces.Face((1.0, 1.0), (50.0, 50.0)))
     assert faces.locate_face(small, b"small", policy, faces.CropSpec(), DotDetector({}), cache)[1] == 0
+
+
+# --- faces boxed from keypoints (BlazeFace) ---------------------------------------------------------
+
+
+def _keypoints_of(face, template):
+    """Photo-pixel keypoints of a face box whose chip holds `template` (chip sides from its centre)."""
+    theta = np.deg2rad(face.angle)
+    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])  # Face.corners'
+    return np.asarray(template) * face.size[0] @ rotation + np.asarray(face.center)
+
+
+@pytest.mark.parametrize("roll", [0.0, 17.0, -35.0, 170.0])
+def test_the_chip_fitted_to_keypoints_is_the_box_they_came_from(roll):
+    template = np.asarray(faces.CHIP_KEYPOINTS["short"])
+    face = faces.Face((310.0, 205.0), (150.0, 150.0), roll)
+    points = _keypoints_of(face, template)
+    (cx, cy), side, fitted_roll = faces.chip_of_keypoints(points, template)
+    assert (cx, cy) == pytest.approx(face.center, abs=1e-6) and side == pytest.approx(150.0)
+    assert (fitted_roll - roll + 180.0) % 360.0 - 180.0 == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(faces.keypoints_in_chip(points, face), template, atol=1e-9)
+    # the crop undoes the roll: the eyes land level, left of centre and right of it, above the mouth
+    spec = faces.CropSpec(256, 0.6, detector="blazeface")
+    in_crop = faces.crop_to_photo(face, spec, 0.5 + template / 1.6)
+    np.testing.assert_allclose(in_crop, points, atol=0.51)
+
+
+def test_a_keypoint_detector_reports_dlib_like_chips_through_the_search():
+    """Its detections go through `detect_at` as dlib's do: a face on a canvas turned by 30 degrees
+    comes back in the photo's pixels with the roll that makes it upright."""
+    template = np.asarray(faces.CHIP_KEYPOINTS["short"])
+    truth = faces.Face((200.0, 150.0), (90.0, 90.0), 12.0)
+
+    def find(canvas):  # the face's keypoints wherever the canvas put them
+        return {"keypoints": np.asarray([np.pad(_keypoints_of(seen, template), ((0, 2), (0, 0)))]),
+                "scores": np.asarray([0.9])}
+
+    detector = faces.KeypointDetector(find)
+    image = np.zeros((300, 400, 3), np.uint8)
+    seen = truth
+    face = faces.detect_at(image, detector, faces.UPRIGHT)[0]
+    assert face.center == pytest.approx(truth.center, abs=1e-6) and face.size == pytest.approx(truth.size)
+    assert face.angle == pytest.approx(12.0) and face.confidence == pytest.approx(0.9)
+    canvas, matrix = faces._rotate_expanded(image, 30.0)
+    centre = matrix @ np.array([*truth.center, 1.0])
+    seen = faces.Face(tuple(centre), truth.size, truth.angle - 30.0)  # the canvas turned the face by -30
+    face = faces.detect_at(image, detector, 30.0)[0]
+    assert face.center == pytest.approx(truth.center, abs=1e-6) and face.angle == pytest.approx(12.0)
+    assert faces.same_boxes("blazeface", "dlib") and not faces.same_boxes("blazeface", "mtcnn")
+    with pytest.raises(ValueError, match="runs BlazeFace in TensorFlow"):
+        faces.make_detector("blazeface")

@@ -143,3 +143,57 @@ def test_a_file_larger_than_any_image_is_refused_from_its_size_before_it_is_read
     assert "file is 3.0 GiB, more than an image of at most 100,000,000 pixels can be" in info.value.reason
     assert info.value.reason.endswith("refused unread")  # read, it would be "grew past" or undecodable
     assert images.MAX_FILE_BYTES >= 8 * 100_000_000  # a 16-bit RGBA TIFF of the whole budget still fits
+
+
+def _smooth_photo(height, width, seed=0):
+    """A photo-like image: smooth colour fields with some edges, no noise finer than a few pixels."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (max(2, height // 64), max(2, width // 64), 3), np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 3)
+
+
+def test_a_large_jpeg_is_decoded_once_at_the_reduction_its_use_needs(tmp_path):
+    """`ScaledPhoto`: the largest DCT reduction keeping the longer side at least `min_side`, its pixels
+    those of the full photo shrunk by area (libjpeg-turbo scales in the inverse DCT), pixel i covering
+    full pixels [f i, f (i + 1)); the full photo decoded only when asked, equal to `read_image`'s."""
+    photo = _smooth_photo(1203, 2001)
+    path = write(tmp_path / "big.jpg", photo, ".jpg")
+    full = images.read_image(path)
+    for min_side, factor in ((2001, 1), (1000, 2), (500, 4), (251, 4), (250, 8), (10, 8)):
+        scaled = images.ScaledPhoto(path, min_side)
+        assert scaled.factor == factor and scaled.shape == (1203, 2001, 3)
+        assert scaled.pixels.shape == (-(-1203 // factor), -(-2001 // factor), 3)
+        assert max(scaled.pixels.shape[:2]) >= min(min_side, 2001)
+        if factor > 1:
+            assert list(scaled._decoded) == [factor]  # the full photo is not decoded until asked
+            shrunk = cv2.resize(full[: 1203 // factor * factor, : 2001 // factor * factor],
+                                (2001 // factor, 1203 // factor), interpolation=cv2.INTER_AREA)
+            difference = np.abs(scaled.pixels[: 1203 // factor, : 2001 // factor].astype(float) - shrunk)
+            assert difference.mean() < 1.5 and np.percentile(difference, 99) < 8
+        np.testing.assert_array_equal(scaled.full(), full)
+
+
+def test_small_photos_and_other_formats_are_decoded_whole(tmp_path):
+    photo = _smooth_photo(300, 400)
+    small = images.ScaledPhoto(write(tmp_path / "small.jpg", photo, ".jpg"), 200)  # 400 = 2 x 200: halved
+    assert small.factor == 2
+    assert images.ScaledPhoto(tmp_path / "small.jpg", 201).factor == 1
+    png = images.ScaledPhoto(write(tmp_path / "big.png", _smooth_photo(1200, 1600), ".png"), 100)
+    assert png.factor == 1 and png.pixels.shape == (1200, 1600, 3) and png.full() is png.pixels is png.at(4)
+
+
+def test_a_reduced_decode_refuses_what_read_photo_refuses(tmp_path):
+    """Every coefficient is still read at 1/8: damage inside the data is refused as at full size."""
+    data = write(tmp_path / "big.jpg", _smooth_photo(1200, 1600), ".jpg").read_bytes()
+    middle = len(data) // 2
+    damaged = {"cut.jpg": data[:middle] + b"\xff\xd9", "gap.jpg": data[:middle] + data[middle + 32:]}
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(images.ImageError, match="damaged or unsupported JPEG"):
+            images.read_image(tmp_path / name)
+        with pytest.raises(images.ImageError, match="damaged or unsupported JPEG") as info:
+            images.ScaledPhoto(tmp_path / name, 100)
+        assert str(tmp_path / name) in str(info.value)
+    (tmp_path / "truncated.jpg").write_bytes(data[:middle])
+    with pytest.raises(images.ImageError, match="truncated JPEG"):
+        images.ScaledPhoto(tmp_path / "truncated.jpg", 100)

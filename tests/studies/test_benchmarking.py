@@ -78,7 +78,7 @@ def test_the_photo_path_benchmark_compares_detectors_and_times_video(shared_data
     output = tmp_path / "path"
     command = [sys.executable, str(script), f"--photos={shared_data}/fgnet/images/00[12]A0*.JPG", "--limit=3",
                f"--chips={shared_data}/utkface/crop_part1/*.jpg", "--chip_count=10", "--detectors=dlib-0,mtcnn",
-               "--video_frames=12", f"--output={output}"]
+               "--video_frames=12", f"--output={output}", "--mode=detectors"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "path.json").read_text())

@@ -10,7 +10,6 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Mains not yet thin, each with why.
 NOT_YET = {
-    "benchmarks/photo_path.py": "rewritten with the TensorFlow face path as a main over studies.benchmarking",
     "experiments/attention_evidence.py": "its variant-folder helper goes with studies.attention_evidence's rework",
 }
 MAINS = sorted(str(p.relative_to(REPO)) for folder in ("benchmarks", "experiments") for p in (REPO / folder).glob("*.py")

@@ -1,0 +1,61 @@
+"""The face path's choices on validation faces: the AL member's crops, and the detector.
+
+  python benchmarks/face_path.py --study=crops        # v5 with its AL member's crops changed (~3 minutes)
+  python benchmarks/face_path.py --study=detectors    # v5 through dlib and BlazeFace on FG-NET's photos
+  python benchmarks/face_path.py --study=detectors --population=utkface \\
+      --photos='../shared/data/utkface/crop_part1/*.jpg'
+
+`--study=crops` scores the release on the release study's validation builds (FG-NET's, UTKFace's
+held-out part) with the AL member's crops changed, the other members' answers read from the study's
+cache; `--study=detectors` answers photos through each detector with each crop choice. Both print
+errors with 95 % bootstraps over people and paired differences (`studies.benchmarks.face_path`),
+and write --output (JSON).
+"""
+
+import json
+import os
+
+from absl import flags
+
+from keras_alage import cli
+from keras_alage.models import release
+from keras_alage.studies.benchmarks import face_path
+from alage_pipelines import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared", "data")
+flags.DEFINE_enum("study", "crops", ["crops", "detectors"], "What to vary: the AL member's crops, or the detector.")
+flags.DEFINE_string("model", None, "Release (default: the released model in models/).")
+flags.DEFINE_list("crops", ["shift_flip", "center", "center_flip"], "The AL member's crops to compare (the first "
+                  "is the reference of --study=detectors; the release's own is --study=crops').")
+flags.DEFINE_list("detectors", ["dlib", "blazeface"], "Detectors to compare (the first, on the full decode, is the "
+                  "reference).")
+flags.DEFINE_string("fgnet_build", os.path.join(REPO, "data", "fgnet_release"), "FG-NET cut as the release cuts.")
+flags.DEFINE_string("utkface_build", os.path.join(REPO, "data", "utkface_dlib"), "UTKFace cut as the release cuts "
+                    "(its held-out part).")
+flags.DEFINE_string("cache", os.path.join(REPO, "runs", "release_v5"), "The release study's cached answers.")
+flags.DEFINE_string("photos", os.path.join(SHARED, "fgnet", "images", "*.JPG"), "Photos for --study=detectors.")
+flags.DEFINE_enum("population", "fgnet", list(face_path.LABELS), "Whose file names give the ages of --photos.")
+flags.DEFINE_string("output", None, "Write the report here (JSON).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    cli.no_arguments(argv)
+    model = FLAGS.model or release.default_path()
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    if FLAGS.study == "crops":
+        report = face_path.score_crops(model, {"fgnet": (FLAGS.fgnet_build, None),
+                                               "utkface": (FLAGS.utkface_build, ["test"])}, FLAGS.cache,
+                                       FLAGS.crops, log=log)
+    else:
+        report = face_path.compare(cli.matching_files(FLAGS.photos, "photos", None), model, FLAGS.detectors,
+                                   FLAGS.crops[:2], FLAGS.population, log=log)
+    text = json.dumps(report, indent=1)
+    if FLAGS.output:
+        files.write_atomically(FLAGS.output, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    cli.run(main)
