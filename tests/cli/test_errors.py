@@ -49,6 +49,7 @@ def test_an_unknown_flag_or_a_bad_value_is_one_line(args, expected):
     assert_one_line(result, ours, expected)
 
 
+@pytest.mark.slow
 def test_a_command_prints_no_tensorflow_start_up_noise():
     result, ours = run_script("train.py", "--flagfile=no_such_experiment.flags", "--batch_size=2", own_process=True)
     assert result.stderr.strip().splitlines() == ours, result.stderr[-2000:]  # our one line, nothing of TF's
@@ -125,6 +126,7 @@ def test_sigterm_ends_a_script_like_ctrl_c_so_its_cleanup_runs(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_slow_photo_is_in_the_detector_ends_predict_within_seconds(tiny_model, tmp_path):
     """A faceless photo is a 28-call rotation search (16 s with MTCNN at the 1600 px bound; a
     100 Mpx one held dlib for minutes, and SIGTERM with it): the run ends at the next detector call,
@@ -156,6 +158,7 @@ def test_sigterm_while_a_slow_photo_is_in_the_detector_ends_predict_within_secon
     assert [r["path"] for r in rows] == [str(SAMPLE_PHOTO)]
 
 
+@pytest.mark.slow
 def test_an_oversized_or_damaged_image_is_skipped_with_its_reason(tiny_model, tmp_path):
     import cv2
     import numpy as np
@@ -171,6 +174,7 @@ def test_an_oversized_or_damaged_image_is_skipped_with_its_reason(tiny_model, tm
     assert "damaged.jpg: skipped (damaged or unsupported JPEG" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_full_or_read_only_disk_is_one_line_and_a_bug_keeps_its_traceback():
     code = ("import errno, sys\n"
             "from keras_alage import cli\n"
@@ -420,6 +424,7 @@ def test_each_fault_is_one_line_and_leaves_nothing_behind(case, tmp_path):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == made, "the failed command left files"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train.py", "evaluate.py"])
 def test_a_record_damaged_in_place_after_the_build_was_verified_is_one_line_naming_its_shard(tiny_model, tmp_path,
                                                                                            command):

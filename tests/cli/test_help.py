@@ -78,6 +78,7 @@ def test_alage_help_does_not_load_tensorflow():
 
 
 
+@pytest.mark.slow
 def test_tensorflow_loads_only_when_imported_and_then_silently_as_itself():
     """Importing the command layer loads no TensorFlow; its first import (here through Keras) is
     silenced and gives TensorFlow's own module, its spec included."""

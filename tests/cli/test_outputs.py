@@ -41,6 +41,7 @@ def chips(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_drawing_into_the_photos_folder_keeps_the_originals_and_an_existing_table(tiny_model, chips, tmp_path):
     before = {p.name: digest(p) for p in chips.iterdir()}
     table = tmp_path / "ages.csv"
@@ -60,6 +61,7 @@ def test_drawing_into_the_photos_folder_keeps_the_originals_and_an_existing_tabl
     assert replaced.returncode == 0 and len(list(csv.DictReader(table.open()))) == 1
 
 
+@pytest.mark.slow
 def test_the_table_cannot_be_an_input_nor_go_where_no_folder_can_be(tiny_model, chips, tmp_path):
     photo = chips / "a.jpg"
     kept = digest(photo)
@@ -94,6 +96,7 @@ def test_an_interrupted_run_keeps_every_answer_it_wrote(tmp_path):
     assert not (tmp_path / "ages.csv.partial").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_ends_predict_within_seconds_and_keeps_the_answers_so_far(tmp_path):
     photo = REPO / "samples" / "astronaut_eileen_collins.jpg"
     table = tmp_path / "ages.csv"

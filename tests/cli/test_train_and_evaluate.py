@@ -21,6 +21,7 @@ from alage_pipelines.age_classes import get_age_classes
 from tests.record_utils import synthetic_build
 
 pytest.importorskip("apache_beam")
+pytestmark = pytest.mark.slow  # every case trains or evaluates through the commands on a real build
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GROUP_AGES = get_age_classes("adience").values
 

@@ -177,6 +177,7 @@ def test_state_under_mirrored_strategy_matches_one_device_with_unequal_replica_b
     np.testing.assert_array_equal(replica_values[0], replica_values[1])
 
 
+@pytest.mark.slow
 def test_full_model_attention_stage_under_mirrored_strategy_matches_one_device(two_cpu_strategy):
     strategy = two_cpu_strategy
     single = build_age_model(SMALL)

@@ -53,6 +53,7 @@ def test_every_manifest_tensor_fills_one_weight(weights, net):
                                       else net.get_layer(layer), attribute).numpy(), value), name
 
 
+@pytest.mark.slow
 def test_parity_with_face_apis_own_runtime(shared_data, net):
     reason = faceapi_runtime.unavailable()
     if reason:

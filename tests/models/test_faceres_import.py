@@ -43,6 +43,7 @@ def fgnet_face(shared_data, photo):
     return image[max(int(y0 - dy), 0) : min(int(y1 + dy), height), max(int(x0 - dx), 0) : min(int(x1 + dx), width)]
 
 
+@pytest.mark.slow
 def test_parity_with_the_packages_own_runtime(shared_data, net):
     reason = faceres_runtime.unavailable()
     if reason:

@@ -35,6 +35,7 @@ def probe(size=64, n=4):
     return np.random.default_rng(0).normal(0, 1, (n, size, size, 3)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_release_round_trip_keeps_answers_heads_and_crop(tmp_path):
     model = tiny_model()
     crop = faces.CropSpec(256, 0.04)
@@ -50,6 +51,7 @@ def test_release_round_trip_keeps_answers_heads_and_crop(tmp_path):
     assert weights < 0.6 * 4 * model.count_params()  # float16, compressed
 
 
+@pytest.mark.slow
 def test_damaged_weights_are_refused(tmp_path):
     release.save(tiny_model(), str(tmp_path / "r"), TINY, None, {})
     path = tmp_path / "r" / "weights.npz"
@@ -81,6 +83,7 @@ def test_trained_heads_survive_a_keras_save(tmp_path):
     assert age_model.trained_heads(keras.models.load_model(tmp_path / "m.keras")) == ("global",)
 
 
+@pytest.mark.slow
 def test_each_stage_records_its_heads_and_the_attention_stage_starts_with_empty_memory(tmp_path):
     source = tiny_model()
     lstm = attention.carried_state_layers(source)[0]
@@ -121,6 +124,7 @@ def released():
     return release.default_path()
 
 
+@pytest.mark.slow
 def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_photo(released):
     pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
     predict = photos.load_predictor(released)
@@ -135,6 +139,7 @@ def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_phot
     assert face.local_age is not None and face.attention is not None
 
 
+@pytest.mark.slow
 def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     output = tmp_path / "ages.csv"
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), str(SAMPLE), f"--output={output}"],
@@ -168,6 +173,7 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
     assert list(csv.DictReader(output.open()))[0]["age"] == alone
 
 
+@pytest.mark.slow
 def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
     """The release's backbone and global head are dlib's CC0 age network, imported exactly and
     stored in fp16: on dlib's own 64 px face chip it answers what onnxruntime answers."""
@@ -190,6 +196,7 @@ def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
     assert ours == pytest.approx(dlib_age, abs=0.1)  # fp16 weights; class 0 is age 0 where dlib's is 0.25
 
 
+@pytest.mark.slow
 def test_a_release_predicts_with_the_crops_it_records(tmp_path):
     model = tiny_model()
     release.save(model, str(tmp_path / "r"), TINY, faces.CropSpec(256, 0.6, detector="dlib"), {}, crops="center")
@@ -258,6 +265,7 @@ def test_the_nested_choice_on_a_second_population_never_sees_the_scored_fold(tmp
         al_choice.nested_local_weight(view, {"a": folds["a"]})
 
 
+@pytest.mark.slow
 def test_a_release_that_fails_its_check_leaves_the_earlier_release_in_place(tmp_path):
     model = build_age_model(TINY)
     probes = np.random.default_rng(0).normal(0, 1, (2, TINY.input_size, TINY.input_size, 3)).astype(np.float32)
@@ -308,6 +316,7 @@ def test_a_recorded_prior_moves_answers_to_their_populations_ages(tmp_path):
     photos.write_results(moved, str(tmp_path / "ages.json"))  # the answers' probabilities stay out of files
 
 
+@pytest.mark.slow
 def test_a_description_may_not_point_outside_its_folder(tmp_path):
     release.save(tiny_model(), str(tmp_path / "r"), TINY, None, {})
     description = json.loads((tmp_path / "r" / "model.json").read_text())
@@ -320,6 +329,7 @@ def test_a_description_may_not_point_outside_its_folder(tmp_path):
             release.load(str(tmp_path / "r"))
 
 
+@pytest.mark.slow
 def test_weights_that_are_a_link_out_of_the_folder_are_refused(tmp_path):
     """Confined by where the file resolves, not by its name: a weights.npz (or a folder on its path)
     that is a symbolic link to a file outside is refused, even one whose bytes are the right ones."""
@@ -362,6 +372,7 @@ def _sign(folder, payload: bytes):
     _rewrite(folder, weights=dict(description["weights"], sha256=hashlib.sha256(payload).hexdigest()))
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_of_weights_is_refused_from_its_declared_sizes_before_it_is_inflated(tmp_path):
     """A weights.npz small on disk that inflates to gigabytes drove the process to 13 GB before it
     was refused; each member's declared size is now checked against its variable first."""
@@ -386,6 +397,7 @@ def test_a_zip_bomb_of_weights_is_refused_from_its_declared_sizes_before_it_is_i
         release.load(str(folder))
 
 
+@pytest.mark.slow
 def test_weights_whose_arrays_differ_in_shape_or_dtype_are_refused_before_their_data_is_read(tmp_path):
     import io
 
@@ -411,6 +423,7 @@ def test_a_weights_file_larger_than_its_variables_can_be_is_refused_unread(tmp_p
         release.load(str(folder))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["model.json", "weights.npz"])
 def test_a_model_file_that_is_a_pipe_is_refused_without_waiting(tmp_path, name):
     import threading
@@ -453,6 +466,7 @@ BAD_DESCRIPTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_DESCRIPTIONS))
 def test_a_description_of_the_wrong_shape_is_one_error_naming_model_json(tmp_path, case):
     """A model.json that is a list, lacks its weights or nests 100,000 deep ended in a traceback

@@ -22,6 +22,7 @@ def randomise(model, seed=0):
         layer.set_weights([np.asarray(v, "float32") for v in values])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [34, 50])
 def test_feature_maps_match_keras_hub(depth):
     hub = weight_import.build_keras_hub_resnet(depth)

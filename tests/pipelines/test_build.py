@@ -104,6 +104,7 @@ def test_bad_inputs_are_skipped_with_reasons_and_good_ones_written(tmp_path):
     assert json.loads((out / build.MANIFEST).read_text())["split"] == split.to_json()
 
 
+@pytest.mark.slow
 def test_existing_output_is_kept_unless_overwrite_and_a_failed_build_leaves_it_intact(tmp_path, monkeypatch):
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(4)]
     split = protocols.random_split(records, 0.5)
@@ -169,6 +170,7 @@ def test_parts_of_kfold_and_single_splits():
         build.parts_of(overlapping)
 
 
+@pytest.mark.slow
 def test_photos_without_a_face_are_skipped_or_centre_cropped_by_flag(tmp_path):
     for shade in (90, 160):
         cv2.imwrite(str(tmp_path / f"wall{shade}.jpg"), np.full((80, 80, 3), shade, np.uint8))
@@ -199,6 +201,7 @@ def fgnet_build(shared_data, tmp_path_factory):
     return out, build.build_tfrecords(split, records, config, "fgnet"), split
 
 
+@pytest.mark.slow
 def test_fgnet_build_with_detection_has_a_complete_manifest(fgnet_build):
     out, manifest, split = fgnet_build
     assert manifest["skipped"] == [] and manifest["records"] == sum(len(f.test) for f in split.folds)
@@ -210,6 +213,7 @@ def test_fgnet_build_with_detection_has_a_complete_manifest(fgnet_build):
     build.verify_shards(str(out))
 
 
+@pytest.mark.slow
 def test_one_epoch_of_a_real_fgnet_build_yields_every_training_record_once(fgnet_build):
     out, manifest, split = fgnet_build
     fold = split.folds[1]
@@ -292,6 +296,7 @@ def test_the_build_is_moved_into_place_not_copied(tmp_path, monkeypatch):
     assert os.stat(tmp_path / "out").st_ino == staged["inode"]  # one rename: readers see all of it or none
 
 
+@pytest.mark.slow
 def test_the_build_on_a_dask_cluster_equals_the_direct_runners_byte_for_byte(shared_data, tmp_path):
     """Beam's DaskRunner on a LocalCluster of 2 worker processes (TCP on loopback, as a real
     cluster), detection in the workers: the same shards, record log and manifest as the

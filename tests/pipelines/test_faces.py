@@ -129,6 +129,7 @@ def test_detection_cache_skips_detection_and_keys_on_settings(tmp_path):
     assert face.method == "center" and calls == 28
 
 
+@pytest.mark.slow
 def test_mtcnn_finds_an_upside_down_face_and_crops_it_upright(fgnet_images):
     photo = images.read_image(fgnet_images[0])  # 001A02.JPG
     detector = faces.MtcnnDetector()

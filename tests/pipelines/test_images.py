@@ -88,6 +88,7 @@ def test_a_jpeg_announcing_too_many_pixels_is_refused_before_decoding(tmp_path):
             read()
 
 
+@pytest.mark.slow
 def test_real_photos_decode_to_opencvs_pixels_and_none_is_taken_for_damaged(fgnet_images):
     for path in fgnet_images:  # 175 of them greyscale
         opencv = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

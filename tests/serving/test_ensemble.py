@@ -49,6 +49,7 @@ def table():
     return intervals.IntervalTable((20.0,), (-4.0, -9.0), (3.0, 12.0), 0.9, (100, 100), "test")
 
 
+@pytest.mark.slow
 def test_the_answer_is_the_mean_of_both_networks_own_answers():
     model, net = tiny_al_model(), random_faceapi_net()
     server = ensemble.EnsembleServer(model, "center", net, CUT, table=table())
@@ -131,6 +132,7 @@ def sex_table():
                                    (100,) * 4, "test", 2.0, ("female", "male"))
 
 
+@pytest.mark.slow
 def test_three_members_each_answer_on_their_own_cut_and_the_interval_follows_the_predicted_sex():
     model, net, res = tiny_al_model(), random_faceapi_net(), random_faceres_net()
     res_cut = faceapi_import.FaceApiCut(0.1, 0.1, 0.8, 0.8)
@@ -169,6 +171,7 @@ def three_network_release(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_a_three_network_release_answers_from_its_folder_and_its_export(tmp_path):
     folder = three_network_release(tmp_path)
     predict = photos.load_predictor(folder)
@@ -218,6 +221,7 @@ def test_a_two_network_release_answers_with_intervals_in_the_csv(tmp_path):
     assert row["age_std"] == "" and float(row["faceapi_age"]) == pytest.approx(float(out["faceapi_age"][0]), abs=0.01)
 
 
+@pytest.mark.slow
 def test_the_export_of_a_two_network_release_answers_alike(tmp_path):
     folder = two_network_release(tmp_path)
     server = photos.serving_module(release.open_model_path(folder))
@@ -229,6 +233,7 @@ def test_the_export_of_a_two_network_release_answers_alike(tmp_path):
                                atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_damaged_faceapi_file_is_refused(tmp_path):
     folder = two_network_release(tmp_path)
     with open(f"{folder}/{release.FACEAPI_FILE}", "r+b") as f:
@@ -255,6 +260,7 @@ def test_a_server_shifts_by_face_apis_predicted_sex_and_reads_groups_in_either_o
     np.testing.assert_allclose(out["age_high"], high, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_release_whose_combination_or_table_is_not_ours_is_one_line(tmp_path):
     folder = three_network_release(tmp_path)
     description = release.read_description(folder)

@@ -117,6 +117,7 @@ def test_the_photo_detector_is_the_crops_own_with_its_fallback():
     assert not isinstance(photos.photo_detector(faces.CropSpec(detector="mtcnn")), faces.FallbackDetector)
 
 
+@pytest.mark.slow
 def test_a_photo_with_no_face_is_answered_whole_only_when_asked(model_path, tmp_path):
     """--no_face=whole (ready-made face chips): the faceless photo is one face filling its centre
     square, answered as that crop; the default still reports it."""
@@ -192,6 +193,7 @@ def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, 
     assert from_saved.faces[0].age == pytest.approx(from_keras.faces[0].age, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_predict_script_writes_csv_json_and_drawings(photo_folder, model_path, tmp_path):
     command = [sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={model_path}", "--crops=center",
                str(photo_folder / "a_face.jpg"), str(photo_folder / "d_notes.txt"), str(photo_folder / "missing.jpg"),
@@ -294,6 +296,7 @@ def test_a_photo_of_many_faces_keeps_the_most_confident_and_its_batches_bound_me
     assert json.loads((tmp_path / "ages.json").read_text())[0]["note"] == located.note
 
 
+@pytest.mark.slow
 def test_a_strip_too_thin_for_a_face_is_skipped_and_the_run_goes_on(tmp_path):
     """A 1 x 100000 PNG made OpenCV assert inside MTCNN: the photo is reported, the next answered."""
     cv2.imwrite(str(tmp_path / "a_strip.png"), np.full((1, 100000, 3), 120, np.uint8))

@@ -76,6 +76,7 @@ def test_a_panned_face_keeps_one_track_and_its_smoothed_age_jitters_less(panned_
     assert float(rows[0]["smoothed_age_std"]) < float(rows[0]["per_frame_age_std"])
 
 
+@pytest.mark.slow
 def test_predict_script_reads_videos_beside_photos(panned_video, tiny_model, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "predict.py"), f"--model={tiny_model}",
                              f"--draw={tmp_path}", "--max_frames=5", str(panned_video)],

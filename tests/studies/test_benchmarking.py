@@ -13,6 +13,7 @@ def test_counted_flops_of_a_convolution_are_its_multiply_adds_times_two():
     assert flops == 2 * 8 * 8 * 4 * 3 * 3 * 3
 
 
+@pytest.mark.slow
 def test_resnet34_at_224_counts_the_known_flops_and_the_branch_is_tiny():
     model = build_age_model(ModelConfig(depth=34, input_size=224))
     full = benchmarking.forward_flops(model, 224)
@@ -29,6 +30,7 @@ def test_global_only_model_shares_the_weights_and_fraction_of_peak():
     assert benchmarking.fraction_of_peak(10.0, 1e9, 60.0) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_op_time_profile_finds_the_convolutions_of_a_training_step(tmp_path):
     model = build_age_model(ModelConfig(depth=18, input_size=32, age_classes="adience"))
     step = benchmarking.train_step_fn(model, 2)
@@ -46,6 +48,7 @@ def test_op_types_read_the_same_whichever_kernel_ran():
     assert benchmarking.canonical_op_type("Conv2D") == "Conv2D"
 
 
+@pytest.mark.slow
 def test_the_suite_runs_end_to_end_and_writes_every_ratio(tmp_path):
     import json
     import subprocess
@@ -65,6 +68,7 @@ def test_the_suite_runs_end_to_end_and_writes_every_ratio(tmp_path):
     assert 0 < results["train_fraction_of_peak"] < 1 and "training step with Keras BatchNormalization" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_photo_path_benchmark_compares_detectors_and_times_video(shared_data, tmp_path):
     """benchmarks/photo_path.py on three FG-NET photos: every detector row, stage shares that sum
     to one, the batched path answering the same ages, and video frames/s."""

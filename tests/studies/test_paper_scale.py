@@ -19,6 +19,7 @@ def utk_like_build(tmp_path_factory):
                                "utkface", noise=10.0))
 
 
+@pytest.mark.slow
 def test_the_tiny_mode_runs_the_gpu_path_on_a_cpu(utk_like_build, two_cpu_strategy):
     # The session's MirroredStrategy over two logical CPUs (a second one per process breaks TF's collectives).
     result = paper_scale.run(utk_like_build, paper_scale.TINY, strategy=two_cpu_strategy)

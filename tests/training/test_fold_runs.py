@@ -40,6 +40,7 @@ def three_folds(tmp_path_factory):
     return make_build(records, root / "kfold3", protocols.subject_kfold(records, 3, seed=0))
 
 
+@pytest.mark.slow
 def test_a_run_refuses_to_resume_with_other_settings_or_data_but_may_grow(kfold, other_build, tmp_path):
     run_tiny(kfold, tmp_path / "run", augmentation=Augmentation(downscale=0.25))
     recorded = provenance.read_run(str(tmp_path / "run" / "fold0"))
@@ -84,6 +85,7 @@ def test_a_finished_run_restores_a_missing_final_model_and_its_best_score(kfold,
     assert float(trainer.best_mae.numpy()) == pytest.approx(best)  # a resumed run never forgets its best
 
 
+@pytest.mark.slow
 def test_a_refused_resume_leaves_the_runs_flags_as_they_were(kfold, tmp_path):
     import subprocess
     import sys
@@ -151,6 +153,7 @@ def test_an_attention_stage_without_memory_keeps_a_zero_state(kfold, tmp_path):
     assert provenance.read_run(str(tmp_path / "run" / "fold0"))["start"]["attention_memory"] is False
 
 
+@pytest.mark.slow
 def test_a_refused_start_or_architecture_is_not_recorded_so_the_corrected_command_runs(kfold, tmp_path):
     import keras
 

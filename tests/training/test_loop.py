@@ -40,6 +40,7 @@ def _train(strategy, weights, tmp_path, steps=3, stage="attention", **settings):
     return trainer.model, history
 
 
+@pytest.mark.slow
 def test_mirrored_attention_training_matches_one_device(two_cpu_strategy, tmp_path):
     """Global batch 8 split 4 + 4: the loss averaged over the global batch, the summed
     gradients and the all-reduced LSTM memory make replicated steps equal one-device steps."""
@@ -58,6 +59,7 @@ def test_mirrored_attention_training_matches_one_device(two_cpu_strategy, tmp_pa
     assert any(moved)  # the steps did train
 
 
+@pytest.mark.slow
 def test_an_xla_step_runs_replicated_and_matches_the_plain_step(two_cpu_strategy, tmp_path):
     """XLA compiles the gradients only; the update stays outside it, where MirroredStrategy can
     all-reduce (compiling the update too fails with merge_call inside a tf.function)."""
@@ -71,6 +73,7 @@ def test_an_xla_step_runs_replicated_and_matches_the_plain_step(two_cpu_strategy
     assert "train_seconds" in compiled_history[0]
 
 
+@pytest.mark.slow
 def test_mirrored_global_training_runs_with_per_replica_batch_norm(two_cpu_strategy, tmp_path):
     weights = build_age_model(TINY).get_weights()
     model, history = _train(two_cpu_strategy, weights, tmp_path, steps=2, stage="global")
@@ -128,6 +131,7 @@ def test_a_full_disk_while_saving_names_the_model(tmp_path, monkeypatch):
     assert raised.value.filename == str(tmp_path / "model.keras") and os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_attention_stage_trains_only_the_branch_and_carries_state(tmp_path):
     weights = build_age_model(TINY).get_weights()
     config = loop.TrainConfig(str(tmp_path), stage="attention", epochs=1, steps_per_epoch=2, batch_size=8,
@@ -153,6 +157,7 @@ def test_attention_stage_trains_only_the_branch_and_carries_state(tmp_path):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_probabilities_and_ages_in_float32(policy, tmp_path):
     previous = keras.mixed_precision.global_policy()
