@@ -29,6 +29,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from keras_alage.serving import export
 from alage_pipelines import inputs
@@ -154,7 +155,7 @@ def _first_line(error: Exception) -> str:
 def _tensor_info(spec) -> dict:
     dims = [] if spec.shape.rank is None else [{"size": str(-1 if d is None else d), "name": ""}
                                                for d in spec.shape.as_list()]
-    return {"dtype": "DT_" + spec.dtype.name.upper(), "tensor_shape": {"dim": dims,
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims,
                                                                        "unknown_rank": spec.shape.rank is None},
             "name": spec.name or ""}
 

@@ -93,6 +93,104 @@ def _call(server, method, route, body=None):
     return response.status, answer
 
 
+class _Echo(tf.Module):
+    """A SavedModel of two signatures, saved in a second: for TF Serving's request and error shapes."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def lengths(self, images):
+        return {"length": tf.strings.length(images), "twice_bytes": images + images}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x"),
+                                  tf.TensorSpec([None], tf.float32, name="y")])
+    def sums(self, x, y):
+        return {"sum": tf.reduce_sum(x, axis=1) + y}
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("echo") / "echo"
+    module = _Echo()
+    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.lengths, "sums": module.sums})
+    server, thread = rest.start(rest.ServedModel("echo", str(base)))
+    yield server, str(base)
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_rows_and_columns_answer_as_tf_serving_does(echo):
+    server, _ = echo
+    status, answer = _call(server, "POST", "/v1/models/echo:predict", {"instances": [_b64(b"ab"), "xyz"]})
+    assert status == 200 and answer == {"predictions": [{"length": 2, "twice_bytes": _b64(b"abab")},
+                                                        {"length": 3, "twice_bytes": _b64(b"xyzxyz")}]}
+    status, answer = _call(server, "POST", "/v1/models/echo/versions/1:predict", {"inputs": [_b64(b"ab")]})
+    assert status == 200 and answer == {"outputs": {"length": [2], "twice_bytes": [_b64(b"abab")]}}
+    status, answer = _call(server, "POST", "/v1/models/echo:predict", {  # named inputs, one object per instance
+        "signature_name": "sums", "instances": [{"x": [1.0, 2.0], "y": 0.5}, {"x": [3.0, 4.0], "y": -1.0}]})
+    assert status == 200 and answer == {"predictions": [3.5, 6.0]}  # one output: its values, not objects
+    status, answer = _call(server, "POST", "/v1/models/echo:predict", {
+        "signature_name": "sums", "inputs": {"x": [[1.0, 2.0]], "y": [1.0]}})
+    assert status == 200 and answer == {"outputs": [4.0]}
+
+
+def test_status_and_metadata_are_tf_servings(echo):
+    server, _ = echo
+    status, answer = _call(server, "GET", "/v1/models/echo")
+    assert status == 200 and answer == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    status, answer = _call(server, "GET", "/v1/models/echo/versions/1/metadata")
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert status == 200 and set(signatures) == {"serving_default", "sums"}
+    assert signatures["sums"]["inputs"]["x"]["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in signatures["sums"]["inputs"]["x"]["tensor_shape"]["dim"]] == ["-1", "2"]
+    assert signatures["serving_default"]["outputs"]["length"]["dtype"] == "DT_INT32"
+
+
+@pytest.mark.parametrize("method,route,body,code,words", [
+    ("POST", "/v1/models/echo:predict", b"{not json", 400, "JSON Parse error"),
+    ("POST", "/v1/models/other:predict", {"instances": []}, 404, "Servable not found for request: Latest(other)"),
+    ("POST", "/v1/models/echo/versions/2:predict", {"instances": []}, 404, "Specific(echo, 2)"),
+    ("POST", "/v1/models/echo:predict", {"signature_name": "nope", "instances": [{"b64": ""}]}, 400,
+     "Serving signature name: \"nope\" not found"),
+    ("POST", "/v1/models/echo:predict", {"instances": [{"b64": "not base64!"}]}, 400, "Unable to base64 decode"),
+    ("POST", "/v1/models/echo:predict", {"instance": []}, 400, "Missing 'inputs' or 'instances'"),
+    ("POST", "/v1/models/echo:predict", {"instances": [1.5]}, 400, "input 'images' is not a string tensor"),
+    ("POST", "/v1/models/echo:predict", {"signature_name": "sums", "instances": [{"x": [1.0], "y": 1.0}]}, 400,
+     "input 'x' has shape [1, 1]"),
+    ("POST", "/v1/models/echo:predict", {"signature_name": "sums", "inputs": {"x": [[1.0, 2.0]]}}, 400,
+     "this signature takes ['x', 'y']"),
+    ("GET", "/v2/models/echo", None, 404, "Malformed request"),
+])
+def test_bad_requests_answer_tf_servings_error_and_the_server_goes_on(echo, method, route, body, code, words):
+    server, _ = echo
+    status, answer = _call(server, method, route, body)
+    assert status == code and set(answer) == {"error"} and words in answer["error"], answer
+    assert _call(server, "GET", "/v1/models/echo")[0] == 200
+
+
+def test_a_body_past_the_bound_is_refused_unread(echo, monkeypatch):
+    server, _ = echo
+    monkeypatch.setattr(rest, "MAX_BODY_BYTES", 100)
+    status, answer = _call(server, "POST", "/v1/models/echo:predict", {"instances": [_b64(bytes(200))]})
+    assert status == 413 and "at most 100" in answer["error"]
+
+
+def test_the_newest_version_is_served_and_a_folder_without_one_is_named(tmp_path, echo):
+    _, base = echo
+    served = tmp_path / "echo"
+    (served / "3").mkdir(parents=True)  # no saved_model.pb: not a version
+    with pytest.raises(FileNotFoundError, match="holds no version folder"):
+        rest.newest_version(str(served))
+    os.symlink(os.path.join(base, "1"), served / "2")
+    assert rest.newest_version(str(served)) == (2, str(served / "2"))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        rest.newest_version(str(tmp_path / "missing"))
+
+
+# --- the export of a real model with predict_photos, served: tens of seconds (slow) ---------------------
+
+
+@pytest.mark.slow
 def test_a_whole_photo_over_http_gets_the_predict_paths_ages(served, predict_detector):
     server, path = served
     status, answer = _call(server, "POST", "/v1/models/age:predict", {
@@ -114,6 +212,7 @@ def expected_spec(path) -> faces.CropSpec:
     return faces.read_crop_spec(os.path.join(path, "assets.extra"))
 
 
+@pytest.mark.slow
 def test_the_crop_signature_answers_as_the_saved_model_does(served):
     """`serving_default` keeps its input (encoded face crops) and its answers."""
     server, path = served
@@ -130,6 +229,7 @@ def test_the_crop_signature_answers_as_the_saved_model_does(served):
     assert status == 200 and np.allclose(columns["outputs"]["age"], direct["age"].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_photos_without_faces_answer_a_count_of_zero_padded_beside_others(served):
     server, _ = served
     blank = tf.io.encode_png(tf.fill([120, 160, 3], tf.constant(128, tf.uint8))).numpy()
@@ -145,6 +245,7 @@ def test_photos_without_faces_answer_a_count_of_zero_padded_beside_others(served
     assert status == 200 and alone["predictions"] == [{**{k: [] for k in rows[0] if k != "count"}, "count": 0}]
 
 
+@pytest.mark.slow
 def test_a_photo_of_several_faces_answers_each_left_to_right(served, predict_detector, fgnet_images, tmp_path):
     """Three FG-NET photos side by side: three faces, left to right, each answered as predict.py answers it."""
     server, path = served
@@ -162,59 +263,21 @@ def test_a_photo_of_several_faces_answers_each_left_to_right(served, predict_det
     assert np.ptp(row["age"]) > 1.0  # three people, three answers
 
 
-def test_status_and_metadata_are_tf_servings(served):
+@pytest.mark.slow
+def test_the_photo_signatures_metadata_and_refusals(served):
     server, _ = served
-    status, answer = _call(server, "GET", "/v1/models/age")
-    assert status == 200 and answer == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
-    status, answer = _call(server, "GET", "/v1/models/age/versions/1/metadata")
-    signatures = answer["metadata"]["signature_def"]["signature_def"]
-    assert status == 200 and {"serving_default", "predict_photos", "predict_preprocessed"} <= set(signatures)
-    photo = signatures["predict_photos"]
-    assert photo["inputs"]["photos"]["dtype"] == "DT_STRING"
+    status, answer = _call(server, "GET", "/v1/models/age/metadata")
+    photo = answer["metadata"]["signature_def"]["signature_def"]["predict_photos"]
+    assert status == 200 and photo["inputs"]["photos"]["dtype"] == "DT_STRING"
     assert photo["outputs"]["count"]["dtype"] == "DT_INT32"
     assert [d["size"] for d in photo["outputs"]["face_box"]["tensor_shape"]["dim"]] == ["-1", "-1", "4"]
-
-
-@pytest.mark.parametrize("method,route,body,code,words", [
-    ("POST", "/v1/models/age:predict", b"{not json", 400, "JSON Parse error"),
-    ("POST", "/v1/models/other:predict", {"instances": []}, 404, "Servable not found for request: Latest(other)"),
-    ("POST", "/v1/models/age/versions/2:predict", {"instances": []}, 404, "Specific(age, 2)"),
-    ("POST", "/v1/models/age:predict", {"signature_name": "nope", "instances": [{"b64": ""}]}, 400,
-     "Serving signature name: \"nope\" not found"),
-    ("POST", "/v1/models/age:predict", {"instances": [{"b64": "not base64!"}]}, 400, "Unable to base64 decode"),
-    ("POST", "/v1/models/age:predict", {"instance": []}, 400, "Missing 'inputs' or 'instances'"),
-    ("POST", "/v1/models/age:predict", {"signature_name": "predict_photos", "instances": [_b64(b"GIF89a not ours")]},
-     400, "a photo must be a JPEG or PNG image"),
-    ("POST", "/v1/models/age:predict", {"signature_name": "predict_photos", "instances": [
-        _b64(b"\x89PNG\r\n\x1a\n" + bytes(8) + b"\x00\x01\x00\x00\x00\x01\x00\x00" + bytes(32))]}, 400,
-     "announces more pixels than the limit"),
-    ("GET", "/v2/models/age", None, 404, "Malformed request"),
-])
-def test_bad_requests_answer_tf_servings_error_and_the_server_goes_on(served, method, route, body, code, words):
-    server, _ = served
-    status, answer = _call(server, method, route, body)
-    assert status == code and set(answer) == {"error"} and words in answer["error"], answer
-    assert _call(server, "GET", "/v1/models/age")[0] == 200
-
-
-def test_a_body_past_the_bound_is_refused_unread(served, monkeypatch):
-    server, _ = served
-    monkeypatch.setattr(rest, "MAX_BODY_BYTES", 100)
-    status, answer = _call(server, "POST", "/v1/models/age:predict", {"instances": [_b64(bytes(200))]})
-    assert status == 413 and "at most 100" in answer["error"]
-
-
-def test_the_newest_version_is_served_and_a_folder_without_one_is_named(tmp_path, served):
-    _, path = served
-    base = tmp_path / "age"
-    (base / "3").mkdir(parents=True)  # no saved_model.pb: not a version
-    with pytest.raises(FileNotFoundError, match="holds no version folder"):
-        rest.newest_version(str(base))
-    os.symlink(path, base / "2")
-    assert rest.newest_version(str(base)) == (2, str(base / "2"))
-    with pytest.raises(FileNotFoundError, match="no such folder"):
-        rest.newest_version(str(tmp_path / "missing"))
+    for photo_bytes, words in ((b"GIF89a not ours", "a photo must be a JPEG or PNG image"),
+                               (b"\x89PNG\r\n\x1a\n" + bytes(8) + b"\x00\x01\x00\x00\x00\x01\x00\x00" + bytes(32),
+                                "announces more pixels than the limit")):
+        status, answer = _call(server, "POST", "/v1/models/age:predict", {
+            "signature_name": "predict_photos", "instances": [_b64(photo_bytes)]})
+        assert status == 400 and words in answer["error"], answer
+    assert _call(server, "GET", "/v1/models/age")[0] == 200  # and the server goes on
 
 
 @pytest.mark.slow
@@ -240,6 +303,7 @@ def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, d
         assert abs(face[key][0] - getattr(expected[0], key)) <= 2 * AGE_TOLERANCE, key
 
 
+@pytest.mark.slow
 def test_a_version_whose_warm_up_fails_is_refused_as_tf_serving_refuses_it(served, tmp_path):
     _, path = served
     copy = tmp_path / "age" / "1"
@@ -251,6 +315,7 @@ def test_a_version_whose_warm_up_fails_is_refused_as_tf_serving_refuses_it(serve
         rest.ServedModel("age", str(tmp_path / "age"))
 
 
+@pytest.mark.slow
 def test_serve_names_a_folder_without_versions_in_one_line(tmp_path):
     """scripts/serve.py: a wrong --model_base_path is one line naming it, exit 2, no traceback."""
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "serve.py"), f"--model_base_path={tmp_path}",
