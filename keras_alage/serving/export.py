@@ -268,7 +268,7 @@ class PhotoServer(tf.Module):
         longest = tf.cast(tf.maximum(height, width), tf.float32)
 
         def one(face):
-            centre, side, roll = face[:2], face[2], face[3]
+            centre, side = face[:2], face[2]
             half = faces.REFINE_SPAN * side / 2.0
             low = tf.maximum(0, tf.cast(tf.floor(centre - half), tf.int32))
             high = tf.minimum(tf.stack([width, height]), tf.cast(tf.math.ceil(centre + half), tf.int32))
