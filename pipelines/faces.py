@@ -211,6 +211,11 @@ def make_detector(name: str, **arguments):
     return globals()[DETECTORS[name][0]](**arguments)
 
 
+# The detectors a TFRecord build runs (on the ground floor, in Beam's workers); BlazeFace runs in
+# TensorFlow in prediction's face path (`keras_alage.serving.face_detectors`).
+BUILD_DETECTORS = ("mtcnn", "dlib")
+
+
 # A detector whose box is another's (the same face, the same box, within what was measured): a crop
 # margin recorded for one cuts the other's faces alike.
 BOXES_LIKE = {"blazeface": "dlib"}

@@ -57,6 +57,9 @@ def main(argv):
     output = os.path.abspath(FLAGS.output_dir)
     detect = source.detect if FLAGS.detect is None else FLAGS.detect
     crop = crop_spec()  # the manifest records the confidence the crop's detector used, never None
+    if detect and crop.detector not in faces.BUILD_DETECTORS:
+        raise app.UsageError(f"--detector={crop.detector}: a build detects with one of {', '.join(faces.BUILD_DETECTORS)} "
+                             "(BlazeFace runs in prediction's face path only).")
     config = build.BuildConfig(
         output_dir=output,
         num_classes=len(get_age_classes(FLAGS.age_classes or source.age_classes).values),

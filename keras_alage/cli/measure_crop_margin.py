@@ -5,6 +5,7 @@ import random
 
 from keras_alage import cli
 from keras_alage.cli import measure_crop_margin_flags
+from keras_alage.serving import face_detectors
 from alage_pipelines import faces, images
 
 FLAGS = measure_crop_margin_flags.FLAGS
@@ -21,7 +22,7 @@ def main(argv):
         except images.ImageError as error:
             unreadable += 1
             print(f"skipped: {error}")
-    estimate = faces.matching_margin(crops, faces.make_detector(FLAGS.detector), FLAGS.min_confidence)
+    estimate = faces.matching_margin(crops, face_detectors.make_detector(FLAGS.detector), FLAGS.min_confidence)
     print(f"{estimate.measured} crops measured, {estimate.without_face} without a face, {unreadable} unreadable; "
           f"median face box = {estimate.face_fraction:.3f} of the crop's side")
     print(f"--detector={FLAGS.detector} --crop_margin={estimate.margin:.2f}")
