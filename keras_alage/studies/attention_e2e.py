@@ -183,22 +183,40 @@ def v5_teacher(v5_dir: str) -> Tuple[Callable[[Sequence[bytes]], Dict[str, np.nd
     return answer, identity
 
 
-def teacher_answers(faces: Faces, answer, identity: str, cache: str, batch: int = 32) -> Dict[str, np.ndarray]:
+def teacher_answers(faces: Faces, answer, identity: str, cache: str, batch: int = 32,
+                    save_every: int = 20) -> Dict[str, np.ndarray]:
     """Every teacher's age for each face, cached in `cache` (.npz, keyed by path and the teachers'
-    identity; a cache of other faces or weights is recomputed) with `TEACHERS` beside it (.json)."""
-    if os.path.exists(cache):
-        with np.load(cache) as stored:
-            if str(stored["identity"]) == identity and list(stored["path"]) == list(faces.path):
-                return {name: stored[name] for name in TEACHERS}
-    found: Dict[str, List[np.ndarray]] = {name: [] for name in TEACHERS}
-    for start in range(0, len(faces), batch):
-        for name, ages in answer(faces.encoded[start : start + batch]).items():
-            found[name].append(ages)
-    result = {name: np.concatenate(v) if v else np.zeros(0) for name, v in found.items()}
+    identity; a cache of other faces or weights is recomputed) with `TEACHERS` beside it (.json).
+    Answers so far are kept every `save_every` batches (`cache`.partial.npz), so a killed run
+    resumes where it stopped."""
+    def stored(path):
+        if os.path.exists(path):
+            with np.load(path) as archive:
+                if str(archive["identity"]) == identity and list(archive["path"]) == list(faces.path):
+                    return {name: archive[name] for name in TEACHERS}
+        return None
+
+    def save(path, found):
+        np.savez(path + ".tmp.npz", identity=np.array(identity), path=np.asarray(faces.path), **found)
+        os.replace(path + ".tmp.npz", path)
+
+    done = stored(cache)
+    if done is not None:
+        return done
     os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
     partial = cache + ".partial.npz"
-    np.savez(partial, identity=np.array(identity), path=np.asarray(faces.path), **result)
-    os.replace(partial, cache)
+    found = stored(partial) or {name: np.zeros(0) for name in TEACHERS}
+    chunks = {name: [found[name]] for name in TEACHERS}
+    start = len(found["al"])
+    for count, offset in enumerate(range(start, len(faces), batch), 1):
+        for name, ages in answer(faces.encoded[offset : offset + batch]).items():
+            chunks[name].append(np.asarray(ages, np.float64))
+        if count % save_every == 0:
+            save(partial, {name: np.concatenate(v) for name, v in chunks.items()})
+    result = {name: np.concatenate(v) for name, v in chunks.items()}
+    save(cache, result)
+    if os.path.exists(partial):
+        os.remove(partial)
     files.write_atomically(os.path.splitext(cache)[0] + ".json",
                            json.dumps({"identity": identity, "faces": len(faces), "teachers": TEACHERS}, indent=1))
     return result

@@ -158,5 +158,18 @@ def test_teacher_answers_are_cached_with_their_provenance(tmp_path):
     assert len(calls) == 4  # other weights: answered again
     provenance = json.load(open(tmp_path / "teachers" / "pop.json"))
     assert set(provenance["teachers"]) == {"al", "faceapi", "faceres"} and "IMDB-WIKI" in provenance["teachers"]["faceres"]["seen"]
+    # killed after 2 batches: the rerun asks only for the faces not yet answered
+    cache = str(tmp_path / "teachers" / "killed.npz")
+
+    def dying(encoded):
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return counting(encoded)
+
+    with pytest.raises(KeyboardInterrupt):
+        e2e.teacher_answers(faces, dying, "w1", cache, batch=2, save_every=1)
+    resumed = e2e.teacher_answers(faces, counting, "w1", cache, batch=2, save_every=1)
+    assert calls[6:] == [1] and not os.path.exists(cache + ".partial.npz")
+    assert all(np.allclose(resumed[k], first[k]) for k in e2e.TEACHERS)
     targets = e2e.teacher_targets(first, np.arange(101.0), 3.0)
     np.testing.assert_allclose(targets @ np.arange(101.0), np.mean([first[k] for k in e2e.TEACHERS], axis=0), atol=0.05)
