@@ -24,11 +24,43 @@ from keras_alage import cli  # noqa: F401
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+def _copied(state: dict) -> dict:
+    """FlagValues' own state, its dicts and lists copied (the lists inside its dicts too)."""
+    def copy(value):
+        if isinstance(value, dict):
+            return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+        return list(value) if isinstance(value, list) else value
+
+    return {key: copy(value) for key, value in state.items()}
+
+
+@contextlib.contextmanager
+def _flags_of_its_own():
+    """Only absl's own flags defined while the block runs, as in a fresh process: the flags other
+    modules of the test session defined (a command's flags module imported by another test) are
+    set aside with their modules, and put back after, as they were."""
+    values = flags.FLAGS
+    saved_state = _copied(vars(values))
+    theirs = {id(flag) for module, defined in values.flags_by_module_dict().items() if not module.startswith("absl")
+              for flag in defined}
+    for name in [name for name in values if id(values[name]) in theirs]:
+        delattr(values, name)
+    values.unparse_flags()
+    modules = {name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith("keras_alage.cli.")}
+    try:
+        yield
+    finally:
+        for name in [name for name in sys.modules if name.startswith("keras_alage.cli.")]:
+            del sys.modules[name]
+        sys.modules.update(modules)
+        vars(values).clear()
+        vars(values).update(saved_state)
+
+
 def run_script(script: str, *args: str, cwd=None, folder: str = "scripts") -> subprocess.CompletedProcess:
     """`python <folder>/<script> args...` as a subprocess would answer it: returncode, stdout and
     stderr (an uncaught exception is exit status 1 with its traceback, as Python's own). The script
-    file itself runs, as `__main__`."""
-    defined, modules = set(flags.FLAGS), set(sys.modules)
+    file itself runs, as `__main__`, with only the flags it defines."""
     saved = sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM)
     out, err = io.StringIO(), io.StringIO()
     code = 0
@@ -36,7 +68,7 @@ def run_script(script: str, *args: str, cwd=None, folder: str = "scripts") -> su
         if cwd is not None:
             os.chdir(cwd)
         sys.argv = [str(REPO / folder / script), *args]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with _flags_of_its_own(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 runpy.run_path(sys.argv[0], run_name="__main__")
             except SystemExit as exit:
@@ -48,10 +80,4 @@ def run_script(script: str, *args: str, cwd=None, folder: str = "scripts") -> su
         sys.argv = saved[0]
         os.chdir(saved[1])
         signal.signal(signal.SIGTERM, saved[2])
-        flags.FLAGS.unparse_flags()
-        for flag in set(flags.FLAGS) - defined:
-            delattr(flags.FLAGS, flag)
-        for module in set(sys.modules) - modules:  # a command's flags module defines its flags on import
-            if module.startswith("keras_alage.cli."):
-                del sys.modules[module]
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())

@@ -271,8 +271,8 @@ def test_an_incomplete_build_log_fails_the_build(tmp_path, monkeypatch):
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(3)]
     real = build._run_pipeline
 
-    def loses_a_photo(parts, config, staging):
-        real(parts, config, staging)
+    def loses_a_photo(parts, config, staging, *rest):
+        real(parts, config, staging, *rest)
         log = os.path.join(staging, build.RECORD_LOG)
         lines = open(log).read().splitlines(keepends=True)
         open(log, "w").write("".join(lines[:-1]))

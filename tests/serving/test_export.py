@@ -139,6 +139,7 @@ def test_an_existing_version_is_kept_unless_overwrite(exported):
         export.export_saved_model(model, str(base), "age", 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_tflite_and_onnx_exports_match_keras_on_real_faces(fmt, exported, face_crops, tmp_path):
     model, _, _ = exported

@@ -179,6 +179,7 @@ def test_stopping_early_leaves_no_worker_behind(photo_folder, model_path):
     assert first.path.endswith("a_face.jpg")
 
 
+@pytest.mark.slow
 def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, model_path, tmp_path):
     import keras
 

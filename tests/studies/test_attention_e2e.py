@@ -10,6 +10,8 @@ import pytest
 from keras_alage.models import attention
 from keras_alage.studies import attention_e2e as e2e
 
+pytestmark = pytest.mark.slow  # every case reads the module's study: two tiny trainings (about 80 s busy)
+
 RECIPE = e2e.Recipe(input_size=48, batch_size=4, teacher_weights=(0.0, 1.0), global_rates=(0.001, 0.01),
                     global_epochs=2, attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),
                     memory_limit=6, translation_faces=3)

@@ -71,6 +71,7 @@ def test_training_on_an_empty_side_stops_with_a_clear_error(tmp_path):
         run_tiny(data_dir, tmp_path / "run", folds=("all",))
 
 
+@pytest.mark.slow
 def test_a_finished_run_restores_a_missing_final_model_and_its_best_score(kfold, tmp_path):
     run_tiny(kfold, tmp_path / "run")
     fold_dir = tmp_path / "run" / "fold0"
@@ -102,6 +103,7 @@ def test_a_refused_resume_leaves_the_runs_flags_as_they_were(kfold, tmp_path):
     assert (tmp_path / "run" / "flags.txt").read_text() == flags_before
 
 
+@pytest.mark.slow
 def test_inner_validation_trains_without_one_part_and_scores_it_instead_of_the_test_side(three_folds, tmp_path):
     manifest = build.read_build_manifest(three_folds)
     held_out = build.validation_part(manifest, "fold0")
@@ -127,6 +129,7 @@ def test_inner_validation_needs_several_training_parts(kfold, tmp_path):
         run_tiny(kfold, tmp_path / "run", inner_validation=True)
 
 
+@pytest.mark.slow
 def test_a_run_recorded_before_a_setting_existed_resumes_as_its_default(kfold, tmp_path):
     run_tiny(kfold, tmp_path / "run")
     path = tmp_path / "run" / "fold0" / provenance.RUN_FILE
@@ -173,6 +176,7 @@ def test_a_refused_start_or_architecture_is_not_recorded_so_the_corrected_comman
     assert provenance.read_run(str(tmp_path / "run" / "fold0"))["start"]["init_checkpoint"] is None
 
 
+@pytest.mark.slow
 def test_a_start_replaced_in_place_is_not_resumed_from(kfold, tmp_path):
     """The start is recorded by content: a checkpoint overwritten at the same path (a new release
     version) cannot silently restart the rest of a run."""

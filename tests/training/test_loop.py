@@ -173,6 +173,7 @@ def test_mixed_precision_keeps_probabilities_and_ages_in_float32(policy, tmp_pat
         keras.mixed_precision.set_global_policy(previous)
 
 
+@pytest.mark.slow
 def test_xla_compiled_step_matches_the_plain_step(tmp_path):
     weights = build_age_model(TINY).get_weights()
     losses = []
