@@ -17,12 +17,15 @@ once, `drawn_codec`): H.264 (.mp4), else VP8 (.webm), which browsers play, else 
 which they do not, with a note saying so.
 """
 
+import concurrent.futures
 import csv
 import dataclasses
 import functools
 import io
 import os
+import queue
 import tempfile
+import threading
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -259,6 +262,60 @@ def annotate(frame: np.ndarray, found: Sequence[faces.Face], tracks: Sequence[Tr
     return canvas
 
 
+# Frames read, searched and cut ahead of the network, in a worker thread: the next frames' detection
+# overlaps the network's answer, whose batch holds the faces of every frame ready (up to
+# `BATCH_FACES`); tracking then takes the frames in order, so the tracks are those of one frame at a
+# time.
+PREFETCH_FRAMES = 16
+BATCH_FACES = 32
+
+
+def _answered_frames(source, max_frames, detector, spec: faces.CropSpec, min_confidence: float, predict):
+    """(index, frame, faces found, the network's outputs for them) of each frame, in order; an error of
+    the worker (a video that does not open) is raised here, and a caller that stops early stops it."""
+    located: "queue.Queue" = queue.Queue(maxsize=PREFETCH_FRAMES)
+    stop = threading.Event()
+    end = object()
+
+    def produce():
+        try:
+            for index, frame in frames(source, max_frames):
+                if stop.is_set():
+                    return
+                found = [f for f in faces.detect_at(frame, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
+                located.put((index, frame, found, [faces.encode_jpeg(faces.crop_face(frame, f, spec)) for f in found]))
+        finally:
+            located.put(end)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        producer = pool.submit(produce)
+        try:
+            done = False
+            while not done:
+                batch = [located.get()]
+                while batch[-1] is not end and sum(len(item[3]) for item in batch) < BATCH_FACES:
+                    try:
+                        batch.append(located.get_nowait())  # whatever else is ready
+                    except queue.Empty:
+                        break
+                done = batch[-1] is end
+                batch = [item for item in batch if item is not end]
+                crops = [crop for item in batch for crop in item[3]]
+                outputs = {k: np.asarray(v) for k, v in predict(crops).items()} if crops else {}
+                start = 0
+                for index, frame, found, cut in batch:
+                    yield index, frame, found, {k: v[start:start + len(cut)] for k, v in outputs.items()}
+                    start += len(cut)
+            producer.result()  # re-raises the worker's error
+        finally:
+            stop.set()  # a caller that stops early: the worker ends at its next frame
+            while producer.running():  # unblock a worker waiting on a full queue
+                try:
+                    located.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+
+
 def predict_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
                   output_video: Optional[str] = None, min_confidence: Optional[float] = None,
                   max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
@@ -270,12 +327,11 @@ def predict_video(source: Union[str, int], predict: photos.Predictor, detector, 
     writer, temporary, codec = None, None, None
     started, count = time.perf_counter(), 0
     try:
-        for index, frame in frames(source, max_frames):
+        for index, frame, found, outputs in _answered_frames(source, max_frames, detector, spec, min_confidence,
+                                                             predict):
             count += 1
-            found = [f for f in faces.detect_at(frame, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
             tracks = tracker.assign(index, [box_of(f) for f in found])
             if found:
-                outputs = predict([faces.encode_jpeg(faces.crop_face(frame, f, spec)) for f in found])
                 ages = np.asarray(outputs["age"])
                 spreads = np.asarray(outputs["age_std"]) if "age_std" in outputs else [None] * len(found)
                 lows, highs = ((np.asarray(outputs["age_low"]), np.asarray(outputs["age_high"]))

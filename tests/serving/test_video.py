@@ -294,3 +294,30 @@ def test_an_answer_with_a_non_finite_interval_moves_no_track(tmp_path):
 
     report = video.predict_video(str(_clip(tmp_path / "clip.avi", 2)), network, _OneFace(), faces.CropSpec(size=40))
     assert [t.frames for t in report.tracks] == []
+
+
+def test_frames_are_searched_ahead_of_the_network_and_answered_together_with_the_same_tracks(tmp_path):
+    """The next frames' detection overlaps the network (a worker thread), whose calls take the faces of
+    every frame ready: with a slow network, calls hold several frames' faces; tracks and ages are
+    those of one frame at a time (each answer depends on its own crop only)."""
+    import time
+
+    clip = str(_clip(tmp_path / "clip.avi", 24))
+
+    def network(sizes, delay):
+        def answer(encoded):
+            sizes.append(len(encoded))
+            time.sleep(delay)
+            ages = np.array([images.decode_image(np.frombuffer(e, np.uint8)).mean() / 4.0 for e in encoded])
+            return {"age": ages, "age_std": np.full(len(encoded), 2.0)}
+        return answer
+
+    slow, quick = [], []
+    batched = video.predict_video(clip, network(slow, 0.1), _OneFace(), faces.CropSpec(size=40))
+    serial = video.predict_video(clip, network(quick, 0.0), _OneFace(), faces.CropSpec(size=40))
+    assert sum(slow) == sum(quick) == 24 and max(slow) > 1 and len(slow) < 24
+    assert [(t.id, t.frames, t.raw_ages, t.smoothed_ages) for t in batched.tracks] == [
+        (t.id, t.frames, t.raw_ages, t.smoothed_ages) for t in serial.tracks]
+    assert len(batched.tracks) == 1 and batched.tracks[0].frames == 24
+    with pytest.raises(ValueError, match="cannot be opened"):  # the worker's error, raised to the caller
+        video.predict_video(str(tmp_path / "missing.avi"), network([], 0.0), _OneFace(), faces.CropSpec(size=40))
