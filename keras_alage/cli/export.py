@@ -39,13 +39,16 @@ def main(argv):
             raise app.UsageError(f"--tflite/--onnx: {FLAGS.model} answers with two networks on encoded crops; those "
                                  "float-input formats cover one-network models (e.g. models/al_dlib_resnet_utkface).")
         crops, face_crop = FLAGS.crops or opened.crops or "ten", opened.face_crop
+        with_photos = FLAGS.photos and face_crop is not None
         if FLAGS.photos and face_crop is None:
-            raise app.UsageError(f"--photos: {FLAGS.model} records no face crop (face_crop.json beside it or "
-                                 "model.json's face_crop), so whole photos cannot be cut as its faces were; give "
-                                 "--nophotos for the crop signatures alone.")
+            no_crop = (f"{FLAGS.model} records no face crop (face_crop.json beside it or model.json's face_crop), so "
+                       "whole photos cannot be cut as its faces were")
+            if FLAGS["photos"].present:  # asked for by name: refused; by default: left out, said once
+                raise app.UsageError(f"--photos: {no_crop}; give --nophotos for the crop signatures alone.")
+            print(f"predict_photos left out: {no_crop}.")
         server = photos.serving_module(opened, crops)  # one network: export.AgeServer; two: ensemble.EnsembleServer
         served = server
-        if FLAGS.photos:
+        if with_photos:
             served = export.photo_server(server, face_crop, FLAGS.photo_detector, FLAGS.photo_detector_weights,
                                          FLAGS.photo_min_score)
         target = export.export_server(served, FLAGS.export_dir, FLAGS.model_name, FLAGS.version, warmup,

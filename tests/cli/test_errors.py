@@ -355,6 +355,11 @@ def _a_keras_file_naming_an_unregistered_function(tmp_path):
     return [f"--model={tmp_path / 'model.keras'}", f"--export_dir={tmp_path / 'serving'}"]
 
 
+def _photos_asked_of_a_model_without_a_face_crop(tmp_path):
+    build_age_model(ModelConfig(depth=18, input_size=32, age_classes="fgnet")).save(tmp_path / "model.keras")
+    return [f"--model={tmp_path / 'model.keras'}", f"--export_dir={tmp_path / 'serving'}", "--photos"]
+
+
 def _a_graph_under_our_names_taking_floats(tmp_path):
     import tensorflow as tf
 
@@ -381,6 +386,8 @@ FAULTS.update({
     "a .keras naming an unregistered function": ("export.py", _a_keras_file_naming_an_unregistered_function,
                                                  ["model.keras: Keras will not load it (Could not locate function "
                                                   "'run_me')"]),
+    "--photos asked of a model without a face crop": ("export.py", _photos_asked_of_a_model_without_a_face_crop,
+                                                      ["--photos:", "records no face crop", "--nophotos"]),
     "a SavedModel under our names taking floats": ("predict.py", _a_graph_under_our_names_taking_floats,
                                                    ["serving_default takes images float32", "not an export of this"]),
     "a description that is a list": ("predict.py", _a_description_that_is_a_list,
