@@ -184,7 +184,7 @@ class Track:
 
     @property
     def age_text(self) -> str:
-        """The smoothed age, and its interval where there is one, as a photo's is written: 32.4 (20-58)."""
+        """The smoothed age, and its interval where there is one, as a photo's is written: 31.3 (20-54)."""
         if self.age_low is None:
             return f"{self.age:.1f}"
         return f"{self.age:.1f} ({self.age_low:.0f}-{self.age_high:.0f})"
