@@ -51,13 +51,17 @@ def headline_numbers(load=load):
     }
 
 
-@pytest.mark.parametrize("document", ["README.md", "MODEL_CARD.md", "BUILD_NOTES.md"])
+# Which headline numbers each document quotes: README the release's three; the card (the release, its
+# AL member against its peer, the attention evidence) and BUILD_NOTES every one.
+QUOTED = {"README.md": {"v5 on UTKFace held-out", "v5 on FG-NET", "v5 on FairFace"},
+          "MODEL_CARD.md": set(headline_numbers()), "BUILD_NOTES.md": set(headline_numbers())}
+
+
+@pytest.mark.parametrize("document", sorted(QUOTED))
 def test_the_headline_numbers_are_the_ones_in_their_json(document):
     text = re.sub(r"\*\*([\d.]+)\*\*", r"\1", (REPO / document).read_text())  # bold values read as values
-    missing = {name: printed for name, printed in headline_numbers().items() if printed not in text}
-    if document == "MODEL_CARD.md":  # the card quotes the release's rows and the evidence, not the chips' peer
-        missing.pop("UTKFace chips, peer", None)
-        missing.pop("UTKFace chips, ours", None)
+    missing = {name: printed for name, printed in headline_numbers().items()
+               if name in QUOTED[document] and printed not in text}
     assert not missing, f"{document} does not quote these as their JSON has them: {missing}"
 
 
