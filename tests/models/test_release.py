@@ -126,7 +126,7 @@ def released():
 
 @pytest.mark.slow
 def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_photo(released):
-    pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
+    pytest.importorskip("dlib", reason="the released model's detector is dlib's (a dependency of keras-alage)")
     predict = photos.load_predictor(released)
     assert predict.face_crop == faces.CropSpec(256, 0.6, detector="dlib")
     assert release.recorded_crops(released) == "shift_flip"  # chosen on validation
@@ -177,7 +177,7 @@ def test_predict_script_uses_the_released_model_by_default(released, tmp_path):
 def test_the_released_global_head_is_dlibs_network_on_dlibs_chip(released):
     """The release's backbone and global head are dlib's CC0 age network, imported exactly and
     stored in fp16: on dlib's own 64 px face chip it answers what onnxruntime answers."""
-    pytest.importorskip("dlib", reason="dlib's detector (the [data] extra)")
+    pytest.importorskip("dlib", reason="dlib's detector (a dependency of keras-alage)")
     ort = pytest.importorskip("onnxruntime", reason="the 'serving' extra")
 
     try:

@@ -302,7 +302,7 @@ def test_the_build_on_a_dask_cluster_equals_the_direct_runners_byte_for_byte(sha
     cluster), detection in the workers: the same shards, record log and manifest as the
     DirectRunner, byte for byte (only the build's date and duration differ)."""
     pytest.importorskip("distributed", reason="the Dask runner needs dask and distributed (the [data] extra)")
-    pytest.importorskip("dlib", reason="dlib's detector (the [data] extra)")
+    pytest.importorskip("dlib", reason="dlib's detector (a dependency of keras-alage)")
 
     result = fgnet.read_fgnet(shared_data / "fgnet")
     subjects = sorted({r.subject for r in result.records})[1::20][:4]

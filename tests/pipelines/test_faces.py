@@ -216,7 +216,7 @@ SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "samples" / "astronaut_ei
 
 @pytest.fixture(scope="module")
 def dlib_detector():
-    pytest.importorskip("dlib", reason="the dlib detector needs dlib-bin (the [data] extra)")
+    pytest.importorskip("dlib", reason="the dlib detector needs dlib-bin (a dependency of keras-alage)")
     try:
         faces.find_landmark_model()
     except FileNotFoundError as error:

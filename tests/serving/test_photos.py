@@ -109,7 +109,7 @@ def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, mo
 
 def test_the_photo_detector_is_the_crops_own_with_its_fallback():
     """predict.py and the peer benchmarks cut faces alike: the crop's detector, then MTCNN."""
-    pytest.importorskip("dlib", reason="the released crop's detector is dlib's (the [data] extra)")
+    pytest.importorskip("dlib", reason="the released crop's detector is dlib's (a dependency of keras-alage)")
     detector = photos.photo_detector(faces.CropSpec(detector="dlib"))
     assert isinstance(detector, faces.FallbackDetector) and detector.settings.endswith("+mtcnn")
     assert detector.name == "dlib"  # the crop and confidence stay dlib's

@@ -77,7 +77,7 @@ def test_the_photo_path_benchmark_compares_detectors_and_times_video(shared_data
     import sys
     from pathlib import Path
 
-    pytest.importorskip("dlib", reason="the released model's detector is dlib's (the [data] extra)")
+    pytest.importorskip("dlib", reason="the released model's detector is dlib's (a dependency of keras-alage)")
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "photo_path.py"
     output = tmp_path / "path"
     command = [sys.executable, str(script), f"--photos={shared_data}/fgnet/images/00[12]A0*.JPG", "--limit=3",
