@@ -263,7 +263,7 @@ class MtcnnDetector:
                 from mtcnn import MTCNN
             except ImportError as error:
                 raise ImportError(
-                    "Face detection needs the `mtcnn` package: a dependency of keras-alage: reinstall it (pip install keras-alage from its wheel or checkout)."
+                    "Face detection needs the `mtcnn` package, a dependency of keras-alage: reinstall keras-alage."
                 ) from error
             self._model = MTCNN()
         return self._model
@@ -329,7 +329,7 @@ class DlibDetector:
                 import dlib
             except ImportError as error:
                 raise ImportError(
-                    "The dlib detector needs the `dlib-bin` package: a dependency of keras-alage: reinstall it (pip install keras-alage from its wheel or checkout)."
+                    "The dlib detector needs the `dlib-bin` package, a dependency of keras-alage: reinstall keras-alage."
                 ) from error
             self._models = (dlib, dlib.get_frontal_face_detector(),
                             dlib.shape_predictor(find_landmark_model(self.landmarks)))
