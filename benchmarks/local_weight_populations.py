@@ -1,19 +1,8 @@
-"""The local weight chosen on two populations: the training set's held-out faces and a second one.
+"""The local weight chosen on two populations: the training set's held-out faces and a second one
+(`keras_alage/studies/benchmarks/local_weight_populations.py` says how and what it writes).
 
   python benchmarks/local_weight_populations.py --views=RUN/held_out_as_built/results.json,\
       RUN/held_out_old_photo/results.json    # the release on FG-NET's 5 subject folds, under a minute
-
-A release's local weight was chosen on UTKFace's held-out faces alone, and UTKFace's local head
-reads another population (FG-NET) worse than dlib's global head does. This sweeps the combined
-answer P = (P_global + w P_local) / (1 + w) on each subject fold of a second population's build
-(`make data/fgnet_release`: the release's own face crop; its recorded evaluation crops), then estimates, fold by fold, what choosing
-w on the fixed views *and that population's other folds* gives on the fold's people (nested: the
-scored people never take part in the choice). The nested answers are compared with the release
-as it answers, its global head alone and, where `--peer_answers` holds them, the packaged peer's
-answers from benchmarks/peers_fgnet.py (subject-bootstrap 95% intervals, paired differences).
-
-Writes OUTPUT.md and OUTPUT.json; the JSON's "folds" hold the sweep in evaluate.py's report
-form, so `experiments/release_model.py --local_weight_from=...,OUTPUT.json` chooses on both populations.
 """
 
 import os

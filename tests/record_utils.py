@@ -41,3 +41,12 @@ def synthetic_build(root, rows, num_classes: int, split, dataset: str, noise: fl
     config = build.BuildConfig(str(root / "build"), num_classes, faces.CropSpec(size=size), faces.FacePolicy(detect=False))
     build.build_tfrecords(split(records), records, config, dataset)
     return root / "build"
+
+
+def event_tags(folder) -> set:
+    """The summary tags of every TensorBoard event file in `folder` (a pathlib.Path)."""
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags

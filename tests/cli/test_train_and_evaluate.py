@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_alage.training import loop
 from alage_pipelines import build, protocols
 from alage_pipelines.age_classes import get_age_classes
-from tests.record_utils import synthetic_build
+from tests.record_utils import event_tags, synthetic_build
 
 pytest.importorskip("apache_beam")
 pytestmark = pytest.mark.slow  # every case trains or evaluates through the commands on a real build
@@ -99,19 +99,11 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
     assert report["aggregate"]["count"] == 48  # every image tested once across the folds
 
 
-def _tags(folder):
-    tags = set()
-    for path in folder.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
 def test_tensorboard_has_per_epoch_scalars_and_attention_box_images(resumed_run):
     run_dir, _, _ = resumed_run
     logs = run_dir / "fold0" / "logs"
-    assert {"loss", "accuracy", "mae", "combined_mae", "learning_rate"} <= _tags(logs / "train")
-    assert {"loss", "accuracy", "mae", "combined_mae", "attention_boxes"} <= _tags(logs / "validation")
+    assert {"loss", "accuracy", "mae", "combined_mae", "learning_rate"} <= event_tags(logs / "train")
+    assert {"loss", "accuracy", "mae", "combined_mae", "attention_boxes"} <= event_tags(logs / "validation")
 
 
 def test_evaluate_script_reports_the_protocol_table(resumed_run, tiny_build, tmp_path):

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_alage.models.age_model import ModelConfig, build_age_model
 from keras_alage.training import loop
+from tests.record_utils import event_tags
 
 TINY = ModelConfig(depth=18, input_size=32, age_classes="adience")
 
@@ -15,14 +16,6 @@ def _data(count, seed=0):
     labels = rng.integers(0, 8, size=count).astype("int32")
     paths = np.array([f"face{i}.jpg".encode() for i in range(count)])
     return tf.data.Dataset.from_tensor_slices((images, {"label": labels, "path": paths})).batch(4, drop_remainder=True)
-
-
-def _tags(folder):
-    tags = set()
-    for path in folder.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
 
 
 def _fit(run_dir, validation):
@@ -36,11 +29,11 @@ def test_a_run_without_validation_lists_no_empty_validation_run(tmp_path):
     _fit(tmp_path, validation=False)
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == ["train"]  # TensorBoard lists every folder as a run
-    assert {"loss", "mae", "learning_rate"} <= _tags(logs / "train")  # written and flushed by the epoch's end
+    assert {"loss", "mae", "learning_rate"} <= event_tags(logs / "train")  # written and flushed by the epoch's end
 
 
 def test_a_run_with_validation_has_its_scalars_and_attention_boxes(tmp_path):
     _fit(tmp_path, validation=True)
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == ["train", "validation"]
-    assert {"loss", "mae", "attention_boxes"} <= _tags(logs / "validation")
+    assert {"loss", "mae", "attention_boxes"} <= event_tags(logs / "validation")
