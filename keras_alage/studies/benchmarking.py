@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras_alage.models import age_model
 from keras_alage.serving import photos, video
 from keras_alage.training import loop
-from alage_pipelines import images
+from alage_pipelines import files, images
 
 
 def _timings(run: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
@@ -308,7 +308,7 @@ def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: 
     first = next(iter(workloads.values()))[:1]
     for (predict, detector, spec), setting in zip(opened, settings):
         list(photos.predict_photos(first, predict, detector, spec, predict.input_size, decode=setting.decode))
-    report = {"model": model_path, "settings": [s.label() for s in settings], "workloads": {}}
+    report = {"model": files.portable_path(model_path), "settings": [s.label() for s in settings], "workloads": {}}
     for name, paths in workloads.items():
         best = [float("inf")] * len(settings)
         ages: List[Dict[str, float]] = [{} for _ in settings]

@@ -173,7 +173,7 @@ def compare_detectors(paths, model_path: str, output: str, command: str, detecto
     recorded = predict.face_crop or faces.CropSpec()  # as recorded: each detector cuts it through its box
     margins = chip_margins(detectors, chips_glob, chip_count)
     truth = true_ages(paths)
-    report = {"model": model_path, "photos": len(paths), "model_crop": recorded.to_json(),
+    report = {"model": files.portable_path(model_path), "photos": len(paths), "model_crop": recorded.to_json(),
               "chip_margins": margins, "detectors": {},
               "command": command}
     predict([faces.encode_jpeg(np.zeros((64, 64, 3), np.uint8))])  # trace the serving graph before timing
