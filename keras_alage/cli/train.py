@@ -14,7 +14,7 @@ from keras_alage.cli import records, train_flags
 from keras_alage.evaluation import provenance
 from keras_alage.models import attention, weight_import
 from keras_alage.models.age_model import ModelConfig
-from keras_alage.training import fold_runs, loop
+from keras_alage.training import fold_runs, loop, workers
 from keras_alage.training.configs import RunSpec, StartConfig
 from alage_pipelines.configs import Augmentation, SettingRefused
 
@@ -92,7 +92,7 @@ def main(argv):
         raise app.UsageError(str(error))
     if FLAGS.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
-    strategy = loop.make_strategy(FLAGS.strategy)
+    strategy = workers.make_strategy(FLAGS.strategy)
     try:
         fold_runs.validate(spec)
         fold_runs.check_settings(spec, config, strategy)

@@ -10,7 +10,7 @@ In the paper's order:
   1. teachers: dlib's (inside v3.1, `al_age`), face-api's and faceres-deep's answers on every face,
      computed once and cached with their provenance (`TEACHERS`: which faces each has seen); their
      mean, a normal of `Recipe.teacher_sigma` years about it, is a soft target beside the label
-     (`loop.TEACHER_PROBS`), weighted per face;
+     (`losses.TEACHER_PROBS`), weighted per face;
   2. the global stage: backbone and global head from face-api's weights, on the training faces
      with shift and scale augmentation (`Recipe.area_range`: a random square-ish window of 60-100 %
      of the face's area, so the face moves and changes size), run to `global_epochs` and
@@ -48,7 +48,7 @@ from keras_alage.models.age_model import ModelConfig
 from keras_alage.serving import photos
 from keras_alage.studies import reporting
 from keras_alage.studies.releases import three_networks as release_v5, two_networks as release_v4
-from keras_alage.training import loop
+from keras_alage.training import losses, loop, run_files, workers
 from alage_pipelines import augment, build, files
 
 # Which faces each teacher has seen (its own documentation): a teacher that saw a population is
@@ -224,7 +224,7 @@ def teacher_answers(faces: Faces, answer, identity: str, cache: str, batch: int 
 
 def teacher_targets(answers: Dict[str, np.ndarray], class_ages, sigma: float) -> np.ndarray:
     """The teachers' mean age per face as a soft target over the classes."""
-    return loop.soft_targets(np.mean([answers[n] for n in TEACHERS], axis=0), class_ages, sigma)
+    return losses.soft_targets(np.mean([answers[n] for n in TEACHERS], axis=0), class_ages, sigma)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -235,8 +235,8 @@ def _labels(faces: Faces, classes, targets=None, weight: float = 0.0) -> dict:
     labels = {"label": np.array([classes.label_of_age(a) for a in clipped], np.int32),
               "age": faces.truth.astype(np.float32), "path": faces.path.astype(str)}
     if targets is not None:
-        labels[loop.TEACHER_PROBS] = targets.astype(np.float32)
-        labels[loop.TEACHER_WEIGHT] = np.full(len(faces), weight, np.float32)
+        labels[losses.TEACHER_PROBS] = targets.astype(np.float32)
+        labels[losses.TEACHER_WEIGHT] = np.full(len(faces), weight, np.float32)
     return labels
 
 
@@ -381,7 +381,7 @@ class Study:
     # -- runs --
 
     def _steps(self) -> int:
-        return loop.steps_per_epoch(len(self.faces["train"]), self.recipe.batch_size)
+        return workers.steps_per_epoch(len(self.faces["train"]), self.recipe.batch_size)
 
     def _train(self, run_dir: str, stage: str, rate: float, epochs: int, weight: float, start_weights=None,
                local: Optional[str] = None, validate: bool = True):
@@ -441,7 +441,7 @@ class Study:
         chosen = runs[name]
         self.choices["global"] = {
             "run": name, "rate": chosen["rate"], "teacher_weight": weight, "epochs": epochs, "validation_mae": value,
-            "weights": os.path.join(chosen["run_dir"], loop.BEST_WEIGHTS),
+            "weights": os.path.join(chosen["run_dir"], run_files.BEST_WEIGHTS),
             "at_grid_edge": grid_edges({"teacher_weight": recipe.teacher_weights}, {"teacher_weight": weight})
             + grid_edges({"rate": recipe.global_rates}, {"rate": chosen["rate"]}, epochs, recipe.global_epochs),
             "curves": {n: r["curve"] for n, r in runs.items()}}
@@ -461,7 +461,7 @@ class Study:
         name, epochs, value = choose_epoch({n: r["curve"] for n, r in runs.items()})
         self.choices[f"attention_{local}"] = {
             "run": name, "rate": runs[name]["rate"], "epochs": epochs, "validation_local_mae": value,
-            "steps": epochs * self._steps(), "weights": os.path.join(runs[name]["run_dir"], loop.BEST_WEIGHTS),
+            "steps": epochs * self._steps(), "weights": os.path.join(runs[name]["run_dir"], run_files.BEST_WEIGHTS),
             "at_grid_edge": grid_edges({"rate": recipe.attention_rates}, {"rate": runs[name]["rate"]}, epochs,
                                        recipe.attention_epochs),
             "curves": {n: r["curve"] for n, r in runs.items()}}

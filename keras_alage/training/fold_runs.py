@@ -15,7 +15,7 @@ import numpy as np
 from keras_alage.evaluation import provenance, scoring
 from keras_alage.models import age_model, attention, dlib_import, faceapi_import, release, resnet, weight_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.training import loop, stages
+from keras_alage.training import loop, run_files, stages, workers
 from keras_alage.training.configs import RunSpec
 from alage_pipelines import build, dataset, faces, files
 from alage_pipelines.configs import SettingRefused
@@ -150,7 +150,7 @@ def check_settings(spec: RunSpec, config: loop.TrainConfig, strategy) -> None:
                              "and local_head stages.", "TrainConfig.distill_weight")
     if not spec.attention_memory and config.stage not in local_stages:
         raise SettingRefused("{0}=False is for the attention and local_head stages.", "RunSpec.attention_memory")
-    if loop.worker_count(strategy) > 1 and config.steps_per_epoch:
+    if workers.worker_count(strategy) > 1 and config.steps_per_epoch:
         raise SettingRefused("{0}: with several workers each epoch is one exact pass over the "
                              "training side; leave it unset.", "TrainConfig.steps_per_epoch")
 
@@ -166,8 +166,8 @@ def run(spec: RunSpec, config: loop.TrainConfig, strategy=None, log=print, verbo
       fold name -> evaluation result (see `scoring.score`); with several folds the
       aggregate is written to `config.run_dir/results.{json,md}`.
     """
-    strategy = strategy or loop.make_strategy("default")
-    if not loop.is_chief(strategy):
+    strategy = strategy or workers.make_strategy("default")
+    if not workers.is_chief(strategy):
         return _run_folds(spec, config, strategy, log, verbose, flags_text)
     with files.folder_lock(config.run_dir, "training"):
         return _run_folds(spec, config, strategy, log, verbose, flags_text)
@@ -204,16 +204,16 @@ def training_input(spec: RunSpec, config: loop.TrainConfig, strategy, sides: Fol
     """The fold's training data and steps per epoch: with several workers, exact passes split
     over them (`dataset.PlannedEpochs`); else an endless shuffled stream, one pass per epoch
     unless `config.steps_per_epoch` says otherwise."""
-    workers = loop.worker_count(strategy)
-    if workers > 1:
+    count = workers.worker_count(strategy)
+    if count > 1:
         train_data = dataset.PlannedEpochs(sides.train_files, sides.train_counts, config.batch_size,
                                            spec.model.input_size, config.seed, spec.shuffle_buffer,
                                            spec.augmentation, build_id)
-        return train_data, train_data.steps(workers, strategy.num_replicas_in_sync // workers)
+        return train_data, train_data.steps(count, strategy.num_replicas_in_sync // count)
     train_input = dataset.DatasetConfig(config.batch_size, spec.model.input_size, training=True,
                                         augmentation=spec.augmentation, shuffle_buffer=spec.shuffle_buffer,
                                         seed=config.seed, repeat=True)
-    steps = config.steps_per_epoch or loop.steps_per_epoch(sides.train_records, config.batch_size)
+    steps = config.steps_per_epoch or workers.steps_per_epoch(sides.train_records, config.batch_size)
     return dataset.make_dataset(sides.train_files, train_input), steps
 
 
@@ -252,7 +252,7 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
     folds = validate(spec, data)
     check_settings(spec, config, strategy)
     run_dirs = {f: os.path.join(config.run_dir, f) if len(data.folds) > 1 else config.run_dir for f in folds}
-    chief = loop.is_chief(strategy)
+    chief = workers.is_chief(strategy)
     identities = {fold: provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold), data)
                   for fold in folds} if chief else {}
     for fold in identities:  # every fold checked before anything of the run is written
@@ -263,7 +263,7 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
         sides = fold_sides(spec, data, fold, log)
         train_data, steps = training_input(spec, config, strategy, sides, data.manifest_sha256)
         if chief:  # the folder is ours (`run` holds it): what a killed run left goes
-            for leftover in loop.remove_leftovers(run_dir):
+            for leftover in run_files.remove_leftovers(run_dir):
                 log(f"removed {leftover}, left by a killed save")
         planned = isinstance(train_data, dataset.PlannedEpochs)
         log(f"fold {fold}: {sides.train_records} training records, {steps} steps per epoch"
@@ -277,7 +277,7 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
                 flags_text = None
         validation = evaluation_input(spec, sides.test_files, "center") if spec.validate else None
         trainer.fit(train_data, validation, verbose=verbose)
-        if loop.is_chief(trainer.strategy):
+        if workers.is_chief(trainer.strategy):
             results[fold] = _evaluate_fold(spec, trainer, run_dir, sides, data.crop)
             log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
                 f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")

@@ -15,7 +15,7 @@ import cv2
 import pytest
 import tensorflow as tf
 
-from keras_alage.training import loop
+from keras_alage.training import run_files
 from alage_pipelines import build, protocols
 from alage_pipelines.age_classes import get_age_classes
 from tests.record_utils import event_tags, synthetic_build
@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_epoch(resumed_run):
     assert tf.train.latest_checkpoint(str(fold / "checkpoints")).endswith("ckpt-4")
     for name in ("model.keras", "best.weights.h5", "evaluation.json", "history.jsonl"):
         assert (fold / name).exists(), name
-    left = [p for pattern in loop.LEFTOVERS for p in fold.glob(pattern)]
+    left = [p for pattern in run_files.LEFTOVERS for p in fold.glob(pattern)]
     assert not left, f"the kill's leftovers are still there: {left}"
     flags_text = (run_dir / "flags.txt").read_text()
     assert "--epochs=4" in flags_text and "--stage=global" in flags_text

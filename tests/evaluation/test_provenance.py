@@ -9,7 +9,7 @@ import pytest
 
 from keras_alage.evaluation import provenance, run_folders
 from keras_alage.models.age_model import build_age_model
-from keras_alage.training import loop
+from keras_alage.training import run_files
 from alage_pipelines import build, protocols
 from tests.training.tiny_runs import TINY, make_build, photos, run_tiny
 
@@ -68,7 +68,7 @@ def test_an_evaluation_of_another_build_never_overwrites_the_runs_report(builds,
 def test_model_saves_are_atomic(tmp_path, monkeypatch):
     model = build_age_model(TINY)
     path = tmp_path / "model.keras"
-    loop.save_model_atomically(model, str(path))
+    run_files.save_model_atomically(model, str(path))
     before = path.read_bytes()
 
     def dies_half_way(self, filepath, *args, **kwargs):
@@ -78,5 +78,5 @@ def test_model_saves_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(model), "save", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        loop.save_model_atomically(model, str(path))
+        run_files.save_model_atomically(model, str(path))
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.keras"]

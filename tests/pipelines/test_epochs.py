@@ -6,7 +6,7 @@ import collections
 import pytest
 import tensorflow as tf
 
-from keras_alage.training import loop
+from keras_alage.training import workers
 from alage_pipelines import dataset, epochs
 from tests.record_utils import write_records
 
@@ -118,6 +118,6 @@ def test_worker_count_reads_the_cluster():
         def __init__(self, spec):
             self.cluster_resolver = Resolver(spec)
 
-    assert loop.worker_count(tf.distribute.get_strategy()) == 1
-    assert loop.worker_count(Strategy({"worker": ["a:1", "b:2"]})) == 2
-    assert loop.worker_count(Strategy({"chief": ["c:0"], "worker": ["a:1", "b:2"], "ps": ["p:3"]})) == 3
+    assert workers.worker_count(tf.distribute.get_strategy()) == 1
+    assert workers.worker_count(Strategy({"worker": ["a:1", "b:2"]})) == 2
+    assert workers.worker_count(Strategy({"chief": ["c:0"], "worker": ["a:1", "b:2"], "ps": ["p:3"]})) == 3

@@ -11,7 +11,7 @@ import pytest
 from keras_alage.evaluation import provenance
 from keras_alage.models import attention, release
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.training import configs, fold_runs, loop
+from keras_alage.training import configs, fold_runs, loop, run_files
 from alage_pipelines import build, protocols
 from alage_pipelines.configs import Augmentation, SettingRefused
 from tests.training.tiny_runs import TINY, make_build, photos, run_tiny
@@ -52,7 +52,7 @@ def test_a_run_refuses_to_resume_with_other_settings_or_data_but_may_grow(kfold,
     with pytest.raises(provenance.RunMismatch, match="build.manifest_sha256"):
         run_tiny(other_build, tmp_path / "run", augmentation=Augmentation(downscale=0.25))
     run_tiny(kfold, tmp_path / "run", epochs=2, augmentation=Augmentation(downscale=0.25))  # more epochs: resumed
-    assert [h["epoch"] for h in loop.read_history(str(tmp_path / "run" / "fold0"))] == [1, 2]
+    assert [h["epoch"] for h in run_files.read_history(str(tmp_path / "run" / "fold0"))] == [1, 2]
     spec, config = configs.configs_from_run(str(tmp_path / "run" / "fold0"))  # the run's own configs, read back
     assert spec == configs.RunSpec(data_dir=os.path.abspath(kfold), folds=("fold0",), model=TINY,
                                    augmentation=Augmentation(downscale=0.25))
@@ -75,7 +75,7 @@ def test_training_on_an_empty_side_stops_with_a_clear_error(tmp_path):
 def test_a_finished_run_restores_a_missing_final_model_and_its_best_score(kfold, tmp_path):
     run_tiny(kfold, tmp_path / "run")
     fold_dir = tmp_path / "run" / "fold0"
-    best = min(h["val_mae"] for h in loop.read_history(str(fold_dir)))
+    best = min(h["val_mae"] for h in run_files.read_history(str(fold_dir)))
     os.remove(fold_dir / "model.keras")  # killed after the last checkpoint, before the save
     spec = fold_runs.RunSpec(data_dir=kfold, folds=("fold0",), model=TINY)
     config = loop.TrainConfig(run_dir=str(fold_dir), epochs=1, steps_per_epoch=1, batch_size=4,
@@ -113,7 +113,7 @@ def test_inner_validation_trains_without_one_part_and_scores_it_instead_of_the_t
     config = loop.TrainConfig(run_dir=str(tmp_path / "run"), epochs=1, steps_per_epoch=6, batch_size=4,
                               learning_rate=0.01, lr_decay_epochs=(), image_summaries=0, audit_input=True)
     result = fold_runs.run(spec, config, log=lambda *_: None, verbose=0)
-    audit = json.loads((tmp_path / "run" / "fold0" / loop.AUDIT / "chief-0" / "epoch-0001.json").read_text())
+    audit = json.loads((tmp_path / "run" / "fold0" / run_files.AUDIT / "chief-0" / "epoch-0001.json").read_text())
     part_of = {e["path"]: e["part"] for e in build.read_record_log(three_folds) if e["status"] == "written"}
     assert {part_of[p] for p in audit["paths"]} == {"fold2"}  # neither the test part nor the held-out one
     evaluation_file = json.loads((tmp_path / "run" / "fold0" / "evaluation.json").read_text())

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_alage.models import attention, dlib_import
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.training import loop
+from keras_alage.training import losses, loop, run_files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = ModelConfig(depth=18, input_size=64, age_classes="adience")
@@ -113,7 +113,7 @@ def test_the_optimizer_takes_the_decayed_rate_from_the_epochs_first_step(tmp_pat
 def test_the_final_model_is_0644_like_other_outputs(tmp_path):
     previous = os.umask(0o022)
     try:
-        loop.save_model_atomically(build_age_model(TINY), str(tmp_path / "model.keras"))
+        run_files.save_model_atomically(build_age_model(TINY), str(tmp_path / "model.keras"))
     finally:
         os.umask(previous)
     assert (tmp_path / "model.keras").stat().st_mode & 0o777 == 0o644 and os.listdir(tmp_path) == ["model.keras"]
@@ -127,7 +127,7 @@ def test_a_full_disk_while_saving_names_the_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(model), "save", fills_the_disk)
     with pytest.raises(OSError, match="No space left on device") as raised:
-        loop.save_model_atomically(model, str(tmp_path / "model.keras"))
+        run_files.save_model_atomically(model, str(tmp_path / "model.keras"))
     assert raised.value.filename == str(tmp_path / "model.keras") and os.listdir(tmp_path) == []
 
 
@@ -203,7 +203,7 @@ def test_weight_decay_has_its_size_under_every_precision(loss_scaled):
     with tf.GradientTape() as tape:
         loss = 0.0 * weight
         scaled = optimizer.scale_loss(loss) if loss_scaled else loss
-    gradients = loop.with_weight_decay(tape.gradient(scaled, [weight]), [weight], 0.01, optimizer)
+    gradients = losses.with_weight_decay(tape.gradient(scaled, [weight]), [weight], 0.01, optimizer)
     optimizer.apply_gradients(zip(gradients, [weight]))
     assert 2.0 - float(weight.numpy()) == pytest.approx(0.1 * 0.01 * 2.0, rel=1e-3)
 
@@ -248,7 +248,7 @@ def test_distillation_loss_by_hand_and_without_gradient_to_the_teacher():
     student = tf.constant([[0.25, 0.75], [0.9, 0.1]])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([teacher, student])
-        loss = loop.distillation_loss(teacher, student)
+        loss = losses.distillation_loss(teacher, student)
     np.testing.assert_allclose(loss.numpy(), [0.5 * np.log(2.0) + 0.5 * np.log(2.0 / 3.0), 0.0], atol=1e-6)
     assert tape.gradient(loss, teacher) is None
     assert np.abs(tape.gradient(loss, student).numpy()).max() > 0.1
@@ -282,6 +282,6 @@ def test_what_killed_saves_leave_is_removed_and_nothing_else(tmp_path):
             run / "checkpoints" / "ckpt-2.index", run / "checkpoints" / "checkpoint"]
     for path in leftovers[:3] + kept:
         path.write_text("x")
-    removed = loop.remove_leftovers(str(run))
+    removed = run_files.remove_leftovers(str(run))
     assert sorted(removed) == sorted(str(p) for p in leftovers)
     assert not any(p.exists() for p in leftovers) and all(p.exists() for p in kept)

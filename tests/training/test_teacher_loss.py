@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_alage.models import age_model, attention
 from keras_alage.models.age_model import ModelConfig
-from keras_alage.training import loop
+from keras_alage.training import losses, loop
 
 CONFIG = ModelConfig(age_classes="fgnet", lstm_units=4, crop_size=(2, 2))
 
@@ -22,8 +22,8 @@ def batch(teacher_weight=None):
     maps = rng.normal(size=(4, 3, 3, 5)).astype("float32")
     labels = {"label": np.array([3, 10, 30, 50], np.int32), "age": np.array([3, 10, 30, 50], np.float32)}
     if teacher_weight is not None:
-        labels[loop.TEACHER_PROBS] = loop.soft_targets([20.0, 12.0, 25.0, 60.0], CONFIG.classes().values, 3.0)
-        labels[loop.TEACHER_WEIGHT] = np.asarray(teacher_weight, np.float32)
+        labels[losses.TEACHER_PROBS] = losses.soft_targets([20.0, 12.0, 25.0, 60.0], CONFIG.classes().values, 3.0)
+        labels[losses.TEACHER_WEIGHT] = np.asarray(teacher_weight, np.float32)
     return tf.constant(maps), {k: tf.constant(v) for k, v in labels.items()}
 
 
@@ -41,7 +41,7 @@ def test_the_teacher_term_adds_weight_times_kl_to_the_stage_loss(tmp_path, stage
     # by hand: d/dw of sum(weight * KL(teacher || stage probs)) / 4
     with tf.GradientTape() as tape:
         probs = run.model(maps, training=True)[run.spec.loss_output]
-        term = tf.reduce_sum(taught[loop.TEACHER_WEIGHT] * loop.distillation_loss(taught[loop.TEACHER_PROBS], probs)) / 4.0
+        term = tf.reduce_sum(taught[losses.TEACHER_WEIGHT] * losses.distillation_loss(taught[losses.TEACHER_PROBS], probs)) / 4.0
     expected = tape.gradient(term, variables)
     for b, t, z, e in zip(base, with_teacher, zero, expected):
         np.testing.assert_allclose(z.numpy(), b.numpy(), atol=1e-7)  # weight 0: the labels alone
@@ -51,9 +51,9 @@ def test_the_teacher_term_adds_weight_times_kl_to_the_stage_loss(tmp_path, stage
 
 def test_soft_targets_centre_on_the_teachers_age():
     classes = np.arange(0, 70, dtype=np.float64)
-    targets = loop.soft_targets([10.0, 33.5], classes, 2.0)
+    targets = losses.soft_targets([10.0, 33.5], classes, 2.0)
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(targets @ classes, [10.0, 33.5], atol=1e-3)
     assert targets[0].argmax() == 10 and targets[0, 30] < 1e-6
     with pytest.raises(ValueError, match="sigma must be positive"):
-        loop.soft_targets([1.0], classes, 0.0)
+        losses.soft_targets([1.0], classes, 0.0)
