@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.training import loop
+from keras_alage.training import loop, summaries
 from tests.record_utils import event_tags
 
 TINY = ModelConfig(depth=18, input_size=32, age_classes="adience")
@@ -37,3 +37,19 @@ def test_a_run_with_validation_has_its_scalars_and_attention_boxes(tmp_path):
     logs = tmp_path / "logs"
     assert sorted(p.name for p in logs.iterdir()) == ["train", "validation"]
     assert {"loss", "mae", "attention_boxes"} <= event_tags(logs / "validation")
+
+
+def test_summaries_draw_the_boxes_of_the_predict_they_are_handed(tmp_path):
+    """The summaries need no trainer: a plain function answering boxes is drawn, at the epoch's step."""
+    writers = summaries.summary_writers(str(tmp_path), validation=True)
+    asked = []
+
+    def predict(images):
+        asked.append(int(images.shape[0]))
+        return {"box": tf.tile([[0.25, 0.25, 0.5, 0.5]], [images.shape[0], 1])}
+
+    entry = {"epoch": 3, "learning_rate": 0.1, "train_loss": 1.0, "val_loss": 2.0, "val_mae": 3.0}
+    summaries.write_summaries(writers, entry, 3, _data(4), predict, image_summaries=3)
+    assert asked == [3]  # the first validation batch, cut to the faces asked for
+    assert event_tags(tmp_path / "logs" / "validation") == {"loss", "mae", "attention_boxes"}
+    assert event_tags(tmp_path / "logs" / "train") == {"loss", "learning_rate"}
