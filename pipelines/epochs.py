@@ -14,7 +14,7 @@ in Python, the same on every worker, from the build's manifest:
 Every pipeline then yields exactly `steps * replicas_per_pipeline` per-replica batches whose sizes
 differ by at most one, so all workers take the same number of steps, every record of the epoch is
 trained on exactly once, and no replica ever gets an empty batch. The loss is normalised by the
-actual global batch of each step (`keras_alage.training.loop.Trainer`), so uneven batches weigh each face alike.
+actual global batch of each step (`keras_alage.training.losses.stage_loss`), so uneven batches weigh each face alike.
 """
 
 import dataclasses
