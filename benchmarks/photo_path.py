@@ -14,15 +14,15 @@ path, and how far each photo's answer moved. Writes OUTPUT_paths.json and OUTPUT
 
 For each detector (MTCNN, dlib's HOG with 5-point alignment at 0 and 1 upsampling), all in one
 run on the same photos with the released model:
-  - one photo at a time (`photos.predict_photo`, the path before batching), timed per stage:
+  - one photo at a time (`photos.answer_photo`, the path before batching), timed per stage:
     decoding, detection (with the rotation search where no face is upright), cutting and JPEG
     encoding, the network; the faces found and, where the file names carry ages (FG-NET), the
     MAE of the released model behind that detector;
-  - the batched path (`photos.predict_photos`: detection of the next photos overlapping the
+  - the batched path (`photos.answer_photos`: detection of the next photos overlapping the
     network, faces answered 32 at a time), timed whole, and checked to answer the same ages.
 Each detector cuts with the crop that matches the model's (`faces.translate_crop`, the
 detectors' boxes measured on the same UTKFace chips), so the comparison is of detectors, not of
-crops. Then video: a clip panned and zoomed over photos, through `video.predict_video`.
+crops. Then video: a clip panned and zoomed over photos, through `video.answer_video`.
 Writes OUTPUT.json and OUTPUT.md (default docs/results/serving/photo_path).
 """
 

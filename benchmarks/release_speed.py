@@ -4,7 +4,7 @@ noisy, so only the ratio and same-run figures mean something).
   python benchmarks/release_speed.py --old=models/al_dlib_faceapi_v4 --new=models/al_dlib_faceapi_faceres_v5 \
       --output=docs/results/serving/release_speed_v5.json
 
-Both go through predict.py's default path (`photos.predict_photos` with the release's detector and
+Both go through predict.py's default path (`photos.answer_photos` with the release's detector and
 MTCNN where it finds none, faces batched 32 at a time); the network alone is timed on the same
 faces' crops. Writes OUTPUT.json (default docs/results/serving/release_speed.json).
 """

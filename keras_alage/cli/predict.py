@@ -21,13 +21,14 @@ def main(argv):
     answers.check_outputs(outputs, photos.image_paths(argv[1:]), FLAGS.overwrite)  # before the model loads
     model_path = FLAGS.model or release.default_path()
     try:
-        path = answers.open_face_path(model_path, FLAGS.crops, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.detector,
-                                      FLAGS.fallback_detector)
+        answerer = answers.open_answerer(model_path, FLAGS.crops, FLAGS.crop_size, FLAGS.crop_margin,
+                                         FLAGS.detector, FLAGS.fallback_detector, FLAGS.min_confidence,
+                                         FLAGS.no_face, FLAGS.batch_faces)
     except photos.CropMismatch as error:
         raise app.UsageError(f"--detector={FLAGS.detector}: {error}")
     except (FileNotFoundError, ValueError, OSError, tf.errors.OpError) as error:
         raise app.UsageError(f"--model={model_path}: {error}")
-    predict, spec = path.predict, path.spec
+    predict, spec = answerer.predictor, answerer.spec
     prior = None
     if FLAGS.adapt_prior:
         prior = predict.prior  # read with the model, in the same visit
@@ -37,9 +38,7 @@ def main(argv):
                                  "none: the prior moves one network's distribution, not the combined answer).")
     say(f"face crop: {spec.detector} box, size {spec.size}, margin {spec.margin:g}"
         f"{'' if predict.face_crop else ' (none recorded with the model: defaults or flags)'}")
-    summary = answers.answer_inputs(
-        argv[1:], predict, path.detector, spec,
-        outputs, FLAGS.camera, FLAGS.min_confidence, FLAGS.batch_faces,
-        FLAGS.no_face, prior, FLAGS.max_frames, log=say, overwrite=FLAGS.overwrite)
+    summary = answers.answer_inputs(argv[1:], answerer, outputs, FLAGS.camera, prior, FLAGS.max_frames, log=say,
+                                    overwrite=FLAGS.overwrite)
     if summary.answered_nothing:
         raise app.UsageError(f"no photo could be answered ({summary.skipped} skipped; reasons above).")

@@ -1,17 +1,19 @@
 """Ages for what a user hands the predict command: photos, folders, videos and a camera, answered
 with one model, printed as they come, drawn and written out where asked.
 
-Photos are answered in batches across photos (`photos.predict_photos`); videos are tracked
-(`video.predict_video`). With a population prior, every photo's answer waits for all of them
-(`photos.adapt_to_population`)."""
+Photos are answered in batches across photos (`photos.answer_photos`, by one `photos.Answerer`:
+the model's face path and its options); videos are tracked (`video.answer_video`). With a
+population prior, every photo's answer waits for all of them (`photos.adapt_to_population`).
+What the answers become (lines, drawings, the table) is `outputs`'."""
 
 import dataclasses
 import os
 from typing import Callable, List, Optional, Sequence, Union
 
 from keras_alage.models import release
+from keras_alage.serving import outputs as out  # the module; `outputs` here names an `Outputs`
 from keras_alage.serving import photos, prior_shift, video
-from alage_pipelines import faces, files, images
+from alage_pipelines import files, images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,77 +38,40 @@ class Summary:
         return self.photos == self.skipped and not self.videos and not self.kept
 
 
-@dataclasses.dataclass(frozen=True)
-class FacePath:
-    """A model ready to answer photos: its serving graph, the crop its faces are cut with, and
-    the detector that finds them (the crop's own, with a fallback)."""
-
-    predict: photos.Predictor
-    spec: faces.CropSpec
-    detector: object
-
-
-def open_face_path(model_path: Optional[str] = None, crops: Optional[str] = None, crop_size: Optional[int] = None,
-                   crop_margin: Optional[float] = None, detector: Optional[str] = None,
-                   fallback_detector: str = "mtcnn") -> FacePath:
-    """The face path of a model (default: the released model): what it records, where the
-    arguments do not say otherwise (`photos.face_crop_for`)."""
-    predict = photos.load_predictor(model_path or release.default_path(), crops)
-    spec = photos.face_crop_for(predict, crop_size, crop_margin, detector)
-    return FacePath(predict, spec, photos.photo_detector(spec, fallback_detector))
+def open_answerer(model_path: Optional[str] = None, crops: Optional[str] = None, crop_size: Optional[int] = None,
+                  crop_margin: Optional[float] = None, detector: Optional[str] = None,
+                  fallback_detector: str = "mtcnn", min_confidence: Optional[float] = None, no_face: str = "skip",
+                  batch_faces: int = 32) -> photos.Answerer:
+    """The face path of a model (default: the released model) with its options: the crop and
+    detector it records, where the arguments do not say otherwise (`photos.face_crop_for`)."""
+    predictor = photos.load_predictor(model_path or release.default_path(), crops)
+    spec = photos.face_crop_for(predictor, crop_size, crop_margin, detector)
+    return photos.Answerer(predictor, photos.photo_detector(spec, fallback_detector), spec, min_confidence, no_face,
+                           batch_faces)
 
 
 def age_photos(paths: Sequence[str], model_path: Optional[str] = None) -> List[photos.PhotoResult]:
     """Every face of these photos (files or folders) and its age, as `scripts/predict.py` answers
-    them with the model's recorded crop and detector (default: the released model)."""
-    path = open_face_path(model_path)
-    return list(photos.predict_photos(photos.image_paths(paths), path.predict, path.detector, path.spec,
-                                      path.predict.input_size))
+    them with the model's recorded crop and detector (default: the released model). (The library's
+    one-call entry, named for what it gives; the act itself is `photos.answer_photos`.)"""
+    return list(photos.answer_photos(photos.image_paths(paths), open_answerer(model_path)))
 
 
-def drawing_path(folder: str, source: str, taken: set, extension: str, log: Callable[[str], None],
-                 companion: Optional[str] = None) -> str:
-    """Where the drawn copy of `source` goes in `folder`: a name no input or other output of the run
-    holds (`taken`, updated), and no file that this run may not replace: only a drawn photo of
-    ours (`photos.is_drawing`) is replaced; any other file keeps its name and the drawing takes the
-    next free one, which is said. `companion` (".tracks.csv") must be free beside it too."""
-
-    def replaceable(name: str) -> bool:
-        path = os.path.join(folder, name)
-        return not os.path.lexists(path) or (extension == ".jpg" and photos.is_drawing(path))
-
-    def free(name: str) -> bool:
-        if not replaceable(name):
-            return False
-        if companion is None:
-            return True
-        other = os.path.splitext(name)[0] + companion
-        return other not in taken and not os.path.lexists(os.path.join(folder, other))
-
-    before = set(taken)
-    name = photos.drawing_name(source, taken, extension, free)
-    first = photos.drawing_name(source, set(before), extension)  # the name it takes in an empty folder
-    if name != first and first not in before:
-        log(f"{os.path.join(folder, first)} is not a drawing of this command: kept; drawn as {name}")
-    if companion:
-        taken.add(os.path.splitext(name)[0] + companion)
-    return os.path.join(folder, name)
-
-
-def answer_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
-                 outputs: Outputs, min_confidence: Optional[float], max_frames: Optional[int],
+def answer_video(source: Union[str, int], answerer: photos.Answerer, outputs: Outputs, max_frames: Optional[int],
                  log: Callable[[str], None] = print, taken: Optional[set] = None) -> bool:
     """Tracks and ages in one video (file or camera), logged; with `outputs.drawings` the annotated
     video and its per-track CSV are written there, under a name no other output of the run (in
-    `taken`) has and no existing file holds (`drawing_path`). False if the video could not be read."""
+    `taken`) has and no existing file holds (`outputs.drawing_path`). False if the video could not
+    be read."""
     name = f"camera{source}" if isinstance(source, int) else os.path.basename(source)
     drawn = None
     if outputs.drawings:
         taken = set() if taken is None else taken
-        drawn = drawing_path(outputs.drawings, name, taken, video.drawn_codec().extension, log, companion=".tracks.csv")
+        drawn = out.drawing_path(outputs.drawings, name, taken, video.drawn_codec().extension, log,
+                                 companion=".tracks.csv")
         tracks = os.path.splitext(drawn)[0] + ".tracks.csv"
     try:
-        report = video.predict_video(source, predict, detector, spec, drawn, min_confidence, max_frames)
+        report = video.answer_video(source, answerer, drawn, max_frames)
     except ValueError as error:
         log(f"{source}: skipped ({error})")
         return False
@@ -120,13 +85,11 @@ def answer_video(source: Union[str, int], predict: photos.Predictor, detector, s
     return True
 
 
-def answer_photos(paths: Sequence[str], predict: photos.Predictor, detector, spec: faces.CropSpec,
-                  min_confidence: Optional[float], batch_faces: int, no_face: str,
-                  prior: Optional[dict], log: Callable[[str], None] = print):
+def answer_photos(paths: Sequence[str], answerer: photos.Answerer, prior: Optional[dict],
+                  log: Callable[[str], None] = print):
     """The photos' results in order; with `prior`, moved to these faces' own age prior once there
     are enough of them (`prior_shift.MIN_FACES`)."""
-    answered = photos.predict_photos(paths, predict, detector, spec, predict.input_size, min_confidence,
-                                     batch_faces, no_face=no_face)
+    answered = photos.answer_photos(paths, answerer)
     if prior is None:
         return answered
     answered = list(answered)
@@ -165,13 +128,11 @@ def check_outputs(outputs: Outputs, inputs: Sequence[str], overwrite: bool = Fal
             raise PermissionError(f"{flag}: {folder} is not writable.")
 
 
-def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, spec: faces.CropSpec,
-                  outputs: Outputs = Outputs(), camera: Optional[int] = None, min_confidence: Optional[float] = None,
-                  batch_faces: int = 32, no_face: str = "skip", prior: Optional[dict] = None,
-                  max_frames: Optional[int] = None, log: Callable[[str], None] = print,
-                  overwrite: bool = False) -> Summary:
+def answer_inputs(inputs: Sequence[str], answerer: photos.Answerer, outputs: Outputs = Outputs(),
+                  camera: Optional[int] = None, prior: Optional[dict] = None, max_frames: Optional[int] = None,
+                  log: Callable[[str], None] = print, overwrite: bool = False) -> Summary:
     """Answers every photo, folder and video of `inputs` (and `camera`), logging each answer. The
-    table is written as answers come (`photos.ResultsWriter`, which holds it: one run per table);
+    table is written as answers come (`outputs.results_writer`, which holds it: one run per table);
     a rerun after an interrupted run keeps the photos its .partial answered and answers the rest
     (with `prior`, every photo is answered again, as the prior needs them all: said). Drawings
     never take an input's name, each other's, the table's, nor an existing file's other than an
@@ -179,10 +140,9 @@ def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, sp
     paths = photos.image_paths(inputs)
     check_outputs(outputs, paths, overwrite)
     stills = [p for p in paths if not video.is_video(p)]
-    table = photos.ResultsWriter(outputs.table, stills, resume=prior is None) if outputs.table else None
+    table = out.results_writer(outputs.table, stills, resume=prior is None) if outputs.table else None
     try:
-        summary = _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, min_confidence,
-                              batch_faces, no_face, prior, max_frames, log)
+        summary = _answer_all(paths, stills, table, answerer, outputs, camera, prior, max_frames, log)
         if table:
             table.close()
     finally:
@@ -191,11 +151,10 @@ def answer_inputs(inputs: Sequence[str], predict: photos.Predictor, detector, sp
     return summary
 
 
-def _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, min_confidence, batch_faces, no_face,
-                prior, max_frames, log) -> Summary:
-    taken = photos.inputs_in(outputs.drawings, paths) if outputs.drawings else set()
+def _answer_all(paths, stills, table, answerer, outputs, camera, prior, max_frames, log) -> Summary:
+    taken = out.inputs_in(outputs.drawings, paths) if outputs.drawings else set()
     if outputs.drawings and outputs.table:  # the table's names are never a drawing's, nor the reverse
-        taken |= photos.inputs_in(outputs.drawings, [outputs.table, outputs.table + ".partial",
+        taken |= out.inputs_in(outputs.drawings, [outputs.table, outputs.table + ".partial",
                                                      os.path.join(os.path.dirname(outputs.table),
                                                                   f".{os.path.basename(outputs.table)}.lock")])
     summary = Summary()
@@ -208,12 +167,11 @@ def _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, 
         if outputs.drawings:  # their drawings keep their names: later ones are named as in one run
             for path, drawn in zip(stills, table.drawn):
                 if drawn:
-                    drawing_path(outputs.drawings, path, taken, ".jpg", lambda _: None)
+                    out.drawing_path(outputs.drawings, path, taken, ".jpg", lambda _: None)
         stills = [p for p, done in zip(stills, table.answered) if not done]
     sources: List[Union[str, int]] = [p for p in paths if video.is_video(p)] + ([camera] if camera is not None else [])
-    summary.videos = sum(answer_video(s, predict, detector, spec, outputs, min_confidence, max_frames, log, taken)
-                         for s in sources)
-    for result in answer_photos(stills, predict, detector, spec, min_confidence, batch_faces, no_face, prior, log):
+    summary.videos = sum(answer_video(s, answerer, outputs, max_frames, log, taken) for s in sources)
+    for result in answer_photos(stills, answerer, prior, log):
         refused = sum(f.error is not None for f in result.faces)
         summary.photos += 1
         summary.skipped += bool(result.error) or refused == len(result.faces)
@@ -221,10 +179,10 @@ def _answer_all(paths, stills, table, predict, detector, spec, outputs, camera, 
         summary.refused_faces += refused
         if table:  # saved before it is shown: an answer printed is an answer kept
             table.add(result)
-        log(photos.describe(result))
+        log(out.describe(result))
         if outputs.drawings and refused < len(result.faces):
-            drawn = photos.draw(images.read_image(result.path), result)
-            photos.write_drawing(drawing_path(outputs.drawings, result.path, taken, ".jpg", log), drawn)
+            drawn = out.draw(images.read_image(result.path), result)
+            out.write_drawing(out.drawing_path(outputs.drawings, result.path, taken, ".jpg", log), drawn)
     if summary.photos:
         log(f"{summary.photos - summary.skipped} photo(s) with faces, {summary.skipped} skipped")
     if summary.refused_faces:

@@ -1,20 +1,19 @@
-"""Ages of the faces in ordinary photos: detect, crop as in training, predict, report, draw.
+"""Ages of the faces in ordinary photos: find them, crop them as in training, answer them. A model's
+face path and its options travel as one `Answerer`; what the answers become (lines, drawings,
+tables) is `outputs`' job.
 
 Faces are cut with the same `alage_pipelines.faces.CropSpec` as the TFRecord build and encoded as
 JPEG like the stored crops, then answered by the same graph as the exported SavedModel
 (`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
 """
 
-import collections
-import csv
+import concurrent.futures
 import dataclasses
-import io
-import json
 import os
-import struct
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+import queue
+import threading
+from typing import Callable, Iterator, List, Optional, Sequence
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -22,7 +21,7 @@ from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
 from keras_alage.serving import ensemble, export, face_detectors, prior_shift
 from keras_alage.serving.options import NO_FACE
-from alage_pipelines import augment, faces, files, images, inputs
+from alage_pipelines import augment, faces, images, inputs
 
 
 @dataclasses.dataclass
@@ -256,7 +255,7 @@ MAX_FACES = 256
 
 
 class SearchStopped(Exception):
-    """Raised in place of a detector call once the run has been told to stop (`predict_photos`)."""
+    """Raised in place of a detector call once the run has been told to stop (`answer_photos`)."""
 
 
 class _Stoppable:
@@ -327,36 +326,55 @@ def cut_face(photo: images.ScaledPhoto, face: faces.Face, spec: faces.CropSpec) 
     return faces.crop_face(photo.at(factor), faces.to_full_photo(face, factor), spec)
 
 
-def predict_photo(path, predict, detector, spec: faces.CropSpec, input_size: int,
-                  min_confidence: Optional[float] = None, no_face: str = "skip", decode: str = "scaled") -> PhotoResult:
+@dataclasses.dataclass(frozen=True)
+class Answerer:
+    """A model's face path with its options, passed whole: the loaded network (`predictor`:
+    encoded face crops [n] -> outputs dict), the detector that finds the faces, the crop they are cut
+    with, the least detector confidence (None: the detector's own), what a photo with no face
+    gets (`NO_FACE`), and how many faces one network call answers. `input_size` is the network's
+    input side (None: the predictor's own `input_size`)."""
+
+    predictor: Callable
+    detector: object
+    spec: faces.CropSpec
+    min_confidence: Optional[float] = None
+    no_face: str = "skip"
+    batch_faces: int = 32
+    input_size: Optional[int] = None
+
+    def __post_init__(self):
+        if self.no_face not in NO_FACE:
+            raise ValueError(f"no_face must be one of {NO_FACE}; received {self.no_face!r}.")
+        if self.batch_faces < 1:
+            raise ValueError(f"batch_faces must be at least 1; received {self.batch_faces}.")
+        if self.input_size is None:
+            object.__setattr__(self, "input_size", getattr(self.predictor, "input_size", None))
+
+
+def answer_photo(path, answerer: Answerer, decode: str = "scaled") -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
-    return next(_answer_batch([locate_faces(path, detector, spec, min_confidence, no_face, decode)], predict, spec,
-                              input_size, 32))
+    return next(_answer_batch([locate_faces(path, answerer.detector, answerer.spec, answerer.min_confidence,
+                                            answerer.no_face, decode)], answerer))
 
 
-def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec, input_size: int,
-                   min_confidence: Optional[float] = None, batch_faces: int = 32,
-                   prefetch: int = 64, full_batches: bool = False, no_face: str = "skip",
-                   decode: str = "scaled") -> Iterator[PhotoResult]:
+def answer_photos(paths: Sequence[str], answerer: Answerer, prefetch: int = 64, full_batches: bool = False,
+                  decode: str = "scaled") -> Iterator[PhotoResult]:
     """Ages of every face of many photos, in order: decoding, detection and cropping run in a
     worker thread while the network (which releases the GIL) answers the faces of earlier
-    photos, up to `batch_faces` in one call: whatever is ready when the network is free, or
-    only full batches with `full_batches`. Same answers as `predict_photo`."""
-    import concurrent.futures
-    import queue
-    import threading
-
+    photos, up to `answerer.batch_faces` in one call: whatever is ready when the network is free,
+    or only full batches with `full_batches`. Same answers as `answer_photo`."""
     located: "queue.Queue" = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
 
-    stoppable = _Stoppable(detector, stop)
+    stoppable = _Stoppable(answerer.detector, stop)
 
     def produce():
         try:
             for path in paths:
                 if stop.is_set():
                     return
-                located.put(locate_faces(path, stoppable, spec, min_confidence, no_face, decode))
+                located.put(locate_faces(path, stoppable, answerer.spec, answerer.min_confidence,
+                                         answerer.no_face, decode))
         except SearchStopped:
             return
         finally:
@@ -373,8 +391,8 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
                 if item is not None:
                     pending.append(item)
                 waiting = sum(len(p.crops) for p in pending)
-                if pending and (done or waiting >= batch_faces or (located.empty() and not full_batches)):
-                    yield from _answer_batch(pending, predict, spec, input_size, batch_faces)
+                if pending and (done or waiting >= answerer.batch_faces or (located.empty() and not full_batches)):
+                    yield from _answer_batch(pending, answerer)
                     pending = []
             producer.result()  # re-raises an unexpected error of the worker
         finally:
@@ -386,12 +404,13 @@ def predict_photos(paths: Sequence[str], predict, detector, spec: faces.CropSpec
                     pass
 
 
-def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size, batch_faces: int) -> Iterator[PhotoResult]:
+
+def _answer_batch(batch: Sequence[PhotoFaces], answerer: Answerer) -> Iterator[PhotoResult]:
     """The photos' results, their faces answered `batch_faces` at a time: memory is bounded by the
     batch, not by a photo's faces."""
-    crops = [crop for item in batch for crop in item.crops]
-    parts = [{k: np.asarray(v) for k, v in predict(crops[i : i + batch_faces]).items()}
-             for i in range(0, len(crops), batch_faces)]
+    crops, size = [crop for item in batch for crop in item.crops], answerer.batch_faces
+    parts = [{k: np.asarray(v) for k, v in answerer.predictor(crops[i : i + size]).items()}
+             for i in range(0, len(crops), size)]
     outputs = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]} if parts else {}
     start = 0
     for item in batch:
@@ -399,7 +418,7 @@ def _answer_batch(batch: Sequence[PhotoFaces], predict, spec, input_size, batch_
             yield PhotoResult(item.path, [], item.error)
             continue
         end = start + len(item.crops)
-        yield answer_faces(item, {k: v[start:end] for k, v in outputs.items()}, spec, input_size)
+        yield answer_faces(item, {k: v[start:end] for k, v in outputs.items()}, answerer.spec, answerer.input_size)
         start = end
 
 
@@ -482,84 +501,6 @@ def adapt_to_population(results: Sequence[PhotoResult], prior: dict) -> List[Pho
     return moved
 
 
-def _age_text(face: FaceAge) -> str:
-    if face.age_low is not None:
-        return f"{face.age:.1f} ({face.age_low:.0f}-{face.age_high:.0f})"
-    return f"{face.age:.1f}" if face.age_std is None else f"{face.age:.1f} +-{face.age_std:.1f}"
-
-
-def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
-    """The photo (RGB) with each face box, its age, and the attention box drawn."""
-    canvas = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
-    scale = max(1, int(round(max(photo.shape[:2]) / 500)))
-    for face in (f for f in result.faces if f.error is None):
-        cv2.polylines(canvas, [np.int32(face.corners)], True, (0, 200, 0), 2 * scale)
-        if face.attention is not None:
-            cv2.polylines(canvas, [np.int32(face.attention)], True, (0, 0, 255), scale)
-        x, y = np.min(np.array(face.corners), axis=0)
-        cv2.putText(canvas, _age_text(face), (int(x), max(12 * scale, int(y) - 4 * scale)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 200, 0), 2 * scale)
-    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-
-
-def drawing_name(path: str, taken: set, extension: str = ".jpg", free: Callable[[str], bool] = lambda name: True) -> str:
-    """A name for the drawn copy of `path` that no other output of the run has taken (nor an input
-    that lives in the drawings' folder, when `taken` holds those too) and that `free` accepts (a
-    name held by a file this run may not replace is not): `face.jpg`, then `face.png.jpg` for
-    face.png, then `face-2.jpg`, ... (`taken` is updated)."""
-    stem, own = os.path.splitext(os.path.basename(path))
-    candidates = [stem + extension, f"{stem}{own}{extension}"]
-    i = 2
-    while True:
-        for name in candidates:
-            if name not in taken and free(name):
-                taken.add(name)
-                return name
-        candidates = [f"{stem}-{i}{extension}"]
-        i += 1
-
-
-# A drawn photo carries this JPEG comment, so that a later run may replace a drawing of ours and
-# never a photo of the user's that only has a drawing's name.
-DRAWING_MARK = b"keras-alage drawing"
-_COMMENT = b"\xff\xfe" + struct.pack(">H", len(DRAWING_MARK) + 2) + DRAWING_MARK
-
-
-def is_drawing(path: str) -> bool:
-    """True for a regular file that a `write_drawing` wrote (its comment says so); a symbolic link,
-    a device, a pipe or any other file is not."""
-    if not files.is_regular(path):
-        return False
-    try:
-        handle = files.open_regular(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        head = os.read(handle, 256)
-    finally:
-        os.close(handle)
-    return head.startswith(b"\xff\xd8") and _COMMENT in head
-
-
-def inputs_in(folder: str, paths: Sequence[str]) -> set:
-    """The names of those `paths` that are files of `folder`: a drawing must never take one."""
-    here = os.path.realpath(folder)
-    return {os.path.basename(p) for p in paths if os.path.realpath(os.path.dirname(os.path.abspath(p))) == here}
-
-
-def write_drawing(path: str, drawn: np.ndarray) -> None:
-    """The drawn photo as JPEG (0644, marked as a drawing of ours: `is_drawing`), atomically;
-    raises OSError naming `path` when it cannot be written whole."""
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"{path}: the drawing could not be encoded.")
-    data = encoded.tobytes()
-    at = 2  # after SOI, and after the JFIF segment where there is one (it comes first)
-    if data[2:4] == b"\xff\xe0":
-        at = 4 + struct.unpack(">H", data[4:6])[0]
-    files.write_atomically(path, data[:at] + _COMMENT + data[at:])
-
-
 def image_paths(inputs: Sequence[str]) -> List[str]:
     """Files as given, and the files of given folders (sorted); missing ones stay, to be reported."""
     paths = []
@@ -569,216 +510,3 @@ def image_paths(inputs: Sequence[str]) -> List[str]:
         else:
             paths.append(item)
     return paths
-
-
-CSV_COLUMNS = ("path", "face", "age", "age_low", "age_high", "age_std", "global_age", "local_age", "faceapi_age",
-               "faceres_age", "confidence", "method", "box", "error", "prior_faces")
-
-
-def spreadsheet_safe(cell) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting with =, +, -, @ (from a file name) gets a
-    leading apostrophe, so it is never run as a formula; numbers are written as they are."""
-    text = str(cell)
-    if isinstance(cell, (int, float)) or not text or text[0] not in "=+-@\t\r":
-        return text
-    return "'" + text
-
-
-def csv_rows(result: PhotoResult) -> List[list]:
-    """One row per face (a refused face: its reason, no ages), or one for a photo that failed."""
-    if result.error:
-        return [[result.path] + [""] * (CSV_COLUMNS.index("error") - 1) + [result.error, ""]]
-
-    def years(value):
-        return "" if value is None else f"{value:.2f}"
-
-    return [[result.path, face.face, years(face.age), years(face.age_low), years(face.age_high), years(face.age_std),
-             years(face.global_age), years(face.local_age), years(face.faceapi_age), years(face.faceres_age),
-             face.confidence,
-             face.method, json.dumps(face.corners), face.error or "", "" if face.prior_faces is None else face.prior_faces]
-            for face in result.faces]
-
-
-def csv_text(rows: Sequence[list]) -> str:
-    """Rows as the table holds them: spreadsheet-safe cells, CSV's CRLF endings."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow([spreadsheet_safe(cell) for cell in row])
-    return buffer.getvalue()
-
-
-CSV_HEADER = csv_text([CSV_COLUMNS]).encode("utf-8")
-
-
-class ResultsWriter:
-    """Writes results as they come: each photo's CSV rows are appended to `<path>.partial` in one
-    write, which becomes `path` when the run closes the writer; an interrupted run leaves what it
-    answered in the .partial file. JSON (by extension) is written whole, atomically, at close.
-
-    One writer per table: the writer holds `path` (`files.place_lock`) from its start to `close`
-    or `release`, so a second run on the same table stops at once (`files.FolderBusy`). The .partial
-    is opened without following a symbolic link and must be a regular file (never written through).
-
-    A .partial left by an interrupted run is resumed: with `inputs` (this run's photos, in order),
-    the photos it answered are kept and `answered` marks them among `inputs`; the last photo it
-    holds is dropped and answered again (a kill or a full disk may have torn its rows); `drawn`
-    marks the kept photos that had a face answered (and so a drawing). A .partial that answers
-    photos this run was not given, or that is not a table of ours, is refused (FileExistsError)
-    before anything is written; `resume=False` starts over (`started_over`).
-    """
-
-    def __init__(self, path: str, inputs: Optional[Sequence[str]] = None, resume: bool = True):
-        self.path, self.results = path, []
-        self.partial = None if path.endswith(".json") else path + ".partial"
-        self.answered = [False] * len(inputs or ())
-        self.drawn = [False] * len(inputs or ())
-        self.kept, self.started_over, self.handle = 0, False, None
-        files.check_replaceable(path, f"--output={path}")
-        if self.partial:
-            files.check_replaceable(self.partial, f"--output={path}: {self.partial}")
-        self._hold = files.place_lock(path, "writing answers", other="another --output")
-        self._hold.__enter__()
-        try:
-            if self.partial:
-                self._open(inputs, resume)
-        except BaseException:
-            self.release()
-            raise
-
-    def _open(self, inputs: Optional[Sequence[str]], resume: bool) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.handle = files.open_regular(self.partial, os.O_RDWR | os.O_CREAT)
-        left = _read_all(self.handle)
-        keep = len(CSV_HEADER)
-        if left:
-            if not left.startswith(CSV_HEADER):
-                raise FileExistsError(f"--output={self.path}: {self.partial} is not a table this command writes; "
-                                      "refused (delete it or name another --output).")
-            groups = _complete_photos(left, len(CSV_HEADER))[:-1]  # the last may be torn: answered again
-            waiting: Dict[str, collections.deque] = collections.defaultdict(collections.deque)
-            for cell, _, answered in groups:
-                waiting[cell].append(answered)
-            for i, path in enumerate(inputs or ()):
-                cell = spreadsheet_safe(path)
-                if waiting.get(cell):
-                    self.drawn[i] = waiting[cell].popleft()
-                    self.answered[i] = True
-            other = sorted(cell for cell, left_over in waiting.items() if left_over)
-            if other:
-                raise FileExistsError(
-                    f"--output={self.path}: {self.partial}, left by an interrupted run, answers photos this run "
-                    f"was not given (e.g. {other[0]}); rerun that command to finish it, or delete it to start over.")
-            if resume:
-                self.kept = len(groups)
-                keep = groups[-1][1] if groups else keep
-            else:
-                self.answered = self.drawn = [False] * len(self.answered)
-                self.started_over = bool(groups)
-        os.ftruncate(self.handle, keep if left else 0)
-        self.offset = keep if left else 0
-        if not left:
-            self._write(CSV_HEADER)
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.pwrite(self.handle, view, self.offset + len(data) - len(view)):]
-        except OSError as error:
-            os.ftruncate(self.handle, self.offset)  # never a torn row: the table ends at its last whole photo
-            raise files.named(error, self.partial) from None
-        self.offset += len(data)
-
-    def add(self, result: PhotoResult) -> None:
-        if not self.partial:
-            self.results.append(result)
-            return
-        self._write(csv_text(csv_rows(result)).encode("utf-8"))
-
-    def close(self) -> None:
-        try:
-            if not self.partial:
-                rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "probs" and (k != "note" or v)}
-                        for r in self.results]  # a note only where a photo has one: the rows keep their keys
-                files.write_atomically(self.path, json.dumps(rows, indent=1))
-                return
-            os.fchmod(self.handle, 0o644)
-            files.check_replaceable(self.path, f"--output={self.path}")
-            os.replace(self.partial, self.path)
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        """Lets go of the table (an interrupted run: the .partial stays for the rerun to resume)."""
-        if self.handle is not None:
-            os.close(self.handle)
-            self.handle = None
-        if self._hold is not None:
-            self._hold.__exit__(None, None, None)
-            self._hold = None
-
-
-def _read_all(handle: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(handle, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _complete_photos(data: bytes, start: int) -> List[tuple]:
-    """(path cell, end offset, a face answered) of each photo whose rows are whole in `data` after
-    `start`, in order.
-    A photo starts at a row for face 0 or at a failed photo's row (no face); a row that is not
-    whole (no line end, cells missing, not UTF-8) ends the list."""
-    photos_, offset = [], start
-    try:
-        text = data[start:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        text = data[start:start + error.start].decode("utf-8")
-    rows = csv.reader(io.StringIO(text, newline=""))
-    while True:
-        try:
-            row = next(rows)
-        except (StopIteration, csv.Error):  # the end, or a row torn inside a quoted cell
-            break
-        written = _row_text(row)
-        if len(row) != len(CSV_COLUMNS) or data[offset:offset + len(written)] != written:
-            break
-        offset += len(written)
-        face, error = row[CSV_COLUMNS.index("face")], row[CSV_COLUMNS.index("error")]
-        answered = face != "" and not error
-        if face in ("", "0"):
-            photos_.append([row[0], offset, answered])
-        elif photos_ and face.isdigit():
-            photos_[-1][1:] = [offset, photos_[-1][2] or answered]
-        else:
-            break
-    return [tuple(p) for p in photos_]
-
-
-def _row_text(row: Sequence[str]) -> bytes:
-    """A row read back, as the writer wrote it (its cells are already spreadsheet-safe)."""
-    buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerow(row)
-    return buffer.getvalue().encode("utf-8")
-
-
-def write_results(results: Sequence[PhotoResult], path: str) -> None:
-    """CSV (one row per face, or per failed photo) or JSON, by the file's extension."""
-    writer = ResultsWriter(path, resume=False)
-    for result in results:
-        writer.add(result)
-    writer.close()
-
-
-def describe(result: PhotoResult) -> str:
-    if result.error:
-        return f"{result.path}: skipped ({result.error})"
-    whole = " (no face found: the whole photo)"
-    ages = ", ".join(f"face {f.face}: refused ({f.error})" if f.error else
-                     f"face {f.face}: {_age_text(f)} years{whole if f.method == 'center' else ''}"
-                     for f in result.faces)
-    return f"{result.path}: {ages}" + (f" ({result.note})" if result.note else "")

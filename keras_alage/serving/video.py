@@ -316,13 +316,15 @@ def _answered_frames(source, max_frames, detector, spec: faces.CropSpec, min_con
                     pass
 
 
-def predict_video(source: Union[str, int], predict: photos.Predictor, detector, spec: faces.CropSpec,
-                  output_video: Optional[str] = None, min_confidence: Optional[float] = None,
-                  max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
+def answer_video(source: Union[str, int], answerer: photos.Answerer, output_video: Optional[str] = None,
+                 max_frames: Optional[int] = None, tracker: Optional[Tracker] = None) -> VideoReport:
     """Ages of every face of every frame, tracked and smoothed; writes the annotated video
     (atomically: a temporary file renamed into place, 0644 like every output) if `output_video`
-    is given, in the codec `drawn_codec` chooses for its extension."""
-    min_confidence = faces.default_confidence(detector, min_confidence)
+    is given, in the codec `drawn_codec` chooses for its extension. Of the answerer's options, a
+    video uses the detector's confidence; its faces are answered `BATCH_FACES` frames' worth at a
+    time, and a frame without a face has none."""
+    predict, detector, spec = answerer.predictor, answerer.detector, answerer.spec
+    min_confidence = faces.default_confidence(detector, answerer.min_confidence)
     tracker = tracker or Tracker()
     writer, temporary, codec = None, None, None
     started, count = time.perf_counter(), 0

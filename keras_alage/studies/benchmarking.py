@@ -292,31 +292,31 @@ def _open_setting(model_path: str, setting: FacePathSetting, predictors: dict):
         predictors[setting.crops] = photos.load_predictor(model_path, setting.crops)
     predict = predictors[setting.crops]
     spec = photos.face_crop_for(predict, detector=setting.detector)
-    return predict, photos.photo_detector(spec), spec
+    return photos.Answerer(predict, photos.photo_detector(spec), spec)
 
 
 def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: Optional[str],
                     settings: Sequence[FacePathSetting] = (TODAY, NEW, NEW_CENTRE), rounds: int = 2,
                     batch_faces: int = 32, log=print) -> dict:
-    """Photos/s of each setting on each workload (`predict_photos`, the path `alage predict` takes)
-    and frames/s on `clip` (`video.predict_video`), all in this one process, the settings
+    """Photos/s of each setting on each workload (`photos.answer_photos`, the path `alage predict`
+    takes) and frames/s on `clip` (`video.answer_video`), all in this one process, the settings
     alternating over `rounds` (the best round kept), after one untimed warm-up photo each. The
     ratios to the first setting are what to read: the machine's speed drifts, same-run ratios hold.
     Each setting's answers are kept (the age of each photo's most confident face) to compare."""
     predictors: dict = {}
     opened = [_open_setting(model_path, s, predictors) for s in settings]
     first = next(iter(workloads.values()))[:1]
-    for (predict, detector, spec), setting in zip(opened, settings):
-        list(photos.predict_photos(first, predict, detector, spec, predict.input_size, decode=setting.decode))
+    for answerer, setting in zip(opened, settings):
+        list(photos.answer_photos(first, answerer, decode=setting.decode))
     report = {"model": files.portable_path(model_path), "settings": [s.label() for s in settings], "workloads": {}}
     for name, paths in workloads.items():
         best = [float("inf")] * len(settings)
         ages: List[Dict[str, float]] = [{} for _ in settings]
         for _ in range(rounds):
-            for i, ((predict, detector, spec), setting) in enumerate(zip(opened, settings)):
+            for i, (answerer, setting) in enumerate(zip(opened, settings)):
                 started = time.perf_counter()
-                for result in photos.predict_photos(paths, predict, detector, spec, predict.input_size,
-                                                    batch_faces=batch_faces, decode=setting.decode):
+                for result in photos.answer_photos(paths, dataclasses.replace(answerer, batch_faces=batch_faces),
+                                                   decode=setting.decode):
                     answered = [f for f in result.faces if f.error is None]
                     if answered:
                         ages[i][result.path] = max(answered, key=lambda f: f.confidence).age
@@ -335,8 +335,8 @@ def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: 
         best = [float("inf")] * len(settings)
         frames = [0] * len(settings)
         for _ in range(rounds):
-            for i, (predict, detector, spec) in enumerate(opened):
-                result = video.predict_video(clip, predict, detector, spec)
+            for i, answerer in enumerate(opened):
+                result = video.answer_video(clip, answerer)
                 best[i], frames[i] = min(best[i], result.seconds), result.frames
         report["video"] = [{"setting": s.label(), "frames": frames[i], "frames_per_second": frames[i] / best[i],
                             "ratio": best[0] / best[i]} for i, s in enumerate(settings)]

@@ -17,7 +17,7 @@ import pytest
 
 from keras_alage.models import release
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.serving import photos
+from keras_alage.serving import outputs
 from tests.cli import in_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def test_export_refuses_warmup_files_that_are_not_images(tiny_model, tmp_path):
 
 def test_drawn_photos_never_share_a_name():
     taken = set()
-    names = [photos.drawing_name(p, taken) for p in ("a/face.jpg", "a/face.png", "b/face.jpg", "b/face.png", "c/face.jpg")]
+    names = [outputs.drawing_name(p, taken) for p in ("a/face.jpg", "a/face.png", "b/face.jpg", "b/face.png", "c/face.jpg")]
     assert len(set(names)) == 5 and names[:2] == ["face.jpg", "face.png.jpg"]
 
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_alage.serving import answers, photos, video
+from keras_alage.serving import answers, outputs, photos, video
 from alage_pipelines import faces, files
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -74,18 +74,18 @@ def test_the_table_cannot_be_an_input_nor_go_where_no_folder_can_be(tiny_model, 
 
 
 def test_names_never_collide_and_cells_are_never_formulas(tmp_path):
-    taken = photos.inputs_in(str(tmp_path), [str(tmp_path / "clip.mp4")])
-    assert photos.drawing_name("a/clip.mp4", taken, ".mp4") == "clip.mp4.mp4"  # the input keeps its name
-    assert photos.drawing_name("b/clip.mp4", taken, ".mp4") == "clip-2.mp4"
-    assert [photos.spreadsheet_safe(c) for c in ("=HYPERLINK()", "+1", "-2", "@x", "a.jpg", 3.5, "")] == [
+    taken = outputs.inputs_in(str(tmp_path), [str(tmp_path / "clip.mp4")])
+    assert outputs.drawing_name("a/clip.mp4", taken, ".mp4") == "clip.mp4.mp4"  # the input keeps its name
+    assert outputs.drawing_name("b/clip.mp4", taken, ".mp4") == "clip-2.mp4"
+    assert [outputs.spreadsheet_safe(c) for c in ("=HYPERLINK()", "+1", "-2", "@x", "a.jpg", 3.5, "")] == [
         "'=HYPERLINK()", "'+1", "'-2", "'@x", "a.jpg", "3.5", ""]
     # a tab or carriage return first makes some spreadsheets read the rest of the cell as a formula
-    assert [photos.spreadsheet_safe(c) for c in ("\t=1+1", "\r=1+1")] == ["'\t=1+1", "'\r=1+1"]
+    assert [outputs.spreadsheet_safe(c) for c in ("\t=1+1", "\r=1+1")] == ["'\t=1+1", "'\r=1+1"]
 
 
 def test_an_interrupted_run_keeps_every_answer_it_wrote(tmp_path):
     path = tmp_path / "ages.csv"
-    writer = photos.ResultsWriter(str(path))
+    writer = outputs.results_writer(str(path))
     writer.add(photos.PhotoResult("one.jpg", [], error="no face found"))
     # killed here: the answer so far is on disk, the table itself is not half-written
     assert not path.exists()
@@ -146,10 +146,44 @@ class Network:
 def answer(inputs, table=None, drawings=None, network=None, **settings):
     network = network or Network()
     lines = []
-    summary = answers.answer_inputs([str(p) for p in inputs], photos.Predictor(network, 32), TwoFaces(),
-                                    faces.CropSpec(size=40), answers.Outputs(table and str(table), drawings and str(drawings)),
+    options = {k: settings.pop(k) for k in ("min_confidence", "no_face", "batch_faces") if k in settings}
+    answerer = photos.Answerer(photos.Predictor(network, 32), TwoFaces(), faces.CropSpec(size=40), **options)
+    summary = answers.answer_inputs([str(p) for p in inputs], answerer,
+                                    answers.Outputs(table and str(table), drawings and str(drawings)),
                                     log=lines.append, **settings)
     return summary, lines, network
+
+
+class CountedNetwork(Network):
+    """`Network`, recording how many faces each call answered."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __call__(self, encoded):
+        self.calls.append(int(encoded.shape[0]))
+        return super().__call__(encoded)
+
+
+def test_the_answerers_options_reach_every_photo_it_answers(four):
+    """One `photos.Answerer` carries the face path's options whole through `answers.answer_inputs`:
+    its batch size is the network's calls, its no-face policy answers the photos without a face."""
+    network = CountedNetwork()
+    summary, _, _ = answer(four, network=network, batch_faces=1)
+    assert network.calls == [1] * 8 and summary.photos == 4 and not summary.skipped
+
+    class NoFaces(TwoFaces):
+        def detect(self, image):
+            return []
+
+    for no_face, faceless in (("skip", 4), ("whole", 0)):
+        lines = []
+        answerer = photos.Answerer(photos.Predictor(Network(), 32), NoFaces(), faces.CropSpec(size=40),
+                                   no_face=no_face)
+        summary = answers.answer_inputs([str(p) for p in four], answerer, log=lines.append)
+        assert summary.faceless == faceless and summary.photos == 4, lines
+        assert sum("(no face found: the whole photo)" in line for line in lines) == 4 - faceless
 
 
 @pytest.fixture()
@@ -187,19 +221,19 @@ def test_a_partial_table_that_is_a_link_is_refused_and_its_target_kept(four, tmp
     with pytest.raises(FileExistsError, match="ages.csv.partial is a symbolic link"):
         answer(four, tmp_path / "ages.csv")
     with pytest.raises(FileExistsError, match="ages.csv.partial is a symbolic link"):
-        photos.ResultsWriter(str(tmp_path / "ages.csv"))  # the writer itself refuses it too
+        outputs.results_writer(str(tmp_path / "ages.csv"))  # the writer itself refuses it too
     assert digest(four[0]) == kept and not (tmp_path / "ages.csv").exists()
 
 
 def test_one_writer_per_table(four, tmp_path):
     table = tmp_path / "ages.csv"
-    first = photos.ResultsWriter(str(table), [str(p) for p in four])
+    first = outputs.results_writer(str(table), [str(p) for p in four])
     try:
         with pytest.raises(files.FolderBusy, match=f"ages.csv is in use by process {os.getpid()}"):
             answer(four, table)
     finally:
         first.release()
-    assert (tmp_path / "ages.csv.partial").read_bytes() == photos.CSV_HEADER  # the second wrote nothing
+    assert (tmp_path / "ages.csv.partial").read_bytes() == outputs.CSV_HEADER  # the second wrote nothing
     answer(four, table)  # released: the next run writes it
     assert len(list(csv.DictReader(table.open()))) == 8
 
@@ -207,9 +241,9 @@ def test_one_writer_per_table(four, tmp_path):
 def test_a_rerun_resumes_an_interrupted_table_and_drops_its_torn_row(four, tmp_path):
     whole, _, _ = answer(four, tmp_path / "whole.csv")  # the run nothing interrupted
     table = tmp_path / "ages.csv"
-    writer = photos.ResultsWriter(str(table), [str(p) for p in four])
-    for result in photos.predict_photos([str(p) for p in four[:3]], photos.Predictor(Network(), 32), TwoFaces(),
-                                        faces.CropSpec(size=40), 32):
+    writer = outputs.results_writer(str(table), [str(p) for p in four])
+    answerer = photos.Answerer(photos.Predictor(Network(), 32), TwoFaces(), faces.CropSpec(size=40))
+    for result in photos.answer_photos([str(p) for p in four[:3]], answerer):
         writer.add(result)
     writer.release()  # killed: three photos answered, the third one's second row torn (its first is whole)
     partial = tmp_path / "ages.csv.partial"
@@ -240,9 +274,9 @@ def test_a_partial_table_of_other_photos_or_not_ours_is_refused_before_anything_
 
 def test_a_full_disk_leaves_no_torn_row_and_names_the_table(four, tmp_path, monkeypatch):
     table = tmp_path / "ages.csv"
-    writer = photos.ResultsWriter(str(table), [str(p) for p in four])
-    results = list(photos.predict_photos([str(p) for p in four], photos.Predictor(Network(), 32), TwoFaces(),
-                                         faces.CropSpec(size=40), 32))
+    writer = outputs.results_writer(str(table), [str(p) for p in four])
+    answerer = photos.Answerer(photos.Predictor(Network(), 32), TwoFaces(), faces.CropSpec(size=40))
+    results = list(photos.answer_photos([str(p) for p in four], answerer))
     writer.add(results[0])
     whole = (tmp_path / "ages.csv.partial").read_bytes()
     real = os.pwrite
@@ -287,7 +321,7 @@ def test_a_drawing_never_replaces_a_file_it_did_not_write_nor_the_table(four, tm
     assert list(csv.DictReader(table.open()))[0]["path"] == str(four[0])  # still the table, not a drawing
     assert sorted(p.name for p in drawn.iterdir()) == [".d.jpg.lock", "=c.jpg", "a.jpg", "a.jpg.jpg", "b.jpg",
                                                       "b.jpg.jpg", "d.jpg", "d.jpg.jpg"]
-    assert all(photos.is_drawing(str(drawn / n)) for n in ("a.jpg.jpg", "b.jpg.jpg", "=c.jpg", "d.jpg.jpg"))
+    assert all(outputs.is_drawing(str(drawn / n)) for n in ("a.jpg.jpg", "b.jpg.jpg", "=c.jpg", "d.jpg.jpg"))
     assert (drawn / "=c.jpg").stat().st_mode & 0o777 == 0o644
     answer(four, table, drawn, overwrite=True)  # a rerun replaces its own drawings: no second copy
     assert len(list(drawn.iterdir())) == 8
@@ -296,7 +330,7 @@ def test_a_drawing_never_replaces_a_file_it_did_not_write_nor_the_table(four, tm
 def test_a_drawn_video_and_its_tracks_take_a_name_free_for_both(tmp_path):
     (tmp_path / "clip.tracks.csv").write_text("the user's notes")
     lines, taken = [], set()
-    path = answers.drawing_path(str(tmp_path), "clip.mp4", taken, ".mp4", lines.append, companion=".tracks.csv")
+    path = outputs.drawing_path(str(tmp_path), "clip.mp4", taken, ".mp4", lines.append, companion=".tracks.csv")
     assert path == str(tmp_path / "clip.mp4.mp4") and {"clip.mp4.mp4", "clip.mp4.tracks.csv"} <= taken
     assert lines == [f"{tmp_path / 'clip.mp4'} is not a drawing of this command: kept; drawn as clip.mp4.mp4"]
 
@@ -330,8 +364,9 @@ def test_a_drawn_video_and_its_tracks_are_0644(tmp_path):
         writer.write(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
     writer.release()
     lines = []
-    assert answers.answer_video(str(clip), photos.Predictor(Network(), 32), TwoFaces(), faces.CropSpec(size=40),
-                                answers.Outputs(drawings=str(tmp_path / "drawn")), None, None, lines.append)
+    answerer = photos.Answerer(photos.Predictor(Network(), 32), TwoFaces(), faces.CropSpec(size=40))
+    assert answers.answer_video(str(clip), answerer, answers.Outputs(drawings=str(tmp_path / "drawn")), None,
+                                lines.append)
     drawn = sorted((tmp_path / "drawn").iterdir())
     assert [p.name for p in drawn] == sorted([f"clip{video.drawn_codec().extension}", "clip.tracks.csv"]), lines
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in drawn)

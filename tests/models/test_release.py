@@ -13,7 +13,7 @@ import pytest
 
 from keras_alage.models import age_model, attention, dlib_import, release
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.serving import export, photos
+from keras_alage.serving import export, outputs, photos
 from keras_alage.studies.releases import al_choice
 from keras_alage.training import configs, fold_runs, stages
 from alage_pipelines import faces, images
@@ -131,7 +131,7 @@ def test_the_released_model_cuts_like_its_training_chips_and_answers_a_real_phot
     assert predict.face_crop == faces.CropSpec(256, 0.6, detector="dlib")
     assert release.recorded_crops(released) == "shift_flip"  # chosen on validation
     detector = faces.make_detector(predict.face_crop.detector)
-    result = photos.predict_photo(str(SAMPLE), predict, detector, predict.face_crop, predict.input_size)
+    result = photos.answer_photo(str(SAMPLE), photos.Answerer(predict, detector, predict.face_crop))
     assert result.error is None and len(result.faces) == 1
     face = result.faces[0]
     # Eileen Collins, photographed in her astronaut years (aged about 36-49): a sensible answer.
@@ -311,9 +311,9 @@ def test_a_recorded_prior_moves_answers_to_their_populations_ages(tmp_path):
     error = lambda answered: np.mean([abs(r.faces[0].age - t) for r, t in zip(answered, truth)])  # noqa: E731
     assert error(moved[:-1]) < error(results[:-1]) - 3 and moved[-1] == results[-1]
     assert moved[0].faces[0].prior_faces == 150 and moved[0].faces[0].global_age == 0.0
-    photos.write_results(moved, str(tmp_path / "ages.csv"))
+    outputs.write_results(moved, str(tmp_path / "ages.csv"))
     assert list(csv.DictReader((tmp_path / "ages.csv").open()))[0]["prior_faces"] == "150"
-    photos.write_results(moved, str(tmp_path / "ages.json"))  # the answers' probabilities stay out of files
+    outputs.write_results(moved, str(tmp_path / "ages.json"))  # the answers' probabilities stay out of files
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import age_model, attention, faceapi_import, faceres_import, release, xception
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.serving import ensemble, export, photos
+from keras_alage.serving import ensemble, export, outputs, photos
 from alage_pipelines import augment, faces
 
 TINY = ModelConfig(depth=18, input_size=32, age_classes="utkface")
@@ -183,7 +183,7 @@ def test_a_three_network_release_answers_from_its_folder_and_its_export(tmp_path
     images, _ = crops(2)
     located = photos.PhotoFaces("a.jpg", [faces.center_face(images[0].shape, predict.face_crop)], encoded[:1])
     result = photos.answer_faces(located, {k: v[:1] for k, v in out.items()}, predict.face_crop, predict.input_size)
-    photos.write_results([result], str(tmp_path / "ages.csv"))
+    outputs.write_results([result], str(tmp_path / "ages.csv"))
     row = next(csv.DictReader((tmp_path / "ages.csv").open()))
     assert float(row["faceres_age"]) == pytest.approx(float(out["faceres_age"][0]), abs=0.01)
     server = photos.serving_module(release.open_model_path(folder))
@@ -215,7 +215,7 @@ def test_a_two_network_release_answers_with_intervals_in_the_csv(tmp_path):
     result = photos.answer_faces(located, {k: np.asarray(v)[:1] for k, v in out.items()}, predict.face_crop,
                                  predict.input_size)
     path = tmp_path / "ages.csv"
-    photos.write_results([result], str(path))
+    outputs.write_results([result], str(path))
     row = next(csv.DictReader(path.open()))
     assert float(row["age_low"]) <= float(row["age"]) <= float(row["age_high"])
     assert row["age_std"] == "" and float(row["faceapi_age"]) == pytest.approx(float(out["faceapi_age"][0]), abs=0.01)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_alage.models.age_model import ModelConfig, build_age_model
-from keras_alage.serving import export, photos
+from keras_alage.serving import export, outputs, photos
 from alage_pipelines import augment, faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_every_photo_is_answered_or_reported_and_the_rest_go_on(photo_folder, mo
     detector = faces.MtcnnDetector()
     spec = faces.CropSpec()
     results = {os.path.basename(r.path): r for r in (
-        photos.predict_photo(p, predict, detector, spec, predict.input_size)
+        photos.answer_photo(p, photos.Answerer(predict, detector, spec))
         for p in photos.image_paths([str(photo_folder)]))}
     for name, reason in EXPECTED_ERRORS.items():
         assert reason in results[name].error and not results[name].faces, name
@@ -125,8 +125,8 @@ def test_a_photo_with_no_face_is_answered_whole_only_when_asked(model_path, tmp_
     detector, spec = faces.MtcnnDetector(), faces.CropSpec()
     wall = tmp_path / "wall.jpg"
     cv2.imwrite(str(wall), np.full((200, 200, 3), 120, np.uint8))
-    assert photos.predict_photo(wall, predict, detector, spec, predict.input_size).error == "no face found"
-    result = photos.predict_photo(wall, predict, detector, spec, predict.input_size, no_face="whole")
+    assert photos.answer_photo(wall, photos.Answerer(predict, detector, spec)).error == "no face found"
+    result = photos.answer_photo(wall, photos.Answerer(predict, detector, spec, no_face="whole"))
     assert result.error is None and [f.method for f in result.faces] == ["center"]
     box = faces.center_face((200, 200), spec)
     assert box.size[0] * (1 + spec.margin) == pytest.approx(200)  # its crop is the whole 200 px square
@@ -154,15 +154,15 @@ class RememberingMtcnn(faces.MtcnnDetector):
 
 
 def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, model_path):
-    """predict_photos batches faces across photos and detects ahead of the network; the answers,
-    the errors and their order are those of predict_photo, whatever the batch size."""
+    """answer_photos batches faces across photos and detects ahead of the network; the answers,
+    the errors and their order are those of answer_photo, whatever the batch size."""
     predict = photos.load_predictor(str(model_path), crops="center")
     detector, spec = RememberingMtcnn(), faces.CropSpec()
     paths = photos.image_paths([str(photo_folder)]) * 2  # more photos than a batch, repeats included
-    one_by_one = [photos.predict_photo(p, predict, detector, spec, predict.input_size) for p in paths]
+    one_by_one = [photos.answer_photo(p, photos.Answerer(predict, detector, spec)) for p in paths]
     for batch_faces, full in ((1, False), (2, True), (64, True), (32, False)):
-        batched = list(photos.predict_photos(paths, predict, detector, spec, predict.input_size,
-                                             batch_faces=batch_faces, prefetch=3, full_batches=full))
+        batched = list(photos.answer_photos(paths, photos.Answerer(predict, detector, spec, batch_faces=batch_faces),
+                                            prefetch=3, full_batches=full))
         assert [r.path for r in batched] == [r.path for r in one_by_one]
         for got, want in zip(batched, one_by_one):
             assert got.error == want.error and len(got.faces) == len(want.faces), got.path
@@ -172,8 +172,8 @@ def test_batched_overlapped_path_answers_like_one_photo_at_a_time(photo_folder, 
 
 def test_stopping_early_leaves_no_worker_behind(photo_folder, model_path):
     predict = photos.load_predictor(str(model_path), crops="center")
-    results = photos.predict_photos(photos.image_paths([str(photo_folder)]) * 3, predict, faces.MtcnnDetector(),
-                                    faces.CropSpec(), predict.input_size, prefetch=1)
+    results = photos.answer_photos(photos.image_paths([str(photo_folder)]) * 3,
+                                   photos.Answerer(predict, faces.MtcnnDetector(), faces.CropSpec()), prefetch=1)
     first = next(results)
     results.close()  # the generator's cleanup must not hang on the full queue
     assert first.path.endswith("a_face.jpg")
@@ -186,11 +186,11 @@ def test_savedmodel_and_keras_model_give_the_same_ages_on_a_photo(photo_folder, 
     model = keras.models.load_model(model_path)
     exported = export.export_saved_model(model, str(tmp_path), "age", 1, crops="ten")
     detector, spec = faces.MtcnnDetector(), faces.CropSpec()
-    from_keras = photos.predict_photo(photo_folder / "a_face.jpg", photos.load_predictor(str(model_path)),
-                                      detector, spec, 64)
+    from_keras = photos.answer_photo(photo_folder / "a_face.jpg",
+                                     photos.Answerer(photos.load_predictor(str(model_path)), detector, spec))
     saved = photos.load_predictor(exported)
     assert saved.input_size == 64
-    from_saved = photos.predict_photo(photo_folder / "a_face.jpg", saved, detector, spec, 64)
+    from_saved = photos.answer_photo(photo_folder / "a_face.jpg", photos.Answerer(saved, detector, spec))
     assert from_saved.faces[0].age == pytest.approx(from_keras.faces[0].age, abs=1e-3)
 
 
@@ -207,7 +207,7 @@ def test_predict_script_writes_csv_json_and_drawings(photo_folder, model_path, t
     drawn = cv2.imread(str(tmp_path / "drawn" / "a_face.jpg"))
     assert drawn is not None and drawn.shape[:2] == images.read_image(photo_folder / "a_face.jpg").shape[:2]
     json_path = tmp_path / "ages.json"
-    photos.write_results([photos.PhotoResult("x.jpg", [], "no face found")], str(json_path))
+    outputs.write_results([photos.PhotoResult("x.jpg", [], "no face found")], str(json_path))
     assert json.loads(json_path.read_text()) == [{"path": "x.jpg", "faces": [], "error": "no face found"}]
 
 
@@ -289,11 +289,12 @@ def test_a_photo_of_many_faces_keeps_the_most_confident_and_its_batches_bound_me
     assert min(f.confidence for f in located.found) == pytest.approx(45 / 300)  # the 44 weakest left out
     assert located.note == "300 faces found; the 256 most confident answered"
     sizes = []
-    results = list(photos.predict_photos([str(mosaic)], fake_network(sizes), GridDetector(300), spec, 32,
-                                         min_confidence=0.0, batch_faces=16))
+    answerer = photos.Answerer(fake_network(sizes), GridDetector(300), spec, min_confidence=0.0, batch_faces=16,
+                               input_size=32)
+    results = list(photos.answer_photos([str(mosaic)], answerer))
     assert sizes == [16] * 16 and len(results[0].faces) == 256
-    assert photos.describe(results[0]).endswith("(300 faces found; the 256 most confident answered)")
-    photos.write_results(results, str(tmp_path / "ages.json"))  # the note travels with the answers
+    assert outputs.describe(results[0]).endswith("(300 faces found; the 256 most confident answered)")
+    outputs.write_results(results, str(tmp_path / "ages.json"))  # the note travels with the answers
     assert json.loads((tmp_path / "ages.json").read_text())[0]["note"] == located.note
 
 
@@ -302,8 +303,9 @@ def test_a_strip_too_thin_for_a_face_is_skipped_and_the_run_goes_on(tmp_path):
     """A 1 x 100000 PNG made OpenCV assert inside MTCNN: the photo is reported, the next answered."""
     cv2.imwrite(str(tmp_path / "a_strip.png"), np.full((1, 100000, 3), 120, np.uint8))
     cv2.imwrite(str(tmp_path / "b_photo.png"), np.full((200, 200, 3), 120, np.uint8))
-    results = list(photos.predict_photos(photos.image_paths([str(tmp_path)]), fake_network([]), faces.MtcnnDetector(),
-                                         faces.CropSpec(size=32), 32, no_face="whole"))
+    results = list(photos.answer_photos(photos.image_paths([str(tmp_path)]),
+                                        photos.Answerer(fake_network([]), faces.MtcnnDetector(),
+                                                        faces.CropSpec(size=32), no_face="whole", input_size=32)))
     assert "100000x1 px is too narrow to hold a face" in results[0].error and not results[0].faces
     assert results[1].error is None and [f.method for f in results[1].faces] == ["center"]
 
@@ -316,8 +318,8 @@ def test_stopping_ends_a_slow_photos_search_at_its_next_detector_call(tmp_path):
     for name in ("a.png", "b.png"):
         cv2.imwrite(str(tmp_path / name), np.full((64, 64, 3), 120, np.uint8))
     detector = GridDetector(0, delay=0.2)  # no face: each photo is a 28-call, 5.6 s search
-    results = photos.predict_photos([str(tmp_path / "a.png"), str(tmp_path / "b.png")], fake_network([]), detector,
-                                    faces.CropSpec(size=32), 32)
+    results = photos.answer_photos([str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+                                   photos.Answerer(fake_network([]), detector, faces.CropSpec(size=32), input_size=32))
     first = next(results)  # a.png answered; b.png's search is under way
     assert first.error == "no face found" and detector.calls >= 28
     started = time.monotonic()
@@ -521,3 +523,10 @@ def test_blazeface_boxes_the_sample_face_as_dlib_does_and_cuts_the_same_crop():
                                                  for f in (a, b, off, turned))
         assert np.abs(crop_a - crop_b).mean() < min(np.abs(crop_a - crop_off).mean(),
                                                      np.abs(crop_a - crop_turned).mean())
+
+
+def test_an_answerer_refuses_options_it_cannot_use():
+    with pytest.raises(ValueError, match=r"no_face must be one of \('skip', 'whole'\); received 'crop'"):
+        photos.Answerer(None, None, faces.CropSpec(), no_face="crop")
+    with pytest.raises(ValueError, match="batch_faces must be at least 1; received 0"):
+        photos.Answerer(None, None, faces.CropSpec(), batch_faces=0)

@@ -56,7 +56,7 @@ def predict_detector(detector):
 def _predict_path(path, predictor, detector, spec):
     """What `scripts/predict.py --detector=blazeface` answers for a photo (its library call; the whole
     photo decoded, as the graph decodes it)."""
-    return photos.predict_photo(str(path), predictor, detector, spec, predictor.input_size, decode="full")
+    return photos.answer_photo(str(path), photos.Answerer(predictor, detector, spec), decode="full")
 
 
 def _export(model_dir, crops, detector, base, warmup=()) -> str:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_alage.serving import photos, video
+from keras_alage.serving import answers, photos, video
 from alage_pipelines import faces, images
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -63,7 +63,8 @@ def panned_video(fgnet_images, tmp_path_factory):
 def test_a_panned_face_keeps_one_track_and_its_smoothed_age_jitters_less(panned_video, tiny_model, tmp_path):
     predict = photos.load_predictor(tiny_model, "center")
     output = tmp_path / "drawn.mp4"
-    report = video.predict_video(str(panned_video), predict, faces.MtcnnDetector(), faces.CropSpec(), str(output))
+    report = video.answer_video(str(panned_video), photos.Answerer(predict, faces.MtcnnDetector(), faces.CropSpec()),
+                                str(output))
     assert report.frames == 20 and report.frames_per_second > 0
     assert len(report.tracks) == 1 and report.tracks[0].frames == 20
     track = report.tracks[0]
@@ -120,9 +121,8 @@ def test_a_pipe_named_like_a_video_is_skipped_without_being_waited_on(tmp_path):
         outcome.append((video_answered(str(fifo), logged), logged))
 
     def video_answered(path, logged):
-        from keras_alage.serving import answers
-
-        return answers.answer_video(path, None, None, faces.CropSpec(), answers.Outputs(), None, None, logged.append)
+        return answers.answer_video(path, photos.Answerer(None, None, faces.CropSpec()), answers.Outputs(), None,
+                                    logged.append)
 
     worker = threading.Thread(target=answer, daemon=True)
     worker.start()
@@ -175,7 +175,7 @@ def test_a_drawn_video_that_was_not_written_is_refused_and_nothing_is_left(monke
 
     output = tmp_path / "drawn" / "clip.mp4"
     with pytest.raises(ValueError, match=reason):
-        video.predict_video(str(clip), lambda encoded: {}, NoFaces(), faces.CropSpec(), str(output))
+        video.answer_video(str(clip), photos.Answerer(lambda encoded: {}, NoFaces(), faces.CropSpec()), str(output))
     assert not output.exists() and not [p for p in output.parent.iterdir()]
 
 
@@ -259,8 +259,8 @@ def test_the_drawn_video_is_0644_in_the_chosen_codec_and_labelled_with_the_inter
     monkeypatch.setattr(video.cv2, "putText", lambda canvas, text, *rest: labels.append(text) or real_text(
         canvas, text, *rest))
     output = tmp_path / f"drawn{codec.extension}"
-    report = video.predict_video(str(_clip(tmp_path / "clip.avi")), _interval_network, _OneFace(),
-                                 faces.CropSpec(size=40), str(output))
+    report = video.answer_video(str(_clip(tmp_path / "clip.avi")),
+                                photos.Answerer(_interval_network, _OneFace(), faces.CropSpec(size=40)), str(output))
     assert report.codec == codec and report.frames == 4
     assert output.stat().st_mode & 0o777 == 0o644  # a temporary file's 0600 was left on it
     capture = cv2.VideoCapture(str(output))
@@ -292,7 +292,8 @@ def test_an_answer_with_a_non_finite_interval_moves_no_track(tmp_path):
     def network(encoded):
         return _interval_network(encoded) | {"age_high": np.full(len(encoded), np.inf)}
 
-    report = video.predict_video(str(_clip(tmp_path / "clip.avi", 2)), network, _OneFace(), faces.CropSpec(size=40))
+    report = video.answer_video(str(_clip(tmp_path / "clip.avi", 2)), photos.Answerer(network, _OneFace(),
+                                                                                       faces.CropSpec(size=40)))
     assert [t.frames for t in report.tracks] == []
 
 
@@ -313,11 +314,12 @@ def test_frames_are_searched_ahead_of_the_network_and_answered_together_with_the
         return answer
 
     slow, quick = [], []
-    batched = video.predict_video(clip, network(slow, 0.1), _OneFace(), faces.CropSpec(size=40))
-    serial = video.predict_video(clip, network(quick, 0.0), _OneFace(), faces.CropSpec(size=40))
+    batched = video.answer_video(clip, photos.Answerer(network(slow, 0.1), _OneFace(), faces.CropSpec(size=40)))
+    serial = video.answer_video(clip, photos.Answerer(network(quick, 0.0), _OneFace(), faces.CropSpec(size=40)))
     assert sum(slow) == sum(quick) == 24 and max(slow) > 1 and len(slow) < 24
     assert [(t.id, t.frames, t.raw_ages, t.smoothed_ages) for t in batched.tracks] == [
         (t.id, t.frames, t.raw_ages, t.smoothed_ages) for t in serial.tracks]
     assert len(batched.tracks) == 1 and batched.tracks[0].frames == 24
     with pytest.raises(ValueError, match="cannot be opened"):  # the worker's error, raised to the caller
-        video.predict_video(str(tmp_path / "missing.avi"), network([], 0.0), _OneFace(), faces.CropSpec(size=40))
+        video.answer_video(str(tmp_path / "missing.avi"), photos.Answerer(network([], 0.0), _OneFace(),
+                                                                           faces.CropSpec(size=40)))

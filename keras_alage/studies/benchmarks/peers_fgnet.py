@@ -62,7 +62,8 @@ def run_ours(paths, model_path: str) -> list:
     predict = photos.load_predictor(model_path)
     spec = photos.face_crop_for(predict)
     detector = photos.photo_detector(spec)  # predict.py's: MTCNN looks where dlib finds no face
-    return [photos.predict_photo(path, predict, detector, spec, predict.input_size) for path in paths]
+    answerer = photos.Answerer(predict, detector, spec)
+    return [photos.answer_photo(path, answerer) for path in paths]
 
 
 def held_out_photos(data_dir: str) -> list:

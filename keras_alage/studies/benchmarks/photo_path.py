@@ -75,8 +75,7 @@ def one_at_a_time(paths, predict, detector, spec) -> dict:
 def batched(paths, predict, detector, spec, batch_faces: int = 32) -> dict:
     started = time.perf_counter()
     ages = {}
-    for result in photos.predict_photos(paths, predict, detector, spec, predict.input_size,
-                                        batch_faces=batch_faces):
+    for result in photos.answer_photos(paths, photos.Answerer(predict, detector, spec, batch_faces=batch_faces)):
         best = max(result.faces, key=lambda f: f.confidence) if result.faces else None
         ages[result.path] = best.age if best else None
     return {"seconds": time.perf_counter() - started, "ages": ages}
@@ -204,7 +203,7 @@ def compare_detectors(paths, model_path: str, output: str, command: str, detecto
         spec = faces.translate_crop(recorded, detector.name, margins)
         with tempfile.TemporaryDirectory() as folder:
             clip = benchmark_clip(paths[:max(1, video_frames // 12 + 1)], video_frames, folder)
-            result = video.predict_video(clip, predict, detector, spec)
+            result = video.answer_video(clip, photos.Answerer(predict, detector, spec))
         report["video"] = {"detector": name, "frames": result.frames, "frames_per_second": result.frames_per_second,
                            "tracks": len(result.tracks)}
     files.write_atomically(output + ".json", json.dumps(report, indent=1))

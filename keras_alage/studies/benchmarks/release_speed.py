@@ -1,7 +1,7 @@
 """Photos/s of two releases on the same photos, measured alternately in one run (`benchmarks/
 release_speed.py`; this machine is noisy, so only the ratio and same-run figures mean something).
 
-Both go through predict.py's default path (`photos.predict_photos` with the release's detector and
+Both go through predict.py's default path (`photos.answer_photos` with the release's detector and
 MTCNN where it finds none, faces batched 32 at a time); the network alone is timed on the same
 faces' crops.
 """
@@ -15,7 +15,7 @@ from keras_alage.serving import photos
 
 def timed_photos(paths, predict, detector, spec) -> float:
     started = time.perf_counter()
-    for _ in photos.predict_photos(paths, predict, detector, spec, predict.input_size):
+    for _ in photos.answer_photos(paths, photos.Answerer(predict, detector, spec)):
         pass
     return len(paths) / (time.perf_counter() - started)
 
