@@ -84,7 +84,8 @@ def test_the_wheel_carries_the_released_model_and_the_detector_files_with_their_
     for entry in sorted(os.listdir(model)):
         assert f"keras_alage/released/{release.DEFAULT_NAME}/{entry}" in names, entry
     assert f"keras_alage/released/{package_files.SUMS_FILE}" in names
-    assert f"alage_pipelines/detector_files/{faces.LANDMARKS_FILE}" in names
+    for name in (faces.LANDMARKS_FILE, "blazeface_short.npz", "blazeface_full.npz"):
+        assert f"alage_pipelines/detector_files/{name}" in names, name
     assert f"alage_pipelines/detector_files/{package_files.SUMS_FILE}" in names
     assert sorted(top) == ["alage_pipelines", "keras_alage"]  # no top-level `pipelines` to collide with PyPI's
 
@@ -130,14 +131,17 @@ def test_a_damaged_or_missing_installed_model_or_detector_file_is_one_line_namin
         _one_line_refusal(run, str(weights), "SHA-256", "--model", "ALAGE_HOME")
     finally:
         weights.write_bytes(whole)
-    landmarks = pathlib.Path(site).parent / "alage_pipelines" / "detector_files" / faces.LANDMARKS_FILE
-    whole = landmarks.read_bytes()
-    try:
-        landmarks.write_bytes(whole[:-1])
-        run = _run([bin_dir / "alage", "predict", "photo.jpg"], away, timeout=600)
-        _one_line_refusal(run, str(landmarks), "SHA-256")
-    finally:
-        landmarks.write_bytes(whole)
+    detector_files = pathlib.Path(site).parent / "alage_pipelines" / "detector_files"
+    for name, flags in [("blazeface_short.npz", []),  # the default face path's detector
+                        (faces.LANDMARKS_FILE, ["--detector=dlib"])]:
+        damaged = detector_files / name
+        whole = damaged.read_bytes()
+        try:
+            damaged.write_bytes(whole[:-1])
+            run = _run([bin_dir / "alage", "predict", *flags, "photo.jpg"], away, timeout=600)
+            _one_line_refusal(run, str(damaged), "SHA-256")
+        finally:
+            damaged.write_bytes(whole)
     aside = released.with_name("released.aside")
     released.rename(aside)
     try:
