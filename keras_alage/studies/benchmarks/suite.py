@@ -41,6 +41,132 @@ def _face_records(folder: str, count: int) -> list:
     return paths
 
 
+class Table:
+    """The suite's results, and its rows said as each is measured, one section at a time."""
+
+    def __init__(self, results: dict, say: Callable[[str], None]):
+        self.results, self.say = results, say
+
+    def row(self, name, value, note=""):
+        self.say(f"{name:58s} {value:>14s}  {note}")
+
+    def matmul_peak(self):
+        peak = benchmarking.matmul_peak()
+        self.results["matmul_gflops"] = peak
+        self.row("matmul 4096^2 fp32, TF / numpy (GFLOP/s)", f"{peak['tf']:.0f} / {peak['numpy']:.0f}", "the peak below is the best")
+        return max(peak.values())
+
+    def model(self, depth, size, mixed_precision):
+        if mixed_precision != "off":  # FLOPs are counted on the same graph either way
+            keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+        model = build_age_model(ModelConfig(depth=depth, input_size=size))
+        attention.freeze_attention_state(model)
+        stages.set_training_stage(model, "global")  # what the global stage trains
+        global_only = benchmarking.global_only_model(model)
+        flops = benchmarking.forward_flops(model, size)
+        flops_global = benchmarking.forward_flops(global_only, size)
+        self.results |= {"forward_gflops": flops / 1e9, "forward_gflops_global_only": flops_global / 1e9}
+        self.row("forward FLOPs per image, counted (GFLOP)", f"{flops / 1e9:.3f}", f"global-only {flops_global / 1e9:.3f}")
+        return model, global_only, flops
+
+    def training(self, model, batch, size, steps, flops, best_peak, xla, profile, profile_top):
+        train = benchmarking.train_rate(model, batch, steps)
+        self.results["train_images_per_s"] = train.images_per_second
+        self.results["train_fraction_of_peak"] = benchmarking.fraction_of_peak(train.images_per_second, flops, best_peak)
+        self.results["peak_rss_mib_after_training"] = benchmarking.peak_rss_mib()
+        self.row(f"training, batch {batch} at {size} px (images/s)", f"{train.images_per_second:.2f}",
+            f"{100 * self.results['train_fraction_of_peak']:.1f}% of the matmul peak")
+        self.row("peak resident memory after training (MiB)", f"{self.results['peak_rss_mib_after_training']:.0f}")
+        if profile:
+            step = benchmarking.train_step_fn(model, batch)
+            step()
+            with tempfile.TemporaryDirectory() as logdir:
+                op_times = benchmarking.op_time_profile(lambda: [step() for _ in range(steps)], logdir)
+            total = sum(op_times.values())
+            self.results["training_op_time_share"] = {k: v / total for k, v in op_times.items()}
+            for kind, micros in list(op_times.items())[:profile_top]:
+                self.row(f"  profile: {kind}", f"{100 * micros / total:.1f}%", "of the training step's op time")
+        if xla:
+            attention.use_xla_compatible_crop(model)
+            compiled = benchmarking.train_rate(model, batch, steps, jit_compile=True)
+            attention.use_xla_compatible_crop(model, False)
+            self.results["train_xla_images_per_s"] = compiled.images_per_second
+            self.row("training with XLA (images/s)", f"{compiled.images_per_second:.2f}",
+                f"{compiled.images_per_second / train.images_per_second:.2f}x without; "
+                f"{100 * benchmarking.fraction_of_peak(compiled.images_per_second, flops, best_peak):.1f}% of peak")
+        return train
+
+    def costs_and_inference(self, model, global_only, batch, size, steps, flops, best_peak, batch_norm_reference):
+        if batch_norm_reference:
+            reference = batch_norm.with_keras_batch_norm(model)
+            stages.set_training_stage(reference, "global")
+            self.results["keras_batch_norm_train_overhead"] = benchmarking.paired_overhead(
+                benchmarking.train_step_fn(reference, batch), benchmarking.train_step_fn(model, batch))
+            self.row("training step with Keras BatchNormalization / fused - 1", f"{100 * self.results['keras_batch_norm_train_overhead']:.1f}%",
+                "median of 5 alternating step pairs")
+            del reference
+        self.results["attention_train_overhead"] = benchmarking.paired_overhead(
+            benchmarking.train_step_fn(model, batch),
+            benchmarking.train_step_fn(global_only, batch, class_ages=age_model.class_ages_of(model)))
+        self.row("attention branch cost in training (full / global-only - 1)", f"{100 * self.results['attention_train_overhead']:.1f}%",
+            "median of 5 alternating step pairs")
+        infer = benchmarking.inference_rate(model, batch, steps)
+        self.results["inference_images_per_s"] = infer.images_per_second
+        self.results["inference_fraction_of_peak"] = benchmarking.fraction_of_peak(infer.images_per_second, flops, best_peak, 1.0)
+        batch_images = tf.constant(np.zeros((batch, size, size, 3), np.float32))
+        full_predict = tf.function(lambda x: model(x, training=False)["age"])
+        base_predict = tf.function(lambda x: global_only(x, training=False)["global_probs"])
+        self.results["attention_inference_overhead"] = benchmarking.paired_overhead(
+            lambda: full_predict(batch_images).numpy(), lambda: base_predict(batch_images).numpy(), rounds=9)
+        self.row(f"inference, batch {batch} (images/s)", f"{infer.images_per_second:.2f}",
+            f"{100 * self.results['inference_fraction_of_peak']:.1f}% of the matmul peak")
+        self.row("attention branch cost in inference", f"{100 * self.results['attention_inference_overhead']:.1f}%")
+
+    def input_and_serving(self, model, batch, size, train, latency_calls):
+        with tempfile.TemporaryDirectory() as folder:
+            shards = _face_records(folder, max(4 * batch, 64))
+            data = dataset.make_dataset(shards, dataset.DatasetConfig(batch, size, training=True, repeat=True,
+                                                                 shuffle_buffer=256))
+            pipeline = benchmarking.pipeline_rate(data, 8)
+            self.results["pipeline_images_per_s"] = pipeline
+            self.row("tf.data training pipeline (images/s)", f"{pipeline:.1f}",
+                f"{pipeline / train.images_per_second:.1f}x the training step: "
+                + ("not input-bound" if pipeline > train.images_per_second else "INPUT-BOUND"))
+
+            crop = faces.encode_jpeg(cv2.resize(np.full((8, 8, 3), 128, np.uint8), (256, 256)))
+            one = tf.constant(np.zeros((1, size, size, 3), np.float32))
+            many = tf.constant(np.zeros((32, size, size, 3), np.float32))
+            keras_one = benchmarking.latencies(lambda: model(one, training=False)["age"].numpy(), latency_calls)
+            keras_predict = benchmarking.latencies(lambda: model.predict(one, verbose=0)["age"], latency_calls)
+            for crops in ("center", "ten"):
+                path = export.export_saved_model(model, folder, f"age_{crops}", 1, crops=crops)
+                loaded = tf.saved_model.load(path)
+                encoded = loaded.signatures["serving_default"]
+                pre = loaded.signatures["predict_preprocessed"]
+                encoded_one = benchmarking.latencies(lambda: encoded(images=tf.constant([crop]))["age"].numpy(),
+                                                     latency_calls)
+                self.results[f"serving_{crops}_encoded_one"] = encoded_one
+                self.row(f"SavedModel serving_default, 1 encoded crop, {crops} (ms p50/p99)",
+                    f"{encoded_one['p50_ms']:.1f} / {encoded_one['p99_ms']:.1f}")
+                if crops == "center":
+                    pre_one = benchmarking.latencies(lambda: pre(images=one)["age"].numpy(), latency_calls)
+                    pre_many = benchmarking.latencies(lambda: pre(images=many)["age"].numpy(), 5, warmup=1)
+                    keras_many = benchmarking.latencies(lambda: model(many, training=False)["age"].numpy(), 5, warmup=1)
+                    self.results |= {"serving_preprocessed_one": pre_one, "keras_call_one": keras_one,
+                                "keras_predict_one": keras_predict,
+                                "serving_batch32_images_per_s": 32000.0 / pre_many["mean_ms"],
+                                "keras_batch32_images_per_s": 32000.0 / keras_many["mean_ms"]}
+                    self.row("SavedModel predict_preprocessed, 1 image (ms p50/p99)",
+                        f"{pre_one['p50_ms']:.1f} / {pre_one['p99_ms']:.1f}",
+                        f"Keras model(x) {keras_one['p50_ms']:.1f} / {keras_one['p99_ms']:.1f}; "
+                        f"model.predict {keras_predict['p50_ms']:.1f} / {keras_predict['p99_ms']:.1f}")
+                    self.row("batch of 32: SavedModel / Keras model(x) (images/s)",
+                        f"{self.results['serving_batch32_images_per_s']:.1f} / {self.results['keras_batch32_images_per_s']:.1f}")
+            ratio = self.results["serving_ten_encoded_one"]["p50_ms"] / self.results["serving_center_encoded_one"]["p50_ms"]
+            self.results["ten_over_center_latency"] = ratio
+            self.row("ten-crop / centre-crop single-request latency", f"{ratio:.1f}x")
+
+
 def run_suite(full: bool = False, input_size: Optional[int] = None, batch_size: Optional[int] = None, depth: int = 34,
               steps: int = 3, latency_calls: int = 30, xla: bool = True, mixed_precision: str = "off",
               intra_op_threads: int = 0, inter_op_threads: int = 0, profile: bool = True, profile_top: int = 10,
@@ -59,119 +185,11 @@ def run_suite(full: bool = False, input_size: Optional[int] = None, batch_size: 
                "mixed_precision": mixed_precision, "intra_op_threads": intra_op_threads,
                "inter_op_threads": inter_op_threads,
                "tensorflow": tf.__version__, "cpus": os.cpu_count()}
-    rows = []
 
-    def row(name, value, note=""):
-        rows.append((name, value, note))
-        say(f"{name:58s} {value:>14s}  {note}")
-
-    peak = benchmarking.matmul_peak()
-    best_peak = max(peak.values())
-    results["matmul_gflops"] = peak
-    row("matmul 4096^2 fp32, TF / numpy (GFLOP/s)", f"{peak['tf']:.0f} / {peak['numpy']:.0f}", "the peak below is the best")
-
-    if mixed_precision != "off":  # FLOPs are counted on the same graph either way
-        keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
-    model = build_age_model(ModelConfig(depth=depth, input_size=size))
-    attention.freeze_attention_state(model)
-    stages.set_training_stage(model, "global")  # what the global stage trains
-    global_only = benchmarking.global_only_model(model)
-    flops = benchmarking.forward_flops(model, size)
-    flops_global = benchmarking.forward_flops(global_only, size)
-    results |= {"forward_gflops": flops / 1e9, "forward_gflops_global_only": flops_global / 1e9}
-    row("forward FLOPs per image, counted (GFLOP)", f"{flops / 1e9:.3f}", f"global-only {flops_global / 1e9:.3f}")
-
-    train = benchmarking.train_rate(model, batch, steps)
-    results["train_images_per_s"] = train.images_per_second
-    results["train_fraction_of_peak"] = benchmarking.fraction_of_peak(train.images_per_second, flops, best_peak)
-    results["peak_rss_mib_after_training"] = benchmarking.peak_rss_mib()
-    row(f"training, batch {batch} at {size} px (images/s)", f"{train.images_per_second:.2f}",
-        f"{100 * results['train_fraction_of_peak']:.1f}% of the matmul peak")
-    row("peak resident memory after training (MiB)", f"{results['peak_rss_mib_after_training']:.0f}")
-    if profile:
-        step = benchmarking.train_step_fn(model, batch)
-        step()
-        with tempfile.TemporaryDirectory() as logdir:
-            op_times = benchmarking.op_time_profile(lambda: [step() for _ in range(steps)], logdir)
-        total = sum(op_times.values())
-        results["training_op_time_share"] = {k: v / total for k, v in op_times.items()}
-        for kind, micros in list(op_times.items())[:profile_top]:
-            row(f"  profile: {kind}", f"{100 * micros / total:.1f}%", "of the training step's op time")
-    if xla:
-        attention.use_xla_compatible_crop(model)
-        compiled = benchmarking.train_rate(model, batch, steps, jit_compile=True)
-        attention.use_xla_compatible_crop(model, False)
-        results["train_xla_images_per_s"] = compiled.images_per_second
-        row("training with XLA (images/s)", f"{compiled.images_per_second:.2f}",
-            f"{compiled.images_per_second / train.images_per_second:.2f}x without; "
-            f"{100 * benchmarking.fraction_of_peak(compiled.images_per_second, flops, best_peak):.1f}% of peak")
-
-    if batch_norm_reference:
-        reference = batch_norm.with_keras_batch_norm(model)
-        stages.set_training_stage(reference, "global")
-        results["keras_batch_norm_train_overhead"] = benchmarking.paired_overhead(
-            benchmarking.train_step_fn(reference, batch), benchmarking.train_step_fn(model, batch))
-        row("training step with Keras BatchNormalization / fused - 1", f"{100 * results['keras_batch_norm_train_overhead']:.1f}%",
-            "median of 5 alternating step pairs")
-        del reference
-    results["attention_train_overhead"] = benchmarking.paired_overhead(
-        benchmarking.train_step_fn(model, batch),
-        benchmarking.train_step_fn(global_only, batch, class_ages=age_model.class_ages_of(model)))
-    row("attention branch cost in training (full / global-only - 1)", f"{100 * results['attention_train_overhead']:.1f}%",
-        "median of 5 alternating step pairs")
-    infer = benchmarking.inference_rate(model, batch, steps)
-    results["inference_images_per_s"] = infer.images_per_second
-    results["inference_fraction_of_peak"] = benchmarking.fraction_of_peak(infer.images_per_second, flops, best_peak, 1.0)
-    batch_images = tf.constant(np.zeros((batch, size, size, 3), np.float32))
-    full_predict = tf.function(lambda x: model(x, training=False)["age"])
-    base_predict = tf.function(lambda x: global_only(x, training=False)["global_probs"])
-    results["attention_inference_overhead"] = benchmarking.paired_overhead(
-        lambda: full_predict(batch_images).numpy(), lambda: base_predict(batch_images).numpy(), rounds=9)
-    row(f"inference, batch {batch} (images/s)", f"{infer.images_per_second:.2f}",
-        f"{100 * results['inference_fraction_of_peak']:.1f}% of the matmul peak")
-    row("attention branch cost in inference", f"{100 * results['attention_inference_overhead']:.1f}%")
-
-    with tempfile.TemporaryDirectory() as folder:
-        shards = _face_records(folder, max(4 * batch, 64))
-        data = dataset.make_dataset(shards, dataset.DatasetConfig(batch, size, training=True, repeat=True,
-                                                             shuffle_buffer=256))
-        pipeline = benchmarking.pipeline_rate(data, 8)
-        results["pipeline_images_per_s"] = pipeline
-        row("tf.data training pipeline (images/s)", f"{pipeline:.1f}",
-            f"{pipeline / train.images_per_second:.1f}x the training step: "
-            + ("not input-bound" if pipeline > train.images_per_second else "INPUT-BOUND"))
-
-        crop = faces.encode_jpeg(cv2.resize(np.full((8, 8, 3), 128, np.uint8), (256, 256)))
-        one = tf.constant(np.zeros((1, size, size, 3), np.float32))
-        many = tf.constant(np.zeros((32, size, size, 3), np.float32))
-        keras_one = benchmarking.latencies(lambda: model(one, training=False)["age"].numpy(), latency_calls)
-        keras_predict = benchmarking.latencies(lambda: model.predict(one, verbose=0)["age"], latency_calls)
-        for crops in ("center", "ten"):
-            path = export.export_saved_model(model, folder, f"age_{crops}", 1, crops=crops)
-            loaded = tf.saved_model.load(path)
-            encoded = loaded.signatures["serving_default"]
-            pre = loaded.signatures["predict_preprocessed"]
-            encoded_one = benchmarking.latencies(lambda: encoded(images=tf.constant([crop]))["age"].numpy(),
-                                                 latency_calls)
-            results[f"serving_{crops}_encoded_one"] = encoded_one
-            row(f"SavedModel serving_default, 1 encoded crop, {crops} (ms p50/p99)",
-                f"{encoded_one['p50_ms']:.1f} / {encoded_one['p99_ms']:.1f}")
-            if crops == "center":
-                pre_one = benchmarking.latencies(lambda: pre(images=one)["age"].numpy(), latency_calls)
-                pre_many = benchmarking.latencies(lambda: pre(images=many)["age"].numpy(), 5, warmup=1)
-                keras_many = benchmarking.latencies(lambda: model(many, training=False)["age"].numpy(), 5, warmup=1)
-                results |= {"serving_preprocessed_one": pre_one, "keras_call_one": keras_one,
-                            "keras_predict_one": keras_predict,
-                            "serving_batch32_images_per_s": 32000.0 / pre_many["mean_ms"],
-                            "keras_batch32_images_per_s": 32000.0 / keras_many["mean_ms"]}
-                row("SavedModel predict_preprocessed, 1 image (ms p50/p99)",
-                    f"{pre_one['p50_ms']:.1f} / {pre_one['p99_ms']:.1f}",
-                    f"Keras model(x) {keras_one['p50_ms']:.1f} / {keras_one['p99_ms']:.1f}; "
-                    f"model.predict {keras_predict['p50_ms']:.1f} / {keras_predict['p99_ms']:.1f}")
-                row("batch of 32: SavedModel / Keras model(x) (images/s)",
-                    f"{results['serving_batch32_images_per_s']:.1f} / {results['keras_batch32_images_per_s']:.1f}")
-        ratio = results["serving_ten_encoded_one"]["p50_ms"] / results["serving_center_encoded_one"]["p50_ms"]
-        results["ten_over_center_latency"] = ratio
-        row("ten-crop / centre-crop single-request latency", f"{ratio:.1f}x")
-
+    table = Table(results, say)
+    peak = table.matmul_peak()
+    model, global_only, flops = table.model(depth, size, mixed_precision)
+    train = table.training(model, batch, size, steps, flops, peak, xla, profile, profile_top)
+    table.costs_and_inference(model, global_only, batch, size, steps, flops, peak, batch_norm_reference)
+    table.input_and_serving(model, batch, size, train, latency_calls)
     return results

