@@ -21,10 +21,21 @@ from keras_alage.serving.photos import FaceAge, PhotoResult
 from alage_pipelines import files
 
 
+def ages_text(age: float, low: Optional[float] = None, high: Optional[float] = None,
+              std: Optional[float] = None) -> str:
+    """An age as every output shows it: with its interval (31.3 (20-54)), else its spread, else alone."""
+    if low is not None:
+        return f"{age:.1f} ({low:.0f}-{high:.0f})"
+    return f"{age:.1f}" if std is None else f"{age:.1f} +-{std:.1f}"
+
+
 def age_text(face: FaceAge) -> str:
-    if face.age_low is not None:
-        return f"{face.age:.1f} ({face.age_low:.0f}-{face.age_high:.0f})"
-    return f"{face.age:.1f}" if face.age_std is None else f"{face.age:.1f} +-{face.age_std:.1f}"
+    return ages_text(face.age, face.age_low, face.age_high, face.age_std)
+
+
+def years(value: Optional[float]) -> str:
+    """A table's cell of years: two decimals, empty where there is none."""
+    return "" if value is None else f"{value:.2f}"
 
 
 def draw(photo: np.ndarray, result: PhotoResult) -> np.ndarray:
@@ -145,9 +156,6 @@ def csv_rows(result: PhotoResult) -> List[list]:
     """One row per face (a refused face: its reason, no ages), or one for a photo that failed."""
     if result.error:
         return [[result.path] + [""] * (CSV_COLUMNS.index("error") - 1) + [result.error, ""]]
-
-    def years(value):
-        return "" if value is None else f"{value:.2f}"
 
     return [[result.path, face.face, years(face.age), years(face.age_low), years(face.age_high), years(face.age_std),
              years(face.global_age), years(face.local_age), years(face.faceapi_age), years(face.faceres_age),

@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from keras_alage.serving import photos
+from keras_alage.serving import outputs, photos
 from alage_pipelines import faces, files, inputs, quiet
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -185,9 +185,7 @@ class Track:
     @property
     def age_text(self) -> str:
         """The smoothed age, and its interval where there is one, as a photo's is written: 31.3 (20-54)."""
-        if self.age_low is None:
-            return f"{self.age:.1f}"
-        return f"{self.age:.1f} ({self.age_low:.0f}-{self.age_high:.0f})"
+        return outputs.ages_text(self.age, self.age_low, self.age_high)
 
     def update(self, frame: int, box: np.ndarray, age: float, std: Optional[float], forgetting: float,
                low: Optional[float] = None, high: Optional[float] = None) -> float:
@@ -329,15 +327,15 @@ def answer_video(source: Union[str, int], answerer: photos.Answerer, output_vide
     writer, temporary, codec = None, None, None
     started, count = time.perf_counter(), 0
     try:
-        for index, frame, found, outputs in _answered_frames(source, max_frames, detector, spec, min_confidence,
+        for index, frame, found, answered in _answered_frames(source, max_frames, detector, spec, min_confidence,
                                                              predict):
             count += 1
             tracks = tracker.assign(index, [box_of(f) for f in found])
             if found:
-                ages = np.asarray(outputs["age"])
-                spreads = np.asarray(outputs["age_std"]) if "age_std" in outputs else [None] * len(found)
-                lows, highs = ((np.asarray(outputs["age_low"]), np.asarray(outputs["age_high"]))
-                               if "age_low" in outputs and "age_high" in outputs else ([None] * len(found),) * 2)
+                ages = np.asarray(answered["age"])
+                spreads = np.asarray(answered["age_std"]) if "age_std" in answered else [None] * len(found)
+                lows, highs = ((np.asarray(answered["age_low"]), np.asarray(answered["age_high"]))
+                               if "age_low" in answered and "age_high" in answered else ([None] * len(found),) * 2)
                 for face, track, age, std, low, high in zip(found, tracks, ages, spreads, lows, highs):
                     if not np.isfinite(age) or not all(v is None or np.isfinite(v) for v in (std, low, high)):
                         continue  # a refused answer (inf or nan years) moves no track
@@ -384,9 +382,7 @@ def write_tracks(report: VideoReport, path: str) -> None:
     (empty where the model gives none), and the spread of its per-frame answers beside that of
     its smoothed ages."""
 
-    def years(value):
-        return "" if value is None else f"{value:.2f}"
-
+    years = outputs.years
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(TRACK_COLUMNS)
