@@ -21,11 +21,6 @@ from alage_pipelines import build, dataset, faces, files
 from alage_pipelines.configs import SettingRefused
 
 
-def init_checkpoint_of(spec: RunSpec, fold: str) -> Optional[str]:
-    """The fold's starting checkpoint (`{fold}` in the start's checkpoint replaced), or None."""
-    return spec.start.checkpoint_of(fold)
-
-
 def calibration_batch(spec: RunSpec, files) -> np.ndarray:
     """`spec.start.calibration_images` centre crops of training faces, for batch-norm recalibration."""
     return dataset.centre_crops(files, spec.start.calibration_images, spec.model.input_size)
@@ -60,7 +55,7 @@ def _start_weights(model: keras.Model, spec: RunSpec, checkpoint: Optional[str],
 
 
 def _model_builder(spec: RunSpec, fold: str, log, train_files=(), stage: str = "global"):
-    checkpoint = init_checkpoint_of(spec, fold)
+    checkpoint = spec.start.checkpoint_of(fold)
 
     def build_model() -> keras.Model:
         model = build_age_model(spec.model)
@@ -111,7 +106,7 @@ def validate(spec: RunSpec, data: Optional[build.Build] = None) -> List[str]:
     data = data or build.Build.open(spec.data_dir, verify=True)
     _check_classes(data, spec.model)
     folds = data.fold_names(spec.folds)
-    checkpoints = [c for c in (init_checkpoint_of(spec, f) for f in folds) if c]
+    checkpoints = [c for c in (spec.start.checkpoint_of(f) for f in folds) if c]
     missing = [c for c in checkpoints if not os.path.exists(c)]
     if missing:
         raise SettingRefused(f"{{0}}: {', '.join(sorted(set(missing)))} does not exist.", "StartConfig.init_checkpoint")
@@ -253,7 +248,7 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
     check_settings(spec, config, strategy)
     run_dirs = {f: os.path.join(config.run_dir, f) if len(data.folds) > 1 else config.run_dir for f in folds}
     chief = workers.is_chief(strategy)
-    identities = {fold: provenance.run_identity(spec, config, fold, init_checkpoint_of(spec, fold), data)
+    identities = {fold: provenance.run_identity(spec, config, fold, spec.start.checkpoint_of(fold), data)
                   for fold in folds} if chief else {}
     for fold in identities:  # every fold checked before anything of the run is written
         provenance.check_run(run_dirs[fold], identities[fold])
@@ -277,7 +272,7 @@ def _run_folds(spec: RunSpec, config: loop.TrainConfig, strategy, log, verbose: 
                 flags_text = None
         validation = evaluation_input(spec, sides.test_files, "center") if spec.validate else None
         trainer.fit(train_data, validation, verbose=verbose)
-        if workers.is_chief(trainer.strategy):
+        if chief:
             results[fold] = _evaluate_fold(spec, trainer, run_dir, sides, data.crop)
             log(f"fold {fold}: combined MAE {results[fold]['combined']['mae']:.3f}, "
                 f"global {results[fold]['global']['mae']:.3f}, local {results[fold]['local']['mae']:.3f}")
