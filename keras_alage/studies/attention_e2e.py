@@ -77,6 +77,7 @@ class Recipe:
     teacher_weights: Tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     global_rates: Tuple[float, ...] = (0.003, 0.01, 0.03)
     global_epochs: int = 30
+    global_decay_epoch: Optional[int] = None  # the global stage's rate falls tenfold after this epoch
     attention_rates: Tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01)  # the box reached a bound at 0.01
     attention_epochs: int = 20
     local_weights: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -84,6 +85,7 @@ class Recipe:
     max_box_size: float = 1.0
     area_range: Tuple[float, float] = (0.6, 1.0)
     train_limit: Optional[int] = None  # faces of each part read (a smoke run); None: all
+    epoch_faces: Optional[int] = None  # training faces drawn per epoch (validated after each); None: all
     memory_limit: int = 600  # faces per population for the carried-memory pass (one at a time)
     translation_faces: int = 64
     seed: int = 0
@@ -381,14 +383,15 @@ class Study:
     # -- runs --
 
     def _steps(self) -> int:
-        return workers.steps_per_epoch(len(self.faces["train"]), self.recipe.batch_size)
+        return workers.steps_per_epoch(self.recipe.epoch_faces or len(self.faces["train"]), self.recipe.batch_size)
 
     def _train(self, run_dir: str, stage: str, rate: float, epochs: int, weight: float, start_weights=None,
-               local: Optional[str] = None, validate: bool = True):
+               local: Optional[str] = None, validate: bool = True, decay_epoch: Optional[int] = None):
         """One run (resumes where it stopped); returns (model, history)."""
         recipe = self.recipe
+        decay = (decay_epoch,) if decay_epoch is not None and decay_epoch < epochs else ()
         config = loop.TrainConfig(run_dir=run_dir, stage=stage, epochs=epochs, steps_per_epoch=self._steps(),
-                                  batch_size=recipe.batch_size, learning_rate=rate, lr_decay_epochs=(),
+                                  batch_size=recipe.batch_size, learning_rate=rate, lr_decay_epochs=decay,
                                   momentum=0.9, weight_decay=1e-4, image_summaries=0, seed=recipe.seed)
 
         def build_model():
@@ -412,11 +415,11 @@ class Study:
         return trainer.model, history
 
     def _grid_runs(self, stage_dir: str, stage: str, settings: Dict[str, Tuple[float, float]], epochs: int,
-                   start=None, local=None) -> Dict[str, dict]:
+                   start=None, local=None, decay_epoch: Optional[int] = None) -> Dict[str, dict]:
         runs = {}
         for name, (rate, weight) in settings.items():
             run_dir = self._path(stage_dir, name)
-            _, history = self._train(run_dir, stage, rate, epochs, weight, start, local)
+            _, history = self._train(run_dir, stage, rate, epochs, weight, start, local, decay_epoch=decay_epoch)
             runs[name] = {"run_dir": run_dir, "rate": rate, "teacher_weight": weight,
                           "curve": [h["val_mae"] for h in history],
                           "seconds": [h["train_seconds"] for h in history[1:]]}  # the first compiles
@@ -432,15 +435,18 @@ class Study:
         recipe = self.recipe
         middle = sorted(recipe.global_rates)[len(recipe.global_rates) // 2]
         first = {self._name(middle, w): (middle, w) for w in recipe.teacher_weights}
-        runs = self._grid_runs("global", "global", first, recipe.global_epochs)
+        runs = self._grid_runs("global", "global", first, recipe.global_epochs, decay_epoch=recipe.global_decay_epoch)
         best, _, _ = choose_epoch({n: r["curve"] for n, r in runs.items()})
         weight = runs[best]["teacher_weight"]
         second = {self._name(r, weight): (r, weight) for r in recipe.global_rates}
-        runs.update(self._grid_runs("global", "global", second, recipe.global_epochs))
+        runs.update(self._grid_runs("global", "global", second, recipe.global_epochs,
+                                    decay_epoch=recipe.global_decay_epoch))
         name, epochs, value = choose_epoch({n: runs[n]["curve"] for n in second})
         chosen = runs[name]
+        decayed = recipe.global_decay_epoch is not None and epochs > recipe.global_decay_epoch
         self.choices["global"] = {
             "run": name, "rate": chosen["rate"], "teacher_weight": weight, "epochs": epochs, "validation_mae": value,
+            "rate_at_chosen_epoch": chosen["rate"] * (loop.TrainConfig.lr_decay if decayed else 1.0),
             "weights": os.path.join(chosen["run_dir"], run_files.BEST_WEIGHTS),
             "at_grid_edge": grid_edges({"teacher_weight": recipe.teacher_weights}, {"teacher_weight": weight})
             + grid_edges({"rate": recipe.global_rates}, {"rate": chosen["rate"]}, epochs, recipe.global_epochs),
@@ -469,16 +475,18 @@ class Study:
         return self.choices[f"attention_{local}"]
 
     def control(self) -> dict:
-        """The global stage trained on from the converged model for the attention run's steps."""
+        """The global stage trained on from the converged model for the attention run's steps, at the
+        rate the global stage had reached at its chosen epoch."""
         start, steps = self.choices["global"], self.choices["attention_copied"]["steps"]
         epochs = max(1, round(steps / self._steps()))
         run_dir = self._path("control")
-        model, _ = self._train(run_dir, "global", start["rate"], epochs, start["teacher_weight"], start["weights"],
+        rate = start.get("rate_at_chosen_epoch", start["rate"])
+        model, _ = self._train(run_dir, "global", rate, epochs, start["teacher_weight"], start["weights"],
                                validate=False)
         final = os.path.join(run_dir, "final.weights.h5")  # the state after exactly these steps, not a best epoch
         model.save_weights(os.path.join(run_dir, "final.partial.weights.h5"))
         os.replace(os.path.join(run_dir, "final.partial.weights.h5"), final)
-        self.choices["control"] = {"epochs": epochs, "steps": epochs * self._steps(), "rate": start["rate"],
+        self.choices["control"] = {"epochs": epochs, "steps": epochs * self._steps(), "rate": rate,
                                    "teacher_weight": start["teacher_weight"], "weights": final}
         self._save_choices()
         return self.choices["control"]

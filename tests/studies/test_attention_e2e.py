@@ -13,7 +13,7 @@ from keras_alage.studies import attention_e2e as e2e
 pytestmark = pytest.mark.slow  # every case reads the module's study: two tiny trainings (about 80 s busy)
 
 RECIPE = e2e.Recipe(input_size=48, batch_size=4, teacher_weights=(0.0, 1.0), global_rates=(0.001, 0.01),
-                    global_epochs=2, attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),
+                    global_epochs=2, global_decay_epoch=1, epoch_faces=8, attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),
                     memory_limit=6, translation_faces=3)
 
 
@@ -73,10 +73,22 @@ def test_the_control_trains_the_global_stage_for_the_attention_stages_steps(stud
     made, report = study
     choices = report["choices"]
     assert choices["control"]["steps"] == choices["attention_copied"]["steps"]
-    assert choices["control"]["rate"] == choices["global"]["rate"]
     assert choices["control"]["teacher_weight"] == choices["global"]["teacher_weight"]
     history = [json.loads(line) for line in open(os.path.join(made.root, "control", "history.jsonl"))]
     assert len(history) * made._steps() == choices["attention_copied"]["steps"]
+    # the control goes on at the rate the chosen global epoch trained at: after the step, a tenth
+    decayed = choices["global"]["epochs"] > RECIPE.global_decay_epoch
+    expected = choices["global"]["rate"] * (0.1 if decayed else 1.0)
+    assert choices["control"]["rate"] == pytest.approx(expected)
+    assert [h["learning_rate"] for h in history] == pytest.approx([expected] * len(history))
+
+
+def test_the_global_stage_steps_its_rate_down_and_draws_epoch_faces_per_epoch(study):
+    made, report = study
+    assert made._steps() == 8 // RECIPE.batch_size  # epoch_faces, not the 16 training faces
+    run = os.path.join(made.root, "global", report["choices"]["global"]["run"])
+    rates = [json.loads(line)["learning_rate"] for line in open(os.path.join(run, "history.jsonl"))]
+    assert rates == pytest.approx([report["choices"]["global"]["rate"], report["choices"]["global"]["rate"] * 0.1])
 
 
 def test_the_combined_answer_uses_the_converged_global_head(study):
