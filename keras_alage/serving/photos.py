@@ -8,11 +8,12 @@ JPEG like the stored crops, then answered by the same graph as the exported Save
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import queue
 import threading
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -353,50 +354,76 @@ class Answerer:
 
 def answer_photo(path, answerer: Answerer, decode: str = "scaled") -> PhotoResult:
     """Ages of every face of one photo; a bad photo gives a result with `error`, never raises."""
-    return next(_answer_batch([locate_faces(path, answerer.detector, answerer.spec, answerer.min_confidence,
-                                            answerer.no_face, decode)], answerer))
+    located = locate_faces(path, answerer.detector, answerer.spec, answerer.min_confidence, answerer.no_face, decode)
+    return _photo_result(*next(answer_together([located], answerer)), answerer)
 
 
 def answer_photos(paths: Sequence[str], answerer: Answerer, prefetch: int = 64, full_batches: bool = False,
                   decode: str = "scaled") -> Iterator[PhotoResult]:
     """Ages of every face of many photos, in order: decoding, detection and cropping run in a
-    worker thread while the network (which releases the GIL) answers the faces of earlier
-    photos, up to `answerer.batch_faces` in one call: whatever is ready when the network is free,
-    or only full batches with `full_batches`. Same answers as `answer_photo`."""
-    located: "queue.Queue" = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
+    worker thread while the network answers the faces of earlier photos (`answer_located`), up to
+    `answerer.batch_faces` in one call. Same answers as `answer_photo`."""
 
-    stoppable = _Stoppable(answerer.detector, stop)
-
-    def produce():
+    def located(stop):
+        stoppable = _Stoppable(answerer.detector, stop)  # a photo's search ends at its next detector call
         try:
             for path in paths:
                 if stop.is_set():
                     return
-                located.put(locate_faces(path, stoppable, answerer.spec, answerer.min_confidence,
-                                         answerer.no_face, decode))
+                yield locate_faces(path, stoppable, answerer.spec, answerer.min_confidence, answerer.no_face, decode)
         except SearchStopped:
             return
+
+    with contextlib.closing(answer_located(located, answerer, prefetch, full_batches)) as answered:
+        for item, outputs in answered:
+            yield _photo_result(item, outputs, answerer)
+
+
+def _photo_result(item: PhotoFaces, outputs: dict, answerer: Answerer) -> PhotoResult:
+    if item.error:
+        return PhotoResult(item.path, [], item.error)
+    return answer_faces(item, outputs, answerer.spec, answerer.input_size)
+
+
+_END = object()  # the worker's last item (`answer_located`)
+
+
+def answer_located(items: Callable[[threading.Event], Iterable], answerer: Answerer, prefetch: int,
+                   full_batches: bool = False) -> Iterator[Tuple[object, dict]]:
+    """(item, the network's outputs for its `crops`) of each item of `items(stop)`, in order: photos
+    or video frames, located (decoded, searched, cut) in a worker thread up to `prefetch` items
+    ahead while the network (which releases the GIL) answers the crops of earlier items,
+    `answerer.batch_faces` in one call (`answer_together`): whatever is ready when the network is
+    free, or only full batches with `full_batches`. An error of the worker is raised here; a caller
+    that stops early (or a SIGTERM) sets `stop`, which `items` reads to end, and the worker is
+    released from a full queue."""
+    located: "queue.Queue" = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items(stop):
+                located.put(item)
         finally:
-            located.put(None)
+            located.put(_END)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         producer = pool.submit(produce)
         try:
-            pending: List[PhotoFaces] = []
+            pending: list = []
             done = False
             while not done:
                 item = located.get()
-                done = item is None
-                if item is not None:
+                done = item is _END
+                if not done:
                     pending.append(item)
                 waiting = sum(len(p.crops) for p in pending)
                 if pending and (done or waiting >= answerer.batch_faces or (located.empty() and not full_batches)):
-                    yield from _answer_batch(pending, answerer)
+                    yield from answer_together(pending, answerer)
                     pending = []
             producer.result()  # re-raises an unexpected error of the worker
         finally:
-            stop.set()  # a SIGTERM or a caller that stops early: the worker ends at its next detector call
+            stop.set()  # a SIGTERM or a caller that stops early: the worker ends at its next item
             while producer.running():  # unblock a worker waiting on a full queue
                 try:
                     located.get(timeout=0.05)
@@ -404,21 +431,17 @@ def answer_photos(paths: Sequence[str], answerer: Answerer, prefetch: int = 64, 
                     pass
 
 
-
-def _answer_batch(batch: Sequence[PhotoFaces], answerer: Answerer) -> Iterator[PhotoResult]:
-    """The photos' results, their faces answered `batch_faces` at a time: memory is bounded by the
-    batch, not by a photo's faces."""
+def answer_together(batch: Sequence, answerer: Answerer) -> Iterator[Tuple[object, dict]]:
+    """(item, the network's outputs for its `crops`) of each item, all their crops answered
+    `batch_faces` at a time: memory is bounded by the batch, not by a photo's or a frame's faces."""
     crops, size = [crop for item in batch for crop in item.crops], answerer.batch_faces
     parts = [{k: np.asarray(v) for k, v in answerer.predictor(crops[i : i + size]).items()}
              for i in range(0, len(crops), size)]
     outputs = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]} if parts else {}
     start = 0
     for item in batch:
-        if item.error:
-            yield PhotoResult(item.path, [], item.error)
-            continue
         end = start + len(item.crops)
-        yield answer_faces(item, {k: v[start:end] for k, v in outputs.items()}, answerer.spec, answerer.input_size)
+        yield item, {k: v[start:end] for k, v in outputs.items()}
         start = end
 
 

@@ -17,17 +17,14 @@ once, `drawn_codec`): H.264 (.mp4), else VP8 (.webm), which browsers play, else 
 which they do not, with a note saying so.
 """
 
-import concurrent.futures
 import csv
 import dataclasses
 import functools
 import io
 import os
-import queue
 import tempfile
-import threading
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -260,58 +257,36 @@ def annotate(frame: np.ndarray, found: Sequence[faces.Face], tracks: Sequence[Tr
     return canvas
 
 
-# Frames read, searched and cut ahead of the network, in a worker thread: the next frames' detection
-# overlaps the network's answer, whose batch holds the faces of every frame ready (up to
-# `BATCH_FACES`); tracking then takes the frames in order, so the tracks are those of one frame at a
-# time.
+class LocatedFrame(NamedTuple):
+    """A frame after detection and cropping: what the network still has to answer."""
+
+    index: int
+    frame: np.ndarray
+    found: List[faces.Face]
+    crops: List[bytes]  # JPEG face crops, as stored in the TFRecords
+
+
+# Frames read, searched and cut ahead of the network, in a worker thread (`photos.answer_located`,
+# as photos): the next frames' detection overlaps the network's answer, whose calls take the faces
+# of every frame ready, `batch_faces` at a time; tracking then takes the frames in order, so the
+# tracks are those of one frame at a time.
 PREFETCH_FRAMES = 16
-BATCH_FACES = 32
 
 
-def _answered_frames(source, max_frames, detector, spec: faces.CropSpec, min_confidence: float, predict):
-    """(index, frame, faces found, the network's outputs for them) of each frame, in order; an error of
-    the worker (a video that does not open) is raised here, and a caller that stops early stops it."""
-    located: "queue.Queue" = queue.Queue(maxsize=PREFETCH_FRAMES)
-    stop = threading.Event()
-    end = object()
+def _answered_frames(source, max_frames, answerer: photos.Answerer, min_confidence: float):
+    """(LocatedFrame, the network's outputs for its faces) of each frame, in order; an error of the
+    worker (a video that does not open) is raised here, and a caller that stops early stops it."""
 
-    def produce():
-        try:
-            for index, frame in frames(source, max_frames):
-                if stop.is_set():
-                    return
-                found = [f for f in faces.detect_at(frame, detector, faces.UPRIGHT) if f.confidence >= min_confidence]
-                located.put((index, frame, found, [faces.encode_jpeg(faces.crop_face(frame, f, spec)) for f in found]))
-        finally:
-            located.put(end)
+    def located(stop):
+        for index, frame in frames(source, max_frames):
+            if stop.is_set():
+                return
+            found = [f for f in faces.detect_at(frame, answerer.detector, faces.UPRIGHT)
+                     if f.confidence >= min_confidence]
+            yield LocatedFrame(index, frame, found,
+                               [faces.encode_jpeg(faces.crop_face(frame, f, answerer.spec)) for f in found])
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        producer = pool.submit(produce)
-        try:
-            done = False
-            while not done:
-                batch = [located.get()]
-                while batch[-1] is not end and sum(len(item[3]) for item in batch) < BATCH_FACES:
-                    try:
-                        batch.append(located.get_nowait())  # whatever else is ready
-                    except queue.Empty:
-                        break
-                done = batch[-1] is end
-                batch = [item for item in batch if item is not end]
-                crops = [crop for item in batch for crop in item[3]]
-                outputs = {k: np.asarray(v) for k, v in predict(crops).items()} if crops else {}
-                start = 0
-                for index, frame, found, cut in batch:
-                    yield index, frame, found, {k: v[start:start + len(cut)] for k, v in outputs.items()}
-                    start += len(cut)
-            producer.result()  # re-raises the worker's error
-        finally:
-            stop.set()  # a caller that stops early: the worker ends at its next frame
-            while producer.running():  # unblock a worker waiting on a full queue
-                try:
-                    located.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+    return photos.answer_located(located, answerer, PREFETCH_FRAMES)
 
 
 def answer_video(source: Union[str, int], answerer: photos.Answerer, output_video: Optional[str] = None,
@@ -319,16 +294,15 @@ def answer_video(source: Union[str, int], answerer: photos.Answerer, output_vide
     """Ages of every face of every frame, tracked and smoothed; writes the annotated video
     (atomically: a temporary file renamed into place, 0644 like every output) if `output_video`
     is given, in the codec `drawn_codec` chooses for its extension. Of the answerer's options, a
-    video uses the detector's confidence; its faces are answered `BATCH_FACES` frames' worth at a
-    time, and a frame without a face has none."""
-    predict, detector, spec = answerer.predictor, answerer.detector, answerer.spec
-    min_confidence = faces.default_confidence(detector, answerer.min_confidence)
+    video uses the detector's confidence and `batch_faces` (faces of several frames are answered
+    together, that many in one network call), and a frame without a face has none."""
+    min_confidence = faces.default_confidence(answerer.detector, answerer.min_confidence)
     tracker = tracker or Tracker()
     writer, temporary, codec = None, None, None
     started, count = time.perf_counter(), 0
+    answered_frames = _answered_frames(source, max_frames, answerer, min_confidence)
     try:
-        for index, frame, found, answered in _answered_frames(source, max_frames, detector, spec, min_confidence,
-                                                             predict):
+        for (index, frame, found, _), answered in answered_frames:
             count += 1
             tracks = tracker.assign(index, [box_of(f) for f in found])
             if found:
@@ -366,6 +340,7 @@ def answer_video(source: Union[str, int], answerer: photos.Answerer, output_vide
             os.replace(temporary, output_video)
             temporary = None
     finally:
+        answered_frames.close()  # an error here, or a SIGTERM: the worker is stopped and released
         if writer is not None:
             writer.release()
         if temporary and os.path.exists(temporary):

@@ -323,3 +323,35 @@ def test_frames_are_searched_ahead_of_the_network_and_answered_together_with_the
     with pytest.raises(ValueError, match="cannot be opened"):  # the worker's error, raised to the caller
         video.answer_video(str(tmp_path / "missing.avi"), photos.Answerer(network([], 0.0), _OneFace(),
                                                                            faces.CropSpec(size=40)))
+
+
+class _ThreeFaces:
+    """Three faces side by side in every frame."""
+
+    def detect(self, image):
+        h, w = image.shape[:2]
+        return [(w * x, h * 0.3, w * 0.2, h * 0.4, 0.99) for x in (0.05, 0.4, 0.75)]
+
+
+@pytest.mark.parametrize("batch_faces", [1, 2, 5])
+def test_a_video_is_answered_batch_faces_at_a_time_like_photos(tmp_path, batch_faces):
+    """Video kept its own batch of 32 and sent a batch's faces in one call whatever
+    `Answerer.batch_faces`: it now goes through the photos' batching (`photos.answer_located`), so no
+    call takes more than batch_faces faces, and the answers are those of one face at a time."""
+    clip = str(_clip(tmp_path / "clip.avi", 6))
+
+    def network(sizes):
+        def answer(encoded):
+            sizes.append(len(encoded))
+            ages = np.array([images.decode_image(np.frombuffer(e, np.uint8)).mean() / 4.0 for e in encoded])
+            return {"age": ages, "age_std": np.full(len(encoded), 2.0)}
+        return answer
+
+    sizes, single = [], []
+    spec = faces.CropSpec(size=40)
+    batched = video.answer_video(clip, photos.Answerer(network(sizes), _ThreeFaces(), spec, batch_faces=batch_faces))
+    one_by_one = video.answer_video(clip, photos.Answerer(network(single), _ThreeFaces(), spec, batch_faces=1))
+    assert sum(sizes) == 18 and max(sizes) <= batch_faces and single == [1] * 18
+    assert [(t.id, t.frames, t.raw_ages) for t in batched.tracks] == [
+        (t.id, t.frames, t.raw_ages) for t in one_by_one.tracks]
+    assert len(batched.tracks) == 3
