@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_alage.evaluation import metrics
 from keras_alage.models import attention
 
 OUTPUTS = ("age", "global_age", "local_age", "box")
@@ -96,7 +97,7 @@ def paired_errors(predictions: Dict[str, Dict[str, np.ndarray]], truth, output: 
         predicted = np.asarray(predicted, np.float64)
         if low is None:
             return np.abs(predicted - np.asarray(truth, np.float64))
-        return np.maximum(np.asarray(low) - predicted, 0.0) + np.maximum(predicted - np.asarray(high), 0.0)
+        return metrics.errors_outside(predicted, low, high)
 
     carried, reset = errors(predictions["carried"][output]), errors(predictions["reset"][output])
     return {"carried": carried, "reset": reset, "carried_minus_reset": carried - reset}

@@ -1,4 +1,4 @@
-"""Age-estimation metrics: MAE, CS@k, epsilon-error, group accuracy, per-band MAE.
+"""Age-estimation metrics: MAE, years outside an age's bounds, CS@k, epsilon-error, group accuracy, per-band MAE.
 
 The functions take numpy-compatible arrays and return Python floats, for evaluation
 reports; the Keras metrics wrap the ones that make sense per training batch.
@@ -38,6 +38,14 @@ def mean_absolute_error(predicted_ages, true_ages) -> float:
     """MAE in years (Eq. 6)."""
     predicted, true = _pair(predicted_ages, true_ages)
     return float(np.mean(np.abs(predicted - true)))
+
+
+def errors_outside(predicted, low, high) -> np.ndarray:
+    """Years each prediction lies outside its true age's bounds [low, high] (0 inside): the absolute
+    error where the truth is an exact age (low == high), the distance to the group where it is one."""
+    predicted = np.asarray(predicted, np.float64)
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    return np.maximum(low - predicted, 0.0) + np.maximum(predicted - high, 0.0)
 
 
 def cumulative_score(predicted_ages, true_ages, threshold: float = 5.0) -> float:

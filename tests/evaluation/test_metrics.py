@@ -15,6 +15,13 @@ def test_mae_and_cumulative_score_by_hand():
     assert metrics.cumulative_score(PRED, TRUE, 6) == pytest.approx(4 / 5)  # "at most" 6
 
 
+def test_errors_outside_an_ages_bounds_by_hand():
+    # a group 30-40: 5 years below it, inside, 5 above, on its ends; an exact age (low == high): |error|
+    assert metrics.errors_outside([25.0, 35.0, 45.0, 30.0, 40.0], [30.0] * 5, [40.0] * 5).tolist() == [
+        5.0, 0.0, 5.0, 0.0, 0.0]
+    assert metrics.errors_outside(PRED, TRUE, TRUE).tolist() == pytest.approx([2.0, 2.0, 6.0, 9.0, 0.5])
+
+
 def test_epsilon_error_by_hand():
     value = metrics.epsilon_error([20.0, 30.0], [20.0, 34.0], [3.0, 4.0])
     assert value == pytest.approx((0.0 + (1 - math.exp(-16 / 32))) / 2)

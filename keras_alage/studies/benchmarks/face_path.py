@@ -74,8 +74,8 @@ def score_crops(model_path: str, populations: Dict[str, tuple], cache_dir: str, 
             al = al_answers(model, choice, pop["encoded"])
             seconds = time.perf_counter() - started
             age = released_answer(description, dict(members, al=al), cached["faceapi_female"])
-            errors[choice] = three_networks.errors_outside(age, pop["low"], pop["high"])
-            al_error = three_networks.errors_outside(al, pop["low"], pop["high"])
+            errors[choice] = metrics.errors_outside(age, pop["low"], pop["high"])
+            al_error = metrics.errors_outside(al, pop["low"], pop["high"])
             mean, low, high = metrics.subject_bootstrap(errors[choice], pop["subject"])
             rows[choice] = {"error": mean, "error_95": [low, high], "al_error": float(al_error.mean()),
                             "al_seconds": seconds}

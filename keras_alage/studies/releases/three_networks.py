@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.evaluation import intervals, metrics
+from keras_alage.evaluation.metrics import errors_outside  # noqa: F401  (re-exported: attention_e2e reads it here)
 from keras_alage.models import faceapi_import, faceres_import, release
 from keras_alage.serving import ensemble, photos
 from keras_alage.studies.releases import two_networks
@@ -173,12 +174,6 @@ def member_answers(server, faceres_net, cuts: Dict[str, faceapi_import.FaceApiCu
 # --- errors --------------------------------------------------------------------------------------
 
 
-def errors_outside(predicted, low, high) -> np.ndarray:
-    """Years outside the true age's bounds (0 inside): the absolute error for exact ages."""
-    predicted = np.asarray(predicted, np.float64)
-    return np.maximum(low - predicted, 0.0) + np.maximum(predicted - high, 0.0)
-
-
 def signed_outside(predicted, low, high) -> np.ndarray:
     """Signed years outside the bounds (predicted - bound; 0 inside): the bias for exact ages."""
     predicted = np.asarray(predicted, np.float64)
@@ -186,7 +181,7 @@ def signed_outside(predicted, low, high) -> np.ndarray:
 
 
 def population_error(pop: dict, predicted) -> float:
-    return float(errors_outside(predicted, pop["low"], pop["high"]).mean())
+    return float(metrics.errors_outside(predicted, pop["low"], pop["high"]).mean())
 
 
 # --- the combination ----------------------------------------------------------------------------
@@ -212,7 +207,8 @@ def fit_banded(pops: Dict[str, dict], edges=BAND_EDGES, step: float = WEIGHT_STE
                 stacked = np.stack([pop[f"{m}_age"] for m in MEMBERS], axis=-1)
                 inside = np.searchsorted(edges, np.median(stacked, axis=-1), side="right") == band
                 if inside.any():
-                    error = errors_outside(stacked[inside] @ np.asarray(weights), pop["low"][inside], pop["high"][inside])
+                    error = metrics.errors_outside(stacked[inside] @ np.asarray(weights), pop["low"][inside],
+                                                   pop["high"][inside])
                     total += error.sum() / len(pop["truth"]) / best_member_error(pop)
             return total
         rows.append(min(grid, key=lambda w: (round(cost(w), 12), -min(w))))
@@ -465,10 +461,10 @@ def error_rows(pop: dict, answers: Dict[str, np.ndarray], reference: str = "age"
     """Per answer and row (all, band, sex, sex and band): years outside the truth [95 % over people],
     bias, and the paired difference to `reference` [95 % over people]."""
     rows = row_masks(pop["truth"], pop["sex"])
-    ref = errors_outside(answers[reference], pop["low"], pop["high"])
+    ref = metrics.errors_outside(answers[reference], pop["low"], pop["high"])
     table = {}
     for key, predicted in answers.items():
-        err = errors_outside(predicted, pop["low"], pop["high"])
+        err = metrics.errors_outside(predicted, pop["low"], pop["high"])
         bias = signed_outside(predicted, pop["low"], pop["high"])
         table[key] = {}
         for row, m in rows.items():
