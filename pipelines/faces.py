@@ -221,10 +221,11 @@ BUILD_DETECTORS = ("mtcnn", "dlib")
 BOXES_LIKE = {"blazeface": "dlib"}
 
 
-# The detector the face path uses for a crop recorded with another that has the same boxes: BlazeFace
-# in TensorFlow for dlib's HOG (no native extra; 12 Mpx photos without HOG's cost), where a release's
-# accuracy through it was measured level (docs/performance.md). `--detector=dlib` keeps dlib's.
-FACE_PATH_DETECTOR = {"dlib": "blazeface"}
+# The detector the face path uses for a crop recorded with another that has the same boxes: the one
+# that stands in for its boxes (`BOXES_LIKE`, read backwards), so BlazeFace in TensorFlow for dlib's
+# HOG (no native extra; 12 Mpx photos without HOG's cost), where a release's accuracy through it was
+# measured level (docs/performance.md). `--detector=dlib` keeps dlib's.
+FACE_PATH_DETECTOR = {like: name for name, like in BOXES_LIKE.items()}
 
 
 def same_boxes(a: str, b: str) -> bool:
@@ -352,8 +353,12 @@ class DlibDetector:
 
 
 # Each detector's box over the side of the same 100 UTKFace chips (matching_margin, measured by
-# benchmarks/photo_path.py): a box of one detector is this ratio of another's on the same face.
-CHIP_BOX_FRACTIONS = {"dlib": 0.733, "mtcnn": 0.970, "blazeface": 0.733}  # blazeface: dlib's chip (`KeypointDetector`)
+# benchmarks/photo_path.py): a box of one detector is this ratio of another's on the same face. A
+# detector with another's boxes (`BOXES_LIKE`: blazeface, fitted to dlib's chip by `KeypointDetector`)
+# has that one's fraction.
+MEASURED_CHIP_BOX_FRACTIONS = {"dlib": 0.733, "mtcnn": 0.970}
+CHIP_BOX_FRACTIONS = {**MEASURED_CHIP_BOX_FRACTIONS,
+                      **{name: MEASURED_CHIP_BOX_FRACTIONS[like] for name, like in BOXES_LIKE.items()}}
 
 
 # Where BlazeFace's eyes, nose tip and mouth (`KEYPOINTS_USED` of its six) sit in dlib's face chip

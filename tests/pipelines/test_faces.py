@@ -446,5 +446,8 @@ def test_a_keypoint_detector_reports_dlib_like_chips_through_the_search():
     face = faces.detect_at(image, detector, 30.0)[0]
     assert face.center == pytest.approx(truth.center, abs=1e-6) and face.angle == pytest.approx(12.0)
     assert faces.same_boxes("blazeface", "dlib") and not faces.same_boxes("blazeface", "mtcnn")
+    # the same boxes: a fallback rescales to blazeface's box as to dlib's, and a dlib crop is cut with blazeface
+    assert faces.CHIP_BOX_FRACTIONS["blazeface"] == faces.CHIP_BOX_FRACTIONS["dlib"]
+    assert faces.FACE_PATH_DETECTOR == {"dlib": "blazeface"}
     with pytest.raises(ValueError, match="runs BlazeFace in TensorFlow"):
         faces.make_detector("blazeface")
