@@ -50,7 +50,8 @@ def memory_predictions(model: keras.Model, images: Iterable, start_from_zero: bo
 
     Raises ValueError where the model has no attention LSTM or more than one."""
     layer = _the_lstm(model)
-    pooled_of = keras.Model(model.inputs, layer.input)  # the LSTM's input: the globally pooled feature
+    # one call answers an image and gives its LSTM step, S = concat(cell, hidden): the state it leaves
+    stepped = keras.Model(model.input, {"answers": {key: model.output[key] for key in outputs}, "step": layer.output})
     stored = _state(layer)
     start = tuple(np.zeros_like(s) for s in stored) if start_from_zero else stored
 
@@ -60,13 +61,12 @@ def memory_predictions(model: keras.Model, images: Iterable, start_from_zero: bo
         return {key: out[key] for key in outputs}
 
     @tf.function(reduce_retracing=True)
-    def advance(one):  # the one image's LSTM step from the current state; the state becomes its result
-        h_prev, c_prev = tf.convert_to_tensor(layer.hidden_state), tf.convert_to_tensor(layer.cell_state)
-        pooled = tf.cast(pooled_of(one, training=False), layer.compute_dtype)
-        _, (hidden, cell) = layer.cell(pooled, [tf.cast(h_prev, layer.compute_dtype),
-                                                tf.cast(c_prev, layer.compute_dtype)], training=False)
-        layer.hidden_state.assign(tf.cast(hidden, tf.float32))
-        layer.cell_state.assign(tf.cast(cell, tf.float32))
+    def answer_and_carry(one):  # the one image's answers from the current state, which becomes its step's
+        out = stepped(one, training=False)
+        cell, hidden = tf.split(tf.cast(out["step"], tf.float32), 2, axis=-1)
+        layer.hidden_state.assign(hidden)
+        layer.cell_state.assign(cell)
+        return out["answers"]
 
     collected = {mode: {key: [] for key in outputs} for mode in MODES}
     try:
@@ -79,10 +79,8 @@ def memory_predictions(model: keras.Model, images: Iterable, start_from_zero: bo
         for batch in images:
             batch = tf.convert_to_tensor(batch)
             for i in range(int(batch.shape[0])):
-                one = batch[i : i + 1]
-                for key, value in answer(one).items():
+                for key, value in answer_and_carry(batch[i : i + 1]).items():
                     collected["carried"][key].append(value.numpy())
-                advance(one)
     finally:
         _set_state(layer, *stored)
     return {mode: {key: np.concatenate(values) if values else np.zeros((0,)) for key, values in by_key.items()}
