@@ -54,7 +54,7 @@ from alage_pipelines import augment, build, files
 # Which faces each teacher has seen (its own documentation): a teacher that saw a population is
 # flattered there, and teaches labels it has learnt on the faces it saw.
 TEACHERS = {
-    "al": {"output": "al_age", "network": "dlib's CC0 age network inside our AL model v3.1",
+    "al": {"output": "al_age", "network": "dlib's CC0 age network inside our AL model v3.1 (one centre view)",
            "seen": "dlib's training faces (unpublished; about 110k, may include FG-NET) and v3.1's fine-tuning on "
                    "UTKFace's train part (data/utkface_dlib), i.e. every UTKFace training face here"},
     "faceapi": {"output": "faceapi_age", "network": "face-api's age network (MIT)",
@@ -170,13 +170,15 @@ def faceapi_backbone(source: str = "installed") -> Callable:
 # --- teachers ----------------------------------------------------------------------------------
 
 
-def v5_teacher(v5_dir: str) -> Tuple[Callable[[Sequence[bytes]], Dict[str, np.ndarray]], str]:
-    """(answer encoded crops -> {teacher: ages}, the weights' identity) from release v5's server."""
+def v5_teacher(v5_dir: str, crops: str = "center") -> Tuple[Callable[[Sequence[bytes]], Dict[str, np.ndarray]], str]:
+    """(answer encoded crops -> {teacher: ages}, the weights' and crops' identity) from release v5's
+    server, its AL member answering `crops` (default one centre view: a tenth of its ten crops' time,
+    and a soft target 3 years wide needs no more; face-api and faceres answer one view either way)."""
     opened = release.open_model_path(v5_dir)
-    server = photos.serving_module(opened)
+    server = photos.serving_module(opened, crops)
     description = opened.description
     identity = "+".join(description[k]["weights"]["sha256"] if k != "weights" else description[k]["sha256"]
-                        for k in ("weights", "faceapi", "faceres") if k in description)
+                        for k in ("weights", "faceapi", "faceres") if k in description) + f"+crops={crops}"
 
     def answer(encoded):
         out = server.serve_encoded(tf.constant(list(encoded), tf.string))
@@ -530,6 +532,12 @@ class Study:
         best = min(self.recipe.local_weights, key=lambda w: (table[f"{w:g}"], w))
         return best, table
 
+    def our_answer(self) -> str:
+        """The combined answer (copied or fresh local head, each at its chosen lambda) with the lower
+        validation error: the candidate member beside the teachers, who are release v5's networks."""
+        return min(("combined_copied_chosen", "combined_fresh_chosen"),
+                   key=lambda n: min(self.choices[f"attention_{n.split('_')[1]}"]["local_weight_curve"].values()))
+
     def answers_on(self, population: str) -> Dict[str, np.ndarray]:
         """Every answer's age on a population."""
         ages = {}
@@ -548,6 +556,8 @@ class Study:
         for name in TEACHERS:
             ages[f"teacher_{name}"] = teachers[name]
         ages["teachers_mean"] = np.mean([teachers[n] for n in TEACHERS], axis=0)
+        ours = self.choices["ours"]
+        ages["teachers_and_ours"] = np.mean([teachers[n] for n in TEACHERS] + [ages[ours]], axis=0)
         return ages
 
     def box_study(self, which: str = "attention_copied") -> dict:
@@ -587,6 +597,7 @@ class Study:
                 local_weight_at_grid_edge=grid_edges({"local_weight": self.recipe.local_weights}, {"local_weight": best}))
         if "control" not in self.choices:
             self.control()
+        self.choices["ours"] = self.our_answer()
         self._save_choices()
         report = {"recipe": dataclasses.asdict(self.recipe), "teachers": TEACHERS, "choices": self.choices,
                   "reference": "control", "populations": {}}
@@ -594,7 +605,9 @@ class Study:
             faces = self.faces[population]
             errors = {name: outside(age, faces) for name, age in self.answers_on(population).items()}
             entry = {"faces": len(faces), "people": int(len(set(faces.subject.tolist()))),
-                     "rows": paired_rows(errors, faces, "control")}
+                     "rows": paired_rows(errors, faces, "control"),
+                     "release_addition": paired_rows({k: errors[k] for k in ("teachers_mean", "teachers_and_ours")},
+                                                     faces, "teachers_mean")["teachers_and_ours"]}
             if population == "fgnet":
                 pred = self.predictions("attention_copied", population)
                 by_weight = {f"{w:g}": outside(self._age(combine(pred["global_probs"], pred["local_probs"], w)), faces)
@@ -633,6 +646,18 @@ def write_report(report: dict, output: str, command: str) -> str:
     return text
 
 
+def _band_table(rows: dict, ours: str) -> str:
+    """Per band of the true age: the control's error and each answer's paired difference from it."""
+    names = [n for n in ("global", "local_copied", "local_fresh", ours) if n in rows]
+    lines = ["| age band | faces | control | " + " | ".join(f"{n} minus control" for n in names) + " |",
+             "|---" * (3 + len(names)) + "|"]
+    for band, cell in rows["control"].items():
+        diffs = [rows[n][band]["minus_reference"] for n in names]
+        lines.append(f"| {band} | {cell['faces']} | {cell['error']:.2f} | "
+                     + " | ".join(f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" for d in diffs) + " |")
+    return "\n".join(lines)
+
+
 def markdown(report: dict, command: str = "") -> str:
     lines = ["# The AL network trained end to end (TinyXception at 112 px), its fair test", "",
              "Errors in years (outside the group for FairFace); 95 % intervals resample people; differences are "
@@ -656,6 +681,11 @@ def markdown(report: dict, command: str = "") -> str:
             diff = cell.get("minus_reference")
             shown = f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]" if diff else "reference"
             lines.append(f"| {name} | {cell['error']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}] | {shown} |")
+        lines += ["", _band_table(entry["rows"], report["choices"].get("ours", "combined_copied_chosen"))]
+        added = entry.get("release_addition", {}).get("all", {}).get("minus_reference")
+        if added:
+            lines += ["", f"Ours ({report['choices'].get('ours')}) added to release v5's three networks (the mean of "
+                      f"four against their mean): {added['mean']:+.3f} [{added['low']:+.3f}, {added['high']:+.3f}]."]
         m = entry["memory"]
         lines += ["", f"Memory carried over {m['faces']} faces ({m['order']}) minus reset, combined answer: "
                   f"{m['age']['carried_minus_reset']['mean']:+.3f} [{m['age']['carried_minus_reset']['low']:+.3f}, "

@@ -61,12 +61,28 @@ def test_the_smoke_run_scores_every_answer_on_every_population(study):
     assert e2e.markdown(report).startswith("# The AL network")
 
 
+def test_our_answer_is_chosen_on_validation_and_scored_beside_the_teachers(study):
+    """The candidate member is the combined answer whose validation error is lower, and the
+    release addition is the teachers' mean with it as a fourth, paired against their mean."""
+    made, report = study
+    curves = {n: min(report["choices"][f"attention_{n}"]["local_weight_curve"].values()) for n in ("copied", "fresh")}
+    assert report["choices"]["ours"] == f"combined_{min(curves, key=curves.get)}_chosen"
+    ages = made.answers_on("fairface")
+    teachers = [ages[f"teacher_{n}"] for n in e2e.TEACHERS]
+    np.testing.assert_allclose(ages["teachers_and_ours"], np.mean(teachers + [ages[report["choices"]["ours"]]], axis=0))
+    added = report["populations"]["fairface"]["release_addition"]["all"]
+    faces = made.faces["fairface"]
+    expected = (e2e.outside(ages["teachers_and_ours"], faces) - e2e.outside(ages["teachers_mean"], faces)).mean()
+    assert added["minus_reference"]["mean"] == pytest.approx(expected, abs=1e-9)
+
+
 def test_the_report_is_written_as_json_and_markdown(study, tmp_path):
     _, report = study
     text = e2e.write_report(report, str(tmp_path / "out" / "e2e"), "python experiments/attention_e2e.py --smoke")
     written = json.load(open(tmp_path / "out" / "e2e.json"))
     assert written["command"].endswith("--smoke") and set(written["populations"]) == set(e2e.POPULATIONS)
     assert (tmp_path / "out" / "e2e.md").read_text() == text and "--smoke" in text
+    assert "| age band |" in text and "added to release v5's three networks" in text
 
 
 def test_the_control_trains_the_global_stage_for_the_attention_stages_steps(study):
