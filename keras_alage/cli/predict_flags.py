@@ -39,8 +39,8 @@ flags.DEFINE_enum("fallback_detector", "mtcnn", [*faces.DETECTOR_NAMES, ""], "Wh
 flags.DEFINE_enum("no_face", "skip", list(NO_FACE), "A photo where no face is found: report and skip it, or "
                   "answer it as one face filling its centre square ('whole': for ready-made face chips, such as "
                   "UTKFace's, whose face fills the picture).")
-flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos); detection of the "
-                     "next photos overlaps it.")
+flags.DEFINE_integer("batch_faces", 32, "Faces the network answers in one call (across photos or video frames); "
+                     "detection of the next photos or frames overlaps it.")
 flags.DEFINE_bool("adapt_prior", False, "Photos of one population (a class, a ward...): move the answers to these "
                   "faces' own age prior, estimated from the answers alone (EM; needs a one-network release's recorded "
                   "prior, e.g. --model=models/al_dlib_resnet_utkface). Each answer then depends on the other photos; "

@@ -48,6 +48,14 @@ def errors_outside(predicted, low, high) -> np.ndarray:
     return np.maximum(low - predicted, 0.0) + np.maximum(predicted - high, 0.0)
 
 
+def combine_heads(global_, local, local_weight: float) -> np.ndarray:
+    """(global + w local) / (1 + w): the paper's Eq. 5 normalised (`heads.CombinePredictions`), on
+    the heads' probabilities or, since it is linear, on their expected ages."""
+    if local_weight < 0:
+        raise ValueError(f"local weights must be at least 0; received {local_weight}.")
+    return (np.asarray(global_) + local_weight * np.asarray(local)) / (1.0 + local_weight)
+
+
 def cumulative_score(predicted_ages, true_ages, threshold: float = 5.0) -> float:
     """CS@threshold: fraction of images whose absolute error is at most `threshold` years."""
     predicted, true = _pair(predicted_ages, true_ages)

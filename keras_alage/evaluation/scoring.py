@@ -99,9 +99,7 @@ def local_weight_sweep(predictions: Mapping[str, np.ndarray], class_ages: Sequen
     one pass's head probabilities: the paper's lambda, chosen on validation data (0: global only)."""
     result = {}
     for weight in weights:
-        if weight < 0:
-            raise ValueError(f"local weights must be at least 0; received {weight}.")
-        probs = (predictions["global"] + weight * predictions["local"]) / (1.0 + weight)
+        probs = metrics.combine_heads(predictions["global"], predictions["local"], weight)
         result[f"{weight:g}"] = metrics.mean_absolute_error(metrics.expected_age(probs, class_ages), predictions["age"])
     return result
 

@@ -300,7 +300,7 @@ def grid_edges(grids: Dict[str, Sequence[float]], chosen: Dict[str, float], epoc
 
 def combine(global_probs, local_probs, local_weight: float) -> np.ndarray:
     """P = (P_g + lambda P_l) / (1 + lambda), as `heads.CombinePredictions`."""
-    return (np.asarray(global_probs) + local_weight * np.asarray(local_probs)) / (1.0 + local_weight)
+    return metrics.combine_heads(global_probs, local_probs, local_weight)
 
 
 def nested_choice(errors: Dict[str, np.ndarray], folds: np.ndarray) -> Tuple[np.ndarray, Dict[str, str]]:
@@ -319,7 +319,7 @@ def nested_choice(errors: Dict[str, np.ndarray], folds: np.ndarray) -> Tuple[np.
 
 
 def outside(predicted, faces: Faces) -> np.ndarray:
-    return release_v5.errors_outside(predicted, faces.low, faces.high)
+    return metrics.errors_outside(predicted, faces.low, faces.high)
 
 
 def paired_rows(errors: Dict[str, np.ndarray], faces: Faces, reference: str) -> dict:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_alage.evaluation import metrics, scoring
+from keras_alage.models import heads
 
 PRED = [10.0, 22.0, 35.0, 61.0, 4.0]
 TRUE = [12.0, 20.0, 29.0, 70.0, 4.5]  # errors 2, 2, 6, 9, 0.5
@@ -108,3 +109,16 @@ def test_local_weight_sweep_scores_each_combination_of_the_two_heads():
     assert sweep == pytest.approx({"0": 2.0, "0.25": 0.0, "1": 3.0}, abs=1e-9)
     with pytest.raises(ValueError, match="at least 0"):
         scoring.local_weight_sweep(predictions, ages, [-1])
+
+
+def test_combine_heads_is_the_models_combination_layer_in_numpy():
+    rng = np.random.default_rng(0)
+    global_, local = (rng.dirichlet(np.ones(6), 4).astype(np.float32) for _ in range(2))
+    for weight in (0.0, 0.5, 3.0):
+        layer = heads.CombinePredictions(local_weight=weight)
+        np.testing.assert_allclose(metrics.combine_heads(global_, local, weight), np.asarray(layer([global_, local])),
+                                   atol=1e-6)
+    ages = np.array([10.0, 40.0])  # linear: the expected ages combine alike
+    assert metrics.combine_heads(ages, ages + 6.0, 0.5) == pytest.approx([12.0, 42.0])
+    with pytest.raises(ValueError, match="at least 0"):
+        metrics.combine_heads(global_, local, -0.5)

@@ -48,7 +48,7 @@ def head_ages(model, data_dir: str, fold: str, crops: str) -> dict:
 
 def combined(ages: dict, weight: float) -> np.ndarray:
     """The expected age of (P_global + w P_local) / (1 + w): the heads' expected ages mixed alike."""
-    return (ages["global"] + weight * ages["local"]) / (1.0 + weight)
+    return metrics.combine_heads(ages["global"], ages["local"], weight)
 
 
 def peer_answers(path: str) -> dict:

@@ -41,7 +41,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.evaluation import intervals, metrics
-from keras_alage.evaluation.metrics import errors_outside  # noqa: F401  (re-exported: attention_e2e reads it here)
 from keras_alage.models import faceapi_import, faceres_import, release
 from keras_alage.serving import ensemble, photos
 from keras_alage.studies.releases import two_networks
