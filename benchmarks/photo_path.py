@@ -9,6 +9,8 @@ the resolution they need, one centre crop for the AL member), alternating in one
 (`benchmarking.face_path_rates`): photos/s on FG-NET photos, on camera-size JPEGs made from them
 (--big_size, default 4000x3000), and frames/s on a 640x480 clip panning over them; ratios to today's
 path, and how far each photo's answer moved. Writes OUTPUT_paths.json and OUTPUT_paths.md.
+--precisions=float32,bfloat16 answers each new path in both precisions (`serving.precision`: the
+networks' arithmetic, read at each call, so the settings still alternate in one process).
 
 --mode=detectors, the comparison of detectors:
 
@@ -33,6 +35,8 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.models import release
+from keras_alage.serving import precision
+from keras_alage.serving.options import PRECISIONS
 from keras_alage.studies.benchmarks import photo_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +59,10 @@ flags.DEFINE_integer("big_photos", 20, "Camera-size JPEGs made from the first ph
 flags.DEFINE_list("big_size", ["4000", "3000"], "Width and height of those JPEGs.")
 flags.DEFINE_integer("clip_frames", 150, "Frames of the 640x480 clip (--mode=paths; 0: no video).")
 flags.DEFINE_integer("rounds", 2, "Rounds of the settings alternating (--mode=paths; the best kept).")
+flags.DEFINE_list("precisions", ["float32"], f"The networks' arithmetic each new path is answered in, of "
+                  f"{', '.join(PRECISIONS)} (--mode=paths; today's path stays float32).")
+flags.register_validator("precisions", lambda names: bool(names) and set(names) <= set(PRECISIONS),
+                         message=f"--precisions takes one or more of {', '.join(PRECISIONS)}")
 FLAGS = flags.FLAGS
 
 
@@ -70,8 +78,11 @@ def main(argv):
             size = ()
         if len(size) != 2 or min(size) < 64:
             raise app.UsageError(f"--big_size={','.join(FLAGS.big_size)}: give a width and a height in pixels.")
-        photo_path.compare_paths(paths, model_path, FLAGS.output, command, FLAGS.big_photos, size, FLAGS.clip_frames,
-                                 FLAGS.rounds, FLAGS.batch_faces)
+        try:
+            photo_path.compare_paths(paths, model_path, FLAGS.output, command, FLAGS.big_photos, size,
+                                     FLAGS.clip_frames, FLAGS.rounds, FLAGS.batch_faces, FLAGS.precisions)
+        except precision.NoNativeBfloat16 as error:
+            raise app.UsageError(f"--precisions: {error}")
         return
     try:
         photo_path.compare_detectors(paths, model_path, FLAGS.output, command, FLAGS.detectors, FLAGS.chips,

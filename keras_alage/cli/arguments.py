@@ -87,3 +87,9 @@ def named_folders(values: Sequence[str], flag: str) -> Dict[str, str]:
     if not named:
         raise app.UsageError(f"Give at least one --{flag}=NAME=FOLDER.")
     return named
+
+
+# The help of `--precision` (its options: `serving.options.PRECISIONS`), for each command that answers faces.
+PRECISION_HELP = ("Arithmetic of the networks: float32, the documented answers; bfloat16 (opt-in), oneDNN's bfloat16 "
+                  "kernels on a CPU that has them natively (AVX512_BF16 or AMX_BF16; refused elsewhere): faster, "
+                  "slightly different answers (docs/serving.md).")

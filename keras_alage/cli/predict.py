@@ -5,7 +5,7 @@ from absl import app
 
 from keras_alage.cli import predict_flags
 from keras_alage.models import release
-from keras_alage.serving import answers, photos
+from keras_alage.serving import answers, photos, precision
 
 FLAGS = predict_flags.FLAGS
 
@@ -17,6 +17,10 @@ def say(text: str) -> None:
 def main(argv):
     if len(argv) < 2 and FLAGS.camera is None:
         raise app.UsageError("Give one or more photos, videos or folders to predict (or --camera).")
+    try:
+        precision.set_precision(FLAGS.precision)  # before any network is traced or called
+    except precision.NoNativeBfloat16 as error:
+        raise app.UsageError(f"--precision={FLAGS.precision}: {error}")
     outputs = answers.Outputs(FLAGS.output, FLAGS.draw)
     answers.check_outputs(outputs, photos.image_paths(argv[1:]), FLAGS.overwrite)  # before the model loads
     model_path = FLAGS.model or release.default_path()

@@ -5,3 +5,6 @@ from them before TensorFlow is loaded). Defined here only; `photos` and `export`
 NO_FACE = ("skip", "whole")
 # TF Serving reads a version folder's name as an int64.
 MAX_VERSION = 2 ** 63 - 1
+# The arithmetic the networks answer in (`precision`): float32, the documented answers; bfloat16, oneDNN's
+# bfloat16 kernels on a CPU that has them (faster, slightly different answers).
+PRECISIONS = ("float32", "bfloat16")

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_alage.models import age_model
-from keras_alage.serving import photos, video
+from keras_alage.serving import photos, precision, video
 from keras_alage.training import loop
 from alage_pipelines import files, images
 
@@ -234,14 +234,17 @@ def fraction_of_peak(images_per_second: float, flops_per_image: float, peak_gflo
 @dataclasses.dataclass(frozen=True)
 class FacePathSetting:
     """One way through the face path: the detector (`faces.DETECTORS`; predict.py's MTCNN fallback
-    behind it), the decode (`photos.DECODES`) and the AL member's crops (None: the release's)."""
+    behind it), the decode (`photos.DECODES`), the AL member's crops (None: the release's) and the
+    networks' arithmetic (`precision`: settings of either precision alternate in one process)."""
 
     detector: str
     decode: str
     crops: Optional[str] = None
+    precision: str = "float32"
 
     def label(self) -> str:
-        return f"{self.detector}, {self.decode} decode, {self.crops or 'recorded'} crops"
+        label = f"{self.detector}, {self.decode} decode, {self.crops or 'recorded'} crops"
+        return label if self.precision == "float32" else f"{label}, {self.precision}"
 
 
 # Before issue 36 (dlib's HOG on the full decode, the release's ten shift_flip crops), the default
@@ -307,20 +310,22 @@ def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: 
     opened = [_open_setting(model_path, s, predictors) for s in settings]
     first = next(iter(workloads.values()))[:1]
     for answerer, setting in zip(opened, settings):
-        list(photos.answer_photos(first, answerer, decode=setting.decode))
+        with precision.using(setting.precision):  # each precision's first call optimizes the graph anew
+            list(photos.answer_photos(first, answerer, decode=setting.decode))
     report = {"model": files.portable_path(model_path), "settings": [s.label() for s in settings], "workloads": {}}
     for name, paths in workloads.items():
         best = [float("inf")] * len(settings)
         ages: List[Dict[str, float]] = [{} for _ in settings]
         for _ in range(rounds):
             for i, (answerer, setting) in enumerate(zip(opened, settings)):
-                started = time.perf_counter()
-                for result in photos.answer_photos(paths, dataclasses.replace(answerer, batch_faces=batch_faces),
-                                                   decode=setting.decode):
-                    answered = [f for f in result.faces if f.error is None]
-                    if answered:
-                        ages[i][result.path] = max(answered, key=lambda f: f.confidence).age
-                best[i] = min(best[i], time.perf_counter() - started)
+                with precision.using(setting.precision):
+                    started = time.perf_counter()
+                    for result in photos.answer_photos(paths, dataclasses.replace(answerer, batch_faces=batch_faces),
+                                                       decode=setting.decode):
+                        answered = [f for f in result.faces if f.error is None]
+                        if answered:
+                            ages[i][result.path] = max(answered, key=lambda f: f.confidence).age
+                    best[i] = min(best[i], time.perf_counter() - started)
         rows = []
         for i, setting in enumerate(settings):
             common = [p for p in paths if p in ages[0] and p in ages[i]]
@@ -335,8 +340,9 @@ def face_path_rates(model_path: str, workloads: Dict[str, Sequence[str]], clip: 
         best = [float("inf")] * len(settings)
         frames = [0] * len(settings)
         for _ in range(rounds):
-            for i, answerer in enumerate(opened):
-                result = video.answer_video(clip, answerer)
+            for i, (answerer, setting) in enumerate(zip(opened, settings)):
+                with precision.using(setting.precision):
+                    result = video.answer_video(clip, answerer)
                 best[i], frames[i] = min(best[i], result.seconds), result.frames
         report["video"] = [{"setting": s.label(), "frames": frames[i], "frames_per_second": frames[i] / best[i],
                             "ratio": best[0] / best[i]} for i, s in enumerate(settings)]

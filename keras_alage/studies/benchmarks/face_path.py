@@ -8,6 +8,13 @@ study's own (`runs/release_v5/answers_<population>.npz`, computed on the same en
 same order), and the combined age is the release's recorded combination of the three. Errors are
 paired against the release's crops over people (`metrics.subject_bootstrap`).
 
+`score_precision`: the release's answers in each precision (`serving.precision`: float32, the
+documented answer, and bfloat16) on the same validation faces, every member answered afresh through
+the release's serving graph (`photos.serving_module`), the precisions in turn in this one process
+(the option is read at each call). Per population: each one's error [95 % over people], the paired
+difference to the first, the largest and median change of an answer, and, where the release
+answers intervals, their coverage of the true age.
+
 `compare`: the release's accuracy through two face paths on the same validation photos, paired
 over people. A face path is a detector, a decode (`photos.DECODES`) and the AL member's crops; the
 networks and the cut are the release's. Each photo is answered by its most confident face; a photo
@@ -25,9 +32,9 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_alage.evaluation import metrics
+from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import attention, faceres_import, release
-from keras_alage.serving import ensemble, export, photos
+from keras_alage.serving import ensemble, export, photos, precision
 from keras_alage.studies.releases import three_networks
 from alage_pipelines import faces
 
@@ -102,6 +109,61 @@ def _scale_key(faceres: dict, cache_dir: str) -> str:
                        [faceres["cut"][k] for k in ("x", "y", "width", "height")], atol=1e-6):
             return str(scale)
     raise ValueError(f"{cache_dir}: no cached faceres cut is the release's {faceres['cut']}")
+
+
+def served_answers(server, encoded: Sequence[bytes], batch: int = 32) -> Dict[str, np.ndarray]:
+    """A serving graph's (`serve_encoded`) age of each encoded crop, and its interval where it has one."""
+    parts = []
+    for start in range(0, len(encoded), batch):
+        answered = server.serve_encoded(tf.constant(list(encoded[start:start + batch]), tf.string))
+        parts.append({k: np.asarray(answered[k], np.float64) for k in ("age", "age_low", "age_high") if k in answered})
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]} if parts else {}
+
+
+def precision_rows(answers: Dict[str, Dict[str, np.ndarray]], pop: dict) -> dict:
+    """Per precision (the first the reference): the error [95 % over people], the paired difference
+    to the reference, the largest and median |change| of an age, and the interval's coverage."""
+    reference = next(iter(answers))
+    errors = {name: metrics.errors_outside(a["age"], pop["low"], pop["high"]) for name, a in answers.items()}
+    rows = {}
+    for name, answered in answers.items():
+        mean, low, high = metrics.subject_bootstrap(errors[name], pop["subject"])
+        row = {"error": mean, "error_95": [low, high]}
+        if name != reference:
+            change = np.abs(answered["age"] - answers[reference]["age"])
+            paired = metrics.subject_bootstrap(errors[name] - errors[reference], pop["subject"])
+            row[f"minus_{reference}"] = list(paired)
+            row["age_change_max"], row["age_change_median"] = float(change.max()), float(np.median(change))
+        if "age_low" in answered:
+            row["coverage"] = intervals.coverage(answered["age_low"], answered["age_high"], pop["truth"])["all"]
+        rows[name] = row
+    return rows
+
+
+def score_precision(model_path: str, populations: Dict[str, tuple],
+                    precisions: Sequence[str] = ("float32", "bfloat16"), log=print) -> dict:
+    """Per population (name -> (build folder, parts or None)): the release answered in each of
+    `precisions` (the first the reference; `precision_rows`). A precision this CPU lacks is refused
+    before anything is loaded."""
+    for name in precisions:
+        precision.check(name)
+    server = photos.serving_module(release.open_model_path(model_path))
+    report = {"model": model_path, "precisions": list(precisions), "populations": {}}
+    for name, (build_dir, parts) in populations.items():
+        pop = three_networks.population_faces(name, build_dir, parts)
+        answers = {}
+        for chosen in precisions:
+            with precision.using(chosen):
+                started = time.perf_counter()
+                answers[chosen] = served_answers(server, pop["encoded"])
+                log(f"{name} {chosen}: {len(pop['encoded'])} faces in {time.perf_counter() - started:.0f} s")
+        rows = precision_rows(answers, pop)
+        for chosen, row in rows.items():
+            log(f"{name} {chosen}: {row['error']:.3f} [{row['error_95'][0]:.3f}, {row['error_95'][1]:.3f}]"
+                + (f", largest change {row['age_change_max']:.3f} years" if "age_change_max" in row else ""))
+        report["populations"][name] = {"faces": len(pop["truth"]), "people": len(np.unique(pop["subject"])),
+                                       "precisions": rows}
+    return report
 
 
 # --- the detector ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """benchmarks/photo_path.py's measuring: today's face path beside the new one, and photos/s per
 face detector (see the main's docstring)."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -11,7 +12,7 @@ import time
 import cv2
 import numpy as np
 
-from keras_alage.serving import photos, video
+from keras_alage.serving import photos, precision, video
 from keras_alage.studies import benchmarking
 from alage_pipelines import faces, files, images
 
@@ -144,19 +145,28 @@ def paths_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def path_settings(precisions=("float32",)) -> list:
+    """Today's path (float32), then each new path under each of `precisions`, side by side."""
+    return [benchmarking.TODAY, *(dataclasses.replace(setting, precision=name)
+                                  for setting in (benchmarking.NEW, benchmarking.NEW_CENTRE) for name in precisions)]
+
+
 def compare_paths(paths, model_path: str, output: str, command: str, big_photos: int = 20, big_size=(4000, 3000),
-                  clip_frames: int = 150, rounds: int = 2, batch_faces: int = 32) -> dict:
-    """Today's face path beside the new ones (`benchmarking.face_path_rates`) on `paths`, on
+                  clip_frames: int = 150, rounds: int = 2, batch_faces: int = 32, precisions=("float32",)) -> dict:
+    """Today's face path beside the new ones (`benchmarking.face_path_rates`), the new ones under
+    each of `precisions` (`serving.precision`, alternating in this process), on `paths`, on
     `big_photos` camera-size JPEGs made from them and on a 640x480 clip panning over them; writes
-    `output`_paths.json and .md."""
+    `output`_paths.json and .md. A precision this CPU lacks is refused before anything runs."""
+    for name in precisions:
+        precision.check(name)
     width, height = big_size
     with tempfile.TemporaryDirectory() as folder:
         workloads = {"FG-NET photos": paths}
         if big_photos:
             workloads[f"{width}x{height} JPEGs"] = benchmarking.big_photos(paths[:big_photos], folder, (width, height))
         clip = benchmarking.panning_clip(paths, os.path.join(folder, "clip.mp4"), clip_frames) if clip_frames else None
-        report = benchmarking.face_path_rates(model_path, workloads, clip, rounds=rounds, batch_faces=batch_faces,
-                                              log=lambda text: print(text, flush=True))
+        report = benchmarking.face_path_rates(model_path, workloads, clip, path_settings(precisions), rounds=rounds,
+                                              batch_faces=batch_faces, log=lambda text: print(text, flush=True))
     report["command"] = command
     files.write_atomically(output + "_paths.json", json.dumps(report, indent=1))
     files.write_atomically(output + "_paths.md", paths_markdown(report))
