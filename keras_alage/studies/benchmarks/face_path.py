@@ -36,7 +36,7 @@ from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import attention, faceres_import, release
 from keras_alage.serving import ensemble, export, photos, precision
 from keras_alage.studies.releases import three_networks
-from alage_pipelines import faces
+from alage_pipelines import faces, files
 
 
 def al_answers(model, crops: str, encoded: Sequence[bytes], batch: int = 32) -> np.ndarray:
@@ -65,7 +65,7 @@ def score_crops(model_path: str, populations: Dict[str, tuple], cache_dir: str, 
     recorded = opened.crops or "ten"
     faceres = description["faceres"]
     scale = _scale_key(faceres, cache_dir)
-    report = {"model": model_path, "recorded_crops": recorded, "populations": {}}
+    report = {"model": files.portable_path(model_path), "recorded_crops": recorded, "populations": {}}
     for name, (build_dir, parts) in populations.items():
         pop = three_networks.population_faces(name, build_dir, parts)
         with np.load(os.path.join(cache_dir, f"answers_{name}.npz")) as stored:
@@ -148,7 +148,7 @@ def score_precision(model_path: str, populations: Dict[str, tuple],
     for name in precisions:
         precision.check(name)
     server = photos.serving_module(release.open_model_path(model_path))
-    report = {"model": model_path, "precisions": list(precisions), "populations": {}}
+    report = {"model": files.portable_path(model_path), "precisions": list(precisions), "populations": {}}
     for name, (build_dir, parts) in populations.items():
         pop = three_networks.population_faces(name, build_dir, parts)
         answers = {}
