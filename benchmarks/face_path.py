@@ -7,7 +7,7 @@
       --photos='../shared/data/utkface/crop_part1/*.jpg'
 
 `--study=crops` scores the release on the release study's validation builds (FG-NET's, UTKFace's
-held-out part) with the AL member's crops changed, the other members' answers read from the study's
+held-out part, FairFace's where built) with the AL member's crops changed, the other members' answers read from the study's
 cache; `--study=precision` answers the same faces with every member afresh in float32, then bfloat16
 (`--precisions`; a CPU without native bfloat16 refuses it); `--study=detectors` answers photos
 through each detector with each crop choice. Each prints errors with 95 % bootstraps over people
@@ -38,6 +38,9 @@ flags.DEFINE_list("detectors", ["dlib", "blazeface"], "Detectors to compare (the
 flags.DEFINE_string("fgnet_build", os.path.join(REPO, "data", "fgnet_release"), "FG-NET cut as the release cuts.")
 flags.DEFINE_string("utkface_build", os.path.join(REPO, "data", "utkface_dlib"), "UTKFace cut as the release cuts "
                     "(its held-out part).")
+flags.DEFINE_string("fairface_build", os.path.join(REPO, "data", "fairface_release"), "FairFace cut as the release "
+                    "cuts (--study=crops and precision, where it is built).")
+flags.DEFINE_string("fairface_labels", os.path.join(SHARED, "fairface"), "FairFace as distributed (labels.json).")
 flags.DEFINE_string("cache", os.path.join(REPO, "runs", "release_v5"), "The release study's cached answers.")
 flags.DEFINE_string("photos", os.path.join(SHARED, "fgnet", "images", "*.JPG"), "Photos for --study=detectors.")
 flags.DEFINE_enum("population", "fgnet", list(face_path.LABELS), "Whose file names give the ages of --photos.")
@@ -54,6 +57,8 @@ def main(argv):
     model = FLAGS.model or release.default_path()
     log = lambda text: print(text, flush=True)  # noqa: E731
     populations = {"fgnet": (FLAGS.fgnet_build, None), "utkface": (FLAGS.utkface_build, ["test"])}
+    if os.path.isdir(FLAGS.fairface_build):  # the one population no network saw
+        populations["fairface"] = (FLAGS.fairface_build, None, FLAGS.fairface_labels)
     if FLAGS.study == "crops":
         report = face_path.score_crops(model, populations, FLAGS.cache, FLAGS.crops, log=log)
     elif FLAGS.study == "precision":

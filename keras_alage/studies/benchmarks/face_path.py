@@ -56,7 +56,7 @@ def released_answer(description: dict, ages: Dict[str, np.ndarray], female: np.n
 
 def score_crops(model_path: str, populations: Dict[str, tuple], cache_dir: str, crops: Sequence[str],
                 log=print) -> dict:
-    """Per population (name -> (build folder, parts or None)) and crop choice: the release's error
+    """Per population (name -> (build folder, parts or None[, FairFace's labels folder])) and crop choice: the release's error
     [95 % over people], the paired difference to its recorded crops, and the AL member's own error."""
     opened = release.open_model_path(model_path)
     description = opened.description
@@ -66,8 +66,8 @@ def score_crops(model_path: str, populations: Dict[str, tuple], cache_dir: str, 
     faceres = description["faceres"]
     scale = _scale_key(faceres, cache_dir)
     report = {"model": files.portable_path(model_path), "recorded_crops": recorded, "populations": {}}
-    for name, (build_dir, parts) in populations.items():
-        pop = three_networks.population_faces(name, build_dir, parts)
+    for name, where in populations.items():
+        pop = three_networks.population_faces(name, *where)
         with np.load(os.path.join(cache_dir, f"answers_{name}.npz")) as stored:
             cached = {k: stored[k] for k in stored.files}
         if len(cached["faceapi_age"]) != len(pop["truth"]):
@@ -149,8 +149,8 @@ def score_precision(model_path: str, populations: Dict[str, tuple],
         precision.check(name)
     server = photos.serving_module(release.open_model_path(model_path))
     report = {"model": files.portable_path(model_path), "precisions": list(precisions), "populations": {}}
-    for name, (build_dir, parts) in populations.items():
-        pop = three_networks.population_faces(name, build_dir, parts)
+    for name, where in populations.items():
+        pop = three_networks.population_faces(name, *where)
         answers = {}
         for chosen in precisions:
             with precision.using(chosen):
