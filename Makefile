@@ -119,7 +119,7 @@ evidence-7x7: data/fgnet_faceapi/manifest.json
 # The paper's AL network trained end to end on face-api's TinyXception at 112 px (a 7x7 map) and its
 # fair test against an equal-step control, scored on UTKFace held-out, FG-NET and FairFace
 # (experiments/attention_e2e.py, issue 35). Starts in the background and returns; a rerun resumes
-# (one run holds the folder). Hours on 2 cores: docs/experiments.md gives the estimate.
+# (one run holds the folder). About 40 minutes on 2 quiet cores; results in docs/results/attention/e2e.md.
 E2E := runs/evidence_e2e
 evidence-e2e: data/utkface_dlib/manifest.json data/fgnet_release/manifest.json data/fairface_release/manifest.json
 	mkdir -p $(E2E)
