@@ -235,8 +235,8 @@ def experiment_report(data_dir: str, runs: Mapping[str, str], output: str, grid:
         models = {stage: release.load_model(os.path.join(run_dir, stage, grid_fold, "model.keras"))
                   for stage in ("global", "attention")}
         size = int(models["attention"].input_shape[1])
-        found = {stage: predict_boxes(model, dataset.make_dataset(build.Build.open(data_dir).fold_files(grid_fold, "test"),
-                                                                  dataset.DatasetConfig(32, size, crops="center")),
+        test_files = build.Build.open(data_dir).fold_files(grid_fold, "test")
+        found = {stage: predict_boxes(model, dataset.make_dataset(test_files, dataset.DatasetConfig(32, size, crops="center")),
                                       grid_images)
                  for stage, model in models.items()}
         after, before = found["attention"], found["global"]
