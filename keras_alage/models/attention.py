@@ -249,9 +249,12 @@ class MovableBox(layers.Layer):
         return config
 
 
-# The box parametrisations a model can have (`ModelConfig.box`): "bounded" the paper's sigmoids
-# (`AttentionBox`, what released models hold), "movable" `MovableBox`.
-BOX_KINDS = ("bounded", "movable")
+# The box parametrisations a model can have (`ModelConfig.box`), each with the location layer's
+# activation, the box layer and how the crop samples the map: "bounded" the paper's sigmoids
+# (`AttentionBox`, what released models hold, sampled by crop_and_resize), "movable" `MovableBox`
+# (sampled by gathers, which pass the box a gradient on cell centres).
+BOX_PARTS = {"bounded": ("sigmoid", AttentionBox, "crop_and_resize"), "movable": (None, MovableBox, "gather")}
+BOX_KINDS = tuple(BOX_PARTS)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -419,16 +422,12 @@ def apply_attention_branch(
     if pooled is None:
         pooled = layers.GlobalAveragePooling2D(name="attention_pool")(features)
     state = CarriedStateLSTM(lstm_units, name="attention_lstm")(pooled)
-    if box_kind not in BOX_KINDS:
+    if box_kind not in BOX_PARTS:
         raise ValueError(f"box must be one of {BOX_KINDS}; received {box_kind!r}.")
+    activation, box_layer, sampling = BOX_PARTS[box_kind]
     # The paper's location network is a convolution over the 256-d S, i.e. a dense layer.
-    if box_kind == "bounded":
-        unit = layers.Dense(4, activation="sigmoid", dtype="float32", name="attention_location")(state)
-        box = AttentionBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(unit)
-    else:
-        raw = layers.Dense(4, dtype="float32", name="attention_location")(state)
-        box = MovableBox(min_box_size, max_box_size, dtype="float32", name="attention_box")(raw)
-    sampling = "crop_and_resize" if box_kind == "bounded" else "gather"  # released models keep theirs
+    location = layers.Dense(4, activation=activation, dtype="float32", name="attention_location")(state)
+    box = box_layer(min_box_size, max_box_size, dtype="float32", name="attention_box")(location)
     local_feature = CropAndPool(crop_size, sampling, name="attention_crop")([features, box])
     local_probs = heads.apply_softmax_head(local_feature, num_classes, name="local_head")
     input_box = InputFrameBox(dtype="float32", name="attention_input_box")([features, box])
