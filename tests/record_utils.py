@@ -44,9 +44,14 @@ def synthetic_build(root, rows, num_classes: int, split, dataset: str, noise: fl
 
 
 def event_tags(folder) -> set:
-    """The summary tags of every TensorBoard event file in `folder` (a pathlib.Path)."""
+    """The summary tags of every TensorBoard event file in `folder` (a pathlib.Path). A file's
+    truncated last record (a writer killed mid-record, as the resume tests kill runs) ends that
+    file, as TensorBoard reads it."""
     tags = set()
     for path in folder.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            tags.update(value.tag for value in event.summary.value)
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                tags.update(value.tag for value in event.summary.value)
+        except tf.errors.DataLossError:
+            continue
     return tags
