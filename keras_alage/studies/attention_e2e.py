@@ -535,8 +535,8 @@ class Study:
     def our_answer(self) -> str:
         """The combined answer (copied or fresh local head, each at its chosen lambda) with the lower
         validation error: the candidate member beside the teachers, who are release v5's networks."""
-        return min(("combined_copied_chosen", "combined_fresh_chosen"),
-                   key=lambda n: min(self.choices[f"attention_{n.split('_')[1]}"]["local_weight_curve"].values()))
+        local = min(("copied", "fresh"), key=lambda l: min(self.choices[f"attention_{l}"]["local_weight_curve"].values()))
+        return f"combined_{local}_chosen"
 
     def answers_on(self, population: str) -> Dict[str, np.ndarray]:
         """Every answer's age on a population."""
@@ -555,9 +555,9 @@ class Study:
         teachers = self.answers(population)
         for name in TEACHERS:
             ages[f"teacher_{name}"] = teachers[name]
-        ages["teachers_mean"] = np.mean([teachers[n] for n in TEACHERS], axis=0)
-        ours = self.choices["ours"]
-        ages["teachers_and_ours"] = np.mean([teachers[n] for n in TEACHERS] + [ages[ours]], axis=0)
+        members = [teachers[n] for n in TEACHERS]
+        ages["teachers_mean"] = np.mean(members, axis=0)
+        ages["teachers_and_ours"] = np.mean(members + [ages[self.choices["ours"]]], axis=0)
         return ages
 
     def box_study(self, which: str = "attention_copied") -> dict:
@@ -681,11 +681,11 @@ def markdown(report: dict, command: str = "") -> str:
             diff = cell.get("minus_reference")
             shown = f"{diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]" if diff else "reference"
             lines.append(f"| {name} | {cell['error']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}] | {shown} |")
-        lines += ["", _band_table(entry["rows"], report["choices"].get("ours", "combined_copied_chosen"))]
-        added = entry.get("release_addition", {}).get("all", {}).get("minus_reference")
-        if added:
-            lines += ["", f"Ours ({report['choices'].get('ours')}) added to release v5's three networks (the mean of "
-                      f"four against their mean): {added['mean']:+.3f} [{added['low']:+.3f}, {added['high']:+.3f}]."]
+        ours = report["choices"]["ours"]
+        added = entry["release_addition"]["all"]["minus_reference"]
+        lines += ["", _band_table(entry["rows"], ours), "",
+                  f"Ours ({ours}) added to release v5's three networks (the mean of four against their mean): "
+                  f"{added['mean']:+.3f} [{added['low']:+.3f}, {added['high']:+.3f}]."]
         m = entry["memory"]
         lines += ["", f"Memory carried over {m['faces']} faces ({m['order']}) minus reset, combined answer: "
                   f"{m['age']['carried_minus_reset']['mean']:+.3f} [{m['age']['carried_minus_reset']['low']:+.3f}, "
