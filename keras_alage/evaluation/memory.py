@@ -63,7 +63,7 @@ def memory_predictions(model: keras.Model, images: Iterable, start_from_zero: bo
     @tf.function(reduce_retracing=True)
     def answer_and_carry(one):  # the one image's answers from the current state, which becomes its step's
         out = stepped(one, training=False)
-        cell, hidden = tf.split(tf.cast(out["step"], tf.float32), 2, axis=-1)
+        hidden, cell = attention.CarriedStateLSTM.split_output(out["step"])
         layer.hidden_state.assign(hidden)
         layer.cell_state.assign(cell)
         return out["answers"]
@@ -89,13 +89,11 @@ def memory_predictions(model: keras.Model, images: Iterable, start_from_zero: bo
 
 def paired_errors(predictions: Dict[str, Dict[str, np.ndarray]], truth, output: str = "age",
                   low=None, high=None) -> Dict[str, np.ndarray]:
-    """Per-image absolute errors of each mode for one output (years outside [low, high) where the
-    truth is a group), and their difference carried - reset (negative: carrying helps)."""
+    """Per-image absolute errors of each mode for one output (years outside [low, high] where the
+    truth is a group: `metrics.errors_outside`), and their difference carried - reset (negative:
+    carrying helps)."""
     def errors(predicted):
-        predicted = np.asarray(predicted, np.float64)
-        if low is None:
-            return np.abs(predicted - np.asarray(truth, np.float64))
-        return metrics.errors_outside(predicted, low, high)
+        return metrics.errors_outside(predicted, truth if low is None else low, truth if high is None else high)
 
     carried, reset = errors(predictions["carried"][output]), errors(predictions["reset"][output])
     return {"carried": carried, "reset": reset, "carried_minus_reset": carried - reset}

@@ -81,6 +81,12 @@ class CarriedStateLSTM(layers.Layer):
             self._carry(hidden, cell)
         return tf.concat([cell, hidden], axis=-1)
 
+    @staticmethod
+    def split_output(step):
+        """(hidden, cell) of the layer's output S = concat(cell, hidden), as float32."""
+        cell, hidden = tf.split(tf.cast(step, tf.float32), 2, axis=-1)
+        return hidden, cell
+
     def _carry(self, hidden, cell):
         """Sets the memory to the global-batch mean of the new states (no gradient)."""
         hidden = tf.stop_gradient(tf.cast(hidden, "float32"))
