@@ -437,20 +437,24 @@ class KeypointDetector:
         half = REFINE_SPAN * side / 2.0
         x0, y0 = int(max(0, np.floor(centre[0] - half))), int(max(0, np.floor(centre[1] - half)))
         x1, y1 = int(min(image.shape[1], np.ceil(centre[0] + half))), int(min(image.shape[0], np.ceil(centre[1] + half)))
-        if min(x1 - x0, y1 - y0) < MIN_FACE_SIDE or max(x1 - x0, y1 - y0) >= 0.8 * max(image.shape[:2]):
+        if min(x1 - x0, y1 - y0) < MIN_FACE_SIDE or max(x1 - x0, y1 - y0) >= REFINE_WHOLE * max(image.shape[:2]):
             return centre, side, roll  # the face already fills the photo: the first fit saw it as well
         found = self.find(np.ascontiguousarray(image[y0:y1, x0:x1]))
         best = None
         for points in np.asarray(found["keypoints"], np.float64):
             fitted = chip_of_keypoints(points[list(KEYPOINTS_USED)] + (x0, y0), self.template)
             distance = np.hypot(fitted[0][0] - centre[0], fitted[0][1] - centre[1])
-            if distance < 0.25 * side and (best is None or distance < best[0]):
+            if distance < REFINE_NEAR * side and (best is None or distance < best[0]):
                 best = (distance, fitted)
         return best[1] if best else (centre, side, roll)
 
 
-# The region around a face found on the whole photo in which its keypoints are found again, in chip sides.
+# The region around a face found on the whole photo in which its keypoints are found again, in chip
+# sides; a refit counts where its centre is within REFINE_NEAR chip sides of the first; a region that
+# spans REFINE_WHOLE of the photo's longer side is not searched again (the first search saw it whole).
 REFINE_SPAN = 2.5
+REFINE_NEAR = 0.25
+REFINE_WHOLE = 0.8
 
 
 class FallbackDetector:

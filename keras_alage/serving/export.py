@@ -192,6 +192,20 @@ def cut_faces(photo, centres, sizes, angles, spec: faces.CropSpec) -> tf.Tensor:
     return tf.map_fn(cut, stacked, fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
 
 
+def nearest_fit(centres, sides, rolls, face):
+    """[cx, cy, side, roll] of the chip fitted again (`centres` [n, 2], `sides`, `rolls` [n]) nearest
+    `face`'s centre within `faces.REFINE_NEAR` of its side, else `face` itself: the region may hold
+    no face at all (n = 0), where no nearest one is looked for (an arg-min over nothing fails)."""
+    distance = tf.norm(centres - face[:2], axis=1)
+    distance = tf.where(distance < faces.REFINE_NEAR * face[2], distance, np.inf)
+
+    def nearest():
+        best = tf.argmin(distance, output_type=tf.int32)
+        return tf.concat([centres[best], [sides[best], rolls[best]]], axis=0)
+
+    return tf.cond(tf.reduce_any(tf.math.is_finite(distance)), nearest, lambda: face)
+
+
 def detection_copy(photo, max_side: int):
     """The photo shrunk by area so its longer side is at most `max_side`, and the scale applied
     (`faces.detection_copy` in TensorFlow: the copy a detector searches; 1.0 where it fits)."""
@@ -278,15 +292,10 @@ class PhotoServer(tf.Module):
                 region = image[low[1]:high[1], low[0]:high[0]]
                 found = face_finder.find_faces(self.detector, region, self.min_score, self.max_faces)
                 points = found["keypoints"] - 0.5 + tf.cast(low, tf.float32)
-                refit_centres, refit_sides, refit_rolls = chip_geometry(points, self.template)
-                distance = tf.norm(refit_centres - centre, axis=1)
-                distance = tf.where(distance < 0.25 * side, distance, np.inf)
-                best = tf.argmin(distance, output_type=tf.int32)
-                refit = tf.concat([refit_centres[best], [refit_sides[best], refit_rolls[best]]], axis=0)
-                return tf.cond(tf.reduce_any(tf.math.is_finite(distance)), lambda: refit, lambda: face)
+                return nearest_fit(*chip_geometry(points, self.template), face)
 
             kept = (tf.reduce_min(extent) < faces.MIN_FACE_SIDE) | (
-                tf.cast(tf.reduce_max(extent), tf.float32) >= 0.8 * longest)
+                tf.cast(tf.reduce_max(extent), tf.float32) >= faces.REFINE_WHOLE * longest)
             return tf.cond(kept, lambda: face, again)
 
         stacked = tf.concat([centres, sides[:, None], rolls[:, None]], axis=1)

@@ -271,3 +271,18 @@ def test_a_photo_server_needs_the_models_face_crop_and_a_known_detector(exported
         export.PhotoServer(export.AgeServer(model, "center"), None, None, faces.CHIP_KEYPOINTS["short"])
     with pytest.raises(ValueError, match="--photo_detector must be one of"):
         export.photo_server(export.AgeServer(model, "center"), faces.CropSpec(), "medium")
+
+
+def test_a_face_not_found_again_keeps_its_first_fit_inside_the_graph():
+    """The whole-photo path refits each face on the region around it; a region where BlazeFace finds
+    nothing (or nothing near) keeps the first fit instead of failing the request, and otherwise the
+    nearest refit within REFINE_NEAR chip sides is taken, as `faces.KeypointDetector._refined` does."""
+    face = tf.constant([100.0, 80.0, 40.0, 5.0])
+    pick = tf.function(lambda c, s, r: export.nearest_fit(c, s, r, face))
+    empty = tf.zeros([0, 2]), tf.zeros([0]), tf.zeros([0])
+    np.testing.assert_array_equal(pick(*empty).numpy(), face.numpy())
+    near = (tf.constant([[130.0, 80.0], [104.0, 83.0], [101.0, 90.0]]), tf.constant([38.0, 41.0, 39.0]),
+            tf.constant([0.0, 6.0, 7.0]))  # the first is 0.75 sides away, the second nearest
+    np.testing.assert_allclose(pick(*near).numpy(), [104.0, 83.0, 41.0, 6.0])
+    far = tf.constant([[100.0 + faces.REFINE_NEAR * 40.0 + 1.0, 80.0]]), tf.constant([50.0]), tf.constant([0.0])
+    np.testing.assert_array_equal(pick(*far).numpy(), face.numpy())
