@@ -40,7 +40,7 @@ def main(argv):
                                  "float-input formats cover one-network models (e.g. models/al_dlib_resnet_utkface).")
         crops, face_crop = FLAGS.crops or opened.crops or "ten", opened.face_crop
         with_photos = FLAGS.photos and face_crop is not None
-        if FLAGS.photos and face_crop is None:
+        if FLAGS.photos and not with_photos:
             no_crop = (f"{FLAGS.model} records no face crop (face_crop.json beside it or model.json's face_crop), so "
                        "whole photos cannot be cut as its faces were")
             if FLAGS["photos"].present:  # asked for by name: refused; by default: left out, said once

