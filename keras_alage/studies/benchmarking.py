@@ -275,14 +275,16 @@ def big_photos(sources: Sequence[str], folder: str, size=(4000, 3000), quality: 
     return made
 
 
-def panning_clip(sources: Sequence[str], path: str, frames: int, size=(640, 480), per_photo: int = 25) -> str:
-    """A clip panning and zooming over photos, `per_photo` frames each."""
+def panning_clip(sources: Sequence[str], path: str, frames: int, size=(640, 480), per_photo: int = 25,
+                 zoom_step: float = 0.01) -> str:
+    """A clip panning and zooming (in by `zoom_step` of the photo a frame) over photos, `per_photo`
+    frames each."""
     width, height = size
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, size)
     for i in range(frames):
         photo = images.read_image(sources[(i // per_photo) % len(sources)])
         h, w = photo.shape[:2]
-        zoom = 1.0 - 0.01 * (i % per_photo)
+        zoom = 1.0 - zoom_step * (i % per_photo)
         cw, ch = max(8, int(w * zoom)), max(6, int(min(h, w * height / width) * zoom))
         x, y = int((w - cw) * (i % per_photo) / max(1, per_photo - 1)), max(0, (h - ch) // 2)
         writer.write(cv2.cvtColor(cv2.resize(photo[y:y + ch, x:x + cw], size), cv2.COLOR_RGB2BGR))

@@ -5,19 +5,15 @@ import dataclasses
 import glob
 import json
 import os
-import re
 import tempfile
 import time
 
-import cv2
 import numpy as np
 
 from keras_alage.serving import photos, precision, video
 from keras_alage.studies import benchmarking
+from keras_alage.studies.benchmarks import face_path
 from alage_pipelines import faces, files, images
-
-FGNET_AGE = re.compile(r"^\d+A(\d+)", re.IGNORECASE)
-
 
 def make_detector(name: str):
     if name == "dlib+mtcnn":  # predict.py's default: MTCNN where dlib finds no face
@@ -83,23 +79,7 @@ def batched(paths, predict, detector, spec, batch_faces: int = 32) -> dict:
 
 
 def true_ages(paths) -> dict:
-    found = {p: FGNET_AGE.match(os.path.basename(p)) for p in paths}
-    return {p: float(m.group(1)) for p, m in found.items() if m}
-
-
-def benchmark_clip(paths, frames: int, folder: str) -> str:
-    """A 320x240 clip panning and zooming over a few photos, 12 frames each."""
-    path = os.path.join(folder, "clip.mp4")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
-    for i in range(frames):
-        photo = images.read_image(paths[(i // 12) % len(paths)])
-        height, width = photo.shape[:2]
-        zoom = 1.0 - 0.02 * (i % 12)
-        w, h = max(8, int(width * zoom)), max(6, int(min(height, width * 0.75) * zoom))
-        x, y = int((width - w) * (i % 12) / 11), max(0, (height - h) // 2)
-        writer.write(cv2.cvtColor(cv2.resize(photo[y:y + h, x:x + w], (320, 240)), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return {p: age for p, (_, age) in face_path.fgnet_labels(paths).items()}
 
 
 def mae(ages: dict, truth: dict):
@@ -212,7 +192,8 @@ def compare_detectors(paths, model_path: str, output: str, command: str, detecto
         detector = make_detector(name)
         spec = faces.translate_crop(recorded, detector.name, margins)
         with tempfile.TemporaryDirectory() as folder:
-            clip = benchmark_clip(paths[:max(1, video_frames // 12 + 1)], video_frames, folder)
+            clip = benchmarking.panning_clip(paths[:max(1, video_frames // 12 + 1)], os.path.join(folder, "clip.mp4"),
+                                             video_frames, (320, 240), 12, zoom_step=0.02)
             result = video.answer_video(clip, photos.Answerer(predict, detector, spec))
         report["video"] = {"detector": name, "frames": result.frames, "frames_per_second": result.frames_per_second,
                            "tracks": len(result.tracks)}
