@@ -126,6 +126,50 @@ def test_the_net_saves_as_keras_and_as_named_weights(net, tmp_path):
             np.testing.assert_array_equal(value.numpy(), expected[name].numpy())
 
 
+def random_net(seed=0):
+    """`build_faceres_net` with random weights that carry the input through all 13 blocks (He's
+    scale, conv1's a hundredth of it for inputs of +-150; Keras's own start leaves constant answers)
+    and every conv_dw_i_bn's scale and offset random: with ones and zeros a fold that forgot either
+    would pass."""
+    net = faceres_import.build_faceres_net()
+    rng = np.random.default_rng(seed)
+    for variable in net.weights:
+        shape = tuple(variable.shape)
+        if variable.name == "kernel":
+            fan_in = np.prod(shape[:2] if variable.path.startswith("conv_dw_") else shape[:-1])
+            value = rng.normal(0, np.sqrt(2 / fan_in), shape) * (0.01 if variable.path.startswith("conv1/") else 1)
+        elif variable.name == "scale":
+            value = rng.uniform(0.5, 2.0, shape)
+        else:  # offsets and biases
+            value = rng.normal(0, 0.5, shape)
+        variable.assign(value.astype(np.float32))
+    return net
+
+
+def assert_serves_alike(net, seed=0):
+    served = faceres_import.serving_net(net)
+    assert not any(isinstance(layer, faceres_import.FoldedBatchNorm) for layer in served.layers)
+    assert [layer.name for layer in served.layers] == [
+        layer.name for layer in net.layers if not isinstance(layer, faceres_import.FoldedBatchNorm)]
+    assert served.name == net.name and all(served.get_layer(f"conv_dw_{i}").use_bias for i in range(1, 14))
+    images = np.random.default_rng(seed).uniform(-125, 150, (4, 224, 224, 3)).astype(np.float32)  # BGR - mean
+    expected = {name: value.numpy() for name, value in net(images).items()}
+    answered = {name: value.numpy() for name, value in served(images).items()}
+    assert answered.keys() == expected.keys()
+    assert expected["features"].std(axis=0).max() > 0.05  # the answers depend on the input
+    np.testing.assert_allclose(answered["age_probs"], expected["age_probs"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(answered["gender"], expected["gender"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(answered["features"], expected["features"], rtol=1e-4, atol=1e-4)
+
+
+def test_the_serving_net_folds_each_batch_norm_and_answers_alike():
+    assert_serves_alike(random_net())
+
+
+def test_the_serving_net_of_the_imported_weights_answers_alike(net):
+    assert_serves_alike(net)
+
+
 def test_net_input_is_bgr_minus_hses_mean():
     red = np.zeros((30, 20, 3), np.uint8)
     red[..., 0] = 255

@@ -123,8 +123,16 @@ def test_the_combination_rules_and_their_checks():
 
 
 def random_faceres_net(seed=0):
+    """Keras's random start, and random batch norms (a fold that forgot their scale or offset would
+    still answer alike with ones and zeros)."""
     keras.utils.set_random_seed(seed)
-    return faceres_import.build_faceres_net()
+    net = faceres_import.build_faceres_net()
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if isinstance(layer, faceres_import.FoldedBatchNorm):
+            layer.scale.assign(rng.uniform(0.5, 2.0, layer.scale.shape).astype(np.float32))
+            layer.offset.assign(rng.normal(0, 0.5, layer.offset.shape).astype(np.float32))
+    return net
 
 
 def sex_table():
@@ -140,6 +148,9 @@ def test_three_members_each_answer_on_their_own_cut_and_the_interval_follows_the
                                        ((0.5, 0.5, 0.0), (0.2, 0.3, 0.5)))
     server = ensemble.EnsembleServer(model, "center", net, CUT, combination, sex_table(),
                                      ensemble.Faceres(res, res_cut, "expectation"))
+    # served with its batch norms folded (`faceres_import.serving_net`), and that copy is what an export saves
+    assert server.faceres_net is server.faceres.net and server.faceres_net is not res
+    assert not any(isinstance(layer, faceres_import.FoldedBatchNorm) for layer in server.faceres_net.layers)
     _, encoded = crops()
     out = {k: v.numpy() for k, v in server.serve_encoded(tf.constant(encoded)).items()}
     decoded = [augment.decode(e) for e in encoded]
