@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SHARED_DATA ?= ../shared/data
 
-.PHONY: quickstart quickstart-fgnet release release-v4 release-v3 release-v2 experiment evidence evidence-7x7 evidence-e2e demo test test-fast install clean
+.PHONY: quickstart quickstart-fgnet release release-v5 release-v4 release-v3 release-v2 experiment evidence evidence-7x7 evidence-e2e demo test test-fast install clean
 RELEASE := models/al_dlib_resnet_utkface
 QUICK := runs/quickstart
 
@@ -57,15 +57,22 @@ data/fgnet_release/manifest.json: | $(STAMP)
 	$(BIN)/python scripts/build_tfrecords.py --dataset=fgnet --data_dir=$(SHARED_DATA)/fgnet \
 		--output_dir=data/fgnet_release --crop_from_model=$(RELEASE) --age_classes=utkface --protocol=subject_kfold --overwrite
 
-# Release v5, the default model: v4's two networks and HSE's faceres-deep (npm, MIT; measured cut
-# inside the release's crop), combined by a rule chosen leaving one of UTKFace held-out, FG-NET and
-# FairFace out, with a 90 % interval per predicted sex and age band (experiments/release_v5_model.py;
-# about 15 minutes on 2 cores; answers cached in runs/release_v5).
+# Release v5.1, the default model: v4's two networks and HSE's faceres-deep (npm, MIT; measured cut
+# inside the release's crop), the AL member's crops (ten views or one) and the combining rule chosen
+# leaving one of UTKFace held-out, FG-NET and FairFace out, with a 90 % interval per predicted sex
+# and age band (experiments/release_v5_model.py; about 15 minutes on 2 cores, a minute or two with
+# the answers cached in runs/release_v5). `make release-v5` rebuilds v5 (v4's ten crops, no choice).
 V5 := models/al_dlib_faceapi_faceres_v5
-release: data/utkface_dlib/manifest.json data/fgnet_release/manifest.json data/fairface_release/manifest.json
-	$(BIN)/python experiments/release_v5_model.py --v4=$(V4) --fgnet_photos=$(SHARED_DATA)/fgnet \
-		--utkface=data/utkface_dlib --fgnet=data/fgnet_release --fairface=data/fairface_release \
-		--fairface_labels=$(SHARED_DATA)/fairface --output=$(V5) --report=docs/results/releases/release_v5.json
+V5_1 := models/al_dlib_faceapi_faceres_v5_1
+V5_DATA := data/utkface_dlib/manifest.json data/fgnet_release/manifest.json data/fairface_release/manifest.json
+V5_FLAGS = --v4=$(V4) --fgnet_photos=$(SHARED_DATA)/fgnet --utkface=data/utkface_dlib --fgnet=data/fgnet_release \
+	--fairface=data/fairface_release --fairface_labels=$(SHARED_DATA)/fairface
+release: $(V5_DATA)
+	$(BIN)/python experiments/release_v5_model.py $(V5_FLAGS) --name=v5.1 --output=$(V5_1) \
+		--report=docs/results/releases/release_v5_1.json
+release-v5: $(V5_DATA)
+	$(BIN)/python experiments/release_v5_model.py $(V5_FLAGS) --al_crops=shift_flip --name=v5 --output=$(V5) \
+		--report=docs/results/releases/release_v5.json
 
 # FairFace's 270 faces cut as the release cuts (the balanced population no member saw; CC BY 4.0).
 data/fairface_release/manifest.json: | $(STAMP)

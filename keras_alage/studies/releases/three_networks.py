@@ -12,6 +12,11 @@ Populations (validation faces only; nothing here is a test set):
             the group inside the interval (ages uniform within it).
 
 What is chosen, and on which faces:
+  0. the AL member's crops (`AL_CROPS`: v4's ten shifted and mirrored views, or the one centre
+     crop): for each, every choice below made leaving one population out; the crops whose
+     left-out errors have the lowest mean over the three populations, the one with fewer views
+     where the means are equal (the ten views cost about as much network time as the other
+     members together);
   1. faceres's cut: the square around FG-NET's 68 annotated landmarks inside the release's crop,
      its median over photos (no label read), `FACERES_SCALES` times that square; the scale and
      readout by faceres's own error averaged over the three populations (it saw none of them).
@@ -44,10 +49,11 @@ from keras_alage.evaluation import intervals, metrics
 from keras_alage.models import faceapi_import, faceres_import, release
 from keras_alage.serving import ensemble, photos
 from keras_alage.studies.releases import two_networks
-from alage_pipelines import faces, files, images
+from alage_pipelines import augment, faces, files, images
 from alage_pipelines.readers import fairface
 
 MEMBERS = ("al", "faceapi", "faceres")
+AL_CROPS = ("shift_flip", "center")  # the AL member's candidate crops (v4's, then one view)
 FACERES_SCALES = (1.0, 1.125, 1.25)  # 1.25: the largest square the release's crop holds (x 0, width 1)
 RULE_FAMILIES = ("v4_mean", "mean", "median", "banded", "mean_shifted")
 BAND_EDGES = (15.0, 40.0, 60.0)  # bands of the members' median age for "banded"
@@ -341,6 +347,50 @@ def choose_family(lopo: dict, tolerance: float = FAMILY_TOLERANCE) -> str:
                                      RULE_FAMILIES.index(f)))
 
 
+# --- the AL member's crops --------------------------------------------------------------------
+
+
+def views(crops: str) -> int:
+    """How many views of a face the AL member answers with `crops` (its network time grows with it)."""
+    shape = augment.crop_shape(crops, 1)
+    return shape[0] if len(shape) == 4 else 1
+
+
+def with_al_crops(pops: Dict[str, dict], crops: str) -> Dict[str, dict]:
+    """Copies of `pops` whose AL member answers with `crops` (its "al_age/<crops>"), v4's mean with it."""
+    result = {}
+    for name, pop in pops.items():
+        pop = dict(pop, al_age=pop[f"al_age/{crops}"])
+        pop["v4_age"] = 0.5 * (pop["al_age"] + pop["faceapi_age"])
+        result[name] = pop
+    return result
+
+
+def choose_al_crops(pops: Dict[str, dict], candidates: Sequence[str] = AL_CROPS) -> Tuple[str, dict]:
+    """The AL member's crops (step 0): for each candidate, the family chosen leaving one population
+    out and each population's error from it fitted without that population; the candidate with the
+    lowest mean of those errors, the one with fewer views on a tie. The report also gives, for each
+    population, the crops the other two populations' errors would choose and its error with them."""
+    scores = {}
+    for crops in candidates:
+        lopo = leave_one_population_out(with_al_crops(pops, crops))
+        family = choose_family(lopo)
+        errors = {n: lopo[family][n]["error"] for n in pops}
+        scores[crops] = {"family": family, "errors": errors, "mean": float(np.mean(list(errors.values()))),
+                         "views": views(crops)}
+
+    def best(names):
+        return min(candidates, key=lambda c: (round(float(np.mean([scores[c]["errors"][n] for n in names])), 6),
+                                              scores[c]["views"]))
+
+    chosen = best(list(pops))
+    without = {}
+    for held in pops:
+        crops = best([n for n in pops if n != held])
+        without[held] = {"crops": crops, "error": scores[crops]["errors"][held]}
+    return chosen, {"candidates": scores, "chosen": chosen, "chosen_without_each_population": without}
+
+
 # --- the interval ------------------------------------------------------------------------------
 
 
@@ -480,14 +530,15 @@ def error_rows(pop: dict, answers: Dict[str, np.ndarray], reference: str = "age"
 
 
 def assemble(v4_dir: str, output_dir: str, faceres_net, cut: faceapi_import.FaceApiCut, readout: str,
-             combination: ensemble.Combination, table: intervals.IntervalTable, provenance: dict) -> str:
-    """v4's folder plus faceres-deep, the combination and the interval table, staged beside
-    `output_dir`; returns the staging folder."""
+             combination: ensemble.Combination, table: intervals.IntervalTable, provenance: dict, crops: str) -> str:
+    """v4's folder plus faceres-deep, the combination and the interval table, the AL member's
+    `crops` recorded, staged beside `output_dir`; returns the staging folder."""
     staging = output_dir.rstrip("/") + ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(v4_dir, staging)
     description = release.read_description(staging)
     description["provenance"].update(provenance)
+    description["crops"] = crops
     release.write_description(staging, description)
     release.save_faceres(staging, faceres_net, cut.to_json(), readout,
                          f"{faceres_import.PACKAGE}@{faceres_import.VERSION} (MIT; upstream HSE-asavchenko/"
@@ -501,11 +552,24 @@ def write_report(report: dict, path: str) -> None:
     files.write_atomically(path, json.dumps(report, indent=1, default=float) + "\n")
 
 
-def markdown(report: dict) -> str:
+def crops_lines(crops: dict, populations: Sequence[str]) -> List[str]:
+    """The AL member's crops, each scored with the rule chosen without the population it scores."""
+    lines = ["## The AL member's crops, each with the rule chosen on the population left out", "",
+             "| crops | views | family | " + " | ".join(populations) + " | mean |", "|---" * (len(populations) + 4) + "|"]
+    for name, score in crops["candidates"].items():
+        lines.append(f"| {name} | {score['views']} | {score['family']} | "
+                     + " | ".join(f"{score['errors'][p]:.3f}" for p in populations) + f" | {score['mean']:.3f} |")
+    lines += ["", f"Chosen: **{crops['chosen']}**. Chosen on the other two populations instead: "
+              + "; ".join(f"{p} {c['crops']} ({c['error']:.3f})" for p, c in crops["chosen_without_each_population"].items())
+              + ".", ""]
+    return lines
+
+
+def markdown(report: dict, name: str) -> str:
     """The report's tables: errors per population, band and sex with paired differences, the
     choices, and coverage."""
     answers = ("age", "v5_final", "v4_age", "al_age", "faceapi_age", "faceres_age")
-    lines = ["# Release v5 on its validation populations", "",
+    lines = [f"# Release {name} on its validation populations", "",
              "Errors are years outside the true age (the absolute error; for FairFace's age groups, years outside "
              "the group, 0 inside), mean [95 % bootstrap over people]. UTKFace has no person ids: each face counts "
              "as one. face-api trained on 80 % of UTKFace and on FG-NET, so its column and those that use it are "
@@ -514,8 +578,10 @@ def markdown(report: dict) -> str:
              "three (in-sample).", "",
              f"Combination chosen: **{report['combination_family']}** `{json.dumps(report['combination'])}`; "
              f"faceres cut scale {report['faceres_chosen']['scale']} with readout {report['faceres_chosen']['readout']}; "
-             f"interval {report['interval_chosen']}.", "",
-             "## The rule families, each scored on the population left out", "",
+             f"interval {report['interval_chosen']}.", ""]
+    if "al_crops" in report:
+        lines += crops_lines(report["al_crops"], list(report["populations"]))
+    lines += ["## The rule families, each scored on the population left out", "",
              "| family | " + " | ".join(report["populations"]) + " |", "|---" * (len(report["populations"]) + 1) + "|"]
     for family, held in report["combination_lopo"].items():
         lines.append(f"| {family} | " + " | ".join(f"{held[p]['error']:.2f} ({held[p]['ratio_to_best_member']:.3f}x best member)"
@@ -566,23 +632,35 @@ def cached(path: str, compute):
     return value
 
 
-def population_answers(name: str, build_dir: str, parts, server, net, cuts: Dict[str, faceapi_import.FaceApiCut],
-                       v4_digest: str, cache: str, fairface_dir: Optional[str]) -> dict:
+def population_answers(name: str, build_dir: str, parts, servers: Dict[str, object], net,
+                       cuts: Dict[str, faceapi_import.FaceApiCut], v4_digest: str, cache: str,
+                       fairface_dir: Optional[str], v4_crops: str) -> dict:
     """A population's labels and its members' answers, cached in `cache` by what they depend on
-    (v4's weights, faceres's candidate cuts); only what the cache lacks is computed."""
+    (v4's weights, faceres's candidate cuts): "al_age/<crops>" from v4's serving graph with each
+    candidate crops (`servers`), face-api's, and faceres's probabilities at each cut; only what the
+    cache lacks is computed. A cache written before the crops were a choice holds v4's own crops'
+    AL answers as "al_age"."""
     path = os.path.join(cache, f"answers_{name}.npz")
     pop = population_faces(name, build_dir, parts, fairface_dir)
     stored = {}
     if os.path.exists(path):
         with np.load(path) as archive:
             stored = {k: archive[k] for k in archive.files}
-    same_v4 = str(stored.get("v4_weights", "")) == v4_digest and len(stored.get("al_age", ())) == len(pop["truth"])
+    if "al_age" in stored:
+        stored.setdefault(f"al_age/{v4_crops}", stored.pop("al_age"))
+    same_v4 = (str(stored.get("v4_weights", "")) == v4_digest
+               and len(stored.get("faceapi_age", ())) == len(pop["truth"]))
     cut_record = json.dumps({n: c.to_json() for n, c in sorted(cuts.items())})
     same_cuts = str(stored.get("faceres_cuts", "")) == cut_record
     stored = {k: v for k, v in stored.items() if same_v4 and (not k.startswith("faceres_probs/") or same_cuts)}
     missing = {n: c for n, c in cuts.items() if f"faceres_probs/{n}" not in stored}
-    if "al_age" not in stored or missing:
-        stored.update(member_answers(None if "al_age" in stored else server, net, missing, pop["encoded"]))
+    crops_missing = [c for c in servers if f"al_age/{c}" not in stored]
+    if crops_missing or missing:
+        for i, crops in enumerate(crops_missing or [None]):
+            answered = member_answers(servers.get(crops), net, missing if i == 0 else {}, pop["encoded"])
+            if crops is not None:
+                stored[f"al_age/{crops}"] = answered.pop("al_age")
+            stored.update(answered)
         stored["v4_weights"], stored["faceres_cuts"] = np.array(v4_digest), np.array(cut_record)
         tmp = path + ".partial.npz"
         np.savez(tmp, **stored)
@@ -597,22 +675,21 @@ FACERES_PROVENANCE = ("HSE's faceres-deep (MobileNet v1 pretrained on VGGFace2, 
 
 
 def answer_populations(v4, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
-                       faceres_source: str, cache: str):
+                       faceres_source: str, cache: str, al_crops: Sequence[str] = AL_CROPS):
     """faceres's measured cut (cached), faceres imported, and the three populations answered by every
-    member at every candidate cut (cached): (cut, faceres's net, answers, encoded crops by population)."""
+    member at every candidate cut and the AL member with each of `al_crops` (cached): (cut,
+    faceres's net, answers, encoded crops by population)."""
     os.makedirs(cache, exist_ok=True)
     cut = cached(os.path.join(cache, "faceres_cut.json"), lambda: measure_faceres_cut(fgnet_photos, v4.face_crop))
     cuts = {str(s): scaled_cut(cut["cut"], s) for s in FACERES_SCALES}
-    server = photos.serving_module(v4)
+    servers = {crops: photos.serving_module(v4, crops) for crops in al_crops}
     net = faceres_import.build_faceres_net()
     faceres_import.import_faceres(net, faceres_source)
     digest = v4.description["weights"]["sha256"] + v4.description["faceapi"]["weights"]["sha256"]
-    pops = {name: population_answers(name, where, parts, server, net, cuts, digest, cache, fairface_labels)
+    pops = {name: population_answers(name, where, parts, servers, net, cuts, digest, cache, fairface_labels, v4.crops)
             for name, where, parts in (("utkface", utkface, ["test"]), ("fgnet", fgnet, None),
                                        ("fairface", fairface, None))}
     encoded = {name: pop.pop("encoded") for name, pop in pops.items()}
-    for pop in pops.values():
-        pop["v4_age"] = 0.5 * (pop["al_age"] + pop["faceapi_age"])
     return cut, net, pops, encoded
 
 
@@ -663,13 +740,16 @@ def choose(pops: Dict[str, dict], cut: dict, command: str) -> Choices:
     return Choices(family, choice, combination, table, final, report)
 
 
-def provenance_of(choices: Choices) -> dict:
-    """What model.json records of how v5 was made."""
+def provenance_of(choices: Choices, name: str, report_path: str) -> dict:
+    """What model.json records of how the release was made."""
+    crops = choices.report["al_crops"]
     return {
-        "name": "v5",
+        "name": name,
         "faceres": FACERES_PROVENANCE,
+        "al_crops_chosen_on": f"{crops['chosen']} of {', '.join(crops['candidates'])}, by the mean error over "
+                              "UTKFace held-out, FG-NET and FairFace (270) of the rule chosen without each",
         "combination_chosen_on": "leave one of UTKFace held-out, FG-NET and FairFace (270) out, "
-                                 f"{choices.family} chosen (docs/results/releases/release_v5.json)",
+                                 f"{choices.family} chosen ({report_path})",
         "intervals_chosen_on": f"{choices.report['interval_chosen']}, chosen leave one population out; fitted on "
                                "UTKFace held-out + FG-NET",
         "retrain": "make release",
@@ -677,21 +757,25 @@ def provenance_of(choices: Choices) -> dict:
 
 
 def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fairface: str, fairface_labels: str,
-                  faceres_source: str, cache: str, output: str, report_path: str, command: str) -> dict:
-    """Builds the release into `output` (replaced only when complete) and its report (JSON at
+                  faceres_source: str, cache: str, output: str, report_path: str, command: str, name: str,
+                  al_crops: Sequence[str] = AL_CROPS) -> dict:
+    """Builds the release `name` into `output` (replaced only when complete) and its report (JSON at
     `report_path`, markdown beside it) from v4's folder, FG-NET's photos (faceres's cut) and the
-    three populations' builds cut as the release cuts; returns the report."""
+    three populations' builds cut as the release cuts, the AL member's crops chosen among
+    `al_crops`; returns the report."""
     v4 = release.open_model_path(v4_dir)
     cut, net, pops, encoded = answer_populations(v4, fgnet_photos, utkface, fgnet, fairface, fairface_labels,
-                                                 faceres_source, cache)
-    choices = choose(pops, cut, command)
-    report = choices.report
+                                                 faceres_source, cache, al_crops)
+    crops, crops_report = choose_al_crops(pops, al_crops)
+    choices = choose(with_al_crops(pops, crops), cut, command)
+    report = dict(choices.report, al_crops=crops_report)
+    choices = dataclasses.replace(choices, report=report)
     staging = assemble(v4_dir, output, net, scaled_cut(cut["cut"], float(choices.choice[0])), choices.choice[1],
-                       choices.combination, choices.table, provenance_of(choices))
+                       choices.combination, choices.table, provenance_of(choices, name, report_path), crops)
     report["stored_release_max_difference"] = stored_difference(staging, choices.final, encoded, choices.table)
     release.replace_folder(staging, output)
     write_report(report, report_path)
-    files.write_atomically(os.path.splitext(report_path)[0] + ".md", markdown(report))
+    files.write_atomically(os.path.splitext(report_path)[0] + ".md", markdown(report, name))
     return report
 
 

@@ -170,3 +170,70 @@ def test_shifts_correct_a_bias_the_members_share_per_predicted_sex_and_band():
         women = pop["sex"] == "female"
         assert abs(np.mean((three_networks.combined(pop, shifted) - pop["truth"])[women])) < 1.0
         assert np.mean((three_networks.combined(pop, plain) - pop["truth"])[women]) < -5.0
+
+
+def with_crops(pops, extra_noise, seed=7):
+    """`pops` with the AL member's answers under both candidate crops: shift_flip's are its
+    `al_age`, center's those plus noise of `extra_noise` years (0: the same answers)."""
+    rng = np.random.default_rng(seed)
+    for pop in pops.values():
+        pop["al_age/shift_flip"] = pop["al_age"]
+        pop["al_age/center"] = pop["al_age"] + rng.normal(0, extra_noise, len(pop["al_age"])) if extra_noise else pop["al_age"]
+    return pops
+
+
+def test_the_al_crops_with_the_lower_left_out_error_are_chosen_and_the_cheaper_on_a_tie():
+    chosen, report = three_networks.choose_al_crops(with_crops(populations(4), 6.0))
+    assert chosen == "shift_flip"  # the centre crop's answers are noisier
+    scores = report["candidates"]
+    assert scores["center"]["mean"] > scores["shift_flip"]["mean"]
+    assert scores["shift_flip"]["views"] == 10 and scores["center"]["views"] == 1
+    assert all(c["crops"] == "shift_flip" for c in report["chosen_without_each_population"].values())
+    # Equal answers: equal errors, and the one view is chosen.
+    assert three_networks.choose_al_crops(with_crops(populations(4), 0.0))[0] == "center"
+
+
+def test_each_populations_crops_are_chosen_on_the_other_two(monkeypatch):
+    pops = with_crops(populations(5), 1.0)
+    errors = {"shift_flip": {"a": 1.0, "b": 1.0, "c": 3.0}, "center": {"a": 2.0, "b": 2.0, "c": 0.5}}
+
+    def scored(given):  # each candidate's left-out errors as set above
+        crops = "center" if given["a"]["al_age"] is pops["a"]["al_age/center"] else "shift_flip"
+        return {"mean": {held: {"error": errors[crops][held], "ratio_to_best_member": 1.0} for held in given}}
+
+    monkeypatch.setattr(three_networks, "leave_one_population_out", scored)
+    chosen, report = three_networks.choose_al_crops(pops)
+    assert chosen == "center"  # mean 1.5 against 1.67
+    without = report["chosen_without_each_population"]
+    assert without["c"] == {"crops": "shift_flip", "error": 3.0}  # "a" and "b" alone prefer the ten crops
+    assert without["a"] == {"crops": "center", "error": 2.0}
+
+
+def test_cached_answers_gain_only_the_crops_they_lack(tmp_path, monkeypatch):
+    truth = np.array([20.0, 30.0, 40.0])
+    monkeypatch.setattr(three_networks, "population_faces", lambda *args: {"truth": truth, "encoded": [b"a", b"b", b"c"]})
+    cuts = {"1.0": three_networks.scaled_cut({"x": 0.2, "y": 0.2, "width": 0.6, "height": 0.6}, 1.0)}
+    cut_record = three_networks.json.dumps({n: c.to_json() for n, c in cuts.items()})
+    # A cache written before the crops were a choice: v4's own crops' answers as "al_age".
+    np.savez(tmp_path / "answers_fgnet.npz", al_age=truth + 1, faceapi_age=truth + 2, faceapi_female=truth * 0,
+             **{"faceres_probs/1.0": np.ones((3, 100)) / 100}, v4_weights=np.array("digest"),
+             faceres_cuts=np.array(cut_record))
+    asked = []
+
+    def member_answers(server, net, wanted, encoded):
+        asked.append((server, sorted(wanted)))
+        return {"al_age": truth + 3, "faceapi_age": truth + 2, "faceapi_female": truth * 0}
+
+    monkeypatch.setattr(three_networks, "member_answers", member_answers)
+    servers = {"shift_flip": "ten views", "center": "one view"}
+    pop = three_networks.population_answers("fgnet", "build", None, servers, "net", cuts, "digest", str(tmp_path),
+                                            None, "shift_flip")
+    assert asked == [("one view", [])]  # only the centre crop's AL answers were missing
+    assert pop["al_age/shift_flip"].tolist() == (truth + 1).tolist() and pop["al_age/center"].tolist() == (truth + 3).tolist()
+    assert "al_age" not in pop
+    again = three_networks.population_answers("fgnet", "build", None, servers, "net", cuts, "digest", str(tmp_path),
+                                              None, "shift_flip")
+    assert len(asked) == 1 and again["al_age/center"].tolist() == (truth + 3).tolist()  # now all from the cache
+    three_networks.population_answers("fgnet", "build", None, servers, "net", cuts, "other", str(tmp_path), None,
+                                      "shift_flip")
+    assert asked[1:] == [("ten views", ["1.0"]), ("one view", [])]  # other weights: everything again
