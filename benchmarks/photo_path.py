@@ -35,7 +35,7 @@ from absl import app, flags
 
 from keras_alage import cli
 from keras_alage.models import release
-from keras_alage.serving import precision
+from keras_alage.serving import precision, threads
 from keras_alage.serving.options import PRECISIONS
 from keras_alage.studies.benchmarks import photo_path
 
@@ -63,11 +63,13 @@ flags.DEFINE_list("precisions", ["float32"], f"The networks' arithmetic each new
                   f"{', '.join(PRECISIONS)} (--mode=paths; today's path stays float32).")
 flags.register_validator("precisions", lambda names: bool(names) and set(names) <= set(PRECISIONS),
                          message=f"--precisions takes one or more of {', '.join(PRECISIONS)}")
+cli.define_thread_flags(__name__)  # as `alage predict` sets them, for every setting (process-wide)
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     cli.no_arguments(argv)
+    threads.set_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)  # before TensorFlow's first op
     paths = cli.matching_files(FLAGS.photos, "photos", FLAGS.limit)
     model_path = FLAGS.model or release.default_path()
     command = " ".join(["python benchmarks/photo_path.py"] + sys.argv[1:])

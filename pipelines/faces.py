@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -407,6 +408,8 @@ class KeypointDetector:
     `keras_alage.serving.face_detectors.make_detector` gives it its `find`."""
 
     name = "blazeface"
+    concurrent = True  # `find` (a TensorFlow session) may run for several photos at once; a detector
+    # without this attribute is called from one thread at a time (`serving.photos.answer_photos`)
 
     def __init__(self, find=None, variant: str = "short", detection_side: int = 960):
         if find is None:
@@ -464,6 +467,9 @@ class FallbackDetector:
 
     def __init__(self, primary, secondary):
         self.primary, self.secondary = primary, secondary
+        # As concurrent as the primary: the secondary, seldom asked, answers one photo at a time.
+        self.concurrent = getattr(primary, "concurrent", False)
+        self._secondary_lock = threading.Lock()
         self.name = primary.name  # the crop and the default confidence are the primary's
         self.settings = f"{getattr(primary, 'settings', primary.name)}+{secondary.name}"
         self.scale = CHIP_BOX_FRACTIONS[primary.name] / CHIP_BOX_FRACTIONS[secondary.name]
@@ -474,8 +480,10 @@ class FallbackDetector:
         found = self.primary.detect(image)
         if any(d[4] >= self.confidence for d in found):
             return found
+        with self._secondary_lock:
+            secondary = self.secondary.detect(image)
         rescaled = []
-        for x, y, w, h, score, *roll in self.secondary.detect(image):
+        for x, y, w, h, score, *roll in secondary:
             if score < self.secondary_confidence:
                 continue
             side = max(w, h) * self.scale

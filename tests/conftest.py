@@ -1,5 +1,5 @@
-"""Shared test setup: two logical CPU devices (for MirroredStrategy), the real data, and a tiny
-untrained age model saved once for the tests that run commands on a model file."""
+"""Shared test setup: two logical CPU devices (for MirroredStrategy), the commands' threads, the real
+data, and a tiny untrained age model saved once for the tests that run commands on a model file."""
 
 import os
 import pathlib
@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_alage.models.age_model import ModelConfig, build_age_model  # noqa: E402
+from keras_alage.serving import threads  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("ALAGE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -21,6 +22,9 @@ def pytest_configure(config):
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
     )
+    # The face path's threads, as `alage predict` and `alage serve` set them at start, so their
+    # in-process runs find them already set.
+    threads.set_threads()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """What a command's words may be: flagfiles by short name, no stray words, globs that match, sizes
-of at least 1."""
+of at least 1, and the compute flags of the commands that answer faces."""
 
 import glob
 import os
@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 from absl import app, flags
 
 from keras_alage import locations
+from keras_alage.serving import options
 from alage_pipelines import inputs
 
 
@@ -89,7 +90,22 @@ def named_folders(values: Sequence[str], flag: str) -> Dict[str, str]:
     return named
 
 
-# The help of `--precision` (its options: `serving.options.PRECISIONS`), for each command that answers faces.
-PRECISION_HELP = ("Arithmetic of the networks: float32, the documented answers; bfloat16 (opt-in), oneDNN's bfloat16 "
-                  "kernels on a CPU that has them natively (AVX512_BF16 or AMX_BF16; refused elsewhere): faster, "
-                  "slightly different answers (docs/serving.md).")
+def define_thread_flags(module_name: str) -> None:
+    """--intra_op_threads and --inter_op_threads (defaults: `serving.options`; set by
+    `serving.threads.set_threads`), filed under the flags module `module_name` so its --help lists them."""
+    flags.DEFINE_integer("intra_op_threads", options.INTRA_OP_THREADS, "Threads each network op uses (0: one per "
+                         "core). One lets the networks' independent ops run side by side: faster on few cores "
+                         "(docs/performance.md).", lower_bound=0, module_name=module_name)
+    flags.DEFINE_integer("inter_op_threads", options.INTER_OP_THREADS, "Network ops run at once (0: one per core).",
+                         lower_bound=0, module_name=module_name)
+
+
+def define_compute_flags(module_name: str) -> None:
+    """--precision and the thread flags, for each command that answers faces (their options and
+    defaults: `serving.options`; set by `cli.compute.set_compute`), filed under the command's flags
+    module `module_name`."""
+    flags.DEFINE_enum("precision", "float32", list(options.PRECISIONS),
+                      "Arithmetic of the networks: float32, the documented answers; bfloat16 (opt-in), oneDNN's "
+                      "bfloat16 kernels on a CPU that has them natively (AVX512_BF16 or AMX_BF16; refused elsewhere): "
+                      "faster, slightly different answers (docs/serving.md).", module_name=module_name)
+    define_thread_flags(module_name)

@@ -3,9 +3,9 @@
 import tensorflow as tf
 from absl import app
 
-from keras_alage.cli import predict_flags
+from keras_alage.cli import compute, predict_flags
 from keras_alage.models import release
-from keras_alage.serving import answers, photos, precision
+from keras_alage.serving import answers, photos
 
 FLAGS = predict_flags.FLAGS
 
@@ -17,10 +17,7 @@ def say(text: str) -> None:
 def main(argv):
     if len(argv) < 2 and FLAGS.camera is None:
         raise app.UsageError("Give one or more photos, videos or folders to predict (or --camera).")
-    try:
-        precision.set_precision(FLAGS.precision)  # before any network is traced or called
-    except precision.NoNativeBfloat16 as error:
-        raise app.UsageError(f"--precision={FLAGS.precision}: {error}")
+    compute.set_compute(FLAGS)  # before any network is loaded, traced or called
     outputs = answers.Outputs(FLAGS.output, FLAGS.draw)
     answers.check_outputs(outputs, photos.image_paths(argv[1:]), FLAGS.overwrite)  # before the model loads
     model_path = FLAGS.model or release.default_path()

@@ -15,7 +15,7 @@ each track's age is smoothed; with --draw the annotated video and a per-track CS
 from absl import flags
 
 from keras_alage import cli
-from keras_alage.serving.options import NO_FACE, PRECISIONS
+from keras_alage.serving.options import NO_FACE
 from alage_pipelines import faces
 from alage_pipelines.options import CROPS
 
@@ -52,6 +52,6 @@ flags.DEFINE_integer("max_frames", None, "Stop a video or camera after this many
 flags.DEFINE_integer("crop_size", None, "Face crop side; default: the model's recorded crop, else 256.")
 flags.DEFINE_float("crop_margin", None, "Face box enlargement; default: the model's recorded crop (training "
                    "writes face_crop.json, export carries it), else 0.4. Must match the faces it was trained on.")
-flags.DEFINE_enum("precision", "float32", list(PRECISIONS), cli.PRECISION_HELP)
+cli.define_compute_flags(__name__)
 cli.require_positive("batch_faces", "max_frames", "crop_size")
 FLAGS = flags.FLAGS

@@ -3,18 +3,15 @@
 from absl import app
 
 from keras_alage import cli
-from keras_alage.cli import serve_flags
-from keras_alage.serving import precision, rest
+from keras_alage.cli import compute, serve_flags
+from keras_alage.serving import rest
 
 FLAGS = serve_flags.FLAGS
 
 
 def main(argv):
     cli.no_arguments(argv)
-    try:
-        precision.set_precision(FLAGS.precision)  # before the model's warm-up; each request's thread reads it
-    except precision.NoNativeBfloat16 as error:
-        raise app.UsageError(f"--precision={FLAGS.precision}: {error}")
+    compute.set_compute(FLAGS)  # before the model's warm-up; each request's thread reads the precision
     try:
         rest.serve(FLAGS.model_base_path, FLAGS.model_name, FLAGS.rest_api_host, FLAGS.rest_api_port,
                    FLAGS.log_requests)

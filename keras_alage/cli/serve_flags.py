@@ -12,7 +12,6 @@ model's status and `/metadata`. Flags are named as TF Serving's own (`tensorflow
 from absl import flags
 
 from keras_alage import cli
-from keras_alage.serving.options import PRECISIONS
 
 flags.DEFINE_string("model_base_path", None, "The folder holding the model's numbered versions (serving/age).")
 flags.DEFINE_string("model_name", "age", "The model's name in request paths (/v1/models/<name>).")
@@ -20,7 +19,7 @@ flags.DEFINE_integer("rest_api_port", 8501, "Port to listen on (0: any free port
 flags.DEFINE_string("rest_api_host", "127.0.0.1", "Address to listen on: loopback by default; 0.0.0.0 answers "
                     "other machines too (no authentication: only on a network you trust).")
 flags.DEFINE_bool("log_requests", False, "Print a line per request.")
-flags.DEFINE_enum("precision", "float32", list(PRECISIONS), cli.PRECISION_HELP)
+cli.define_compute_flags(__name__)
 flags.mark_flags_as_required(["model_base_path"])
 flags.register_validator("rest_api_port", lambda port: 0 <= port <= 65535, message="--rest_api_port must lie in "
                          "[0, 65535]")

@@ -8,6 +8,7 @@ JPEG like the stored crops, then answered by the same graph as the exported Save
 """
 
 import concurrent.futures
+import collections
 import contextlib
 import dataclasses
 import os
@@ -21,7 +22,7 @@ import tensorflow as tf
 from keras_alage.evaluation import intervals
 from keras_alage.models import attention, faceapi_import, release
 from keras_alage.serving import ensemble, export, face_detectors, prior_shift
-from keras_alage.serving.options import NO_FACE
+from keras_alage.serving.options import LOCATE_WORKERS, NO_FACE
 from alage_pipelines import augment, faces, images, inputs
 
 
@@ -332,8 +333,9 @@ class Answerer:
     """A model's face path with its options, passed whole: the loaded network (`predictor`:
     encoded face crops [n] -> outputs dict), the detector that finds the faces, the crop they are cut
     with, the least detector confidence (None: the detector's own), what a photo with no face
-    gets (`NO_FACE`), and how many faces one network call answers. `input_size` is the network's
-    input side (None: the predictor's own `input_size`)."""
+    gets (`NO_FACE`), how many faces one network call answers, and how many photos are located at
+    once where the detector allows it (`answer_photos`). `input_size` is the network's input side
+    (None: the predictor's own `input_size`)."""
 
     predictor: Callable
     detector: object
@@ -342,12 +344,15 @@ class Answerer:
     no_face: str = "skip"
     batch_faces: int = 32
     input_size: Optional[int] = None
+    locate_workers: int = LOCATE_WORKERS
 
     def __post_init__(self):
         if self.no_face not in NO_FACE:
             raise ValueError(f"no_face must be one of {NO_FACE}; received {self.no_face!r}.")
         if self.batch_faces < 1:
             raise ValueError(f"batch_faces must be at least 1; received {self.batch_faces}.")
+        if self.locate_workers < 1:
+            raise ValueError(f"locate_workers must be at least 1; received {self.locate_workers}.")
         if self.input_size is None:
             object.__setattr__(self, "input_size", getattr(self.predictor, "input_size", None))
 
@@ -362,15 +367,25 @@ def answer_photos(paths: Sequence[str], answerer: Answerer, prefetch: int = 64, 
                   decode: str = "scaled") -> Iterator[PhotoResult]:
     """Ages of every face of many photos, in order: decoding, detection and cropping run in a
     worker thread while the network answers the faces of earlier photos (`answer_located`), up to
-    `answerer.batch_faces` in one call. Same answers as `answer_photo`."""
+    `answerer.batch_faces` in one call; with a detector that may be called from several threads
+    (`concurrent`), `answerer.locate_workers` photos are located at once. Same answers as
+    `answer_photo`."""
 
     def located(stop):
         stoppable = _Stoppable(answerer.detector, stop)  # a photo's search ends at its next detector call
+        workers = answerer.locate_workers if getattr(answerer.detector, "concurrent", False) else 1
         try:
-            for path in paths:
-                if stop.is_set():
-                    return
-                yield locate_faces(path, stoppable, answerer.spec, answerer.min_confidence, answerer.no_face, decode)
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                pending: collections.deque = collections.deque()
+                for path in paths:
+                    if stop.is_set():
+                        return
+                    pending.append(pool.submit(locate_faces, path, stoppable, answerer.spec, answerer.min_confidence,
+                                               answerer.no_face, decode))
+                    if len(pending) > workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
         except SearchStopped:
             return
 

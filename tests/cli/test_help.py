@@ -112,16 +112,27 @@ def test_predict_help_lists_predicts_flags_and_nothing_of_absls(command):
     assert "--data_dir" not in result.stdout  # no other command's flags
 
 
-def defined_flags(module_path: pathlib.Path):
-    """The names of the flags a module defines (`flags.DEFINE_*("name", ...)`), read from its source."""
+def defined_flags(tree, helpers=None):
+    """The names of the flags a parsed module (or function) defines, read from its source:
+    `flags.DEFINE_*("name", ...)`, and those of the shared flag functions of `cli.arguments` it calls
+    (`cli.define_compute_flags(__name__)`)."""
+    helpers = HELPERS if helpers is None else helpers
     names = []
-    for node in ast.walk(ast.parse(module_path.read_text())):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("DEFINE"):
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if called.startswith("DEFINE"):
             names.append(node.args[0].value)
+        elif called in helpers:
+            names += defined_flags(helpers[called], helpers)
     return names
 
 
 CLI = REPO / "keras_alage" / "cli"
+# The flag-defining functions of cli.arguments, by name.
+HELPERS = {node.name: node for node in ast.parse((CLI / "arguments.py").read_text()).body
+           if isinstance(node, ast.FunctionDef) and node.name.startswith("define_")}
 # What a subprocess reports after a command has answered: its exit status and whether it loaded TensorFlow.
 PROBE = ("import runpy, sys\n"
          "sys.argv = sys.argv[1:]\n"
@@ -133,7 +144,7 @@ PROBE = ("import runpy, sys\n"
 
 @pytest.mark.parametrize("name", sorted(alage.COMMANDS.values()))
 def test_every_scripts_help_lists_exactly_its_own_flags_without_loading_tensorflow(name):
-    own = defined_flags(CLI / f"{name}_flags.py")
+    own = defined_flags(ast.parse((CLI / f"{name}_flags.py").read_text()))
     assert own, f"{name}_flags.py defines no flag"
     result = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "scripts" / f"{name}.py"), "--help"],
                             capture_output=True, text=True, timeout=300)
@@ -170,5 +181,5 @@ def test_a_commands_flags_are_defined_only_in_its_flags_module():
     be unknown to the parser and missing from --help."""
     for name in alage.COMMANDS.values():
         assert (CLI / f"{name}_flags.py").is_file() and (CLI / f"{name}.py").is_file(), name
-        assert defined_flags(CLI / f"{name}.py") == [], f"keras_alage/cli/{name}.py defines flags: move them to " \
-                                                         f"{name}_flags.py"
+        work = ast.parse((CLI / f"{name}.py").read_text())
+        assert defined_flags(work) == [], f"keras_alage/cli/{name}.py defines flags: move them to {name}_flags.py"

@@ -1,3 +1,4 @@
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -6,6 +7,8 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zlib
 
 import cv2
@@ -530,3 +533,51 @@ def test_an_answerer_refuses_options_it_cannot_use():
         photos.Answerer(None, None, faces.CropSpec(), no_face="crop")
     with pytest.raises(ValueError, match="batch_faces must be at least 1; received 0"):
         photos.Answerer(None, None, faces.CropSpec(), batch_faces=0)
+
+
+class CountingDetector(GridDetector):
+    """A GridDetector that counts how many of its calls run at once (`most`); `concurrent` says
+    whether the face path may call it from several threads. A photo 64 px wide is slow."""
+
+    def __init__(self, count, concurrent, delay=0.05):
+        super().__init__(count, delay)
+        self.concurrent, self.running, self.most = concurrent, 0, 0
+        self.lock = threading.Lock()
+
+    def detect(self, canvas):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if canvas.shape[1] == 64:
+                time.sleep(0.3)
+            return super().detect(canvas)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("concurrent, expected", [(True, 2), (False, 1)])
+def test_photos_are_located_side_by_side_only_where_the_detector_allows_and_answered_in_order(
+        tmp_path, concurrent, expected):
+    paths = []
+    for i, width in enumerate((64, 96, 96, 64, 96, 96)):  # slow photos among quick ones
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], np.full((96, width, 3), 120, np.uint8))
+    detector = CountingDetector(1, concurrent)
+    answerer = photos.Answerer(fake_network([]), detector, faces.CropSpec(size=32), min_confidence=0.0,
+                               input_size=32, locate_workers=2)
+    results = list(photos.answer_photos(paths, answerer))
+    assert [r.path for r in results] == paths and all(len(r.faces) == 1 for r in results)
+    assert detector.most == expected
+
+
+def test_a_fallback_detector_is_as_concurrent_as_its_primary_and_asks_its_secondary_one_photo_at_a_time():
+    primary, secondary = CountingDetector(0, True, delay=0.2), CountingDetector(1, False, delay=0.1)
+    primary.name, secondary.name = "blazeface", "mtcnn"  # names the crop's box fractions know
+    fallback = faces.FallbackDetector(primary, secondary)
+    assert fallback.concurrent and not faces.FallbackDetector(secondary, primary).concurrent
+    image = np.full((96, 96, 3), 120, np.uint8)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda _: fallback.detect(image), range(3)))
+    assert all(len(f) == 1 for f in found) and primary.most >= 2 and secondary.most == 1

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from keras_alage.serving import photos, precision, video
+from keras_alage.serving import photos, precision, threads, video
 from keras_alage.studies import benchmarking
 from keras_alage.studies.benchmarks import face_path
 from alage_pipelines import faces, files, images
@@ -120,15 +120,19 @@ def paths_markdown(report: dict) -> str:
     for row in report.get("video", []):
         lines.append(f"| video 640x480 ({row['frames']} frames) | {row['setting']} | {row['frames_per_second']:.1f} "
                      f"frames/s | {row['ratio']:.2f}x | | |")
-    lines += ["", "Each rate is the best of the rounds, the settings alternating in one process; read the ratios.",
-              "", f"Command: `{report['command']}`", ""]
+    lines += ["", "Each rate is the best of the rounds, the settings alternating in one process; read the ratios."]
+    if "threads" in report:
+        lines.append(f"TensorFlow's threads: {report['threads']['intra_op']} per op, {report['threads']['inter_op']} "
+                     "ops at once (0: one per core).")
+    lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 
 def path_settings(precisions=("float32",)) -> list:
-    """Today's path (float32), then each new path under each of `precisions`, side by side."""
-    return [benchmarking.TODAY, *(dataclasses.replace(setting, precision=name)
-                                  for setting in (benchmarking.NEW, benchmarking.NEW_CENTRE) for name in precisions)]
+    """Today's path and the new one with v5's ten crops (float32), then the default under each of
+    `precisions`, side by side."""
+    return [benchmarking.TODAY, benchmarking.NEW_TEN,
+            *(dataclasses.replace(benchmarking.NEW, precision=name) for name in precisions)]
 
 
 def compare_paths(paths, model_path: str, output: str, command: str, big_photos: int = 20, big_size=(4000, 3000),
@@ -148,6 +152,7 @@ def compare_paths(paths, model_path: str, output: str, command: str, big_photos:
         report = benchmarking.face_path_rates(model_path, workloads, clip, path_settings(precisions), rounds=rounds,
                                               batch_faces=batch_faces, log=lambda text: print(text, flush=True))
     report["command"] = command
+    report["threads"] = dict(zip(("intra_op", "inter_op"), threads.current()))  # 0: one per core
     files.write_atomically(output + "_paths.json", json.dumps(report, indent=1))
     files.write_atomically(output + "_paths.md", paths_markdown(report))
     print(paths_markdown(report))
