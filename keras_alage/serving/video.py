@@ -310,9 +310,10 @@ def answer_video(source: Union[str, int], answerer: photos.Answerer, output_vide
                 spreads = np.asarray(answered["age_std"]) if "age_std" in answered else [None] * len(found)
                 lows, highs = ((np.asarray(answered["age_low"]), np.asarray(answered["age_high"]))
                                if "age_low" in answered and "age_high" in answered else ([None] * len(found),) * 2)
-                for face, track, age, std, low, high in zip(found, tracks, ages, spreads, lows, highs):
-                    if not np.isfinite(age) or not all(v is None or np.isfinite(v) for v in (std, low, high)):
-                        continue  # a refused answer (inf or nan years) moves no track
+                answers_of = zip(found, tracks, ages, spreads, lows, highs)
+                for i, (face, track, age, std, low, high) in enumerate(answers_of):
+                    if photos.non_finite(answered, i):
+                        continue  # a refused answer (inf or nan years in any of them, as photos) moves no track
                     track.update(index, box_of(face), float(age), None if std is None else float(std),
                                  tracker.forgetting, None if low is None else float(low),
                                  None if high is None else float(high))

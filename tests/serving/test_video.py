@@ -297,6 +297,25 @@ def test_an_answer_with_a_non_finite_interval_moves_no_track(tmp_path):
     assert [t.frames for t in report.tracks] == []
 
 
+def test_a_face_refused_in_a_photo_for_any_non_finite_answer_moves_no_track_either(tmp_path):
+    """Video refused a face only for a non-finite age or interval: a nan faceres_age (a member's
+    answer) moved its track while a photo refused it. Both now refuse through `photos.non_finite`."""
+    answered = []
+
+    def network(encoded):
+        n = len(encoded)
+        members = np.array([np.nan if len(answered) + i == 1 else 31.0 for i in range(n)])  # the second face
+        answered.extend(encoded)
+        return _interval_network(encoded) | {"faceapi_age": np.full(n, 29.0), "faceres_age": members}
+
+    report = video.answer_video(str(_clip(tmp_path / "clip.avi", 3)), photos.Answerer(network, _OneFace(),
+                                                                                       faces.CropSpec(size=40)))
+    assert len(answered) == 3
+    refused = {"age": [30.0], "faceapi_age": [29.0], "faceres_age": [np.nan]}  # the second face's answer
+    assert photos.non_finite(refused, 0) == "the model answered faceres_age nan"  # refused in a photo
+    assert [(t.frames, t.raw_ages) for t in report.tracks] == [(2, [30.0, 30.0])]
+
+
 def test_frames_are_searched_ahead_of_the_network_and_answered_together_with_the_same_tracks(tmp_path):
     """The next frames' detection overlaps the network (a worker thread), whose calls take the faces of
     every frame ready: with a slow network, calls hold several frames' faces; tracks and ages are
