@@ -565,15 +565,15 @@ def crops_lines(crops: dict, populations: Sequence[str]) -> List[str]:
     return lines
 
 
-def markdown(report: dict, name: str) -> str:
+def markdown(report: dict, release_name: str) -> str:
     """The report's tables: errors per population, band and sex with paired differences, the
     choices, and coverage."""
     answers = ("age", "v5_final", "v4_age", "al_age", "faceapi_age", "faceres_age")
-    lines = [f"# Release {name} on its validation populations", "",
+    lines = [f"# Release {release_name} on its validation populations", "",
              "Errors are years outside the true age (the absolute error; for FairFace's age groups, years outside "
              "the group, 0 inside), mean [95 % bootstrap over people]. UTKFace has no person ids: each face counts "
              "as one. face-api trained on 80 % of UTKFace and on FG-NET, so its column and those that use it are "
-             "optimistic there; no member saw FairFace. \"v5\" answers each population with the rule (and "
+             f"optimistic there; no member saw FairFace. \"{release_name}\" answers each population with the rule (and "
              "faceres's cut and readout) chosen without it; \"released\" with the release's own rule, fitted on all "
              "three (in-sample).", "",
              f"Combination chosen: **{report['combination_family']}** `{json.dumps(report['combination'])}`; "
@@ -589,8 +589,8 @@ def markdown(report: dict, name: str) -> str:
     for name, table in report["errors"].items():
         pop = report["populations"][name]
         lines += ["", f"## {name} ({pop['faces']} faces, {pop['people']} people)", "",
-                  "| faces | n | v5 (left out) | released | v4 | AL (dlib) | face-api | faceres | v5 bias | "
-                  "v5 - best member [95 %] |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"| faces | n | {release_name} (left out) | released | v4 | AL (dlib) | face-api | faceres | "
+                  f"{release_name} bias | {release_name} - best member [95 %] |", "|---|---|---|---|---|---|---|---|---|---|"]
         for row in table["age"]:
             cells = [f"{table[k][row]['error']:.2f} [{table[k][row]['error_95'][0]:.2f}, {table[k][row]['error_95'][1]:.2f}]"
                      for k in answers]
