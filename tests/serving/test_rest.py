@@ -23,7 +23,7 @@ from alage_pipelines import faces, images
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut_eileen_collins.jpg"
 SMALL_MODEL = REPO / "models" / "al_dlib_resnet_utkface"  # one trained network, 5 MB: ages that move with the face
-RELEASE = REPO / "models" / "al_dlib_faceapi_faceres_v5"
+RELEASE = REPO / "models" / release.DEFAULT_NAME
 # Largest age difference (years) between a face answered through the photo signature and the same
 # face through the predict path. Both find the same chip (to 1e-5 px) and cut it alike, but the two
 # bilinear warps round a few dozen of the crop's pixels one grey level apart (TF's float warp against
@@ -282,8 +282,8 @@ def test_the_photo_signatures_metadata_and_refusals(served):
 
 @pytest.mark.slow
 def test_the_release_answers_a_whole_photo_over_http_as_predict_does(tmp_path, detector, predict_detector):
-    """Release v5 (three networks, its ten crops, its interval): the photo over HTTP against the
-    predict path on the same export (about 2 minutes on 2 cores)."""
+    """The release (three networks, its recorded crops, its interval): the photo over HTTP against
+    the predict path on the same export (about 2 minutes on 2 cores)."""
     path = _export(RELEASE, None, detector, tmp_path)
     server, thread = rest.start(rest.ServedModel("age", os.path.dirname(path)))
     try:
