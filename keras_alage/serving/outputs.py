@@ -176,14 +176,42 @@ def csv_text(rows: Sequence[list]) -> str:
 CSV_HEADER = csv_text([CSV_COLUMNS]).encode("utf-8")
 
 
-class CsvWriter:
+class _HeldTable:
+    """What both tables share: `path`, held (`files.place_lock`) from the start to `close` or
+    `release` so that a second run on the same table stops at once (`files.FolderBusy`); which of
+    this run's `inputs` a resumed table already `answered` and `drawn` (none unless a writer resumes
+    one), how many photos it `kept` and whether it `started_over`. `partial`, where a writer keeps
+    one, is checked as `path` is, both before the lock is taken; `handle` is the writer's open file,
+    if any, closed on `release`."""
+
+    def __init__(self, path: str, inputs: Optional[Sequence[str]], partial: Optional[str]):
+        self.path, self.partial = path, partial
+        self.answered = [False] * len(inputs or ())
+        self.drawn = [False] * len(inputs or ())
+        self.kept, self.started_over, self.handle = 0, False, None
+        files.check_replaceable(path, f"--output={path}")
+        if partial is not None:
+            files.check_replaceable(partial, f"--output={path}: {partial}")
+        self._hold = files.place_lock(path, "writing answers", other="another --output")
+        self._hold.__enter__()
+
+    def release(self) -> None:
+        """Lets go of the table (an interrupted CSV run: the .partial stays for the rerun to resume)."""
+        if self.handle is not None:
+            os.close(self.handle)
+            self.handle = None
+        if self._hold is not None:
+            self._hold.__exit__(None, None, None)
+            self._hold = None
+
+
+class CsvWriter(_HeldTable):
     """Writes a CSV table as answers come: each photo's rows are appended to `<path>.partial` in one
     write, which becomes `path` when the run closes the writer; an interrupted run leaves what it
     answered in the .partial file.
 
-    One writer per table: the writer holds `path` (`files.place_lock`) from its start to `close`
-    or `release`, so a second run on the same table stops at once (`files.FolderBusy`). The .partial
-    is opened without following a symbolic link and must be a regular file (never written through).
+    One writer per table (`path` is held as `_HeldTable` says). The .partial is opened without
+    following a symbolic link and must be a regular file (never written through).
 
     A .partial left by an interrupted run is resumed: with `inputs` (this run's photos, in order),
     the photos it answered are kept and `answered` marks them among `inputs`; the last photo it
@@ -194,14 +222,7 @@ class CsvWriter:
     """
 
     def __init__(self, path: str, inputs: Optional[Sequence[str]] = None, resume: bool = True):
-        self.path, self.partial = path, path + ".partial"
-        self.answered = [False] * len(inputs or ())
-        self.drawn = [False] * len(inputs or ())
-        self.kept, self.started_over, self.handle = 0, False, None
-        files.check_replaceable(path, f"--output={path}")
-        files.check_replaceable(self.partial, f"--output={path}: {self.partial}")
-        self._hold = files.place_lock(path, "writing answers", other="another --output")
-        self._hold.__enter__()
+        super().__init__(path, inputs, path + ".partial")
         try:
             self._open(inputs, resume)
         except BaseException:
@@ -263,29 +284,15 @@ class CsvWriter:
         finally:
             self.release()
 
-    def release(self) -> None:
-        """Lets go of the table (an interrupted run: the .partial stays for the rerun to resume)."""
-        if self.handle is not None:
-            os.close(self.handle)
-            self.handle = None
-        if self._hold is not None:
-            self._hold.__exit__(None, None, None)
-            self._hold = None
 
-
-class JsonWriter:
+class JsonWriter(_HeldTable):
     """Keeps the answers and writes them whole as a JSON list, atomically, at `close` (an interrupted
     run leaves no table and nothing to resume: `partial` is None, `kept` 0). Holds `path` as
-    `CsvWriter` does."""
+    `CsvWriter` does (`_HeldTable`)."""
 
     def __init__(self, path: str, inputs: Optional[Sequence[str]] = None, resume: bool = True):
-        self.path, self.partial, self.results = path, None, []
-        self.answered = [False] * len(inputs or ())
-        self.drawn = [False] * len(inputs or ())
-        self.kept, self.started_over = 0, False
-        files.check_replaceable(path, f"--output={path}")
-        self._hold = files.place_lock(path, "writing answers", other="another --output")
-        self._hold.__enter__()
+        self.results = []
+        super().__init__(path, inputs, None)
 
     def add(self, result: PhotoResult) -> None:
         self.results.append(result)
@@ -297,12 +304,6 @@ class JsonWriter:
             files.write_atomically(self.path, json.dumps(rows, indent=1))
         finally:
             self.release()
-
-    def release(self) -> None:
-        """Lets go of the table."""
-        if self._hold is not None:
-            self._hold.__exit__(None, None, None)
-            self._hold = None
 
 
 def results_writer(path: str, inputs: Optional[Sequence[str]] = None,
