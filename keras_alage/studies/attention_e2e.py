@@ -35,6 +35,7 @@ are cached under the study's folder, and a rerun reads them back.
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -201,8 +202,9 @@ def teacher_answers(faces: Faces, answer, identity: str, cache: str, batch: int 
         return None
 
     def save(path, found):
-        np.savez(path + ".tmp.npz", identity=np.array(identity), path=np.asarray(faces.path), **found)
-        os.replace(path + ".tmp.npz", path)
+        buffer = io.BytesIO()
+        np.savez(buffer, identity=np.array(identity), path=np.asarray(faces.path), **found)
+        files.write_atomically(path, buffer.getvalue())
 
     done = stored(cache)
     if done is not None:
@@ -516,9 +518,9 @@ class Study:
             for key in found:
                 found[key].append(np.asarray(out[key]))
         result = {k: np.concatenate(v) for k, v in found.items()}
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.savez(path + ".partial.npz", path=faces.path, **result)
-        os.replace(path + ".partial.npz", path)
+        buffer = io.BytesIO()
+        np.savez(buffer, path=faces.path, **result)
+        files.write_atomically(path, buffer.getvalue())
         return result
 
     def _age(self, probs) -> np.ndarray:
