@@ -35,6 +35,7 @@ paired differences against each member.
 """
 
 import dataclasses
+import io
 import itertools
 import json
 import os
@@ -662,9 +663,9 @@ def population_answers(name: str, build_dir: str, parts, servers: Dict[str, obje
                 stored[f"al_age/{crops}"] = answered.pop("al_age")
             stored.update(answered)
         stored["v4_weights"], stored["faceres_cuts"] = np.array(v4_digest), np.array(cut_record)
-        tmp = path + ".partial.npz"
-        np.savez(tmp, **stored)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **stored)
+        files.write_atomically(path, buffer.getvalue())
     pop.update({k: v for k, v in stored.items() if k not in ("v4_weights", "faceres_cuts")})
     return pop
 
