@@ -322,6 +322,35 @@ def beam_log(verbose: bool, say: Callable[[str], None]):
         beam_logger.setLevel(level)
 
 
+_private_temporary = {"lock": threading.Lock(), "users": 0, "folder": None, "previous": None}
+
+
+@contextlib.contextmanager
+def private_temporary_folder():
+    """Python's temporary folder (`tempfile.tempdir`) pointed, for the block, at a folder of its
+    own that is removed after it. Beam makes folders there that it never removes: a `tmp*` from
+    each `environments.python_sdk_dependencies` (two a pipeline), the `beam-temp*` of a job server
+    that is never stopped (the DirectRunner's try of Prism) and `beam-requirements-cache`; about
+    250 in /tmp after the test suite. Blocks that overlap (builds in threads) share one folder,
+    removed and restored when the last one ends. Beam's log (`beam_log`) is made outside it."""
+    state = _private_temporary
+    with state["lock"]:
+        if not state["users"]:
+            state["previous"] = tempfile.tempdir
+            state["folder"] = tempfile.mkdtemp(prefix="alage-beam-")
+            tempfile.tempdir = state["folder"]
+        state["users"] += 1
+    try:
+        yield state["folder"]
+    finally:
+        with state["lock"]:
+            state["users"] -= 1
+            if not state["users"]:
+                tempfile.tempdir = state["previous"]
+                shutil.rmtree(state["folder"], ignore_errors=True)
+                state["folder"] = state["previous"] = None
+
+
 def stage_name(config: BuildConfig) -> str:
     return "detect/cut" if config.policy.detect else "cut"
 
@@ -346,7 +375,7 @@ def _run_pipeline(parts: Mapping[str, Sequence[AgeRecord]], config: BuildConfig,
         for _, _, log in photos:
             yield log
 
-    with _Watch(staging, stage_name(config), len(elements), sum(shards.values()), say), \
+    with private_temporary_folder(), _Watch(staging, stage_name(config), len(elements), sum(shards.values()), say), \
             beam.Pipeline(options=_pipeline_options(config)) as pipeline:
         (
             pipeline

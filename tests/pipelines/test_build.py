@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -384,7 +385,29 @@ def test_a_build_says_each_stage_with_its_counts(tmp_path):
     assert not any(word in line for line in said for word in BEAM_WORDS)
 
 
+def _left_in(temporary):
+    """What a build left in a temporary folder, less TensorFlow's AutoGraph modules (the shard count's
+    `reduce`), which TensorFlow removes as the process exits."""
+    return sorted(name for name in os.listdir(temporary) if not name.startswith("__autograph_generated_file"))
+
+
+def test_a_build_leaves_the_temporary_folder_as_it_found_it(tmp_path, monkeypatch):
+    """Beam makes folders in Python's temporary folder that it never removes (a `tmp*` of each
+    `python_sdk_dependencies`, a job server's `beam-temp*`, `beam-requirements-cache`): about 250
+    were left in /tmp by the test suite."""
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
+    build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(tmp_path / "out"), "tiny")
+    assert _left_in(temporary) == [] and tempfile.tempdir == str(temporary)
+
+
 def test_a_failed_build_names_the_file_that_kept_beams_log(tmp_path, monkeypatch):
+    """The log is kept in the temporary folder, outside the build's own (removed) one."""
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
 
     def broken(directory, name, records):
@@ -397,6 +420,7 @@ def test_a_failed_build_names_the_file_that_kept_beams_log(tmp_path, monkeypatch
                               progress=said.append)
     log = said[-1].removeprefix("Beam's log of this build: ")
     assert said[-1] != log and os.path.isfile(log)
+    assert _left_in(temporary) == [os.path.basename(log)] and os.path.dirname(log) == str(temporary)
     os.remove(log)
     assert not (tmp_path / "out").exists()
 
