@@ -268,5 +268,5 @@ def compare(paths: Sequence[str], model_path: str, detectors: Sequence[str] = ("
     ages = {f"{d}/{c}": best_ages(found[d], predictors[c]) for d in detectors for c in crops}
     report = paired(ages, labels, f"{detectors[0]}/{crops[0]}")
     report["boxes"] = {d: crop_agreement(found[detectors[0]], found[d]) for d in detectors[1:]}
-    report["model"] = model_path
+    report["model"] = files.portable_path(model_path)
     return report
