@@ -4,9 +4,9 @@ the whole process before TensorFlow's first op.
 TensorFlow's default splits every op over every core and runs as many ops at once as there are cores.
 A release answers with three networks whose ops are independent of each other's, in batches of up
 to 32 faces: one thread per op, as many ops at once as cores, runs them side by side instead, and
-saves the threads of one op waiting (spinning) for each other. On this project's 2-core CPU,
-FG-NET photos through the face path went from 39-45 to 52-54 a second and the CPU time per photo
-from 42-47 to 32-33 ms (docs/performance.md); with many cores, an op may want more than one.
+saves the threads of one op waiting (spinning) for each other. On this project's 2-core CPU, video
+went from 28 to 41 frames a second and 4000x3000 JPEGs from 12.6 to 14.2 a second
+(docs/performance.md); with many cores, an op may want more than one.
 """
 
 import tensorflow as tf
