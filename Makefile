@@ -60,8 +60,8 @@ data/fgnet_release/manifest.json: | $(STAMP)
 # Release v5.1, the default model: v4's two networks and HSE's faceres-deep (npm, MIT; measured cut
 # inside the release's crop), the AL member's crops (ten views or one) and the combining rule chosen
 # leaving one of UTKFace held-out, FG-NET and FairFace out, with a 90 % interval per predicted sex
-# and age band (experiments/release_v5_model.py; about 15 minutes on 2 cores, a minute or two with
-# the answers cached in runs/release_v5). `make release-v5` rebuilds v5 (v4's ten crops, no choice).
+# and age band (experiments/release_v5_model.py; about 15 minutes on 2 cores, 22 s with the answers
+# cached in runs/release_v5). `make release-v5` rebuilds v5 (v4's ten crops, no choice).
 V5 := models/al_dlib_faceapi_faceres_v5
 V5_1 := models/al_dlib_faceapi_faceres_v5_1
 V5_DATA := data/utkface_dlib/manifest.json data/fgnet_release/manifest.json data/fairface_release/manifest.json
