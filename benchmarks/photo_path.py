@@ -3,14 +3,16 @@
   python benchmarks/photo_path.py                         # today's path and the new, in one run
   python benchmarks/photo_path.py --mode=detectors --limit=100 --detectors=dlib
 
---mode=paths (the default): the released model's answer through today's path (dlib's HOG on the
-full decode, the release's ten crops) and the new one (BlazeFace on a DCT-reduced decode, crops at
-the resolution they need, one centre crop for the AL member), alternating in one process
-(`benchmarking.face_path_rates`): photos/s on FG-NET photos, on camera-size JPEGs made from them
-(--big_size, default 4000x3000), and frames/s on a 640x480 clip panning over them; ratios to today's
-path, and how far each photo's answer moved. Writes OUTPUT_paths.json and OUTPUT_paths.md.
---precisions=float32,bfloat16 answers each new path in both precisions (`serving.precision`: the
-networks' arithmetic, read at each call, so the settings still alternate in one process).
+--mode=paths (the default): the released model's answer through the path before issue 36 (dlib's HOG
+on the full decode, v5's ten shift_flip views for the AL member), the new path with those ten views,
+and the default (BlazeFace on a DCT-reduced decode, crops at the resolution they need, the release's
+recorded crops), alternating in one process (`benchmarking.face_path_rates`, `path_settings`):
+photos/s on FG-NET photos, on camera-size JPEGs made from them (--big_size, default 4000x3000), and
+frames/s on a 640x480 clip panning over them; ratios to the path before, and how far each photo's
+answer moved. Writes OUTPUT_paths.json and OUTPUT_paths.md. --precisions=float32,bfloat16 answers the
+default path in both precisions (`serving.precision`: the networks' arithmetic, read at each call, so
+the settings still alternate in one process); --intra_op_threads / --inter_op_threads are the
+process's TensorFlow threads, as `alage predict` sets them (`serving.threads`).
 
 --mode=detectors, the comparison of detectors:
 
@@ -59,8 +61,8 @@ flags.DEFINE_integer("big_photos", 20, "Camera-size JPEGs made from the first ph
 flags.DEFINE_list("big_size", ["4000", "3000"], "Width and height of those JPEGs.")
 flags.DEFINE_integer("clip_frames", 150, "Frames of the 640x480 clip (--mode=paths; 0: no video).")
 flags.DEFINE_integer("rounds", 2, "Rounds of the settings alternating (--mode=paths; the best kept).")
-flags.DEFINE_list("precisions", ["float32"], f"The networks' arithmetic each new path is answered in, of "
-                  f"{', '.join(PRECISIONS)} (--mode=paths; today's path stays float32).")
+flags.DEFINE_list("precisions", ["float32"], f"The networks' arithmetic the default path is answered in, of "
+                  f"{', '.join(PRECISIONS)} (--mode=paths; the other paths stay float32).")
 flags.register_validator("precisions", lambda names: bool(names) and set(names) <= set(PRECISIONS),
                          message=f"--precisions takes one or more of {', '.join(PRECISIONS)}")
 cli.define_thread_flags(__name__)  # as `alage predict` sets them, for every setting (process-wide)

@@ -34,7 +34,7 @@ flags.DEFINE_list("al_crops", list(three_networks.AL_CROPS), f"The AL member's c
 flags.register_validator("al_crops", lambda names: bool(names) and set(names) <= set(CROPS),
                          message=f"--al_crops must name one or more of {', '.join(CROPS)}.")
 flags.DEFINE_string("name", None, "The release's name, as model.json and the report give it (v5.1).")
-flags.DEFINE_string("output", None, "The v5 release folder (replaced only when complete).")
+flags.DEFINE_string("output", None, "The release's folder (replaced only when complete).")
 flags.DEFINE_string("report", None, "JSON report (choices, errors, coverage); a .md beside it.")
 flags.mark_flags_as_required(["v4", "fgnet_photos", "utkface", "fgnet", "fairface", "fairface_labels", "output",
                               "report", "name"])

@@ -305,7 +305,7 @@ def beam_log(verbose: bool, say: Callable[[str], None]):
     if verbose:
         yield
         return
-    handle, path = tempfile.mkstemp(prefix="alage-build-", suffix=".beam.log")
+    handle, path = tempfile.mkstemp(prefix="alage-build-", suffix=".beam.log", dir=outside_temporary_folder())
     os.close(handle)
     beam_logger = logging.getLogger("apache_beam")
     level = beam_logger.level
@@ -322,7 +322,15 @@ def beam_log(verbose: bool, say: Callable[[str], None]):
         beam_logger.setLevel(level)
 
 
-_private_temporary = {"lock": threading.Lock(), "users": 0, "folder": None, "previous": None}
+_private_temporary = {"lock": threading.Lock(), "users": 0, "folder": None, "previous": None, "outside": None}
+
+
+def outside_temporary_folder() -> str:
+    """Python's temporary folder as it is outside `private_temporary_folder` (a build's log kept
+    there survives another build's private folder, which overlapping builds share)."""
+    state = _private_temporary
+    with state["lock"]:
+        return state["outside"] if state["users"] else tempfile.gettempdir()
 
 
 @contextlib.contextmanager
@@ -337,6 +345,7 @@ def private_temporary_folder():
     with state["lock"]:
         if not state["users"]:
             state["previous"] = tempfile.tempdir
+            state["outside"] = tempfile.gettempdir()
             state["folder"] = tempfile.mkdtemp(prefix="alage-beam-")
             tempfile.tempdir = state["folder"]
         state["users"] += 1
@@ -348,7 +357,7 @@ def private_temporary_folder():
             if not state["users"]:
                 tempfile.tempdir = state["previous"]
                 shutil.rmtree(state["folder"], ignore_errors=True)
-                state["folder"] = state["previous"] = None
+                state["folder"] = state["previous"] = state["outside"] = None
 
 
 def stage_name(config: BuildConfig) -> str:

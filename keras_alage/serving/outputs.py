@@ -23,7 +23,7 @@ from alage_pipelines import files
 
 def ages_text(age: float, low: Optional[float] = None, high: Optional[float] = None,
               std: Optional[float] = None) -> str:
-    """An age as every output shows it: with its interval (31.3 (20-54)), else its spread, else alone."""
+    """An age as every output shows it: with its interval (30.9 (20-52)), else its spread, else alone."""
     if low is not None:
         return f"{age:.1f} ({low:.0f}-{high:.0f})"
     return f"{age:.1f}" if std is None else f"{age:.1f} +-{std:.1f}"

@@ -181,7 +181,7 @@ class Track:
 
     @property
     def age_text(self) -> str:
-        """The smoothed age, and its interval where there is one, as a photo's is written: 31.3 (20-54)."""
+        """The smoothed age, and its interval where there is one, as a photo's is written: 30.9 (20-52)."""
         return outputs.ages_text(self.age, self.age_low, self.age_high)
 
     def update(self, frame: int, box: np.ndarray, age: float, std: Optional[float], forgetting: float,

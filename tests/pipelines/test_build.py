@@ -425,6 +425,21 @@ def test_a_failed_build_names_the_file_that_kept_beams_log(tmp_path, monkeypatch
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_builds_log_outlives_the_private_folder_of_a_build_beside_it(tmp_path, monkeypatch):
+    """Builds in threads share one private temporary folder, removed when the last ends: a log
+    made while another build holds it is still made outside it."""
+    temporary = tmp_path / "temporary"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    said = []
+    with build.private_temporary_folder() as private:  # another build, running
+        with pytest.raises(OSError):
+            with build.beam_log(False, said.append):
+                raise OSError(28, "No space left on device")
+    log = said[-1].removeprefix("Beam's log of this build: ")
+    assert not os.path.exists(private) and os.path.isfile(log) and os.path.dirname(log) == str(temporary)
+
+
 @pytest.mark.slow
 def test_the_build_command_prints_progress_and_no_beam_log_unless_verbose(tmp_path):
     """Two worker processes, as a user's build runs: Beam's runner and its workers (which inherit
