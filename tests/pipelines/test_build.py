@@ -359,7 +359,7 @@ def test_a_damaged_or_empty_manifest_is_one_error_naming_it(tmp_path, damage, ex
     """evaluate.py on an empty or damaged manifest.json ended in a traceback (KeyError, TypeError)."""
     records = [AgeRecord(_face_jpeg(tmp_path / f"p{i}.jpg", i), 10.0, 10) for i in range(2)]
     out = tmp_path / "out"
-    manifest = build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(out), "tiny")
+    build.build_tfrecords(protocols.random_split(records, 0.5), records, _config(out), "tiny")
     assert build.Build.open(str(out)).folds == ["split"]
     (out / build.MANIFEST).write_text(damage(json.loads((out / build.MANIFEST).read_text())))
     with pytest.raises(ValueError) as info:
