@@ -170,7 +170,7 @@ def member_answers(server, faceres_net, cuts: Dict[str, faceapi_import.FaceApiCu
             answered = server.serve_encoded(tf.constant(chunk, tf.string))
             for key in ("al_age", "faceapi_age", "faceapi_female"):
                 out.setdefault(key, []).append(answered[key].numpy())
-        decoded = [tf.io.decode_image(e, channels=3, expand_animations=False) for e in chunk]
+        decoded = [tf.io.decode_image(e, channels=3, expand_animations=False) for e in chunk] if cuts else []
         for name, cut in cuts.items():
             inputs = tf.stack([faceres_import.cut_face(d, cut) for d in decoded])
             out.setdefault(f"faceres_probs/{name}", []).append(faceres_net(inputs, training=False)["age_probs"].numpy())
@@ -367,14 +367,15 @@ def with_al_crops(pops: Dict[str, dict], crops: str) -> Dict[str, dict]:
     return result
 
 
-def choose_al_crops(pops: Dict[str, dict], candidates: Sequence[str] = AL_CROPS) -> Tuple[str, dict]:
+def choose_al_crops(pops: Dict[str, dict], candidates: Sequence[str] = AL_CROPS) -> Tuple[str, dict, dict]:
     """The AL member's crops (step 0): for each candidate, the family chosen leaving one population
     out and each population's error from it fitted without that population; the candidate with the
-    lowest mean of those errors, the one with fewer views on a tie. The report also gives, for each
-    population, the crops the other two populations' errors would choose and its error with them."""
-    scores = {}
+    lowest mean of those errors, the one with fewer views on a tie. Returns it, the report (which
+    also gives, for each population, the crops the other two populations' errors would choose and
+    its error with them) and the chosen crops' `leave_one_population_out`, for `choose`."""
+    scores, lopos = {}, {}
     for crops in candidates:
-        lopo = leave_one_population_out(with_al_crops(pops, crops))
+        lopo = lopos[crops] = leave_one_population_out(with_al_crops(pops, crops))
         family = choose_family(lopo)
         errors = {n: lopo[family][n]["error"] for n in pops}
         scores[crops] = {"family": family, "errors": errors, "mean": float(np.mean(list(errors.values()))),
@@ -389,7 +390,7 @@ def choose_al_crops(pops: Dict[str, dict], candidates: Sequence[str] = AL_CROPS)
     for held in pops:
         crops = best([n for n in pops if n != held])
         without[held] = {"crops": crops, "error": scores[crops]["errors"][held]}
-    return chosen, {"candidates": scores, "chosen": chosen, "chosen_without_each_population": without}
+    return chosen, {"candidates": scores, "chosen": chosen, "chosen_without_each_population": without}, lopos[chosen]
 
 
 # --- the interval ------------------------------------------------------------------------------
@@ -706,11 +707,12 @@ class Choices:
     report: dict
 
 
-def choose(pops: Dict[str, dict], cut: dict, command: str) -> Choices:
-    """1-2. faceres's cut and readout and the combination, scored leave one population out; 3. the
-    interval, leave one population out (ages from the rule fitted without it), then fitted on the
-    exact-age populations; the report of it all."""
-    lopo = leave_one_population_out(pops)
+def choose(pops: Dict[str, dict], cut: dict, command: str, lopo: Optional[dict] = None) -> Choices:
+    """1-2. faceres's cut and readout and the combination, scored leave one population out (`lopo`:
+    `leave_one_population_out(pops)` where already computed); 3. the interval, leave one population
+    out (ages from the rule fitted without it), then fitted on the exact-age populations; the report
+    of it all."""
+    lopo = leave_one_population_out(pops) if lopo is None else lopo
     family = choose_family(lopo)
     choice, combination = fit_rule(family, pops)
     final = answered(pops, choice, combination)
@@ -767,8 +769,8 @@ def build_release(v4_dir: str, fgnet_photos: str, utkface: str, fgnet: str, fair
     v4 = release.open_model_path(v4_dir)
     cut, net, pops, encoded = answer_populations(v4, fgnet_photos, utkface, fgnet, fairface, fairface_labels,
                                                  faceres_source, cache, al_crops)
-    crops, crops_report = choose_al_crops(pops, al_crops)
-    choices = choose(with_al_crops(pops, crops), cut, command)
+    crops, crops_report, lopo = choose_al_crops(pops, al_crops)
+    choices = choose(with_al_crops(pops, crops), cut, command, lopo)
     report = dict(choices.report, al_crops=crops_report)
     choices = dataclasses.replace(choices, report=report)
     staging = assemble(v4_dir, output, net, scaled_cut(cut["cut"], float(choices.choice[0])), choices.choice[1],

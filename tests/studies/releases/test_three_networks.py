@@ -183,7 +183,7 @@ def with_crops(pops, extra_noise, seed=7):
 
 
 def test_the_al_crops_with_the_lower_left_out_error_are_chosen_and_the_cheaper_on_a_tie():
-    chosen, report = three_networks.choose_al_crops(with_crops(populations(4), 6.0))
+    chosen, report, _ = three_networks.choose_al_crops(with_crops(populations(4), 6.0))
     assert chosen == "shift_flip"  # the centre crop's answers are noisier
     scores = report["candidates"]
     assert scores["center"]["mean"] > scores["shift_flip"]["mean"]
@@ -202,11 +202,12 @@ def test_each_populations_crops_are_chosen_on_the_other_two(monkeypatch):
         return {"mean": {held: {"error": errors[crops][held], "ratio_to_best_member": 1.0} for held in given}}
 
     monkeypatch.setattr(three_networks, "leave_one_population_out", scored)
-    chosen, report = three_networks.choose_al_crops(pops)
+    chosen, report, lopo = three_networks.choose_al_crops(pops)
     assert chosen == "center"  # mean 1.5 against 1.67
     without = report["chosen_without_each_population"]
     assert without["c"] == {"crops": "shift_flip", "error": 3.0}  # "a" and "b" alone prefer the ten crops
     assert without["a"] == {"crops": "center", "error": 2.0}
+    assert lopo["mean"]["c"]["error"] == 0.5  # the chosen crops' scores, handed on to `choose`
 
 
 def test_cached_answers_gain_only_the_crops_they_lack(tmp_path, monkeypatch):
