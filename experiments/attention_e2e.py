@@ -28,8 +28,9 @@ RECIPE = attention_e2e.Recipe(teacher_weights=(0.0, 1.0), global_rates=(0.01,), 
                               global_decay_epoch=7, epoch_faces=6000, attention_rates=(0.001, 0.003, 0.01),
                               attention_epochs=6, memory_limit=300)
 SMOKE = dataclasses.replace(RECIPE, global_rates=(0.003, 0.01), global_epochs=2, global_decay_epoch=None,
-                            epoch_faces=None, attention_rates=(0.01, 0.03), attention_epochs=2, local_weights=(0.0, 0.5, 1.0),
-                            train_limit=64, memory_limit=12, translation_faces=8, batch_size=16)
+                            epoch_faces=None, attention_rates=(0.01, 0.03), attention_epochs=2,
+                            local_weights=(0.0, 0.5, 1.0), train_limit=64, memory_limit=12, translation_faces=8,
+                            batch_size=16)
 
 flags.DEFINE_string("utkface", "data/utkface_dlib", "UTKFace build cut as the release cuts (train and test parts).")
 flags.DEFINE_string("fgnet", "data/fgnet_release", "FG-NET build cut as the release cuts (5 subject folds).")

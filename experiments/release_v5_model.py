@@ -30,7 +30,8 @@ flags.DEFINE_string("fairface", None, "FairFace build cut as the release cuts (a
 flags.DEFINE_string("fairface_labels", None, "FairFace as distributed (labels.json with the age groups).")
 flags.DEFINE_string("faceres", "installed", "faceres-deep's package (folder or npm .tgz; default: tools/face-api).")
 flags.DEFINE_string("cache", "runs/release_v5", "Folder for the cut and the members' answers.")
-flags.DEFINE_list("al_crops", list(three_networks.AL_CROPS), f"The AL member's candidate crops (of {', '.join(CROPS)}).")
+flags.DEFINE_list("al_crops", list(three_networks.AL_CROPS),
+                  f"The AL member's candidate crops (of {', '.join(CROPS)}).")
 flags.register_validator("al_crops", lambda names: bool(names) and set(names) <= set(CROPS),
                          message=f"--al_crops must name one or more of {', '.join(CROPS)}.")
 flags.DEFINE_string("name", None, "The release's name, as model.json and the report give it (v5.1).")

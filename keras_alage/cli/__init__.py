@@ -16,7 +16,7 @@ from keras_alage.cli.running import (HELP_WORDS, INPUT_ERRORS, PLACE_ERRNOS, ask
 
 # What commands, scripts and tests use as cli.<name>.
 __all__ = ["define_compute_flags", "define_thread_flags", "find_flagfile", "matching_files", "named_folders",
-           "no_arguments", "require_positive", "resolve_flagfiles", "HELP_WORDS", "INPUT_ERRORS", "PLACE_ERRNOS", "asks_for_help", "command_help",
-           "full_disk_line", "print_help", "run", "run_command"]
+           "no_arguments", "require_positive", "resolve_flagfiles", "HELP_WORDS", "INPUT_ERRORS", "PLACE_ERRNOS",
+           "asks_for_help", "command_help", "full_disk_line", "print_help", "run", "run_command"]
 
 quiet_tensorflow.install()

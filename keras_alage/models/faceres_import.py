@@ -115,7 +115,8 @@ def serving_net(net: keras.Model) -> keras.Model:
     """A copy of an imported `build_faceres_net()` model to serve: each `conv_dw_i_bn`'s scale
     multiplied into its depthwise kernel (per channel) and its offset made the kernel's bias, every
     other weight copied by layer name. The same answers to float rounding, but the convolution, its
-    bias and ReLU6 run as one fused op instead of an extra pass over every map. The import itself keeps the graph's order of ops, which parity checks."""
+    bias and ReLU6 run as one fused op instead of an extra pass over every map. The import itself
+    keeps the graph's order of ops, which parity checks."""
     served = build_faceres_net(net.name, folded=True)
     for layer in served.layers:
         source = net.get_layer(layer.name)

@@ -26,7 +26,8 @@ from keras_alage.models import age_model, attention, faceres_import, xception
 from alage_pipelines import augment, faces, files, inputs
 
 FORMAT = 1
-DEFAULT_NAME = "al_dlib_faceapi_faceres_v5_1"  # v3.1 (al_dlib_resnet_utkface) on one centre crop, face-api's network and faceres-deep
+# v5.1: v3.1 (al_dlib_resnet_utkface) on one centre crop, face-api's network and faceres-deep
+DEFAULT_NAME = "al_dlib_faceapi_faceres_v5_1"
 CONFIG_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
 FINAL_MODEL = "model.keras"  # a run folder's trained model (`training.loop`)
 SAVED_MODEL = "saved_model.pb"  # an exported SavedModel folder (`serving.export`)

@@ -7,8 +7,8 @@ JPEG like the stored crops, then answered by the same graph as the exported Save
 (`export.AgeServer`), so a photo gets the answer TF Serving would give for its crops.
 """
 
-import concurrent.futures
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import os

@@ -34,5 +34,6 @@ def set_threads(intra_op: int = INTRA_OP_THREADS, inter_op: int = INTER_OP_THREA
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
-        raise TooLate(f"TensorFlow has started already, with {current()[0]} thread(s) per op and "
-                      f"{current()[1]} op(s) at once (0: one per core); set threads before its first op.") from None
+        intra, inter = current()
+        raise TooLate(f"TensorFlow has started already, with {intra} thread(s) per op and {inter} op(s) at once "
+                      "(0: one per core); set threads before its first op.") from None

@@ -56,8 +56,9 @@ def released_answer(description: dict, ages: Dict[str, np.ndarray], female: np.n
 
 def score_crops(model_path: str, populations: Dict[str, tuple], cache_dir: str, crops: Sequence[str],
                 log=print) -> dict:
-    """Per population (name -> (build folder, parts or None[, FairFace's labels folder])) and crop choice: the release's error
-    [95 % over people], the paired difference to its recorded crops, and the AL member's own error."""
+    """Per population (name -> (build folder, parts or None[, FairFace's labels folder])) and crop
+    choice: the release's error [95 % over people], the paired difference to its recorded crops,
+    and the AL member's own error."""
     opened = release.open_model_path(model_path)
     description = opened.description
     model = opened.load()

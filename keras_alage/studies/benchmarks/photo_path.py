@@ -15,6 +15,7 @@ from keras_alage.studies import benchmarking
 from keras_alage.studies.benchmarks import face_path
 from alage_pipelines import faces, files, images
 
+
 def make_detector(name: str):
     if name == "dlib+mtcnn":  # predict.py's default: MTCNN where dlib finds no face
         return faces.FallbackDetector(faces.DlibDetector(), faces.MtcnnDetector())
