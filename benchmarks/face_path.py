@@ -9,9 +9,10 @@
 `--study=crops` scores the release on the release study's validation builds (FG-NET's, UTKFace's
 held-out part, FairFace's where built) with the AL member's crops changed, the other members'
 answers read from the study's cache; `--study=precision` answers the same faces with every member
-afresh in float32, then bfloat16 (`--precisions`; a CPU without native bfloat16 refuses it); `--study=detectors` answers photos
-through each detector with each crop choice. Each prints errors with 95 % bootstraps over people
-and paired differences (`studies.benchmarks.face_path`), and writes --output (JSON).
+afresh in float32, then bfloat16 (`--precisions`; a CPU without native bfloat16 refuses it);
+`--study=detectors` answers photos through each detector with each crop choice. Each prints errors
+with 95 % bootstraps over people and paired differences (`studies.benchmarks.face_path`), and
+writes --output (JSON).
 """
 
 import json
